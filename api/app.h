@@ -1,0 +1,19 @@
+/* What every handler can reach: configuration, routing, metrics, and
+ * (from later modules) the services. Owned by main. */
+#ifndef STRATA_APP_H
+#define STRATA_APP_H
+
+#include <stdatomic.h>
+
+#include "../src/config/config.h"
+#include "metrics.h"
+#include "router.h"
+
+typedef struct app {
+    const strata_config *cfg;
+    router *router;
+    http_metrics *metrics;
+    atomic_bool ready; /* false while starting and once shutdown began */
+} app;
+
+#endif

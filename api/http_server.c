@@ -1,0 +1,346 @@
+#include "http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../src/common/log.h"
+#include "request.h"
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    app *app;
+    uint64_t max_body;
+    uint64_t max_decoded;
+    atomic_uint_fast64_t next_id;
+    uint32_t id_prefix;
+};
+
+/* Keep the path percent-encoded: the router decodes segment by segment,
+ * and query arguments are decoded on lookup. */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    slog_warn("libmicrohttpd: %s", line);
+}
+
+static int valid_request_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        if (n >= REQUEST_ID_MAX ||
+            !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return n > 0;
+}
+
+static void request_free(request *req)
+{
+    body_free(&req->body);
+    reply_free(&req->rep);
+    while (req->strings) {
+        tracked_str *t = req->strings;
+        req->strings = t->next;
+        free(t);
+    }
+    free(req->path);
+    free(req);
+}
+
+static enum MHD_Result queue_reply(http_server *s, request *req)
+{
+    reply *rep = &req->rep;
+    struct MHD_Response *resp = rep->response;
+    if (resp == NULL) {
+        resp = MHD_create_response_from_buffer_with_free_callback(rep->body_len, rep->body, free);
+        if (resp == NULL)
+            return MHD_NO;
+        rep->body = NULL; /* the response owns it now */
+    } else {
+        rep->response = NULL;
+    }
+    if (rep->content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
+    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    for (int i = 0; i < rep->nheaders; i++)
+        MHD_add_response_header(resp, rep->headers[i].name, rep->headers[i].value);
+    enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)rep->status, resp);
+    MHD_destroy_response(resp);
+    req->responded = r == MHD_YES;
+    (void)s;
+    return r;
+}
+
+static void fail(request *req, const strata_error *err)
+{
+    reply_error(&req->rep, err);
+    req->failed = true;
+}
+
+static int parse_content_length(const char *v, uint64_t *out)
+{
+    if (v == NULL)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0')
+        return -1;
+    *out = n;
+    return 0;
+}
+
+/* First call for a request: headers are complete, no body yet. */
+static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn, const char *url,
+                                     const char *method, void **con_cls)
+{
+    request *req = calloc(1, sizeof *req);
+    if (req == NULL)
+        return MHD_NO;
+    req->conn = conn;
+    req->app = s->app;
+    req->start_ns = monotonic_ns();
+    req->method = http_method_parse(method);
+    req->method_name = method;
+    req->path = strdup(url);
+    if (req->path == NULL) {
+        free(req);
+        return MHD_NO;
+    }
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid != NULL && valid_request_id(rid))
+        snprintf(req->request_id, sizeof req->request_id, "%s", rid);
+    else
+        snprintf(req->request_id, sizeof req->request_id, "%08" PRIx32 "%012" PRIxFAST64,
+                 s->id_prefix, atomic_fetch_add(&s->next_id, 1));
+    reply_init(&req->rep, req->path, req->request_id);
+    metrics_request_started(s->app->metrics);
+    *con_cls = req;
+
+    strata_error err;
+    uint64_t clen = 0;
+    if (parse_content_length(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length"),
+                             &clen) == 0 &&
+        clen > s->max_body) {
+        /* refuse before reading: the connection closes after this answer */
+        serr_set(&err, SERR_TOO_LARGE, "request body of %" PRIu64 " bytes exceeds the limit of %" PRIu64 " bytes",
+                 clen, s->max_body);
+        fail(req, &err);
+        return queue_reply(s, req);
+    }
+
+    router_match(s->app->router, req->method, url, &req->match);
+    switch (req->match.status) {
+    case ROUTE_FOUND:
+        break;
+    case ROUTE_BAD_PATH:
+        reply_problem(&req->rep, 400, "invalid-path",
+                      "the path is not valid: a bad percent-escape, an encoded NUL, or too long");
+        req->failed = true;
+        return MHD_YES;
+    case ROUTE_NOT_FOUND:
+        reply_problem(&req->rep, 404, "not-found", "no resource at %s", url);
+        req->failed = true;
+        return MHD_YES;
+    case ROUTE_METHOD_NOT_ALLOWED: {
+        char allow[128];
+        http_methods_format(req->match.allow, allow, sizeof allow);
+        reply_problem(&req->rep, 405, "method-not-allowed", "%s is not allowed on %s (allowed: %s)",
+                      method, url, allow);
+        reply_header_set(&req->rep, "Allow", "%s", allow);
+        req->failed = true;
+        return MHD_YES;
+    }
+    }
+    if (body_begin(&req->body,
+                   MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding"),
+                   s->max_body, s->max_decoded, &err) != 0)
+        fail(req, &err);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    http_server *s = cls;
+    request *req = *con_cls;
+    if (req == NULL)
+        return request_begin(s, conn, url, method, con_cls);
+
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        strata_error err;
+        req->received += n;
+        if (req->received > s->max_body) {
+            /* libmicrohttpd will not queue an answer mid-upload, so a chunked
+             * body past the limit is discarded and answered 413 at its end;
+             * past twice the limit the connection is dropped. */
+            if (req->received - n <= s->max_body) {
+                serr_set(&err, SERR_TOO_LARGE,
+                         "request body exceeds the limit of %" PRIu64 " bytes", s->max_body);
+                fail(req, &err);
+            }
+            return req->received > 2 * s->max_body ? MHD_NO : MHD_YES;
+        }
+        if (req->failed)
+            return MHD_YES; /* discard the rest; the error answers at the end */
+        if (body_feed(&req->body, upload_data, n, &err) != 0)
+            fail(req, &err); /* the rest is discarded, the error answers at the end */
+        return MHD_YES;
+    }
+
+    /* The request is complete: answer it. */
+    if (!req->failed) {
+        strata_error err;
+        if (body_finish(&req->body, &err) != 0) {
+            fail(req, &err);
+        } else {
+            req->match.route->handler(req, &req->rep);
+            if (!req->rep.set)
+                reply_problem(&req->rep, 500, "internal", "the handler gave no answer");
+        }
+    }
+    return queue_reply(s, req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    http_server *s = cls;
+    request *req = *con_cls;
+    if (req == NULL)
+        return;
+    *con_cls = NULL;
+    uint64_t micros = (monotonic_ns() - req->start_ns) / 1000;
+    int status = req->responded ? req->rep.status : 0;
+    int route_index = req->match.route != NULL ? req->match.route->index : -1;
+    metrics_request_finished(s->app->metrics, route_index, status, micros);
+    if (slog_access_fd() >= 0) {
+        char line[1024];
+        int n = snprintf(line, sizeof line, "%s %.512s %d %zu %" PRIu64 "us %s", req->method_name,
+                         req->path, status, req->rep.body_len, micros, req->request_id);
+        slog_access_line(line, n < (int)sizeof line ? n : (int)sizeof line - 1);
+    }
+    request_free(req);
+}
+
+static int resolve_listen(const strata_config *cfg, struct sockaddr_storage *ss, socklen_t *len,
+                          strata_error *err)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char port[8];
+    snprintf(port, sizeof port, "%u", cfg->listen_port);
+    int rc = getaddrinfo(cfg->listen_host, port, &hints, &res);
+    if (rc != 0)
+        return serr_set(err, SERR_INVALID, "cannot resolve listen address %s: %s",
+                        cfg->listen_host, gai_strerror(rc));
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+http_server *http_server_start(app *a, strata_error *err)
+{
+    const strata_config *cfg = a->cfg;
+    http_server *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        serr_set(err, SERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    s->app = a;
+    s->max_body = cfg->max_body;
+    s->max_decoded = cfg->max_decoded_body;
+    if (getrandom(&s->id_prefix, sizeof s->id_prefix, 0) != sizeof s->id_prefix)
+        s->id_prefix = (uint32_t)time(NULL) ^ (uint32_t)getpid();
+
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (resolve_listen(cfg, &ss, &sslen, err) != 0) {
+        free(s);
+        return NULL;
+    }
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->daemon = MHD_start_daemon(
+        flags, cfg->listen_port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped,
+        NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_CONNECTION_LIMIT, 4096u,
+        MHD_OPTION_END);
+    if (s->daemon == NULL) {
+        serr_set(err, SERR_UNAVAILABLE, "cannot listen on %s:%u (address in use, or not local?)",
+                 cfg->listen_host, cfg->listen_port);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+uint16_t http_server_port(const http_server *s)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return info ? info->port : 0;
+}
+
+void http_server_quiesce(http_server *s)
+{
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+int http_server_drain(http_server *s, unsigned timeout_seconds)
+{
+    uint64_t deadline = monotonic_ns() + (uint64_t)timeout_seconds * 1000000000u;
+    while (metrics_in_flight(s->app->metrics) > 0) {
+        if (monotonic_ns() >= deadline)
+            return -1;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+void http_server_stop(http_server *s)
+{
+    if (s == NULL)
+        return;
+    MHD_stop_daemon(s->daemon);
+    free(s);
+}

@@ -1,0 +1,126 @@
+#include "reply.h"
+
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void reply_init(reply *rep, const char *instance, const char *request_id)
+{
+    memset(rep, 0, sizeof *rep);
+    rep->status = 500;
+    rep->instance = instance;
+    rep->request_id = request_id;
+}
+
+static void drop_body(reply *rep)
+{
+    free(rep->body);
+    rep->body = NULL;
+    rep->body_len = 0;
+    if (rep->response) {
+        MHD_destroy_response(rep->response);
+        rep->response = NULL;
+    }
+}
+
+void reply_free(reply *rep)
+{
+    drop_body(rep);
+    for (int i = 0; i < rep->nheaders; i++) {
+        free(rep->headers[i].name);
+        free(rep->headers[i].value);
+    }
+    rep->nheaders = 0;
+}
+
+void reply_bytes(reply *rep, int status, const char *content_type, unsigned char *data, size_t len)
+{
+    drop_body(rep);
+    rep->status = status;
+    rep->content_type = content_type;
+    rep->body = data;
+    rep->body_len = len;
+    rep->set = true;
+}
+
+void reply_text(reply *rep, int status, const char *content_type, const char *text)
+{
+    size_t len = strlen(text);
+    unsigned char *copy = malloc(len + 1);
+    if (copy == NULL) {
+        reply_bytes(rep, 503, NULL, NULL, 0);
+        return;
+    }
+    memcpy(copy, text, len + 1);
+    reply_bytes(rep, status, content_type, copy, len);
+}
+
+void reply_empty(reply *rep, int status)
+{
+    reply_bytes(rep, status, NULL, NULL, 0);
+}
+
+void reply_json(reply *rep, int status, json_t *value)
+{
+    char *s = value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(value);
+    if (s == NULL) {
+        reply_problem(rep, 500, "internal", "could not serialise the response");
+        return;
+    }
+    reply_bytes(rep, status, "application/json", (unsigned char *)s, strlen(s));
+}
+
+void reply_problem(reply *rep, int status, const char *slug, const char *fmt, ...)
+{
+    char detail[STRATA_ERR_DETAIL_MAX * 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    char type[128];
+    snprintf(type, sizeof type, "urn:strata:problem:%s", slug);
+    const char *title = MHD_get_reason_phrase_for((unsigned)status);
+    json_t *p = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title",
+                          title && *title ? title : "Error", "status", status, "detail", detail);
+    if (p && rep->instance)
+        json_object_set_new(p, "instance", json_string(rep->instance));
+    if (p && rep->request_id)
+        json_object_set_new(p, "request_id", json_string(rep->request_id));
+    char *s = p ? json_dumps(p, JSON_COMPACT) : NULL;
+    json_decref(p);
+    if (s == NULL) {
+        /* out of memory: a bare status still tells the client something */
+        reply_bytes(rep, status, NULL, NULL, 0);
+        return;
+    }
+    reply_bytes(rep, status, "application/problem+json", (unsigned char *)s, strlen(s));
+}
+
+void reply_error(reply *rep, const strata_error *err)
+{
+    reply_problem(rep, serr_http_status(err->kind), serr_slug(err->kind), "%s", err->detail);
+}
+
+int reply_header_set(reply *rep, const char *name, const char *fmt, ...)
+{
+    if (rep->nheaders >= REPLY_MAX_HEADERS)
+        return -1;
+    char value[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(value, sizeof value, fmt, ap);
+    va_end(ap);
+    char *n = strdup(name), *v = strdup(value);
+    if (n == NULL || v == NULL) {
+        free(n);
+        free(v);
+        return -1;
+    }
+    rep->headers[rep->nheaders].name = n;
+    rep->headers[rep->nheaders].value = v;
+    rep->nheaders++;
+    return 0;
+}

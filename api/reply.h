@@ -1,0 +1,51 @@
+/* What a handler answers: status, headers and a body, turned into an
+ * MHD response by the server once the request is complete. Errors are
+ * always application/problem+json (RFC 9457). */
+#ifndef STRATA_REPLY_H
+#define STRATA_REPLY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../src/common/error.h"
+
+#define REPLY_MAX_HEADERS 16
+
+struct MHD_Response;
+
+typedef struct reply_header {
+    char *name;
+    char *value;
+} reply_header;
+
+typedef struct reply {
+    int status;
+    bool set;
+    const char *content_type; /* static string */
+    unsigned char *body;      /* owned */
+    size_t body_len;
+    struct MHD_Response *response; /* a prepared response (streams, files); owned */
+    reply_header headers[REPLY_MAX_HEADERS];
+    int nheaders;
+    const char *instance; /* request path, for problem details */
+    const char *request_id;
+} reply;
+
+void reply_init(reply *rep, const char *instance, const char *request_id);
+void reply_free(reply *rep);
+
+/* Takes ownership of `value` (decref'd); on serialisation failure a 500 problem is set. */
+void reply_json(reply *rep, int status, json_t *value);
+void reply_problem(reply *rep, int status, const char *slug, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void reply_error(reply *rep, const strata_error *err);
+/* Takes ownership of `data` (malloc'd). */
+void reply_bytes(reply *rep, int status, const char *content_type, unsigned char *data, size_t len);
+void reply_text(reply *rep, int status, const char *content_type, const char *text);
+void reply_empty(reply *rep, int status);
+/* Adds a header; the value is copied. Returns -1 when full. */
+int reply_header_set(reply *rep, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,13 @@
+/* One registration function per REST resource family. */
+#ifndef STRATA_ROUTES_H
+#define STRATA_ROUTES_H
+
+#include "router.h"
+
+/* /health, /ready, /metrics, /openapi.yaml */
+int routes_system_register(router *r);
+
+/* All families; -1 when a pattern is invalid. */
+int routes_register_all(router *r);
+
+#endif

@@ -1,0 +1,66 @@
+/* Liveness, readiness, metrics and the OpenAPI document. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "openapi_spec.h"
+#include "request.h"
+#include "routes.h"
+
+static void get_health(request *req, reply *rep)
+{
+    (void)req;
+    reply_json(rep, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void get_ready(request *req, reply *rep)
+{
+    if (!atomic_load(&req->app->ready)) {
+        reply_problem(rep, 503, "not-ready", "the server is starting or shutting down");
+        return;
+    }
+    reply_json(rep, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+static void get_metrics(request *req, reply *rep)
+{
+    strata_buf out;
+    strata_error err;
+    sbuf_init(&out, 0);
+    if (metrics_render(req->app->metrics, &out, &err) != 0) {
+        sbuf_free(&out);
+        reply_error(rep, &err);
+        return;
+    }
+    size_t len;
+    unsigned char *data = sbuf_take(&out, &len);
+    reply_bytes(rep, 200, "text/plain; version=0.0.4; charset=utf-8", data, len);
+}
+
+static void get_openapi(request *req, reply *rep)
+{
+    (void)req;
+    unsigned char *copy = malloc(strata_openapi_yaml_len);
+    if (copy == NULL) {
+        reply_problem(rep, 503, "out-of-memory", "out of memory");
+        return;
+    }
+    memcpy(copy, strata_openapi_yaml, strata_openapi_yaml_len);
+    reply_bytes(rep, 200, "application/yaml", copy, strata_openapi_yaml_len);
+}
+
+int routes_system_register(router *r)
+{
+    int rc = 0;
+    rc |= router_add(r, HTTP_GET, "/health", get_health);
+    rc |= router_add(r, HTTP_GET, "/ready", get_ready);
+    rc |= router_add(r, HTTP_GET, "/metrics", get_metrics);
+    rc |= router_add(r, HTTP_GET, "/openapi.yaml", get_openapi);
+    return rc ? -1 : 0;
+}
+
+int routes_register_all(router *r)
+{
+    return routes_system_register(r);
+}

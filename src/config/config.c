@@ -1,0 +1,405 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+typedef int (*opt_setter)(strata_config *cfg, const char *value, strata_error *err);
+
+struct opt_def {
+    const char *name;  /* flag and config-file key */
+    const char *env;   /* environment variable */
+    const char *arg;   /* placeholder in --help, NULL for switches */
+    const char *help;
+    opt_setter set;
+};
+
+static int copy_str(char *dst, size_t cap, const char *name, const char *value, strata_error *err)
+{
+    size_t n = strlen(value);
+    if (n == 0)
+        return serr_set(err, SERR_INVALID, "--%s: value must not be empty", name);
+    if (n >= cap)
+        return serr_set(err, SERR_INVALID, "--%s: value longer than %zu characters", name, cap - 1);
+    memcpy(dst, value, n + 1);
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned long long lo, unsigned long long hi,
+                      unsigned long long *out)
+{
+    if (s == NULL || !isdigit((unsigned char)s[0]))
+        return -1;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+    if (s == NULL || !isdigit((unsigned char)s[0]))
+        return -1;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    unsigned shift = 0;
+    switch (tolower((unsigned char)*end)) {
+    case '\0':
+        break;
+    case 'k':
+        shift = 10;
+        break;
+    case 'm':
+        shift = 20;
+        break;
+    case 'g':
+        shift = 30;
+        break;
+    default:
+        return -1;
+    }
+    if (*end != '\0') {
+        end++;
+        if (tolower((unsigned char)*end) == 'i')
+            end++;
+        if (tolower((unsigned char)*end) == 'b')
+            end++;
+        if (*end != '\0')
+            return -1;
+    }
+    if (shift && v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int set_listen(strata_config *cfg, const char *v, strata_error *err)
+{
+    const char *colon = strrchr(v, ':');
+    if (colon == NULL || colon == v)
+        return serr_set(err, SERR_INVALID, "--listen: expected HOST:PORT, got '%s'", v);
+    size_t hlen = (size_t)(colon - v);
+    if (hlen >= sizeof cfg->listen_host)
+        return serr_set(err, SERR_INVALID, "--listen: host name too long");
+    unsigned long long port;
+    if (parse_uint(colon + 1, 0, 65535, &port) != 0)
+        return serr_set(err, SERR_INVALID, "--listen: port must be 0-65535, got '%s'", colon + 1);
+    memcpy(cfg->listen_host, v, hlen);
+    cfg->listen_host[hlen] = '\0';
+    cfg->listen_port = (uint16_t)port;
+    return 0;
+}
+
+static int set_data_dir(strata_config *cfg, const char *v, strata_error *err)
+{
+    return copy_str(cfg->data_dir, sizeof cfg->data_dir, "data-dir", v, err);
+}
+
+static int check_scheme(const char *name, const char *v, const char *const *schemes,
+                        strata_error *err)
+{
+    for (const char *const *s = schemes; *s; s++)
+        if (strncmp(v, *s, strlen(*s)) == 0 && v[strlen(*s)] != '\0')
+            return 0;
+    char list[256] = "";
+    for (const char *const *s = schemes; *s; s++) {
+        strncat(list, *s, sizeof list - strlen(list) - 1);
+        strncat(list, "... ", sizeof list - strlen(list) - 1);
+    }
+    return serr_set(err, SERR_INVALID, "--%s: '%s' is not a supported URL (expected one of: %s)",
+                    name, v, list);
+}
+
+static int set_store(strata_config *cfg, const char *v, strata_error *err)
+{
+    static const char *const schemes[] = {"sqlite:", "mongodb://", NULL};
+    if (check_scheme("store", v, schemes, err) != 0)
+        return -1;
+    return copy_str(cfg->store_url, sizeof cfg->store_url, "store", v, err);
+}
+
+static int set_blobs(strata_config *cfg, const char *v, strata_error *err)
+{
+    static const char *const schemes[] = {"file:", "s3://", "gridfs:", NULL};
+    if (check_scheme("blobs", v, schemes, err) != 0)
+        return -1;
+    return copy_str(cfg->blobs_url, sizeof cfg->blobs_url, "blobs", v, err);
+}
+
+static int set_cache_l2(strata_config *cfg, const char *v, strata_error *err)
+{
+    static const char *const schemes[] = {"file:", "redis://", "s3://", "mongodb://", NULL};
+    if (strcmp(v, "none") != 0 && check_scheme("cache-l2", v, schemes, err) != 0)
+        return -1;
+    return copy_str(cfg->cache_l2_url, sizeof cfg->cache_l2_url, "cache-l2", v, err);
+}
+
+static int set_threads(strata_config *cfg, const char *v, strata_error *err)
+{
+    unsigned long long n;
+    if (parse_uint(v, 1, 256, &n) != 0)
+        return serr_set(err, SERR_INVALID, "--threads: expected 1-256, got '%s'", v);
+    cfg->threads = (unsigned)n;
+    return 0;
+}
+
+static int set_size(const char *name, uint64_t *dst, const char *v, strata_error *err)
+{
+    uint64_t n;
+    if (config_parse_size(v, &n) != 0 || n < 1024 || n > (UINT64_C(16) << 30))
+        return serr_set(err, SERR_INVALID,
+                        "--%s: expected a size from 1K to 16G (e.g. 64M), got '%s'", name, v);
+    *dst = n;
+    return 0;
+}
+
+static int set_max_body(strata_config *cfg, const char *v, strata_error *err)
+{
+    return set_size("max-body", &cfg->max_body, v, err);
+}
+
+static int set_max_decoded(strata_config *cfg, const char *v, strata_error *err)
+{
+    return set_size("max-decoded-body", &cfg->max_decoded_body, v, err);
+}
+
+static int set_seconds(const char *name, unsigned *dst, const char *v, strata_error *err)
+{
+    unsigned long long n;
+    if (parse_uint(v, 0, 86400, &n) != 0)
+        return serr_set(err, SERR_INVALID, "--%s: expected seconds 0-86400, got '%s'", name, v);
+    *dst = (unsigned)n;
+    return 0;
+}
+
+static int set_conn_timeout(strata_config *cfg, const char *v, strata_error *err)
+{
+    return set_seconds("connection-timeout", &cfg->connection_timeout, v, err);
+}
+
+static int set_shutdown_timeout(strata_config *cfg, const char *v, strata_error *err)
+{
+    return set_seconds("shutdown-timeout", &cfg->shutdown_timeout, v, err);
+}
+
+static int set_log_level(strata_config *cfg, const char *v, strata_error *err)
+{
+    if (slog_parse_level(v, &cfg->log_level) != 0)
+        return serr_set(err, SERR_INVALID,
+                        "--log-level: expected debug, info, warn or error, got '%s'", v);
+    return 0;
+}
+
+static int set_access_log(strata_config *cfg, const char *v, strata_error *err)
+{
+    return copy_str(cfg->access_log, sizeof cfg->access_log, "access-log", v, err);
+}
+
+static int set_config_file(strata_config *cfg, const char *v, strata_error *err)
+{
+    return copy_str(cfg->config_file, sizeof cfg->config_file, "config", v, err);
+}
+
+static const struct opt_def OPTIONS[] = {
+    {"config", "STRATA_CONFIG", "FILE", "read options from FILE (lines of 'key = value')",
+     set_config_file},
+    {"listen", "STRATA_LISTEN", "HOST:PORT", "address to listen on [127.0.0.1:8080]", set_listen},
+    {"data-dir", "STRATA_DATA_DIR", "DIR", "directory for embedded data [./data]", set_data_dir},
+    {"store", "STRATA_STORE", "URL", "version store: sqlite:PATH or mongodb://... [sqlite:DIR/strata.db]",
+     set_store},
+    {"blobs", "STRATA_BLOBS", "URL", "blob store: file:DIR or s3://BUCKET/PREFIX [file:DIR/blobs]",
+     set_blobs},
+    {"cache-l2", "STRATA_CACHE_L2", "URL",
+     "L2 cache: file:DIR, redis://..., s3://..., mongodb://... or none [file:DIR/cache]",
+     set_cache_l2},
+    {"threads", "STRATA_THREADS", "N", "HTTP worker threads, 1-256 [number of CPUs]", set_threads},
+    {"max-body", "STRATA_MAX_BODY", "SIZE", "largest request body on the wire [64M]", set_max_body},
+    {"max-decoded-body", "STRATA_MAX_DECODED_BODY", "SIZE",
+     "largest request body after Content-Encoding is undone [256M]", set_max_decoded},
+    {"connection-timeout", "STRATA_CONNECTION_TIMEOUT", "SECONDS",
+     "close idle connections after this long, 0 never [60]", set_conn_timeout},
+    {"shutdown-timeout", "STRATA_SHUTDOWN_TIMEOUT", "SECONDS",
+     "on SIGTERM, how long in-flight requests may take to finish [30]", set_shutdown_timeout},
+    {"log-level", "STRATA_LOG_LEVEL", "LEVEL", "debug, info, warn or error [info]", set_log_level},
+    {"access-log", "STRATA_ACCESS_LOG", "DEST", "'-' for stderr, 'off', or a file path [-]",
+     set_access_log},
+};
+#define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
+
+static const struct opt_def *find_option(const char *name)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (strcmp(OPTIONS[i].name, name) == 0)
+            return &OPTIONS[i];
+    return NULL;
+}
+
+void config_print_help(FILE *out, const char *argv0)
+{
+    fprintf(out,
+            "Usage: %s [OPTION]...\n"
+            "Strata: a versioned data store and two-tier cache served over HTTP.\n\n"
+            "Every option can also be given as the environment variable shown, or as\n"
+            "'name = value' in the config file. Flags win over the environment, which\n"
+            "wins over the file. Sizes take K, M or G suffixes.\n\n",
+            argv0);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s=%s", OPTIONS[i].name, OPTIONS[i].arg);
+        fprintf(out, "  %-30s %s\n  %-30s   (env %s)\n", flag, OPTIONS[i].help, "",
+                OPTIONS[i].env);
+    }
+    fprintf(out, "  %-30s %s\n  %-30s %s\n", "-h, --help", "show this help and exit", "--version",
+            "print the version and exit");
+}
+
+static void set_defaults(strata_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    strcpy(cfg->listen_host, "127.0.0.1");
+    cfg->listen_port = 8080;
+    strcpy(cfg->data_dir, "./data");
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->threads = n > 0 && n <= 256 ? (unsigned)n : 2;
+    cfg->max_body = UINT64_C(64) << 20;
+    cfg->max_decoded_body = UINT64_C(256) << 20;
+    cfg->connection_timeout = 60;
+    cfg->shutdown_timeout = 30;
+    cfg->log_level = SLOG_INFO;
+    strcpy(cfg->access_log, "-");
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+static int load_file(strata_config *cfg, const char *path, strata_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return serr_set(err, SERR_INVALID, "config file %s: %s", path, strerror(errno));
+    char line[2048];
+    int lineno = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            rc = serr_set(err, SERR_INVALID, "%s:%d: line too long", path, lineno);
+            break;
+        }
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (eq == NULL) {
+            rc = serr_set(err, SERR_INVALID, "%s:%d: expected 'key = value'", path, lineno);
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *value = trim(eq + 1);
+        const struct opt_def *o = find_option(key);
+        if (o == NULL || o->set == set_config_file) {
+            rc = serr_set(err, SERR_INVALID, "%s:%d: unknown option '%s'", path, lineno, key);
+            break;
+        }
+        strata_error inner;
+        if (o->set(cfg, value, &inner) != 0)
+            rc = serr_set(err, SERR_INVALID, "%s:%d: %s", path, lineno, inner.detail);
+    }
+    fclose(f);
+    return rc;
+}
+
+static int derive_urls(strata_config *cfg, strata_error *err)
+{
+    struct {
+        char *dst;
+        const char *fmt;
+    } d[] = {{cfg->store_url, "sqlite:%s/strata.db"},
+             {cfg->blobs_url, "file:%s/blobs"},
+             {cfg->cache_l2_url, "file:%s/cache"}};
+    for (size_t i = 0; i < 3; i++) {
+        if (d[i].dst[0] != '\0')
+            continue;
+        int n = snprintf(d[i].dst, CONFIG_STR_MAX, d[i].fmt, cfg->data_dir);
+        if (n < 0 || n >= CONFIG_STR_MAX)
+            return serr_set(err, SERR_INVALID, "--data-dir: path too long");
+    }
+    return 0;
+}
+
+static const char *process_getenv(const char *name)
+{
+    return getenv(name);
+}
+
+int config_load(strata_config *cfg, int argc, char **argv, config_getenv_fn getenv_fn,
+                strata_error *err)
+{
+    set_defaults(cfg);
+    if (getenv_fn == NULL)
+        getenv_fn = process_getenv;
+
+    struct option longopts[N_OPTIONS + 3];
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        longopts[i] = (struct option){OPTIONS[i].name, required_argument, NULL, (int)i + 256};
+    longopts[N_OPTIONS] = (struct option){"help", no_argument, NULL, 'h'};
+    longopts[N_OPTIONS + 1] = (struct option){"version", no_argument, NULL, 'V'};
+    longopts[N_OPTIONS + 2] = (struct option){NULL, 0, NULL, 0};
+
+    /* Pass 1: find --config, --help, --version and reject unknown flags. */
+    const char *config_path = getenv_fn("STRATA_CONFIG");
+    opterr = 0;
+    optind = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (c == 'h')
+            return CONFIG_EXIT_HELP;
+        if (c == 'V')
+            return CONFIG_EXIT_VERSION;
+        if (c == '?')
+            return serr_set(err, SERR_INVALID, "unknown option '%s' (see --help)",
+                            argv[optind - 1]);
+        if (c == ':')
+            return serr_set(err, SERR_INVALID, "option '%s' needs a value", argv[optind - 1]);
+        if (c >= 256 && OPTIONS[c - 256].set == set_config_file)
+            config_path = optarg;
+    }
+    if (optind < argc)
+        return serr_set(err, SERR_INVALID, "unexpected argument '%s' (see --help)", argv[optind]);
+
+    if (config_path != NULL) {
+        if (set_config_file(cfg, config_path, err) != 0 || load_file(cfg, config_path, err) != 0)
+            return -1;
+    }
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const char *v = getenv_fn(OPTIONS[i].env);
+        if (v == NULL || OPTIONS[i].set == set_config_file)
+            continue;
+        strata_error inner;
+        if (OPTIONS[i].set(cfg, v, &inner) != 0)
+            return serr_set(err, SERR_INVALID, "%s: %s", OPTIONS[i].env, inner.detail);
+    }
+    optind = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (c >= 256 && OPTIONS[c - 256].set != set_config_file &&
+            OPTIONS[c - 256].set(cfg, optarg, err) != 0)
+            return -1;
+    }
+    return derive_urls(cfg, err);
+}

@@ -1,0 +1,47 @@
+/* Configuration: defaults < config file < STRATA_* environment < flags.
+ * One option table drives all four and the --help text. */
+#ifndef STRATA_CONFIG_H
+#define STRATA_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../common/error.h"
+#include "../common/log.h"
+
+#define CONFIG_STR_MAX 1024
+
+typedef struct strata_config {
+    char listen_host[256];
+    uint16_t listen_port; /* 0 picks a free port (tests) */
+    char data_dir[CONFIG_STR_MAX];
+    char store_url[CONFIG_STR_MAX];
+    char blobs_url[CONFIG_STR_MAX];
+    char cache_l2_url[CONFIG_STR_MAX];
+    unsigned threads;
+    uint64_t max_body;         /* bytes on the wire */
+    uint64_t max_decoded_body; /* bytes after Content-Encoding is undone */
+    unsigned connection_timeout;
+    unsigned shutdown_timeout;
+    enum slog_level log_level;
+    char access_log[CONFIG_STR_MAX]; /* "-" stderr, "off", or a file path */
+    char config_file[CONFIG_STR_MAX];
+} strata_config;
+
+/* Returns the value of an environment variable or NULL (tests inject one). */
+typedef const char *(*config_getenv_fn)(const char *name);
+
+enum config_result { CONFIG_OK = 0, CONFIG_EXIT_HELP = 1, CONFIG_EXIT_VERSION = 2 };
+
+/* Fills cfg from all sources. Returns a config_result, or -1 with err set
+ * (the caller prints err->detail and exits with status 2). */
+int config_load(strata_config *cfg, int argc, char **argv, config_getenv_fn getenv_fn,
+                strata_error *err);
+
+void config_print_help(FILE *out, const char *argv0);
+
+/* Parses "64M", "1g", "512k", "1000" (binary units). */
+int config_parse_size(const char *s, uint64_t *out);
+
+#endif
