@@ -23,8 +23,8 @@ static int body_decode_error(strata_error *err, const http_body *b)
                     scodec_name(b->encoding), inner);
 }
 
-int body_begin(http_body *b, const char *content_encoding, uint64_t max_wire,
-               uint64_t max_decoded, strata_error *err)
+int body_begin(http_body *b, const char *content_encoding, uint64_t max_wire, uint64_t max_decoded,
+               strata_error *err)
 {
     memset(b, 0, sizeof *b);
     sbuf_init(&b->wire, (size_t)max_wire);

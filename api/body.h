@@ -28,8 +28,8 @@ typedef struct http_body {
 } http_body;
 
 /* content_encoding may be NULL; an unknown or stacked encoding is SERR_UNSUPPORTED. */
-int body_begin(http_body *b, const char *content_encoding, uint64_t max_wire,
-               uint64_t max_decoded, strata_error *err);
+int body_begin(http_body *b, const char *content_encoding, uint64_t max_wire, uint64_t max_decoded,
+               strata_error *err);
 int body_feed(http_body *b, const void *data, size_t len, strata_error *err);
 int body_finish(http_body *b, strata_error *err);
 void body_free(http_body *b);

@@ -49,9 +49,8 @@ static int valid_request_id(const char *s)
     size_t n = 0;
     for (; s[n] != '\0'; n++) {
         char c = s[n];
-        if (n >= REQUEST_ID_MAX ||
-            !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              c == '-' || c == '_' || c == '.'))
+        if (n >= REQUEST_ID_MAX || !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                                     (c >= 'A' && c <= 'Z') || c == '-' || c == '_' || c == '.'))
             return 0;
     }
     return n > 0;
@@ -146,8 +145,9 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
                              &clen) == 0 &&
         clen > s->max_body) {
         /* refuse before reading: the connection closes after this answer */
-        serr_set(&err, SERR_TOO_LARGE, "request body of %" PRIu64 " bytes exceeds the limit of %" PRIu64 " bytes",
-                 clen, s->max_body);
+        serr_set(&err, SERR_TOO_LARGE,
+                 "request body of %" PRIu64 " bytes exceeds the limit of %" PRIu64 " bytes", clen,
+                 s->max_body);
         fail(req, &err);
         return queue_reply(s, req);
     }
@@ -263,8 +263,8 @@ static int resolve_listen(const strata_config *cfg, struct sockaddr_storage *ss,
     snprintf(port, sizeof port, "%u", cfg->listen_port);
     int rc = getaddrinfo(cfg->listen_host, port, &hints, &res);
     if (rc != 0)
-        return serr_set(err, SERR_INVALID, "cannot resolve listen address %s: %s",
-                        cfg->listen_host, gai_strerror(rc));
+        return serr_set(err, SERR_INVALID, "cannot resolve listen address %s: %s", cfg->listen_host,
+                        gai_strerror(rc));
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     *len = res->ai_addrlen;
     freeaddrinfo(res);
@@ -296,13 +296,11 @@ http_server *http_server_start(app *a, strata_error *err)
         flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(
         flags, cfg->listen_port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
+        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped,
         NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_CONNECTION_LIMIT, 4096u,
-        MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
     if (s->daemon == NULL) {
         serr_set(err, SERR_UNAVAILABLE, "cannot listen on %s:%u (address in use, or not local?)",
                  cfg->listen_host, cfg->listen_port);

@@ -84,8 +84,8 @@ int main(int argc, char **argv)
     atomic_store(&a.ready, true);
     printf("strata listening on http://%s:%u\n", cfg.listen_host, http_server_port(srv));
     fflush(stdout);
-    slog_info("strata %s: %u threads, store %s, blobs %s, cache L2 %s", STRATA_VERSION,
-              cfg.threads, cfg.store_url, cfg.blobs_url, cfg.cache_l2_url);
+    slog_info("strata %s: %u threads, store %s, blobs %s, cache L2 %s", STRATA_VERSION, cfg.threads,
+              cfg.store_url, cfg.blobs_url, cfg.cache_l2_url);
 
     int sig = 0;
     while (sigwait(&stop_signals, &sig) != 0)

@@ -9,9 +9,8 @@ static const int STATUSES[] = {200, 201, 204, 206, 304, 400, 404, 405, 409, 410,
                                412, 413, 415, 416, 422, 500, 501, 503, 0};
 #define N_STATUS (sizeof STATUSES / sizeof STATUSES[0]) /* last slot: any other */
 
-static const double BUCKETS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                 0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
-                                 5,      10};
+static const double BUCKETS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                 0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 #define N_BUCKETS (sizeof BUCKETS / sizeof BUCKETS[0])
 
 struct http_metrics {
@@ -68,8 +67,8 @@ static size_t status_slot(int status)
 void metrics_request_finished(http_metrics *m, int route_index, int status, uint64_t micros)
 {
     atomic_fetch_sub_explicit(&m->in_flight, 1, memory_order_relaxed);
-    size_t r = route_index >= 0 && route_index < m->nroutes ? (size_t)route_index
-                                                            : (size_t)m->nroutes;
+    size_t r =
+        route_index >= 0 && route_index < m->nroutes ? (size_t)route_index : (size_t)m->nroutes;
     atomic_fetch_add_explicit(&m->counts[r * N_STATUS + status_slot(status)], 1,
                               memory_order_relaxed);
     double secs = (double)micros / 1e6;
@@ -110,8 +109,9 @@ int metrics_render(const http_metrics *m, strata_buf *out, strata_error *err)
             if (v == 0)
                 continue;
             if (STATUSES[s] != 0)
-                rc = appendf(out, err, "strata_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                             label, STATUSES[s], v);
+                rc = appendf(out, err,
+                             "strata_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n", label,
+                             STATUSES[s], v);
             else
                 rc = appendf(out, err,
                              "strata_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
@@ -124,15 +124,15 @@ int metrics_render(const http_metrics *m, strata_buf *out, strata_error *err)
                      "response sent.\n# TYPE strata_http_request_duration_seconds histogram\n");
     unsigned long long cumulative = 0;
     for (size_t b = 0; rc == 0 && b <= N_BUCKETS; b++) {
-        cumulative += atomic_load_explicit((atomic_ullong *)&m->latency_buckets[b],
-                                           memory_order_relaxed);
+        cumulative +=
+            atomic_load_explicit((atomic_ullong *)&m->latency_buckets[b], memory_order_relaxed);
         if (b < N_BUCKETS)
             rc = appendf(out, err, "strata_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
                          BUCKETS[b], cumulative);
         else
-            rc = appendf(out, err,
-                         "strata_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-                         cumulative);
+            rc =
+                appendf(out, err, "strata_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                        cumulative);
     }
     if (rc == 0)
         rc = appendf(out, err,

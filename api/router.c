@@ -13,8 +13,8 @@ struct router {
 static const struct {
     int bit;
     const char *name;
-} METHOD_NAMES[] = {{HTTP_GET, "GET"},       {HTTP_HEAD, "HEAD"},   {HTTP_POST, "POST"},
-                    {HTTP_PUT, "PUT"},       {HTTP_DELETE, "DELETE"}, {HTTP_PATCH, "PATCH"},
+} METHOD_NAMES[] = {{HTTP_GET, "GET"},        {HTTP_HEAD, "HEAD"},     {HTTP_POST, "POST"},
+                    {HTTP_PUT, "PUT"},        {HTTP_DELETE, "DELETE"}, {HTTP_PATCH, "PATCH"},
                     {HTTP_OPTIONS, "OPTIONS"}};
 
 int http_method_parse(const char *s)

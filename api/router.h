@@ -21,8 +21,8 @@ enum http_method {
 };
 
 #define ROUTE_MAX_SEGMENTS 12
-#define ROUTE_MAX_PARAMS 8
-#define ROUTE_MAX_PATH 8192
+#define ROUTE_MAX_PARAMS   8
+#define ROUTE_MAX_PATH     8192
 
 struct request;
 struct reply;

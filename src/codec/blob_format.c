@@ -74,8 +74,8 @@ static int finish_blob(blob_header *h, strata_buf *out, size_t header_at, strata
     return 0;
 }
 
-int blob_encode(const void *raw, size_t raw_len, enum scodec codec, strata_buf *out,
-                blob_header *h, strata_error *err)
+int blob_encode(const void *raw, size_t raw_len, enum scodec codec, strata_buf *out, blob_header *h,
+                strata_error *err)
 {
     static const unsigned char zero_header[BLOB_HEADER_SIZE];
     size_t at = out->len;

@@ -20,7 +20,7 @@
 #include "compress.h"
 #include "sha256.h"
 
-#define BLOB_HEADER_SIZE 96
+#define BLOB_HEADER_SIZE    96
 #define BLOB_FORMAT_VERSION 1
 
 typedef struct blob_header {
@@ -37,8 +37,8 @@ int blob_header_decode(const unsigned char *in, size_t len, blob_header *h, stra
 
 /* Builds header + payload from raw bytes, compressing with `codec` unless
  * compression does not pay (then the payload is the raw bytes). */
-int blob_encode(const void *raw, size_t raw_len, enum scodec codec, strata_buf *out,
-                blob_header *h, strata_error *err);
+int blob_encode(const void *raw, size_t raw_len, enum scodec codec, strata_buf *out, blob_header *h,
+                strata_error *err);
 
 /* Builds header + payload from bytes a client already compressed; the
  * caller has decoded them once to learn raw_size and raw_sha256. */
@@ -48,8 +48,7 @@ int blob_encode_precompressed(enum scodec codec, const void *payload, size_t pay
 
 /* Checks the payload against the header's size and payload hash (cheap:
  * no decompression). SERR_CORRUPT on mismatch. */
-int blob_verify_payload(const blob_header *h, const void *payload, size_t len,
-                        strata_error *err);
+int blob_verify_payload(const blob_header *h, const void *payload, size_t len, strata_error *err);
 
 /* Full check and decode of a whole stored blob: header, payload hash,
  * decompression (bounded by max_raw) and the raw hash. */

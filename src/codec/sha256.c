@@ -57,8 +57,7 @@ void sha256_free(sha256_ctx *ctx)
     free(ctx);
 }
 
-int sha256_oneshot(const void *data, size_t len, unsigned char out[SHA256_LEN],
-                   strata_error *err)
+int sha256_oneshot(const void *data, size_t len, unsigned char out[SHA256_LEN], strata_error *err)
 {
     unsigned int n = 0;
     if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != SHA256_LEN)

@@ -5,18 +5,18 @@
 
 enum strata_err_kind {
     SERR_OK = 0,
-    SERR_INVALID,     /* 400: the input is malformed or names something wrong */
-    SERR_NOT_FOUND,   /* 404 */
-    SERR_CONFLICT,    /* 409 */
-    SERR_GONE,        /* 410 */
-    SERR_PRECONDITION,/* 412 */
-    SERR_TOO_LARGE,   /* 413: a size bound was exceeded */
-    SERR_UNSUPPORTED, /* 415: media type or encoding not accepted */
-    SERR_CORRUPT,     /* 500: stored bytes failed verification */
-    SERR_IO,          /* 500: the filesystem or a backend failed */
-    SERR_NOMEM,       /* 503: allocation failed */
-    SERR_UNAVAILABLE, /* 503: a dependency is not reachable */
-    SERR_INTERNAL,    /* 500: a bug */
+    SERR_INVALID,      /* 400: the input is malformed or names something wrong */
+    SERR_NOT_FOUND,    /* 404 */
+    SERR_CONFLICT,     /* 409 */
+    SERR_GONE,         /* 410 */
+    SERR_PRECONDITION, /* 412 */
+    SERR_TOO_LARGE,    /* 413: a size bound was exceeded */
+    SERR_UNSUPPORTED,  /* 415: media type or encoding not accepted */
+    SERR_CORRUPT,      /* 500: stored bytes failed verification */
+    SERR_IO,           /* 500: the filesystem or a backend failed */
+    SERR_NOMEM,        /* 503: allocation failed */
+    SERR_UNAVAILABLE,  /* 503: a dependency is not reachable */
+    SERR_INTERNAL,     /* 500: a bug */
 };
 
 #define STRATA_ERR_DETAIL_MAX 256

@@ -11,9 +11,9 @@
 typedef int (*opt_setter)(strata_config *cfg, const char *value, strata_error *err);
 
 struct opt_def {
-    const char *name;  /* flag and config-file key */
-    const char *env;   /* environment variable */
-    const char *arg;   /* placeholder in --help, NULL for switches */
+    const char *name; /* flag and config-file key */
+    const char *env;  /* environment variable */
+    const char *arg;  /* placeholder in --help, NULL for switches */
     const char *help;
     opt_setter set;
 };
@@ -215,8 +215,8 @@ static const struct opt_def OPTIONS[] = {
      set_config_file},
     {"listen", "STRATA_LISTEN", "HOST:PORT", "address to listen on [127.0.0.1:8080]", set_listen},
     {"data-dir", "STRATA_DATA_DIR", "DIR", "directory for embedded data [./data]", set_data_dir},
-    {"store", "STRATA_STORE", "URL", "version store: sqlite:PATH or mongodb://... [sqlite:DIR/strata.db]",
-     set_store},
+    {"store", "STRATA_STORE", "URL",
+     "version store: sqlite:PATH or mongodb://... [sqlite:DIR/strata.db]", set_store},
     {"blobs", "STRATA_BLOBS", "URL", "blob store: file:DIR or s3://BUCKET/PREFIX [file:DIR/blobs]",
      set_blobs},
     {"cache-l2", "STRATA_CACHE_L2", "URL",
@@ -256,8 +256,7 @@ void config_print_help(FILE *out, const char *argv0)
     for (size_t i = 0; i < N_OPTIONS; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "--%s=%s", OPTIONS[i].name, OPTIONS[i].arg);
-        fprintf(out, "  %-30s %s\n  %-30s   (env %s)\n", flag, OPTIONS[i].help, "",
-                OPTIONS[i].env);
+        fprintf(out, "  %-30s %s\n  %-30s   (env %s)\n", flag, OPTIONS[i].help, "", OPTIONS[i].env);
     }
     fprintf(out, "  %-30s %s\n  %-30s %s\n", "-h, --help", "show this help and exit", "--version",
             "print the version and exit");

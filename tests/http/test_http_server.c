@@ -1,0 +1,358 @@
+/* The server over real HTTP: the strata binary on a free loopback port. */
+#include <check.h>
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../src/codec/compress.h"
+#include "../support/harness.h"
+
+static test_server S; /* shared by the tests of a case; started in the parent */
+
+static void start_shared(void)
+{
+    const char *args[] = {"--max-body", "64K", "--max-decoded-body", "16M", NULL};
+    ck_assert_int_eq(server_start(&S, args), 0);
+}
+
+static void stop_shared(void)
+{
+    int code = server_stop(&S, 20);
+    server_cleanup(&S);
+    if (code != 0) {
+        /* a non-zero exit (a leak under ASan, a crash) fails the run */
+        fprintf(stderr, "shared server exited with %d\n", code);
+        exit(1);
+    }
+}
+
+static json_t *body_json(const http_resp *r)
+{
+    json_t *j = json_loadb(r->body, r->body_len, 0, NULL);
+    ck_assert_msg(j != NULL, "body is not JSON: %.200s", r->body);
+    return j;
+}
+
+static void assert_problem(const http_resp *r, long status)
+{
+    char ct[128];
+    ck_assert_int_eq(r->status, status);
+    ck_assert_int_eq(http_header(r, "Content-Type", ct, sizeof ct), 0);
+    ck_assert_str_eq(ct, "application/problem+json");
+    json_t *j = body_json(r);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "status")), status);
+    ck_assert_ptr_nonnull(json_string_value(json_object_get(j, "type")));
+    ck_assert_ptr_nonnull(json_string_value(json_object_get(j, "title")));
+    ck_assert(strlen(json_string_value(json_object_get(j, "detail"))) > 0);
+    json_decref(j);
+}
+
+START_TEST(health_answers_ok)
+{
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", "/health", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    json_t *j = body_json(&r);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
+    json_decref(j);
+    char rid[80];
+    ck_assert_int_eq(http_header(&r, "X-Request-Id", rid, sizeof rid), 0);
+    ck_assert_uint_gt(strlen(rid), 8);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_do(&S, "HEAD", "/health", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 0);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_do(&S, "GET", "/ready", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+}
+END_TEST
+
+START_TEST(request_id_is_echoed)
+{
+    const char *h[] = {"X-Request-Id: trace-abc.123", NULL};
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", "/health", h, NULL, 0, &r), 0);
+    char rid[80];
+    http_header(&r, "X-Request-Id", rid, sizeof rid);
+    ck_assert_str_eq(rid, "trace-abc.123");
+    http_resp_free(&r);
+    const char *bad[] = {"X-Request-Id: has spaces/and;junk", NULL};
+    ck_assert_int_eq(http_do(&S, "GET", "/health", bad, NULL, 0, &r), 0);
+    http_header(&r, "X-Request-Id", rid, sizeof rid);
+    ck_assert_str_ne(rid, "has spaces/and;junk");
+    http_resp_free(&r);
+}
+END_TEST
+
+START_TEST(metrics_count_requests_by_route_and_status)
+{
+    http_resp r;
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(http_do(&S, "GET", "/health", NULL, NULL, 0, &r), 0);
+        http_resp_free(&r);
+    }
+    ck_assert_int_eq(http_do(&S, "GET", "/nowhere", NULL, NULL, 0, &r), 0);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_do(&S, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    char ct[128];
+    http_header(&r, "Content-Type", ct, sizeof ct);
+    ck_assert_ptr_nonnull(strstr(ct, "text/plain"));
+    const char *line =
+        strstr(r.body, "strata_http_requests_total{route=\"/health\",status=\"200\"} ");
+    ck_assert_ptr_nonnull(line);
+    ck_assert_int_ge(atol(strchr(line, '}') + 2), 3);
+    ck_assert_ptr_nonnull(strstr(r.body, "{route=\"unmatched\",status=\"404\"}"));
+    ck_assert_ptr_nonnull(
+        strstr(r.body, "strata_http_request_duration_seconds_bucket{le=\"+Inf\"}"));
+    ck_assert_ptr_nonnull(strstr(r.body, "strata_http_request_duration_seconds_count"));
+    ck_assert_ptr_nonnull(strstr(r.body, "strata_http_requests_in_flight 1\n"));
+    http_resp_free(&r);
+}
+END_TEST
+
+START_TEST(openapi_is_served)
+{
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", "/openapi.yaml", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "openapi: 3.1"));
+    ck_assert_ptr_nonnull(strstr(r.body, "/health"));
+    http_resp_free(&r);
+}
+END_TEST
+
+START_TEST(unknown_path_is_404_problem)
+{
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", "/no/such/thing", NULL, NULL, 0, &r), 0);
+    assert_problem(&r, 404);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_do(&S, "GET", "/bad%00path", NULL, NULL, 0, &r), 0);
+    assert_problem(&r, 400);
+    http_resp_free(&r);
+}
+END_TEST
+
+START_TEST(wrong_method_is_405_with_allow)
+{
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "DELETE", "/health", NULL, NULL, 0, &r), 0);
+    assert_problem(&r, 405);
+    char allow[64];
+    ck_assert_int_eq(http_header(&r, "Allow", allow, sizeof allow), 0);
+    ck_assert_str_eq(allow, "GET, HEAD");
+    http_resp_free(&r);
+}
+END_TEST
+
+START_TEST(body_over_the_limit_is_413)
+{
+    static char big[100 * 1024];
+    memset(big, 'x', sizeof big);
+    http_resp r;
+    /* with Content-Length: refused before the body is read */
+    ck_assert_int_eq(http_do(&S, "POST", "/health", NULL, big, sizeof big, &r), 0);
+    assert_problem(&r, 413);
+    http_resp_free(&r);
+    /* chunked, so the size is only known as it arrives */
+    const char *chunked[] = {"Transfer-Encoding: chunked", NULL};
+    ck_assert_int_eq(http_do(&S, "POST", "/health", chunked, big, sizeof big, &r), 0);
+    assert_problem(&r, 413);
+    http_resp_free(&r);
+}
+END_TEST
+
+static int collect(void *ctx, const void *data, size_t len, strata_error *err)
+{
+    return sbuf_append(ctx, data, len, err);
+}
+
+START_TEST(zstd_bomb_body_is_413_without_expanding)
+{
+    static unsigned char zeros[1 << 20];
+    strata_buf z;
+    sbuf_init(&z, 0);
+    sencoder *e = sencoder_new(SCODEC_ZSTD, 3, SCODEC_SIZE_UNKNOWN, NULL);
+    for (int i = 0; i < 1024; i++)
+        sencoder_feed(e, zeros, sizeof zeros, collect, &z, NULL);
+    sencoder_finish(e, collect, &z, NULL);
+    sencoder_free(e);
+    ck_assert_uint_lt(z.len, 64 * 1024);
+    const char *h[] = {"Content-Encoding: zstd", "Content-Type: application/octet-stream", NULL};
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", "/health", h, z.data, z.len, &r), 0);
+    assert_problem(&r, 413);
+    ck_assert_ptr_nonnull(strstr(r.body, "decompresses past"));
+    http_resp_free(&r);
+    /* the server decoded into a hash, never into memory: its peak RSS stays
+     * far below the 1 GiB the body expands to (and below the 16 MiB cap
+     * plus the server's own footprint) */
+    long kib = server_peak_rss_kib(&S);
+    ck_assert_int_gt(kib, 0);
+    ck_assert_msg(kib < 200 * 1024, "server peak RSS %ld KiB", kib);
+    /* a body that is not what its Content-Encoding says is 400 */
+    ck_assert_int_eq(http_do(&S, "GET", "/health", h, "not zstd at all", 15, &r), 0);
+    assert_problem(&r, 400);
+    http_resp_free(&r);
+    const char *br[] = {"Content-Encoding: br", NULL};
+    ck_assert_int_eq(http_do(&S, "GET", "/health", br, "x", 1, &r), 0);
+    assert_problem(&r, 415);
+    http_resp_free(&r);
+    sbuf_free(&z);
+}
+END_TEST
+
+START_TEST(two_requests_share_one_connection)
+{
+    http_client *c = http_client_new();
+    http_resp r;
+    ck_assert_int_eq(http_client_do(c, &S, "GET", "/health", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.new_connections, 1);
+    http_resp_free(&r);
+    /* an error answer, then a request with a body: still the same connection */
+    ck_assert_int_eq(http_client_do(c, &S, "GET", "/nope", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_int_eq(r.new_connections, 0);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_client_do(c, &S, "POST", "/health", NULL, "abc", 3, &r), 0);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_int_eq(r.new_connections, 0);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_client_do(c, &S, "GET", "/health", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(r.new_connections, 0);
+    http_resp_free(&r);
+    http_client_free(c);
+
+    /* the same on a raw socket: two requests, two responses, no close */
+    int fd = raw_connect(S.port);
+    ck_assert_int_ge(fd, 0);
+    char buf[4096];
+    for (int i = 0; i < 2; i++) {
+        const char *req = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+        ck_assert_int_eq(raw_send(fd, req, strlen(req)), 0);
+        ssize_t n = raw_read_response(fd, buf, sizeof buf, 5000);
+        ck_assert_int_gt(n, 0);
+        ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+        ck_assert_ptr_null(strstr(buf, "Connection: close"));
+    }
+    close(fd);
+}
+END_TEST
+
+/* SIGTERM while a request is in flight: the server stops accepting, lets
+ * the request finish, answers it, and exits 0. */
+START_TEST(sigterm_finishes_the_request_in_flight)
+{
+    test_server own;
+    ck_assert_int_eq(server_start(&own, NULL), 0);
+    int fd = raw_connect(own.port);
+    ck_assert_int_ge(fd, 0);
+    const char *head = "POST /health HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n12345";
+    ck_assert_int_eq(raw_send(fd, head, strlen(head)), 0);
+    struct timespec pause = {0, 300 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    ck_assert_int_eq(kill(own.pid, SIGTERM), 0);
+    nanosleep(&pause, NULL);
+    /* no longer accepting */
+    int late = raw_connect(own.port);
+    ck_assert_int_lt(late, 0);
+    /* still running: the request holds it open */
+    ck_assert_int_eq(waitpid(own.pid, NULL, WNOHANG), 0);
+    ck_assert_int_eq(raw_send(fd, "67890", 5), 0);
+    char buf[4096];
+    ssize_t n = raw_read_response(fd, buf, sizeof buf, 10000);
+    ck_assert_int_gt(n, 0);
+    ck_assert_msg(strncmp(buf, "HTTP/1.1 405", 12) == 0, "%s", buf);
+    close(fd);
+    int status = 0;
+    for (int i = 0; i < 1000; i++) {
+        if (waitpid(own.pid, &status, WNOHANG) == own.pid)
+            break;
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    own.pid = 0;
+    server_cleanup(&own);
+}
+END_TEST
+
+static int run_binary(const char *const *args, char *out, size_t cap)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        close(p[0]);
+        const char *argv[16] = {getenv("STRATA_BIN")};
+        for (int i = 0; i < 14 && args[i]; i++)
+            argv[i + 1] = args[i];
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < cap && (n = read(p[0], out + got, cap - 1 - got)) > 0)
+        got += (size_t)n;
+    out[got] = '\0';
+    close(p[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(invalid_option_exits_2_with_a_message)
+{
+    char out[8192];
+    const char *bad[] = {"--threads", "0", NULL};
+    ck_assert_int_eq(run_binary(bad, out, sizeof out), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--threads"));
+    const char *help[] = {"--help", NULL};
+    ck_assert_int_eq(run_binary(help, out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "--max-body"));
+    ck_assert_ptr_nonnull(strstr(out, "STRATA_DATA_DIR"));
+}
+END_TEST
+
+static Suite *http_suite(void)
+{
+    Suite *s = suite_create("http_server");
+    TCase *t = tcase_create("shared_server");
+    tcase_set_timeout(t, 120);
+    tcase_add_unchecked_fixture(t, start_shared, stop_shared);
+    tcase_add_test(t, health_answers_ok);
+    tcase_add_test(t, request_id_is_echoed);
+    tcase_add_test(t, metrics_count_requests_by_route_and_status);
+    tcase_add_test(t, openapi_is_served);
+    tcase_add_test(t, unknown_path_is_404_problem);
+    tcase_add_test(t, wrong_method_is_405_with_allow);
+    tcase_add_test(t, body_over_the_limit_is_413);
+    tcase_add_test(t, zstd_bomb_body_is_413_without_expanding);
+    tcase_add_test(t, two_requests_share_one_connection);
+    suite_add_tcase(s, t);
+    t = tcase_create("own_server");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, sigterm_finishes_the_request_in_flight);
+    tcase_add_test(t, invalid_option_exits_2_with_a_message);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(http_suite());
+}

@@ -1,0 +1,65 @@
+/* Integration-test support: start the real strata binary on a free
+ * loopback port with a fresh data directory, talk to it with libcurl or
+ * raw sockets, stop it with SIGTERM and collect its exit status. */
+#ifndef STRATA_TEST_HARNESS_H
+#define STRATA_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct test_server {
+    pid_t pid;
+    int port;
+    char data_dir[256];
+    char log_path[300];
+} test_server;
+
+/* extra_args is NULL-terminated (may be NULL). Returns 0 once the server
+ * printed its listening line. The binary is $STRATA_BIN. */
+int server_start(test_server *s, const char *const *extra_args);
+/* Restarts on the same data directory. */
+int server_restart(test_server *s, const char *const *extra_args);
+/* SIGTERM, then waits up to timeout_s; returns the exit status, 128+signal,
+ * or -1 when it had to be killed. */
+int server_stop(test_server *s, int timeout_s);
+/* Removes the data directory. */
+void server_cleanup(test_server *s);
+/* Peak resident memory of the server in KiB (VmHWM), or -1. */
+long server_peak_rss_kib(const test_server *s);
+
+typedef struct http_resp {
+    long status;
+    char *body;
+    size_t body_len;
+    char *headers; /* raw header block, NUL-terminated */
+    long new_connections;
+} http_resp;
+
+/* One request; `headers` is a NULL-terminated list of "Name: value". */
+int http_do(const test_server *s, const char *method, const char *path, const char *const *headers,
+            const void *body, size_t body_len, http_resp *out);
+/* The value of a response header (case-insensitive), copied into out. */
+int http_header(const http_resp *r, const char *name, char *out, size_t cap);
+void http_resp_free(http_resp *r);
+
+/* A reusable libcurl handle so that requests share one connection. */
+typedef struct http_client http_client;
+http_client *http_client_new(void);
+int http_client_do(http_client *c, const test_server *s, const char *method, const char *path,
+                   const char *const *headers, const void *body, size_t body_len, http_resp *out);
+void http_client_free(http_client *c);
+
+int raw_connect(int port);
+int raw_send(int fd, const void *data, size_t len);
+/* Reads until `len` bytes or the peer closes or timeout_ms passes. */
+ssize_t raw_recv(int fd, char *buf, size_t len, int timeout_ms);
+
+/* Reads one whole HTTP/1.1 response (headers and a Content-Length body)
+ * into buf; returns its length, or -1 on timeout or close before the end. */
+ssize_t raw_read_response(int fd, char *buf, size_t cap, int timeout_ms);
+
+/* Runs a Check suite and returns the process exit status. */
+struct Suite;
+int run_suite(struct Suite *suite);
+
+#endif
