@@ -74,10 +74,16 @@ static enum MHD_Result queue_reply(http_server *s, request *req)
     reply *rep = &req->rep;
     struct MHD_Response *resp = rep->response;
     if (resp == NULL) {
-        resp = MHD_create_response_from_buffer_with_free_callback(rep->body_len, rep->body, free);
+        if (rep->body_static)
+            resp =
+                MHD_create_response_from_buffer(rep->body_len, rep->body, MHD_RESPMEM_PERSISTENT);
+        else
+            resp =
+                MHD_create_response_from_buffer_with_free_callback(rep->body_len, rep->body, free);
         if (resp == NULL)
             return MHD_NO;
-        rep->body = NULL; /* the response owns it now */
+        if (!rep->body_static)
+            rep->body = NULL; /* the response owns it now */
     } else {
         rep->response = NULL;
     }
@@ -124,11 +130,14 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
     req->start_ns = monotonic_ns();
     req->method = http_method_parse(method);
     req->method_name = method;
-    req->path = strdup(url);
+    size_t plen = strlen(url);
+    req->path = malloc(2 * (plen + 1));
     if (req->path == NULL) {
         free(req);
         return MHD_NO;
     }
+    memcpy(req->path, url, plen + 1);
+    req->path_scratch = req->path + plen + 1;
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (rid != NULL && valid_request_id(rid))
         snprintf(req->request_id, sizeof req->request_id, "%s", rid);
@@ -152,7 +161,7 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
         return queue_reply(s, req);
     }
 
-    router_match(s->app->router, req->method, url, &req->match);
+    router_match(s->app->router, req->method, url, &req->match, req->path_scratch, plen + 1);
     switch (req->match.status) {
     case ROUTE_FOUND:
         break;
@@ -175,10 +184,6 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
         return MHD_YES;
     }
     }
-    if (body_begin(&req->body,
-                   MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding"),
-                   s->max_body, s->max_decoded, &err) != 0)
-        fail(req, &err);
     return MHD_YES;
 }
 
@@ -210,6 +215,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         }
         if (req->failed)
             return MHD_YES; /* discard the rest; the error answers at the end */
+        /* the body reader starts with the first byte: bodiless requests skip it */
+        if (!req->body.started &&
+            body_begin(&req->body,
+                       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding"),
+                       s->max_body, s->max_decoded, &err) != 0) {
+            fail(req, &err);
+            return MHD_YES;
+        }
         if (body_feed(&req->body, upload_data, n, &err) != 0)
             fail(req, &err); /* the rest is discarded, the error answers at the end */
         return MHD_YES;
@@ -218,7 +231,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     /* The request is complete: answer it. */
     if (!req->failed) {
         strata_error err;
-        if (body_finish(&req->body, &err) != 0) {
+        if (req->body.started && body_finish(&req->body, &err) != 0) {
             fail(req, &err);
         } else {
             req->match.route->handler(req, &req->rep);

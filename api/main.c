@@ -52,7 +52,10 @@ int main(int argc, char **argv)
     int access_fd = open_access_log(cfg.access_log);
     if (access_fd == -2)
         return 2;
-    slog_set_access_fd(access_fd);
+    if (slog_access_open(access_fd) != 0) {
+        fprintf(stderr, "strata: cannot start the access log writer\n");
+        return 1;
+    }
 
     /* Block the stop signals before any thread starts so that only
      * sigwait below sees them; the pool threads inherit the mask. */
@@ -100,6 +103,7 @@ int main(int argc, char **argv)
     slog_info("stopped");
     exit_code = 0;
 out:
+    slog_access_close();
     metrics_free(a.metrics);
     router_free(a.router);
     if (access_fd > 2)

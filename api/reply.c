@@ -2,6 +2,7 @@
 
 #include <microhttpd.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,9 @@ void reply_init(reply *rep, const char *instance, const char *request_id)
 
 static void drop_body(reply *rep)
 {
-    free(rep->body);
+    if (!rep->body_static)
+        free(rep->body);
+    rep->body_static = false;
     rep->body = NULL;
     rep->body_len = 0;
     if (rep->response) {
@@ -55,6 +58,17 @@ void reply_text(reply *rep, int status, const char *content_type, const char *te
     }
     memcpy(copy, text, len + 1);
     reply_bytes(rep, status, content_type, copy, len);
+}
+
+void reply_static(reply *rep, int status, const char *content_type, const void *data, size_t len)
+{
+    drop_body(rep);
+    rep->status = status;
+    rep->content_type = content_type;
+    rep->body = (unsigned char *)(uintptr_t)data;
+    rep->body_len = len;
+    rep->body_static = true;
+    rep->set = true;
 }
 
 void reply_empty(reply *rep, int status)

@@ -23,7 +23,8 @@ typedef struct reply {
     int status;
     bool set;
     const char *content_type; /* static string */
-    unsigned char *body;      /* owned */
+    unsigned char *body;      /* owned, unless body_static */
+    bool body_static;
     size_t body_len;
     struct MHD_Response *response; /* a prepared response (streams, files); owned */
     reply_header headers[REPLY_MAX_HEADERS];
@@ -44,6 +45,8 @@ void reply_error(reply *rep, const strata_error *err);
 void reply_bytes(reply *rep, int status, const char *content_type, unsigned char *data, size_t len);
 void reply_text(reply *rep, int status, const char *content_type, const char *text);
 void reply_empty(reply *rep, int status);
+/* A body that outlives the response (a string literal, the built-in spec). */
+void reply_static(reply *rep, int status, const char *content_type, const void *data, size_t len);
 /* Adds a header; the value is copied. Returns -1 when full. */
 int reply_header_set(reply *rep, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

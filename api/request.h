@@ -25,7 +25,8 @@ typedef struct request {
     struct app *app;
     int method;
     const char *method_name;
-    char *path; /* raw path, owned */
+    char *path; /* raw path; owns the allocation that also holds path_scratch */
+    char *path_scratch;
     char request_id[REQUEST_ID_MAX + 1];
     uint64_t start_ns;
     uint64_t received; /* body bytes seen on the wire, kept or not */

@@ -167,14 +167,15 @@ static int split_path(const char *path, const char *starts[], size_t lens[])
     return n;
 }
 
-void router_match(const router *r, int method, const char *raw_path, route_match *m)
+void router_match(const router *r, int method, const char *raw_path, route_match *m, char *scratch,
+                  size_t scratch_cap)
 {
     m->status = ROUTE_NOT_FOUND;
     m->route = NULL;
     m->allow = 0;
     m->nparams = 0;
     size_t plen = strlen(raw_path);
-    if (plen >= ROUTE_MAX_PATH) {
+    if (plen >= ROUTE_MAX_PATH || plen + 1 > scratch_cap) {
         m->status = ROUTE_BAD_PATH;
         return;
     }
@@ -190,7 +191,7 @@ void router_match(const router *r, int method, const char *raw_path, route_match
     /* Decode every segment once into scratch, each NUL-terminated. */
     const char *decoded[ROUTE_MAX_SEGMENTS];
     size_t dlens[ROUTE_MAX_SEGMENTS];
-    char *w = m->scratch;
+    char *w = scratch;
     for (int i = 0; i < nseg; i++) {
         if (lens[i] == 0 && i != nseg - 1) {
             m->status = ROUTE_NOT_FOUND; /* "//" never names anything */

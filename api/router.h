@@ -50,7 +50,6 @@ typedef struct route_match {
     const char *names[ROUTE_MAX_PARAMS];
     const char *values[ROUTE_MAX_PARAMS];
     size_t value_lens[ROUTE_MAX_PARAMS];
-    char scratch[ROUTE_MAX_PATH]; /* decoded segments live here */
 } route_match;
 
 router *router_new(void);
@@ -60,8 +59,11 @@ int router_add(router *r, int methods, const char *pattern, route_handler handle
 int router_count(const router *r);
 const route *router_at(const router *r, int i);
 
-/* Matches a raw (still percent-encoded) path. */
-void router_match(const router *r, int method, const char *raw_path, route_match *m);
+/* Matches a raw (still percent-encoded) path. Decoded segments are written
+ * to scratch, which needs strlen(raw_path) + 1 bytes; the match points
+ * into it. */
+void router_match(const router *r, int method, const char *raw_path, route_match *m, char *scratch,
+                  size_t scratch_cap);
 const char *route_param(const route_match *m, const char *name);
 
 int http_method_parse(const char *s);

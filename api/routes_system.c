@@ -11,7 +11,8 @@
 static void get_health(request *req, reply *rep)
 {
     (void)req;
-    reply_json(rep, 200, json_pack("{s:s}", "status", "ok"));
+    static const char ok[] = "{\"status\":\"ok\"}";
+    reply_static(rep, 200, "application/json", ok, sizeof ok - 1);
 }
 
 static void get_ready(request *req, reply *rep)
@@ -41,13 +42,7 @@ static void get_metrics(request *req, reply *rep)
 static void get_openapi(request *req, reply *rep)
 {
     (void)req;
-    unsigned char *copy = malloc(strata_openapi_yaml_len);
-    if (copy == NULL) {
-        reply_problem(rep, 503, "out-of-memory", "out of memory");
-        return;
-    }
-    memcpy(copy, strata_openapi_yaml, strata_openapi_yaml_len);
-    reply_bytes(rep, 200, "application/yaml", copy, strata_openapi_yaml_len);
+    reply_static(rep, 200, "application/yaml", strata_openapi_yaml, strata_openapi_yaml_len);
 }
 
 int routes_system_register(router *r)

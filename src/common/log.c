@@ -1,6 +1,8 @@
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,7 +11,7 @@
 #include <unistd.h>
 
 static atomic_int log_level = SLOG_INFO;
-static atomic_int access_fd = 2;
+static atomic_int access_fd = -1;
 
 void slog_set_level(enum slog_level level)
 {
@@ -31,11 +33,6 @@ int slog_parse_level(const char *s, enum slog_level *out)
         }
     }
     return -1;
-}
-
-void slog_set_access_fd(int fd)
-{
-    atomic_store(&access_fd, fd);
 }
 
 int slog_access_fd(void)
@@ -78,14 +75,81 @@ void slog(enum slog_level level, const char *fmt, ...)
     write_all(2, line, len);
 }
 
+#define ACCESS_BUF_SIZE (64 * 1024)
+#define ACCESS_FLUSH_NS (100 * 1000 * 1000)
+
+static pthread_mutex_t access_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t access_cv = PTHREAD_COND_INITIALIZER;
+static char access_buf[ACCESS_BUF_SIZE];
+static size_t access_len;
+static bool access_running;
+static pthread_t access_thread;
+
+static void *access_flusher(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&access_mu);
+    while (access_running) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += ACCESS_FLUSH_NS;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&access_cv, &access_mu, &ts);
+        if (access_len > 0) {
+            write_all(atomic_load(&access_fd), access_buf, access_len);
+            access_len = 0;
+        }
+    }
+    pthread_mutex_unlock(&access_mu);
+    return NULL;
+}
+
+int slog_access_open(int fd)
+{
+    atomic_store(&access_fd, fd);
+    if (fd < 0)
+        return 0;
+    access_running = true;
+    if (pthread_create(&access_thread, NULL, access_flusher, NULL) != 0) {
+        access_running = false;
+        atomic_store(&access_fd, -1);
+        return -1;
+    }
+    return 0;
+}
+
+void slog_access_close(void)
+{
+    pthread_mutex_lock(&access_mu);
+    bool was_running = access_running;
+    access_running = false;
+    pthread_cond_signal(&access_cv);
+    pthread_mutex_unlock(&access_mu);
+    if (was_running)
+        pthread_join(access_thread, NULL);
+    pthread_mutex_lock(&access_mu);
+    if (access_len > 0 && atomic_load(&access_fd) >= 0)
+        write_all(atomic_load(&access_fd), access_buf, access_len);
+    access_len = 0;
+    atomic_store(&access_fd, -1);
+    pthread_mutex_unlock(&access_mu);
+}
+
 void slog_access_line(const char *line, int len)
 {
-    int fd = atomic_load(&access_fd);
-    if (fd < 0 || len <= 0)
+    if (len <= 0 || atomic_load(&access_fd) < 0)
         return;
-    char out[2048];
-    size_t n = (size_t)len < sizeof out - 1 ? (size_t)len : sizeof out - 1;
-    memcpy(out, line, n);
-    out[n++] = '\n';
-    write_all(fd, out, n);
+    size_t n = (size_t)len < ACCESS_BUF_SIZE - 1 ? (size_t)len : ACCESS_BUF_SIZE - 1;
+    pthread_mutex_lock(&access_mu);
+    if (access_len + n + 1 > ACCESS_BUF_SIZE) {
+        write_all(atomic_load(&access_fd), access_buf, access_len);
+        access_len = 0;
+    }
+    memcpy(access_buf + access_len, line, n);
+    access_len += n;
+    access_buf[access_len++] = '\n';
+    pthread_mutex_unlock(&access_mu);
 }

@@ -10,12 +10,17 @@ enum slog_level slog_get_level(void);
 /* Returns 0 and sets *out for "debug", "info", "warn", "error"; -1 otherwise. */
 int slog_parse_level(const char *s, enum slog_level *out);
 
-/* Where access-log lines go: a file descriptor, or -1 to drop them. */
-void slog_set_access_fd(int fd);
+/* The access log: lines gather in a 64 KiB buffer written when it fills,
+ * every 100 ms by a flusher thread, and at close, so a busy server makes
+ * one write(2) per few hundred requests instead of one each. fd -1 drops
+ * lines. Returns -1 if the flusher thread cannot start. */
+int slog_access_open(int fd);
+/* Writes what is buffered and stops the flusher (the fd stays open). */
+void slog_access_close(void);
 int slog_access_fd(void);
 
 void slog(enum slog_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Writes one preformatted line (without newline) to the access log. */
+/* Adds one preformatted line (without newline) to the access log. */
 void slog_access_line(const char *line, int len);
 
 #define slog_debug(...) slog(SLOG_DEBUG, __VA_ARGS__)

@@ -18,6 +18,7 @@ static void h_b(struct request *q, struct reply *r)
 
 static router *R;
 static route_match M;
+static char SCRATCH[ROUTE_MAX_PATH + 16];
 
 static void setup(void)
 {
@@ -37,10 +38,10 @@ static void teardown(void)
 
 START_TEST(literal_and_params)
 {
-    router_match(R, HTTP_GET, "/health", &M);
+    router_match(R, HTTP_GET, "/health", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_FOUND);
     ck_assert_str_eq(M.route->pattern, "/health");
-    router_match(R, HTTP_POST, "/dictionary/apple/versions", &M);
+    router_match(R, HTTP_POST, "/dictionary/apple/versions", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_FOUND);
     ck_assert_str_eq(route_param(&M, "type"), "dictionary");
     ck_assert_str_eq(route_param(&M, "id"), "apple");
@@ -50,30 +51,30 @@ END_TEST
 
 START_TEST(segments_are_decoded_after_splitting)
 {
-    router_match(R, HTTP_GET, "/corpus/a%2Fb", &M);
+    router_match(R, HTTP_GET, "/corpus/a%2Fb", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_FOUND);
     ck_assert_str_eq(route_param(&M, "id"), "a/b"); /* stays one segment; handler judges */
-    router_match(R, HTTP_GET, "/corpus/caf%C3%A9%20au%20lait", &M);
+    router_match(R, HTTP_GET, "/corpus/caf%C3%A9%20au%20lait", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_str_eq(route_param(&M, "id"), "caf\xc3\xa9 au lait");
-    router_match(R, HTTP_GET, "/corpus/a%00b", &M);
+    router_match(R, HTTP_GET, "/corpus/a%00b", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_BAD_PATH);
-    router_match(R, HTTP_GET, "/corpus/a%zz", &M);
+    router_match(R, HTTP_GET, "/corpus/a%zz", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_BAD_PATH);
-    router_match(R, HTTP_GET, "/corpus/a%2", &M);
+    router_match(R, HTTP_GET, "/corpus/a%2", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_BAD_PATH);
 }
 END_TEST
 
 START_TEST(literals_beat_params)
 {
-    router_match(R, HTTP_GET, "/cache/dictionary/apple", &M);
+    router_match(R, HTTP_GET, "/cache/dictionary/apple", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_FOUND);
     ck_assert_str_eq(M.route->pattern, "/cache/{ns}/{key}");
     /* the more specific pattern decides: no fall-through to /{type}/{id}/versions */
-    router_match(R, HTTP_POST, "/cache/dictionary/versions", &M);
+    router_match(R, HTTP_POST, "/cache/dictionary/versions", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_METHOD_NOT_ALLOWED);
     /* GET /trees: /trees is POST only; answer 405 rather than /{type} */
-    router_match(R, HTTP_GET, "/trees", &M);
+    router_match(R, HTTP_GET, "/trees", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_METHOD_NOT_ALLOWED);
     ck_assert_int_eq(M.allow, HTTP_POST);
 }
@@ -81,14 +82,14 @@ END_TEST
 
 START_TEST(method_not_allowed_lists_allow)
 {
-    router_match(R, HTTP_PUT, "/health", &M);
+    router_match(R, HTTP_PUT, "/health", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_METHOD_NOT_ALLOWED);
     char allow[64];
     http_methods_format(M.allow, allow, sizeof allow);
     ck_assert_str_eq(allow, "GET, HEAD");
-    router_match(R, HTTP_HEAD, "/health", &M);
+    router_match(R, HTTP_HEAD, "/health", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_FOUND);
-    router_match(R, HTTP_POST, "/dictionary/apple", &M);
+    router_match(R, HTTP_POST, "/dictionary/apple", &M, SCRATCH, sizeof SCRATCH);
     http_methods_format(M.allow, allow, sizeof allow);
     ck_assert_str_eq(allow, "GET, HEAD, DELETE");
 }
@@ -99,15 +100,15 @@ START_TEST(not_found_shapes)
     const char *paths[] = {"/", "/health/", "/dictionary/apple/versions/1/content/x/y/z", "/a//b",
                            "/dictionary/apple/nope"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-        router_match(R, HTTP_GET, paths[i], &M);
+        router_match(R, HTTP_GET, paths[i], &M, SCRATCH, sizeof SCRATCH);
         ck_assert_msg(M.status == ROUTE_NOT_FOUND, "%s gave %d", paths[i], M.status);
     }
-    router_match(R, HTTP_GET, "no-slash", &M);
+    router_match(R, HTTP_GET, "no-slash", &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_BAD_PATH);
     static char longpath[ROUTE_MAX_PATH + 10];
     memset(longpath, 'a', sizeof longpath - 1);
     longpath[0] = '/';
-    router_match(R, HTTP_GET, longpath, &M);
+    router_match(R, HTTP_GET, longpath, &M, SCRATCH, sizeof SCRATCH);
     ck_assert_int_eq(M.status, ROUTE_BAD_PATH);
 }
 END_TEST
