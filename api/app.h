@@ -5,7 +5,10 @@
 
 #include <stdatomic.h>
 
+#include "../src/blobs/blobs.h"
 #include "../src/config/config.h"
+#include "../src/service/versions.h"
+#include "../src/store/store.h"
 #include "metrics.h"
 #include "router.h"
 
@@ -13,6 +16,9 @@ typedef struct app {
     const strata_config *cfg;
     router *router;
     http_metrics *metrics;
+    store *store;
+    blob_store *blobs;
+    versions_svc *versions;
     atomic_bool ready; /* false while starting and once shutdown began */
 } app;
 

@@ -79,6 +79,18 @@ int main(int argc, char **argv)
         slog_error("out of memory");
         goto out;
     }
+    if ((a.store = store_open(cfg.store_url, &err)) == NULL ||
+        (a.blobs = blobs_open(cfg.blobs_url, &err)) == NULL) {
+        slog_error("%s", err.detail);
+        goto out;
+    }
+    versions_config vcfg = {.inline_threshold = (size_t)cfg.inline_threshold,
+                            .max_content = (size_t)cfg.max_decoded_body,
+                            .access_flush_ms = 5000};
+    if ((a.versions = versions_new(a.store, a.blobs, &vcfg, &err)) == NULL) {
+        slog_error("%s", err.detail);
+        goto out;
+    }
     http_server *srv = http_server_start(&a, &err);
     if (srv == NULL) {
         slog_error("%s", err.detail);
@@ -103,6 +115,9 @@ int main(int argc, char **argv)
     slog_info("stopped");
     exit_code = 0;
 out:
+    versions_free(a.versions); /* flushes access counts into the store */
+    blobs_close(a.blobs);
+    store_close(a.store);
     slog_access_close();
     metrics_free(a.metrics);
     router_free(a.router);

@@ -57,5 +57,5 @@ int routes_system_register(router *r)
 
 int routes_register_all(router *r)
 {
-    return routes_system_register(r);
+    return routes_system_register(r) | routes_resources_register(r);
 }

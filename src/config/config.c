@@ -173,6 +173,16 @@ static int set_max_decoded(strata_config *cfg, const char *v, strata_error *err)
     return set_size("max-decoded-body", &cfg->max_decoded_body, v, err);
 }
 
+static int set_inline_threshold(strata_config *cfg, const char *v, strata_error *err)
+{
+    uint64_t n;
+    if (config_parse_size(v, &n) != 0 || n > (UINT64_C(16) << 20))
+        return serr_set(err, SERR_INVALID,
+                        "--inline-threshold: expected a size from 0 to 16M, got '%s'", v);
+    cfg->inline_threshold = n;
+    return 0;
+}
+
 static int set_seconds(const char *name, unsigned *dst, const char *v, strata_error *err)
 {
     unsigned long long n;
@@ -226,6 +236,8 @@ static const struct opt_def OPTIONS[] = {
     {"max-body", "STRATA_MAX_BODY", "SIZE", "largest request body on the wire [64M]", set_max_body},
     {"max-decoded-body", "STRATA_MAX_DECODED_BODY", "SIZE",
      "largest request body after Content-Encoding is undone [256M]", set_max_decoded},
+    {"inline-threshold", "STRATA_INLINE_THRESHOLD", "SIZE",
+     "content up to this size is kept in the store, larger in blobs [64K]", set_inline_threshold},
     {"connection-timeout", "STRATA_CONNECTION_TIMEOUT", "SECONDS",
      "close idle connections after this long, 0 never [60]", set_conn_timeout},
     {"shutdown-timeout", "STRATA_SHUTDOWN_TIMEOUT", "SECONDS",
@@ -272,6 +284,7 @@ static void set_defaults(strata_config *cfg)
     cfg->threads = n > 0 && n <= 256 ? (unsigned)n : 2;
     cfg->max_body = UINT64_C(64) << 20;
     cfg->max_decoded_body = UINT64_C(256) << 20;
+    cfg->inline_threshold = UINT64_C(64) << 10;
     cfg->connection_timeout = 60;
     cfg->shutdown_timeout = 30;
     cfg->log_level = SLOG_INFO;

@@ -22,6 +22,7 @@ typedef struct strata_config {
     unsigned threads;
     uint64_t max_body;         /* bytes on the wire */
     uint64_t max_decoded_body; /* bytes after Content-Encoding is undone */
+    uint64_t inline_threshold; /* content up to this size is kept in the store */
     unsigned connection_timeout;
     unsigned shutdown_timeout;
     enum slog_level log_level;

@@ -1,0 +1,368 @@
+/* /{type}/... : saving versions, reading records and content, listing and
+ * deleting. The handlers translate HTTP to the versions service and back. */
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/codec/json_parse.h"
+#include "../src/service/resource_types.h"
+#include "../src/service/versions.h"
+#include "app.h"
+#include "negotiate.h"
+#include "request.h"
+#include "routes.h"
+
+/* ---- shared helpers ------------------------------------------------------ */
+
+static int parse_list_opts(request *req, store_list_opts *o, strata_error *err)
+{
+    memset(o, 0, sizeof *o);
+    o->limit = STORE_LIST_DEFAULT;
+    o->stale = -1;
+    const char *limit = req_query(req, "limit");
+    if (limit != NULL) {
+        char *end = NULL;
+        long n = strtol(limit, &end, 10);
+        if (end == limit || *end != '\0' || n < 1 || n > STORE_LIST_MAX)
+            return serr_set(err, SERR_INVALID, "limit must be an integer from 1 to %d",
+                            STORE_LIST_MAX);
+        o->limit = (size_t)n;
+    }
+    o->cursor = req_query(req, "cursor");
+    return 0;
+}
+
+static void reply_page(request *req, reply *rep, store_page *page)
+{
+    json_t *items = json_array();
+    for (size_t i = 0; i < page->count; i++)
+        json_array_append_new(items, versions_record_json(req->app->versions, page->items[i]));
+    reply_json(rep, 200,
+               json_pack("{s:o, s:o}", "items", items, "next",
+                         page->next ? json_string(page->next) : json_null()));
+    store_page_free(page);
+}
+
+static void set_record_headers(reply *rep, const store_version *v)
+{
+    char etag[SHA256_HEX_LEN + 3];
+    versions_etag(v, etag, sizeof etag);
+    reply_header_set(rep, "ETag", "%s", etag);
+}
+
+static void reply_record(request *req, reply *rep, int status, const store_version *v)
+{
+    json_t *rec = versions_record_json(req->app->versions, v);
+    reply_json(rep, status, rec);
+    set_record_headers(rep, v);
+}
+
+/* ---- saving ---------------------------------------------------------------- */
+
+struct query_env {
+    request *req;
+    const resource_type_def *type;
+    json_t *env;
+    strata_error *err;
+    int failed;
+};
+
+static json_t *deps_from_text(const char *text, strata_error *err)
+{
+    /* type:id[@version], comma-separated */
+    json_t *arr = json_array();
+    const char *p = text;
+    while (arr && *p) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        char item[STORE_ID_MAX + 64];
+        if (n >= sizeof item) {
+            json_decref(arr);
+            serr_set(err, SERR_INVALID, "a dependency in 'dependencies' is too long");
+            return NULL;
+        }
+        memcpy(item, p, n);
+        item[n] = '\0';
+        char *colon = strchr(item, ':');
+        if (n > 0 && colon == NULL) {
+            json_decref(arr);
+            serr_set(err, SERR_INVALID, "dependencies must be type:id[@version], comma-separated");
+            return NULL;
+        }
+        if (n > 0) {
+            *colon = '\0';
+            char *at = strrchr(colon + 1, '@');
+            if (at)
+                *at = '\0';
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s?}", "type", item, "id", colon + 1,
+                                                 "version", at ? at + 1 : NULL));
+        }
+        p = comma ? comma + 1 : p + n;
+    }
+    return arr;
+}
+
+static enum MHD_Result query_to_envelope(void *cls, enum MHD_ValueKind kind, const char *key,
+                                         const char *value)
+{
+    (void)kind;
+    struct query_env *q = cls;
+    if (q->failed)
+        return MHD_NO;
+    /* keys and values arrive still percent-encoded */
+    char k[128];
+    size_t klen;
+    if (strlen(key) >= sizeof k || url_decode(key, strlen(key), k, &klen) != 0) {
+        q->failed = serr_set(q->err, SERR_INVALID, "a query parameter name is not valid");
+        return MHD_NO;
+    }
+    const char *v = req_query(q->req, k);
+    if (v == NULL)
+        v = "";
+    (void)value;
+    json_t *jv = NULL;
+    if (strcmp(k, "tags") == 0) {
+        const field_def f = {"tags", FIELD_STRINGS, false, false};
+        jv = field_from_text(&f, v, q->err);
+    } else if (strcmp(k, "dependencies") == 0) {
+        jv = deps_from_text(v, q->err);
+    } else if (strcmp(k, "ttl") == 0) {
+        const field_def f = {"ttl", FIELD_INT, false, false};
+        jv = field_from_text(&f, v, q->err);
+    } else if (strcmp(k, "bump") == 0 || strcmp(k, "namespace") == 0) {
+        jv = json_string(v);
+    } else if (strcmp(k, "metadata") == 0) {
+        jv = json_parse_bounded(v, strlen(v), JSON_MAX_DEPTH, "the metadata parameter", q->err);
+    } else {
+        const field_def *f = resource_type_field(q->type, k);
+        if (f == NULL) {
+            q->failed = serr_set(q->err, SERR_INVALID,
+                                 "unknown parameter '%.64s' for %s (extra data goes in 'metadata')",
+                                 k, q->type->name);
+            return MHD_NO;
+        }
+        jv = field_from_text(f, v, q->err);
+    }
+    if (jv == NULL) {
+        q->failed = -1;
+        return MHD_NO;
+    }
+    json_object_set_new(q->env, k, jv);
+    return MHD_YES;
+}
+
+static void post_version(request *req, reply *rep)
+{
+    const char *type = req_param(req, "type"), *id = req_param(req, "id");
+    strata_error err;
+    if (versions_check_resource(type, id, &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    if (!req->body.started) {
+        reply_problem(rep, 400, "invalid-input", "a save needs a body (JSON envelope or bytes)");
+        return;
+    }
+    const char *ctype = req_header(req, "Content-Type");
+    strata_buf scratch;
+    sbuf_init(&scratch, 0);
+    const unsigned char *data;
+    size_t len;
+    json_t *env = NULL;
+    char base[128];
+    save_request rq = {.type = type, .id = id, .if_match = req_header(req, "If-Match")};
+    if (body_content(&req->body, &scratch, &data, &len, &err) != 0)
+        goto fail;
+    if (media_is_json(ctype)) {
+        env = json_parse_bounded(data, len, JSON_MAX_DEPTH, "the body", &err);
+        if (env == NULL)
+            goto fail;
+    } else {
+        struct query_env q = {req, resource_type_find(type), json_object(), &err, 0};
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_to_envelope, &q);
+        env = q.env;
+        if (q.failed)
+            goto fail;
+        media_base(ctype, base, sizeof base);
+        rq.bytes = data ? data : (const unsigned char *)"";
+        rq.len = len;
+        rq.content_type = base[0] ? base : "application/octet-stream";
+        rq.wire_codec = req->body.encoding;
+        rq.wire = req->body.wire.data;
+        rq.wire_len = req->body.wire.len;
+    }
+    rq.envelope = env;
+    store_version v;
+    bool created = false;
+    if (versions_save(req->app->versions, &rq, &v, &created, &err) != 0)
+        goto fail;
+    if (created) {
+        char version[SEMVER_STR_MAX], enc_id[STORE_ID_MAX * 3 + 1];
+        semver_format(v.vkey, version);
+        if (url_encode_segment(id, enc_id, sizeof enc_id) == 0)
+            reply_header_set(rep, "Location", "/%s/%s/versions/%s", type, enc_id, version);
+    }
+    reply_record(req, rep, created ? 201 : 200, &v);
+    store_version_clear(&v);
+    json_decref(env);
+    sbuf_free(&scratch);
+    return;
+fail:
+    reply_error(rep, &err);
+    json_decref(env);
+    sbuf_free(&scratch);
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+static void get_record(request *req, reply *rep, const char *version)
+{
+    store_version v;
+    strata_error err;
+    if (versions_get(req->app->versions, req_param(req, "type"), req_param(req, "id"), version, &v,
+                     &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    reply_record(req, rep, 200, &v);
+    store_version_clear(&v);
+}
+
+static void get_latest(request *req, reply *rep)
+{
+    get_record(req, rep, "latest");
+}
+
+static void get_version(request *req, reply *rep)
+{
+    get_record(req, rep, req_param(req, "version"));
+}
+
+static bool none_match(const char *header, const char *etag)
+{
+    if (header == NULL)
+        return false;
+    if (strcmp(header, "*") == 0)
+        return true;
+    /* a list of ETags, weak or strong: compare the quoted hash */
+    return strstr(header, etag) != NULL;
+}
+
+static void get_content(request *req, reply *rep)
+{
+    store_version v;
+    strata_error err;
+    if (versions_get(req->app->versions, req_param(req, "type"), req_param(req, "id"),
+                     req_param(req, "version"), &v, &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    char etag[SHA256_HEX_LEN + 3];
+    versions_etag(&v, etag, sizeof etag);
+    if (none_match(req_header(req, "If-None-Match"), etag)) {
+        reply_empty(rep, 304);
+        reply_header_set(rep, "ETag", "%s", etag);
+        store_version_clear(&v);
+        return;
+    }
+    content_out c;
+    unsigned accept = accept_encoding_mask(req_header(req, "Accept-Encoding"));
+    if (versions_content(req->app->versions, &v, accept, &c, &err) != 0) {
+        reply_error(rep, &err);
+        store_version_clear(&v);
+        return;
+    }
+    char ctype[sizeof c.content_type];
+    snprintf(ctype, sizeof ctype, "%s", c.content_type);
+    reply_bytes(rep, 200, NULL, c.data, c.len);
+    c.data = NULL;
+    reply_header_set(rep, "Content-Type", "%s", ctype);
+    reply_header_set(rep, "ETag", "%s", etag);
+    reply_header_set(rep, "Vary", "Accept-Encoding");
+    if (c.encoding != SCODEC_NONE)
+        reply_header_set(rep, "Content-Encoding", "%s", scodec_name(c.encoding));
+    store_version_clear(&v);
+}
+
+static void list_versions(request *req, reply *rep)
+{
+    store_list_opts o;
+    store_page page;
+    strata_error err;
+    if (parse_list_opts(req, &o, &err) != 0 ||
+        versions_list(req->app->versions, req_param(req, "type"), req_param(req, "id"), &o, &page,
+                      &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    reply_page(req, rep, &page);
+}
+
+static void list_resources(request *req, reply *rep)
+{
+    store_list_opts o;
+    store_page page;
+    strata_error err;
+    if (parse_list_opts(req, &o, &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    o.ns = req_query(req, "namespace");
+    o.tag = req_query(req, "tag");
+    const char *stale = req_query(req, "stale");
+    if (stale != NULL) {
+        if (strcmp(stale, "true") != 0 && strcmp(stale, "false") != 0) {
+            reply_problem(rep, 400, "invalid-input", "stale must be true or false");
+            return;
+        }
+        o.stale = stale[0] == 't';
+    }
+    if (versions_list_resources(req->app->versions, req_param(req, "type"), &o, &page, &err) !=
+        0) {
+        reply_error(rep, &err);
+        return;
+    }
+    reply_page(req, rep, &page);
+}
+
+/* ---- deleting ---------------------------------------------------------------- */
+
+static void delete_version(request *req, reply *rep)
+{
+    strata_error err;
+    if (versions_delete(req->app->versions, req_param(req, "type"), req_param(req, "id"),
+                        req_param(req, "version"), NULL, &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    reply_empty(rep, 204);
+}
+
+static void delete_resource(request *req, reply *rep)
+{
+    strata_error err;
+    size_t count = 0;
+    const char *type = req_param(req, "type"), *id = req_param(req, "id");
+    if (versions_delete_resource(req->app->versions, type, id, NULL, &count, &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    reply_json(rep, 200,
+               json_pack("{s:s, s:s, s:I}", "resource_type", type, "resource_id", id,
+                         "deleted_versions", (json_int_t)count));
+}
+
+int routes_resources_register(router *r)
+{
+    int rc = 0;
+    rc |= router_add(r, HTTP_GET, "/{type}", list_resources);
+    rc |= router_add(r, HTTP_GET, "/{type}/{id}", get_latest);
+    rc |= router_add(r, HTTP_DELETE, "/{type}/{id}", delete_resource);
+    rc |= router_add(r, HTTP_GET, "/{type}/{id}/versions", list_versions);
+    rc |= router_add(r, HTTP_POST, "/{type}/{id}/versions", post_version);
+    rc |= router_add(r, HTTP_GET, "/{type}/{id}/versions/{version}", get_version);
+    rc |= router_add(r, HTTP_DELETE, "/{type}/{id}/versions/{version}", delete_version);
+    rc |= router_add(r, HTTP_GET, "/{type}/{id}/versions/{version}/content", get_content);
+    return rc ? -1 : 0;
+}

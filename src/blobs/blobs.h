@@ -1,0 +1,51 @@
+/* The blob store: large content, content-addressed by the SHA-256 of the
+ * raw content, kept in the self-describing stored-blob format (header +
+ * payload, see codec/blob_format.h). It never loses data: writes are
+ * crash-safe, and reads verify before anything is returned.
+ * Backends sit behind a vtable chosen by URL (file:DIR, s3://...). */
+#ifndef STRATA_BLOBS_H
+#define STRATA_BLOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../codec/blob_format.h"
+#include "../common/buf.h"
+#include "../common/error.h"
+
+typedef struct blob_store blob_store;
+
+/* Called for each stored key by list; return non-zero to stop. */
+typedef int (*blob_list_fn)(void *ctx, const char *key, uint64_t size, int64_t mtime_s);
+
+typedef struct blob_store_ops {
+    const char *name;
+    /* Stores a whole encoded blob (header + payload) under key; storing a
+     * key that exists is a no-op (same key, same content). */
+    int (*put)(blob_store *b, const char *key, const void *blob, size_t len, strata_error *err);
+    /* Reads the whole encoded blob; SERR_NOT_FOUND when absent. */
+    int (*get)(blob_store *b, const char *key, size_t max_len, strata_buf *out,
+               strata_error *err);
+    int (*exists)(blob_store *b, const char *key, bool *out, strata_error *err);
+    int (*remove)(blob_store *b, const char *key, strata_error *err);
+    int (*list)(blob_store *b, blob_list_fn fn, void *ctx, strata_error *err);
+    void (*close)(blob_store *b);
+} blob_store_ops;
+
+struct blob_store {
+    const blob_store_ops *ops;
+};
+
+blob_store *blobs_open(const char *url, strata_error *err);
+void blobs_close(blob_store *b);
+
+/* A key is 64 lower-case hex digits: nothing else reaches a backend. */
+bool blob_key_valid(const char *key);
+
+/* Reads a blob and checks its header and payload hash against the key
+ * (cheap: no decompression). SERR_CORRUPT when anything disagrees. */
+int blobs_get_verified(blob_store *b, const char *key, size_t max_len, strata_buf *out,
+                       blob_header *h, strata_error *err);
+
+#endif

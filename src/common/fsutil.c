@@ -1,0 +1,127 @@
+#include "fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int fs_mkdir_p(const char *path, strata_error *err)
+{
+    char tmp[PATH_MAX];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof tmp)
+        return serr_set(err, SERR_INVALID, "bad directory path '%s'", path);
+    memcpy(tmp, path, len + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return serr_set(err, SERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return serr_set(err, SERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    return 0;
+}
+
+int fs_sync_dir(const char *dir, strata_error *err)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return serr_set(err, SERR_IO, "cannot open directory %s: %s", dir, strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0)
+        return serr_set(err, SERR_IO, "cannot sync directory %s: %s", dir, strerror(e));
+    return 0;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int fs_write_atomic(const char *path, const void *data, size_t len, strata_error *err)
+{
+    char tmp[PATH_MAX], dir[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp)
+        return serr_set(err, SERR_INVALID, "path too long: %s", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return serr_set(err, SERR_IO, "cannot create a temp file for %s: %s", path,
+                        strerror(errno));
+    if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return serr_set(err, SERR_IO, "cannot write %s: %s", path, strerror(e));
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return serr_set(err, SERR_IO, "cannot move %s into place: %s", path, strerror(e));
+    }
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    return fs_sync_dir(dir, err);
+}
+
+int fs_read_file(const char *path, size_t max_len, strata_buf *out, strata_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return serr_set(err, SERR_NOT_FOUND, "no file %s", path);
+        return serr_set(err, SERR_IO, "cannot open %s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size > max_len) {
+        close(fd);
+        return serr_set(err, SERR_TOO_LARGE, "%s is larger than %zu bytes", path, max_len);
+    }
+    size_t at = out->len;
+    if (sbuf_reserve(out, (size_t)st.st_size, err) != 0) {
+        close(fd);
+        return -1;
+    }
+    size_t want = (size_t)st.st_size;
+    while (want > 0) {
+        ssize_t r = read(fd, out->data + out->len, want);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int e = errno;
+            close(fd);
+            out->len = at;
+            return serr_set(err, SERR_IO, "cannot read %s: %s", path,
+                            r == 0 ? "file shrank while reading" : strerror(e));
+        }
+        out->len += (size_t)r;
+        want -= (size_t)r;
+    }
+    close(fd);
+    return 0;
+}

@@ -1,0 +1,23 @@
+/* Filesystem helpers for crash-safe writes: temp file, fsync, rename,
+ * directory fsync. */
+#ifndef STRATA_FSUTIL_H
+#define STRATA_FSUTIL_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "error.h"
+
+/* Creates a directory and its parents (mode 0755); existing is fine. */
+int fs_mkdir_p(const char *path, strata_error *err);
+/* Writes `data` to `path` atomically: a reader sees the old file or the
+ * whole new one, and after return the new one survives a crash. The temp
+ * file is created beside the target (same filesystem). */
+int fs_write_atomic(const char *path, const void *data, size_t len, strata_error *err);
+/* Reads a whole file, refusing files larger than max_len. SERR_NOT_FOUND
+ * when it does not exist. */
+int fs_read_file(const char *path, size_t max_len, strata_buf *out, strata_error *err);
+/* fsyncs a directory so that a rename or unlink in it is durable. */
+int fs_sync_dir(const char *dir, strata_error *err);
+
+#endif

@@ -1,0 +1,23 @@
+/* access_count and last_accessed without a store write per read: reads
+ * count in memory, and a background thread adds the counts to the store
+ * every flush interval (and at close). A record shows stored + pending. */
+#ifndef STRATA_ACCESS_STATS_H
+#define STRATA_ACCESS_STATS_H
+
+#include <stdint.h>
+
+#include "../store/store.h"
+
+typedef struct access_stats access_stats;
+
+access_stats *access_stats_new(store *st, unsigned flush_ms, strata_error *err);
+/* Flushes what is pending and stops the thread. */
+void access_stats_free(access_stats *a);
+
+void access_stats_hit(access_stats *a, const char *type, const char *id, uint64_t vkey);
+/* Unflushed count for a version, and its last access time (0 if none). */
+uint64_t access_stats_pending(access_stats *a, const char *type, const char *id, uint64_t vkey,
+                              int64_t *last_ms);
+int access_stats_flush(access_stats *a);
+
+#endif

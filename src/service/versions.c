@@ -1,0 +1,676 @@
+#include "versions.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../codec/blob_format.h"
+#include "../codec/json_canon.h"
+#include "resource_types.h"
+#include "vocabulary.h"
+
+#define SAVE_RETRIES 64
+#define MAX_TAGS 100
+#define MAX_TAG_LEN 128
+#define MAX_DEPENDENCIES 1000
+
+struct versions_svc {
+    store *st;
+    blob_store *blobs;
+    versions_config cfg;
+    access_stats *access;
+};
+
+versions_svc *versions_new(store *st, blob_store *blobs, const versions_config *cfg,
+                           strata_error *err)
+{
+    versions_svc *svc = calloc(1, sizeof *svc);
+    if (svc == NULL) {
+        serr_set(err, SERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    svc->st = st;
+    svc->blobs = blobs;
+    svc->cfg = *cfg;
+    svc->access = access_stats_new(st, cfg->access_flush_ms, err);
+    if (svc->access == NULL) {
+        free(svc);
+        return NULL;
+    }
+    return svc;
+}
+
+void versions_free(versions_svc *svc)
+{
+    if (svc == NULL)
+        return;
+    access_stats_free(svc->access);
+    free(svc);
+}
+
+int versions_check_resource(const char *type, const char *id, strata_error *err)
+{
+    if (resource_type_find(type) == NULL)
+        return serr_set(err, SERR_NOT_FOUND, "unknown resource type '%.32s' (one of: %s)", type,
+                        resource_type_names());
+    return resource_id_check("resource id", id, STORE_ID_MAX, err);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int parse_version(const char *version, uint64_t *vkey, strata_error *err)
+{
+    if (version == NULL || strcmp(version, "latest") == 0) {
+        *vkey = 0;
+        return 0;
+    }
+    if (semver_parse(version, vkey) != 0)
+        return serr_set(err, SERR_INVALID, "version '%.32s' is not MAJOR.MINOR.PATCH or 'latest'",
+                        version);
+    return 0;
+}
+
+/* ---- the envelope ---------------------------------------------------------- */
+
+typedef struct save_plan {
+    const resource_type_def *type;
+    json_t *fields; /* the type's own fields */
+    json_t *metadata;
+    json_t *tags;
+    json_t *deps_json;
+    store_dep *deps;
+    size_t ndeps;
+    json_t *ttl;
+    enum semver_bump bump;
+    char ns[STORE_NS_MAX + 1];
+} save_plan;
+
+static void plan_free(save_plan *p)
+{
+    json_decref(p->fields);
+    json_decref(p->metadata);
+    json_decref(p->tags);
+    json_decref(p->deps_json);
+    json_decref(p->ttl);
+    free(p->deps);
+}
+
+static int parse_tags(save_plan *p, const json_t *v, strata_error *err)
+{
+    if (!json_is_array(v) || json_array_size(v) > MAX_TAGS)
+        return serr_set(err, SERR_INVALID, "'tags' must be an array of at most %d strings",
+                        MAX_TAGS);
+    size_t i;
+    const json_t *t;
+    json_array_foreach(v, i, t)
+    {
+        if (!json_is_string(t) || json_string_length(t) == 0 ||
+            json_string_length(t) > MAX_TAG_LEN)
+            return serr_set(err, SERR_INVALID, "tags[%zu] must be a string of 1-%d characters", i,
+                            MAX_TAG_LEN);
+    }
+    p->tags = json_deep_copy(v);
+    return 0;
+}
+
+static int parse_dependencies(save_plan *p, const json_t *v, strata_error *err)
+{
+    if (!json_is_array(v) || json_array_size(v) > MAX_DEPENDENCIES)
+        return serr_set(err, SERR_INVALID, "'dependencies' must be an array of at most %d objects",
+                        MAX_DEPENDENCIES);
+    size_t n = json_array_size(v);
+    p->deps = calloc(n ? n : 1, sizeof *p->deps);
+    p->deps_json = json_array();
+    if (p->deps == NULL || p->deps_json == NULL)
+        return serr_set(err, SERR_NOMEM, "out of memory");
+    size_t i;
+    const json_t *d;
+    json_array_foreach(v, i, d)
+    {
+        const char *type = json_string_value(json_object_get(d, "type"));
+        const char *id = json_string_value(json_object_get(d, "id"));
+        const json_t *ver = json_object_get(d, "version");
+        char what[64];
+        snprintf(what, sizeof what, "dependencies[%zu].id", i);
+        if (!json_is_object(d) || type == NULL || id == NULL)
+            return serr_set(err, SERR_INVALID,
+                            "dependencies[%zu] must be an object with 'type' and 'id'", i);
+        if (resource_type_find(type) == NULL)
+            return serr_set(err, SERR_INVALID, "dependencies[%zu].type '%.32s' is not one of: %s",
+                            i, type, resource_type_names());
+        if (resource_id_check(what, id, STORE_ID_MAX, err) != 0)
+            return -1;
+        store_dep *sd = &p->deps[p->ndeps++];
+        snprintf(sd->type, sizeof sd->type, "%s", type);
+        snprintf(sd->id, sizeof sd->id, "%s", id);
+        if (ver != NULL && !json_is_null(ver) &&
+            (!json_is_string(ver) || strcmp(json_string_value(ver), "latest") != 0)) {
+            if (!json_is_string(ver) || semver_parse(json_string_value(ver), &sd->vkey) != 0)
+                return serr_set(err, SERR_INVALID,
+                                "dependencies[%zu].version must be MAJOR.MINOR.PATCH or 'latest'",
+                                i);
+        }
+        char vs[SEMVER_STR_MAX];
+        semver_format(sd->vkey, vs);
+        json_array_append_new(p->deps_json,
+                              json_pack("{s:s, s:s, s:s?}", "type", type, "id", id, "version",
+                                        sd->vkey ? vs : NULL));
+    }
+    return 0;
+}
+
+/* Reads every envelope key into the plan; unknown keys are refused by
+ * name so that a typo never silently drops data. */
+static int plan_from_envelope(save_plan *p, const json_t *env, bool json_save, strata_error *err)
+{
+    if (!json_is_object(env))
+        return serr_set(err, SERR_INVALID, "the body must be a JSON object (the save envelope)");
+    p->fields = json_object();
+    snprintf(p->ns, sizeof p->ns, "default");
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)env, key, v)
+    {
+        if (strcmp(key, "content") == 0) {
+            if (!json_save)
+                return serr_set(err, SERR_INVALID, "'content' is the body of a byte save");
+        } else if (strcmp(key, "metadata") == 0) {
+            if (!json_is_object(v))
+                return serr_set(err, SERR_INVALID, "'metadata' must be an object");
+            p->metadata = json_deep_copy(v);
+        } else if (strcmp(key, "tags") == 0) {
+            if (parse_tags(p, v, err) != 0)
+                return -1;
+        } else if (strcmp(key, "dependencies") == 0) {
+            if (parse_dependencies(p, v, err) != 0)
+                return -1;
+        } else if (strcmp(key, "ttl") == 0) {
+            if (!json_is_null(v) && (!json_is_integer(v) || json_integer_value(v) < 0))
+                return serr_set(err, SERR_INVALID, "'ttl' must be a non-negative integer (seconds)");
+            p->ttl = json_incref((json_t *)v);
+        } else if (strcmp(key, "bump") == 0) {
+            if (!json_is_string(v) || semver_parse_bump(json_string_value(v), &p->bump) != 0)
+                return serr_set(err, SERR_INVALID, "'bump' must be patch, minor or major");
+        } else if (strcmp(key, "namespace") == 0) {
+            if (!json_is_string(v) ||
+                resource_id_check("namespace", json_string_value(v), STORE_NS_MAX, err) != 0)
+                return json_is_string(v) ? -1
+                                         : serr_set(err, SERR_INVALID, "'namespace' must be a string");
+            snprintf(p->ns, sizeof p->ns, "%s", json_string_value(v));
+        } else {
+            const field_def *f = resource_type_field(p->type, key);
+            if (f == NULL)
+                return serr_set(err, SERR_INVALID,
+                                "unknown field '%.64s' for %s (extra data goes in 'metadata')", key,
+                                p->type->name);
+            if (f->computed)
+                continue; /* the service computes it */
+            if (field_check(f, v, err) != 0)
+                return -1;
+            json_object_set(p->fields, key, (json_t *)v);
+        }
+    }
+    for (size_t i = 0; i < p->type->nfields; i++) {
+        const field_def *f = &p->type->fields[i];
+        if (f->required && json_object_get(p->fields, f->name) == NULL)
+            return serr_set(err, SERR_INVALID, "missing required field '%s' for %s", f->name,
+                            p->type->name);
+    }
+    if (json_save && json_object_get(env, "content") == NULL)
+        return serr_set(err, SERR_INVALID, "missing 'content' in the save envelope");
+    return 0;
+}
+
+/* ---- placement --------------------------------------------------------------- */
+
+/* Writes the blob unless one with this content exists, and fills the
+ * content location. A blob that exists is shared (invariant 5). */
+static int place_external(versions_svc *svc, const save_request *rq, const save_plan *p,
+                          const unsigned char *bytes, size_t len, const char *hash_hex,
+                          json_t *loc, strata_error *err)
+{
+    bool exists = false;
+    if (svc->blobs->ops->exists(svc->blobs, hash_hex, &exists, err) != 0)
+        return -1;
+    blob_header h;
+    strata_buf blob;
+    sbuf_init(&blob, 0);
+    int rc = 0;
+    if (exists) {
+        /* the location comes from the blob itself: one small read */
+        rc = blobs_get_verified(svc->blobs, hash_hex, svc->cfg.max_content + BLOB_HEADER_SIZE,
+                                &blob, &h, err);
+    } else {
+        if (rq->wire_codec != SCODEC_NONE && rq->wire != NULL) {
+            /* keep the client's frames: Accept-Encoding serves them unchanged */
+            unsigned char raw_sha[SHA256_LEN];
+            sha256_from_hex(hash_hex, raw_sha);
+            rc = blob_encode_precompressed(rq->wire_codec, rq->wire, rq->wire_len, len, raw_sha,
+                                           &blob, &h, err);
+        } else {
+            enum scodec codec = resource_codec_for(p->type, p->fields, len);
+            rc = blob_encode(bytes, len, codec, &blob, &h, err);
+        }
+        if (rc == 0)
+            rc = svc->blobs->ops->put(svc->blobs, hash_hex, blob.data, blob.len, err);
+    }
+    sbuf_free(&blob);
+    if (rc != 0)
+        return -1;
+    json_object_set_new(loc, "storage_type", json_string("blob"));
+    json_object_set_new(loc, "key", json_string(hash_hex));
+    json_object_set_new(loc, "compression", json_string(scodec_name(h.codec)));
+    json_object_set_new(loc, "size_compressed", json_integer((json_int_t)h.payload_size));
+    return 0;
+}
+
+static int compute_fields(save_plan *p, const json_t *json_content, const unsigned char *bytes,
+                          size_t len, strata_error *err)
+{
+    if (strcmp(p->type->name, "corpus") != 0)
+        return 0;
+    vocab_stats vs;
+    int rc = json_content ? vocabulary_from_json(json_content, &vs, err)
+                          : vocabulary_from_text(bytes, len, &vs, err);
+    if (rc != 0)
+        return -1;
+    json_object_set_new(p->fields, "vocabulary_size", json_integer((json_int_t)vs.size));
+    json_object_set_new(p->fields, "vocabulary_hash", json_string(vs.hash_hex));
+    return 0;
+}
+
+static bool etag_matches(const char *header, const char *hash)
+{
+    /* If-Match: "hash", hash, W/"hash", a list, or * */
+    const char *p = header;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (*p == '*')
+            return true;
+        if (strncmp(p, "W/", 2) == 0)
+            p += 2;
+        if (*p == '"')
+            p++;
+        if (strncmp(p, hash, SHA256_HEX_LEN) == 0 &&
+            (p[SHA256_HEX_LEN] == '"' || p[SHA256_HEX_LEN] == ',' || p[SHA256_HEX_LEN] == ' ' ||
+             p[SHA256_HEX_LEN] == '\0'))
+            return true;
+        while (*p && *p != ',')
+            p++;
+    }
+    return false;
+}
+
+int versions_save(versions_svc *svc, const save_request *rq, store_version *out, bool *created,
+                  strata_error *err)
+{
+    memset(out, 0, sizeof *out);
+    *created = false;
+    if (versions_check_resource(rq->type, rq->id, err) != 0)
+        return -1;
+    save_plan p = {.type = resource_type_find(rq->type)};
+    bool json_save = rq->bytes == NULL;
+    char *canon = NULL;
+    json_t *doc = NULL, *loc = NULL;
+    int rc = -1;
+    if (plan_from_envelope(&p, rq->envelope, json_save, err) != 0)
+        goto done;
+
+    /* the content bytes, and their hash: the version's identity */
+    const json_t *json_content = json_save ? json_object_get(rq->envelope, "content") : NULL;
+    const unsigned char *bytes = rq->bytes;
+    size_t len = rq->len;
+    if (json_save) {
+        canon = json_canon_dump(json_content, &len, err);
+        if (canon == NULL)
+            goto done;
+        bytes = (const unsigned char *)canon;
+    }
+    if (len > svc->cfg.max_content) {
+        serr_set(err, SERR_TOO_LARGE, "content of %zu bytes exceeds the limit of %zu", len,
+                 svc->cfg.max_content);
+        goto done;
+    }
+    unsigned char digest[SHA256_LEN];
+    char hash[SHA256_HEX_LEN + 1];
+    if (sha256_oneshot(bytes ? bytes : (const unsigned char *)"", len, digest, err) != 0)
+        goto done;
+    sha256_to_hex(digest, hash);
+    if (compute_fields(&p, json_content, bytes, len, err) != 0)
+        goto done;
+
+    /* place the content: inline in the store, or a shared external blob */
+    bool external = p.type->always_external || len > svc->cfg.inline_threshold;
+    loc = json_object();
+    const char *ctype = json_save ? "application/json"
+                                  : (rq->content_type ? rq->content_type : "application/octet-stream");
+    if (external) {
+        if (place_external(svc, rq, &p, bytes, len, hash, loc, err) != 0)
+            goto done;
+    } else {
+        json_object_set_new(loc, "storage_type", json_string("inline"));
+        json_object_set_new(loc, "compression", json_string("none"));
+        json_object_set_new(loc, "size_compressed", json_integer((json_int_t)len));
+    }
+    json_object_set_new(loc, "size_bytes", json_integer((json_int_t)len));
+    char checksum[80];
+    snprintf(checksum, sizeof checksum, "sha256:%s", hash);
+    json_object_set_new(loc, "checksum", json_string(checksum));
+    json_object_set_new(loc, "content_type", json_string(ctype));
+
+    doc = json_deep_copy(p.fields);
+    json_object_set(doc, "content_location", loc);
+    json_object_set_new(doc, "metadata", p.metadata ? json_incref(p.metadata) : json_object());
+    json_object_set_new(doc, "tags", p.tags ? json_incref(p.tags) : json_array());
+    json_object_set_new(doc, "dependencies", p.deps_json ? json_incref(p.deps_json) : json_array());
+    json_object_set_new(doc, "ttl", p.ttl ? json_incref(p.ttl) : json_null());
+
+    for (int attempt = 0; attempt < SAVE_RETRIES; attempt++) {
+        store_head head;
+        if (svc->st->ops->get_head(svc->st, rq->txn, rq->type, rq->id, &head, err) != 0)
+            goto done;
+        uint64_t latest = head.latest_vkey, max = head.max_vkey;
+        store_head_clear(&head);
+        store_version cur = {0};
+        if (latest != 0 &&
+            svc->st->ops->get_version(svc->st, rq->txn, rq->type, rq->id, latest, &cur, err) != 0) {
+            if (err->kind == SERR_NOT_FOUND)
+                continue; /* deleted meanwhile: read the head again */
+            goto done;
+        }
+        if (rq->if_match != NULL && (latest == 0 || !etag_matches(rq->if_match, cur.data_hash))) {
+            serr_set(err, SERR_PRECONDITION,
+                     latest == 0 ? "If-Match given but %s/%s has no version yet"
+                                 : "If-Match does not match the latest version of %s/%s",
+                     rq->type, rq->id);
+            store_version_clear(&cur);
+            goto done;
+        }
+        if (latest != 0 && strcmp(cur.data_hash, hash) == 0) {
+            *out = cur; /* same as the latest: no new version (invariant 5) */
+            rc = 0;
+            goto done;
+        }
+        store_version_clear(&cur);
+        uint64_t vkey = semver_next(max, p.bump);
+        if (vkey == 0) {
+            serr_set(err, SERR_CONFLICT, "%s/%s has used up its version numbers", rq->type, rq->id);
+            goto done;
+        }
+        store_version v = {0};
+        snprintf(v.type, sizeof v.type, "%s", rq->type);
+        snprintf(v.id, sizeof v.id, "%s", rq->id);
+        snprintf(v.ns, sizeof v.ns, "%s", p.ns);
+        v.vkey = vkey;
+        v.created_at_ms = now_ms();
+        snprintf(v.data_hash, sizeof v.data_hash, "%s", hash);
+        if (external)
+            snprintf(v.blob_key, sizeof v.blob_key, "%s", hash);
+        v.doc = json_incref(doc);
+        if (!external && len > 0) {
+            v.content = malloc(len);
+            if (v.content == NULL) {
+                json_decref(v.doc);
+                serr_set(err, SERR_NOMEM, "out of memory");
+                goto done;
+            }
+            memcpy(v.content, bytes, len);
+        }
+        v.content_len = external ? 0 : len;
+        if (svc->st->ops->put_version(svc->st, rq->txn, &v, latest, max, p.deps, p.ndeps, err) ==
+            0) {
+            *out = v;
+            *created = true;
+            rc = 0;
+            goto done;
+        }
+        store_version_clear(&v);
+        if (err->kind != SERR_CONFLICT || rq->txn != NULL)
+            goto done;
+        /* another writer moved the head first: try again on the new head */
+    }
+    serr_set(err, SERR_CONFLICT, "too many concurrent writers on %s/%s; try again", rq->type,
+             rq->id);
+done:
+    free(canon);
+    json_decref(doc);
+    json_decref(loc);
+    plan_free(&p);
+    return rc;
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
+int versions_get(versions_svc *svc, const char *type, const char *id, const char *version,
+                 store_version *out, strata_error *err)
+{
+    uint64_t vkey;
+    if (versions_check_resource(type, id, err) != 0 || parse_version(version, &vkey, err) != 0)
+        return -1;
+    if (svc->st->ops->get_version(svc->st, NULL, type, id, vkey, out, err) != 0) {
+        if (err->kind == SERR_NOT_FOUND) {
+            if (vkey == 0)
+                serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", type, id);
+            else
+                serr_set(err, SERR_NOT_FOUND, "no version %s of %s/%s", version, type, id);
+        }
+        return -1;
+    }
+    access_stats_hit(svc->access, type, id, out->vkey);
+    return 0;
+}
+
+static int check_limit(const store_list_opts *o, strata_error *err)
+{
+    if (o->limit < 1 || o->limit > STORE_LIST_MAX)
+        return serr_set(err, SERR_INVALID, "limit must be 1-%d", STORE_LIST_MAX);
+    return 0;
+}
+
+int versions_list(versions_svc *svc, const char *type, const char *id, const store_list_opts *o,
+                  store_page *out, strata_error *err)
+{
+    if (versions_check_resource(type, id, err) != 0 || check_limit(o, err) != 0)
+        return -1;
+    return svc->st->ops->list_versions(svc->st, type, id, o, out, err);
+}
+
+int versions_list_resources(versions_svc *svc, const char *type, const store_list_opts *o,
+                            store_page *out, strata_error *err)
+{
+    if (resource_type_find(type) == NULL)
+        return serr_set(err, SERR_NOT_FOUND, "unknown resource type '%.32s' (one of: %s)", type,
+                        resource_type_names());
+    if (check_limit(o, err) != 0)
+        return -1;
+    if (o->ns && resource_id_check("namespace", o->ns, STORE_NS_MAX, err) != 0)
+        return -1;
+    return svc->st->ops->list_resources(svc->st, type, o, out, err);
+}
+
+int versions_delete(versions_svc *svc, const char *type, const char *id, const char *version,
+                    store_txn *txn, strata_error *err)
+{
+    uint64_t vkey;
+    if (versions_check_resource(type, id, err) != 0 || parse_version(version, &vkey, err) != 0)
+        return -1;
+    if (vkey == 0) {
+        store_head head;
+        if (svc->st->ops->get_head(svc->st, txn, type, id, &head, err) != 0)
+            return -1;
+        vkey = head.latest_vkey;
+        store_head_clear(&head);
+        if (vkey == 0)
+            return serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", type, id);
+    }
+    /* Blobs stay: only the collector removes a blob, once no version
+     * references it and its grace period has passed (invariant 4). */
+    if (svc->st->ops->delete_version(svc->st, txn, type, id, vkey, err) != 0) {
+        if (err->kind == SERR_NOT_FOUND)
+            serr_set(err, SERR_NOT_FOUND, "no version %s of %s/%s", version, type, id);
+        return -1;
+    }
+    return 0;
+}
+
+int versions_delete_resource(versions_svc *svc, const char *type, const char *id,
+                             store_txn *txn, size_t *count, strata_error *err)
+{
+    if (versions_check_resource(type, id, err) != 0)
+        return -1;
+    return svc->st->ops->delete_resource(svc->st, txn, type, id, count, err);
+}
+
+void content_out_free(content_out *c)
+{
+    free(c->data);
+    c->data = NULL;
+}
+
+int versions_content(versions_svc *svc, const store_version *v, unsigned accept_codecs,
+                     content_out *out, strata_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const json_t *loc = json_object_get(v->doc, "content_location");
+    const char *ctype = json_string_value(json_object_get(loc, "content_type"));
+    snprintf(out->content_type, sizeof out->content_type, "%s",
+             ctype ? ctype : "application/octet-stream");
+    unsigned char digest[SHA256_LEN], want[SHA256_LEN];
+    if (sha256_from_hex(v->data_hash, want) != 0)
+        return serr_set(err, SERR_CORRUPT, "the record of %s/%s has a bad data hash", v->type,
+                        v->id);
+    if (v->blob_key[0] == '\0') {
+        /* inline: small, so verify by hashing it again */
+        if (sha256_oneshot(v->content ? v->content : (const unsigned char *)"", v->content_len,
+                           digest, err) != 0)
+            return -1;
+        if (memcmp(digest, want, SHA256_LEN) != 0)
+            return serr_set(err, SERR_CORRUPT, "stored content of %s/%s does not match its hash",
+                            v->type, v->id);
+        out->data = malloc(v->content_len ? v->content_len : 1);
+        if (out->data == NULL)
+            return serr_set(err, SERR_NOMEM, "out of memory");
+        if (v->content_len)
+            memcpy(out->data, v->content, v->content_len);
+        out->len = v->content_len;
+        access_stats_hit(svc->access, v->type, v->id, v->vkey);
+        return 0;
+    }
+    strata_buf blob;
+    sbuf_init(&blob, 0);
+    blob_header h;
+    if (blobs_get_verified(svc->blobs, v->blob_key, svc->cfg.max_content + BLOB_HEADER_SIZE, &blob,
+                           &h, err) != 0) {
+        sbuf_free(&blob);
+        if (err->kind == SERR_NOT_FOUND)
+            serr_set(err, SERR_CORRUPT, "the content of %s/%s is missing from the blob store",
+                     v->type, v->id);
+        return -1;
+    }
+    size_t plen = blob.len - BLOB_HEADER_SIZE;
+    if (h.codec == SCODEC_NONE || (accept_codecs & (1u << h.codec))) {
+        /* the payload hash was verified; for raw payloads it is the content hash */
+        if (h.codec == SCODEC_NONE && memcmp(h.payload_sha256, want, SHA256_LEN) != 0) {
+            sbuf_free(&blob);
+            return serr_set(err, SERR_CORRUPT, "stored content of %s/%s does not match its hash",
+                            v->type, v->id);
+        }
+        memmove(blob.data, blob.data + BLOB_HEADER_SIZE, plen);
+        out->data = sbuf_take(&blob, NULL);
+        out->len = plen;
+        out->encoding = h.codec;
+    } else {
+        strata_buf raw;
+        sbuf_init(&raw, 0);
+        if (blob_decode(blob.data, blob.len, svc->cfg.max_content, &raw, &h, err) != 0) {
+            sbuf_free(&blob);
+            sbuf_free(&raw);
+            return -1;
+        }
+        sbuf_free(&blob);
+        out->len = raw.len;
+        out->data = sbuf_take(&raw, NULL);
+        if (out->data == NULL)
+            out->data = malloc(1);
+    }
+    access_stats_hit(svc->access, v->type, v->id, v->vkey);
+    return 0;
+}
+
+/* ---- records ------------------------------------------------------------------- */
+
+static json_t *iso_time(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char buf[96];
+    snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    return json_string(buf);
+}
+
+static json_t *version_or_null(uint64_t vkey)
+{
+    if (vkey == 0)
+        return json_null();
+    char s[SEMVER_STR_MAX];
+    semver_format(vkey, s);
+    return json_string(s);
+}
+
+void versions_etag(const store_version *v, char *out, size_t cap)
+{
+    snprintf(out, cap, "\"%s\"", v->data_hash);
+}
+
+json_t *versions_record_json(versions_svc *svc, const store_version *v)
+{
+    json_t *r = json_object();
+    if (r == NULL)
+        return NULL;
+    /* the type's own fields at the top level, then the record fields */
+    const char *key;
+    json_t *val;
+    json_object_foreach(v->doc, key, val)
+    {
+        if (strcmp(key, "dependencies") != 0)
+            json_object_set(r, key, val);
+    }
+    json_object_set_new(r, "resource_id", json_string(v->id));
+    json_object_set_new(r, "resource_type", json_string(v->type));
+    json_object_set_new(r, "namespace", json_string(v->ns));
+    json_t *deps = json_object_get(v->doc, "dependencies");
+    json_object_set_new(
+        r, "version_info",
+        json_pack("{s:o, s:o, s:s, s:b, s:o, s:o, s:o}", "version", version_or_null(v->vkey),
+                  "created_at", iso_time(v->created_at_ms), "data_hash", v->data_hash, "is_latest",
+                  v->is_latest, "supersedes", version_or_null(v->supersedes), "superseded_by",
+                  version_or_null(v->superseded_by), "dependencies",
+                  deps ? json_incref(deps) : json_array()));
+    const char *ctype =
+        json_string_value(json_object_get(json_object_get(v->doc, "content_location"), "content_type"));
+    if (v->blob_key[0] == '\0' && ctype && strcmp(ctype, "application/json") == 0 && v->content) {
+        json_t *c = json_loadb((const char *)v->content, v->content_len, JSON_DECODE_ANY, NULL);
+        if (c)
+            json_object_set_new(r, "content", c);
+    }
+    int64_t last = 0;
+    uint64_t pending = access_stats_pending(svc->access, v->type, v->id, v->vkey, &last);
+    json_object_set_new(r, "access_count", json_integer((json_int_t)(v->access_count + pending)));
+    json_object_set_new(r, "last_accessed",
+                        iso_time(last > v->last_accessed_ms ? last : v->last_accessed_ms));
+    json_object_set_new(r, "stale", json_boolean(v->stale));
+    if (v->stale && v->stale_reason)
+        json_object_set(r, "stale_reason", v->stale_reason);
+    return r;
+}

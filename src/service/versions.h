@@ -1,0 +1,85 @@
+/* The versioned store as the API sees it: saving with deduplication
+ * (same content as the latest: no new version; same as an older one: a
+ * new version sharing the blob), semver bumps, inline or external
+ * placement, per-type fields and compression, reading records and
+ * verified content, listing and deleting. */
+#ifndef STRATA_VERSIONS_H
+#define STRATA_VERSIONS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../blobs/blobs.h"
+#include "../codec/compress.h"
+#include "../store/store.h"
+#include "access_stats.h"
+
+typedef struct versions_config {
+    size_t inline_threshold; /* content up to this many bytes stays in the store */
+    size_t max_content;      /* largest content, raw */
+    unsigned access_flush_ms;
+} versions_config;
+
+typedef struct versions_svc versions_svc;
+
+versions_svc *versions_new(store *st, blob_store *blobs, const versions_config *cfg,
+                           strata_error *err);
+void versions_free(versions_svc *svc);
+
+typedef struct save_request {
+    const char *type;
+    const char *id;
+    /* The envelope: JSON saves carry "content" in it; byte saves build it
+     * from query parameters and pass the bytes below. Borrowed. */
+    const json_t *envelope;
+    const unsigned char *bytes; /* decoded content of a byte save */
+    size_t len;
+    const char *content_type;      /* of a byte save */
+    const unsigned char *wire;     /* the bytes as received, when encoded */
+    size_t wire_len;
+    enum scodec wire_codec;        /* SCODEC_NONE when sent plain */
+    const char *if_match;          /* If-Match header or NULL */
+    store_txn *txn;                /* a batch, or NULL */
+} save_request;
+
+/* *created is false when the content equals the latest (no new version). */
+int versions_save(versions_svc *svc, const save_request *rq, store_version *out, bool *created,
+                  strata_error *err);
+
+/* version: "latest" or "X.Y.Z". */
+int versions_get(versions_svc *svc, const char *type, const char *id, const char *version,
+                 store_version *out, strata_error *err);
+int versions_list(versions_svc *svc, const char *type, const char *id, const store_list_opts *o,
+                  store_page *out, strata_error *err);
+int versions_list_resources(versions_svc *svc, const char *type, const store_list_opts *o,
+                            store_page *out, strata_error *err);
+int versions_delete(versions_svc *svc, const char *type, const char *id, const char *version,
+                    store_txn *txn, strata_error *err);
+int versions_delete_resource(versions_svc *svc, const char *type, const char *id,
+                             store_txn *txn, size_t *count, strata_error *err);
+
+typedef struct content_out {
+    unsigned char *data; /* owned */
+    size_t len;
+    enum scodec encoding; /* SCODEC_NONE, or the stored codec passed through */
+    char content_type[128];
+} content_out;
+
+/* Reads a version's content, verified against its hash before it is
+ * returned (SERR_CORRUPT otherwise). accept_codecs is a bit mask of
+ * (1 << codec) the client accepts; stored compressed bytes in an
+ * accepted codec are returned as they are. */
+int versions_content(versions_svc *svc, const store_version *v, unsigned accept_codecs,
+                     content_out *out, strata_error *err);
+void content_out_free(content_out *c);
+
+/* The record as clients see it (a new reference). */
+json_t *versions_record_json(versions_svc *svc, const store_version *v);
+/* The ETag of a version: its data hash, quoted. */
+void versions_etag(const store_version *v, char *out, size_t cap);
+
+/* Checks the type name and id; SERR_NOT_FOUND for an unknown type. */
+int versions_check_resource(const char *type, const char *id, strata_error *err);
+
+#endif

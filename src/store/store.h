@@ -1,0 +1,152 @@
+/* The store: version records, the one role that may never lose data.
+ *
+ * Each resource (type, id) has a head: the key of its latest version and
+ * the highest key ever issued. A new version is written with a
+ * compare-and-swap on the head (expected latest and expected max), so
+ * backends without multi-document transactions (MongoDB: a head document
+ * moved by findAndModify plus a unique (type, id, vkey) index) keep the
+ * invariants: versions unique and strictly increasing, exactly one latest,
+ * and a key never issued twice even after deletions. A lost race returns
+ * SERR_CONFLICT and the service retries from a fresh head.
+ *
+ * Backends sit behind a vtable chosen by URL (sqlite:PATH, mongodb://...). */
+#ifndef STRATA_STORE_H
+#define STRATA_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../codec/sha256.h"
+#include "../common/error.h"
+#include "../common/semver.h"
+
+#define STORE_TYPE_MAX 16
+#define STORE_ID_MAX 200
+#define STORE_NS_MAX 64
+#define STORE_LIST_MAX 1000
+#define STORE_LIST_DEFAULT 50
+
+/* One version. `doc` holds everything a client sees besides the chain
+ * fields: content_location, metadata, tags, ttl, dependencies, and the
+ * type's own fields (owned; may be NULL when empty). */
+typedef struct store_version {
+    char type[STORE_TYPE_MAX];
+    char id[STORE_ID_MAX + 1];
+    char ns[STORE_NS_MAX + 1];
+    uint64_t vkey;
+    int64_t created_at_ms;
+    char data_hash[SHA256_HEX_LEN + 1];
+    char blob_key[SHA256_HEX_LEN + 1]; /* "" when the content is inline */
+    bool is_latest;
+    uint64_t supersedes;    /* vkey, 0 for none */
+    uint64_t superseded_by; /* vkey, 0 for none */
+    json_t *doc;
+    unsigned char *content; /* inline content (owned), NULL when in a blob */
+    size_t content_len;
+    uint64_t access_count;
+    int64_t last_accessed_ms;
+    bool stale;           /* of the resource, reported on its latest version */
+    json_t *stale_reason; /* owned, may be NULL */
+} store_version;
+
+void store_version_free(store_version *v);
+void store_version_clear(store_version *v);
+
+typedef struct store_head {
+    bool exists;
+    uint64_t latest_vkey; /* 0 when every version was deleted */
+    uint64_t max_vkey;
+    char ns[STORE_NS_MAX + 1];
+    bool stale;
+    json_t *stale_reason; /* owned, may be NULL */
+} store_head;
+
+void store_head_clear(store_head *h);
+
+/* A dependency as stored: (type, id) and an optional exact version. */
+typedef struct store_dep {
+    char type[STORE_TYPE_MAX];
+    char id[STORE_ID_MAX + 1];
+    uint64_t vkey; /* 0 = whatever is latest */
+} store_dep;
+
+typedef struct store_list_opts {
+    const char *cursor; /* opaque, from a previous page; NULL for the first */
+    size_t limit;
+    const char *ns;  /* resources: filter by namespace */
+    const char *tag; /* resources: latest version carries this tag */
+    int stale;       /* resources: -1 any, 0 fresh only, 1 stale only */
+} store_list_opts;
+
+/* Items are appended to `items` (array of store_version*, caller frees
+ * each); *next is an opaque cursor (caller frees) or NULL at the end. */
+typedef struct store_page {
+    store_version **items;
+    size_t count;
+    char *next;
+} store_page;
+
+void store_page_free(store_page *p);
+
+typedef struct store store;
+typedef struct store_txn store_txn;
+
+typedef struct store_ops {
+    const char *name;
+    /* Reads take txn to see a batch's own writes; NULL reads committed data. */
+    int (*get_head)(store *s, store_txn *txn, const char *type, const char *id, store_head *out,
+                    strata_error *err);
+    /* vkey 0 means the latest. SERR_NOT_FOUND when absent. */
+    int (*get_version)(store *s, store_txn *txn, const char *type, const char *id, uint64_t vkey,
+                       store_version *out, strata_error *err);
+    /* Writes v as the new latest iff the head still has expected_latest and
+     * expected_max; v->vkey must exceed expected_max. Links the chain
+     * (supersedes / superseded_by) and indexes the dependencies. */
+    int (*put_version)(store *s, store_txn *txn, store_version *v, uint64_t expected_latest,
+                       uint64_t expected_max, const store_dep *deps, size_t ndeps,
+                       strata_error *err);
+    int (*list_versions)(store *s, const char *type, const char *id, const store_list_opts *o,
+                         store_page *out, strata_error *err);
+    /* Latest records of a type, by id, with the filters of opts. */
+    int (*list_resources)(store *s, const char *type, const store_list_opts *o, store_page *out,
+                          strata_error *err);
+    /* Any version of any resource whose content has this hash (dedupe). */
+    int (*find_by_hash)(store *s, const char *data_hash, store_version *out, strata_error *err);
+    /* Removes one version and repairs the chain; the head moves to the
+     * newest remaining version when the latest goes. */
+    int (*delete_version)(store *s, store_txn *txn, const char *type, const char *id,
+                          uint64_t vkey, strata_error *err);
+    /* Removes a resource, its versions and its head. *count gets the
+     * number of versions removed. */
+    int (*delete_resource)(store *s, store_txn *txn, const char *type, const char *id,
+                           size_t *count, strata_error *err);
+    /* Resources whose latest version depends on (type, id). */
+    int (*dependents)(store *s, const char *type, const char *id, store_page *out,
+                      strata_error *err);
+    /* Adds access counts gathered in memory (batched; not per read). */
+    int (*add_access)(store *s, const char *type, const char *id, uint64_t vkey, uint64_t count,
+                      int64_t last_ms, strata_error *err);
+    /* Batches: everything written through txn lands together or not at all. */
+    store_txn *(*begin)(store *s, strata_error *err);
+    int (*commit)(store_txn *txn, strata_error *err);
+    void (*rollback)(store_txn *txn);
+    void (*close)(store *s);
+} store_ops;
+
+struct store {
+    const store_ops *ops;
+};
+
+/* Opens the backend named by url ("sqlite:PATH"). */
+store *store_open(const char *url, strata_error *err);
+void store_close(store *s);
+
+/* Opaque list cursors: a key encoded as hex with a kind prefix. */
+char *store_cursor_encode(char kind, uint64_t key);
+char *store_cursor_encode_str(char kind, const char *key);
+int store_cursor_decode(const char *cursor, char kind, uint64_t *key);
+int store_cursor_decode_str(const char *cursor, char kind, char *out, size_t cap);
+
+#endif

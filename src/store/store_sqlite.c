@@ -1,0 +1,863 @@
+/* The SQLite store. One writer connection behind a mutex (SQLite has one
+ * writer at a time anyway) running BEGIN IMMEDIATE transactions, and a
+ * small pool of reader connections that WAL lets run beside the writer.
+ * synchronous=FULL: an acknowledged version survives power loss, not
+ * just a process crash. */
+#include "store_sqlite.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../common/fsutil.h"
+
+#define READER_POOL 8
+
+typedef struct sqlite_store {
+    store base;
+    char path[PATH_MAX];
+    pthread_mutex_t write_mu;
+    sqlite3 *writer;
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    sqlite3 *idle[READER_POOL];
+    int nidle;
+    int nopen;
+} sqlite_store;
+
+struct store_txn {
+    sqlite_store *s;
+};
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS resources("
+    "  resource_type TEXT NOT NULL, resource_id TEXT NOT NULL, namespace TEXT NOT NULL,"
+    "  latest_vkey INTEGER, max_vkey INTEGER NOT NULL,"
+    "  stale INTEGER NOT NULL DEFAULT 0, stale_reason TEXT, updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(resource_type, resource_id)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS resources_ns_type ON resources(namespace, resource_type);"
+    "CREATE TABLE IF NOT EXISTS versions("
+    "  resource_type TEXT NOT NULL, resource_id TEXT NOT NULL, vkey INTEGER NOT NULL,"
+    "  version TEXT NOT NULL, namespace TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  data_hash TEXT NOT NULL, blob_key TEXT, is_latest INTEGER NOT NULL,"
+    "  supersedes INTEGER, superseded_by INTEGER, doc TEXT NOT NULL, content BLOB,"
+    "  access_count INTEGER NOT NULL DEFAULT 0, last_accessed INTEGER,"
+    "  PRIMARY KEY(resource_type, resource_id, vkey),"
+    "  UNIQUE(resource_type, resource_id, version));"
+    "CREATE UNIQUE INDEX IF NOT EXISTS versions_one_latest"
+    "  ON versions(resource_type, resource_id) WHERE is_latest = 1;"
+    "CREATE INDEX IF NOT EXISTS versions_id_latest ON versions(resource_id, is_latest);"
+    "CREATE INDEX IF NOT EXISTS versions_ns_type ON versions(namespace, resource_type);"
+    "CREATE INDEX IF NOT EXISTS versions_created ON versions(created_at DESC);"
+    "CREATE INDEX IF NOT EXISTS versions_hash ON versions(data_hash);"
+    "CREATE INDEX IF NOT EXISTS versions_blob ON versions(blob_key) WHERE blob_key IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS dependencies("
+    "  from_type TEXT NOT NULL, from_id TEXT NOT NULL, from_vkey INTEGER NOT NULL,"
+    "  to_type TEXT NOT NULL, to_id TEXT NOT NULL, to_vkey INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY(from_type, from_id, from_vkey, to_type, to_id)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS dependencies_reverse ON dependencies(to_type, to_id);";
+
+#define VERSION_COLS                                                                           \
+    "v.resource_type, v.resource_id, v.vkey, v.namespace, v.created_at, v.data_hash,"         \
+    " v.blob_key, v.is_latest, v.supersedes, v.superseded_by, v.doc, v.content,"              \
+    " v.access_count, v.last_accessed, r.stale, r.stale_reason"
+#define VERSION_FROM                                                                           \
+    " FROM versions v JOIN resources r"                                                        \
+    " ON r.resource_type = v.resource_type AND r.resource_id = v.resource_id"
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int db_error(sqlite3 *db, strata_error *err, const char *what)
+{
+    int code = sqlite3_extended_errcode(db);
+    enum strata_err_kind kind = SERR_IO;
+    if ((code & 0xff) == SQLITE_CONSTRAINT)
+        kind = SERR_CONFLICT;
+    else if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED)
+        kind = SERR_UNAVAILABLE;
+    else if ((code & 0xff) == SQLITE_NOMEM)
+        kind = SERR_NOMEM;
+    return serr_set(err, kind, "store: %s: %s", what, sqlite3_errmsg(db));
+}
+
+static int exec(sqlite3 *db, const char *sql, strata_error *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        serr_set(err, SERR_IO, "store: %s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, strata_error *err)
+{
+    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
+        return db_error(db, err, "prepare");
+    return 0;
+}
+
+static int open_conn(const char *path, sqlite3 **out, strata_error *err)
+{
+    sqlite3 *db = NULL;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        serr_set(err, SERR_IO, "store: cannot open %s: %s", path,
+                 db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    if (exec(db,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+             "PRAGMA temp_store=MEMORY;",
+             err) != 0) {
+        sqlite3_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+/* ---- reader pool ---------------------------------------------------------- */
+
+static sqlite3 *reader_get(sqlite_store *s, strata_error *err)
+{
+    pthread_mutex_lock(&s->pool_mu);
+    while (s->nidle == 0 && s->nopen >= READER_POOL)
+        pthread_cond_wait(&s->pool_cv, &s->pool_mu);
+    sqlite3 *db = NULL;
+    if (s->nidle > 0) {
+        db = s->idle[--s->nidle];
+        pthread_mutex_unlock(&s->pool_mu);
+        return db;
+    }
+    s->nopen++;
+    pthread_mutex_unlock(&s->pool_mu);
+    if (open_conn(s->path, &db, err) != 0) {
+        pthread_mutex_lock(&s->pool_mu);
+        s->nopen--;
+        pthread_cond_signal(&s->pool_cv);
+        pthread_mutex_unlock(&s->pool_mu);
+        return NULL;
+    }
+    return db;
+}
+
+static void reader_put(sqlite_store *s, sqlite3 *db)
+{
+    pthread_mutex_lock(&s->pool_mu);
+    s->idle[s->nidle++] = db;
+    pthread_cond_signal(&s->pool_cv);
+    pthread_mutex_unlock(&s->pool_mu);
+}
+
+/* Reads within a transaction use its connection to see its own writes. */
+static sqlite3 *read_conn(sqlite_store *s, store_txn *txn, strata_error *err)
+{
+    return txn ? s->writer : reader_get(s, err);
+}
+
+static void read_done(sqlite_store *s, store_txn *txn, sqlite3 *db)
+{
+    if (txn == NULL && db != NULL)
+        reader_put(s, db);
+}
+
+/* ---- row decoding ---------------------------------------------------------- */
+
+static void copy_text(char *dst, size_t cap, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+static int read_version_row(sqlite3_stmt *st, store_version *v, strata_error *err)
+{
+    memset(v, 0, sizeof *v);
+    copy_text(v->type, sizeof v->type, st, 0);
+    copy_text(v->id, sizeof v->id, st, 1);
+    v->vkey = (uint64_t)sqlite3_column_int64(st, 2);
+    copy_text(v->ns, sizeof v->ns, st, 3);
+    v->created_at_ms = sqlite3_column_int64(st, 4);
+    copy_text(v->data_hash, sizeof v->data_hash, st, 5);
+    copy_text(v->blob_key, sizeof v->blob_key, st, 6);
+    v->is_latest = sqlite3_column_int(st, 7) != 0;
+    v->supersedes = (uint64_t)sqlite3_column_int64(st, 8);
+    v->superseded_by = (uint64_t)sqlite3_column_int64(st, 9);
+    const char *doc = (const char *)sqlite3_column_text(st, 10);
+    v->doc = json_loads(doc ? doc : "{}", 0, NULL);
+    if (v->doc == NULL)
+        return serr_set(err, SERR_CORRUPT, "store: version %s/%s has an unreadable record",
+                        v->type, v->id);
+    if (sqlite3_column_type(st, 11) == SQLITE_BLOB || sqlite3_column_type(st, 11) == SQLITE_TEXT) {
+        int n = sqlite3_column_bytes(st, 11);
+        v->content = malloc((size_t)n + 1);
+        if (v->content == NULL)
+            return serr_set(err, SERR_NOMEM, "out of memory reading a record");
+        if (n > 0)
+            memcpy(v->content, sqlite3_column_blob(st, 11), (size_t)n);
+        v->content_len = (size_t)n;
+    }
+    v->access_count = (uint64_t)sqlite3_column_int64(st, 12);
+    v->last_accessed_ms = sqlite3_column_int64(st, 13);
+    v->stale = v->is_latest && sqlite3_column_int(st, 14) != 0;
+    if (v->stale && sqlite3_column_type(st, 15) == SQLITE_TEXT)
+        v->stale_reason = json_loads((const char *)sqlite3_column_text(st, 15), 0, NULL);
+    return 0;
+}
+
+/* Steps a prepared query and collects rows into a page (limit + 1 rows
+ * tell whether there is a next page). */
+static int collect_page(sqlite3 *db, sqlite3_stmt *st, size_t limit, store_page *out,
+                        strata_error *err)
+{
+    out->items = calloc(limit + 1, sizeof *out->items);
+    if (out->items == NULL)
+        return serr_set(err, SERR_NOMEM, "out of memory for a page");
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_version *v = malloc(sizeof *v);
+        if (v == NULL)
+            return serr_set(err, SERR_NOMEM, "out of memory for a page");
+        out->items[out->count++] = v;
+        if (read_version_row(st, v, err) != 0)
+            return -1;
+        if (out->count > limit)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(db, err, "list");
+    return 0;
+}
+
+/* ---- operations ------------------------------------------------------------ */
+
+static int sq_get_head_on(sqlite3 *db, const char *type, const char *id, store_head *out,
+                          strata_error *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = NULL;
+    if (prepare(db,
+                "SELECT latest_vkey, max_vkey, namespace, stale, stale_reason FROM resources"
+                " WHERE resource_type = ?1 AND resource_id = ?2",
+                &st, err) != 0)
+        return -1;
+    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int result = 0;
+    if (rc == SQLITE_ROW) {
+        out->exists = true;
+        out->latest_vkey = (uint64_t)sqlite3_column_int64(st, 0);
+        out->max_vkey = (uint64_t)sqlite3_column_int64(st, 1);
+        copy_text(out->ns, sizeof out->ns, st, 2);
+        out->stale = sqlite3_column_int(st, 3) != 0;
+        if (sqlite3_column_type(st, 4) == SQLITE_TEXT)
+            out->stale_reason = json_loads((const char *)sqlite3_column_text(st, 4), 0, NULL);
+    } else if (rc != SQLITE_DONE) {
+        result = db_error(db, err, "read head");
+    }
+    sqlite3_finalize(st);
+    return result;
+}
+
+static int sq_get_head(store *base, store_txn *txn, const char *type, const char *id,
+                       store_head *out, strata_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3 *db = read_conn(s, txn, err);
+    if (db == NULL)
+        return -1;
+    int rc = sq_get_head_on(db, type, id, out, err);
+    read_done(s, txn, db);
+    return rc;
+}
+
+static int sq_get_version(store *base, store_txn *txn, const char *type, const char *id,
+                          uint64_t vkey, store_version *out, strata_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3 *db = read_conn(s, txn, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    const char *sql = vkey == 0 ? "SELECT " VERSION_COLS VERSION_FROM
+                                  " WHERE v.resource_type = ?1 AND v.resource_id = ?2"
+                                  " AND v.is_latest = 1"
+                                : "SELECT " VERSION_COLS VERSION_FROM
+                                  " WHERE v.resource_type = ?1 AND v.resource_id = ?2"
+                                  " AND v.vkey = ?3";
+    int result = -1;
+    if (prepare(db, sql, &st, err) == 0) {
+        sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        if (vkey != 0)
+            sqlite3_bind_int64(st, 3, (sqlite3_int64)vkey);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            result = read_version_row(st, out, err);
+        else if (rc == SQLITE_DONE)
+            serr_set(err, SERR_NOT_FOUND, "no such version");
+        else
+            db_error(db, err, "read version");
+        if (result != 0)
+            store_version_clear(out);
+    }
+    sqlite3_finalize(st);
+    read_done(s, txn, db);
+    return result;
+}
+
+/* Runs fn inside the caller's transaction, or its own when txn is NULL. */
+typedef int (*write_fn)(sqlite3 *db, void *ctx, strata_error *err);
+
+static int in_write(sqlite_store *s, store_txn *txn, write_fn fn, void *ctx, strata_error *err)
+{
+    if (txn != NULL)
+        return fn(s->writer, ctx, err);
+    pthread_mutex_lock(&s->write_mu);
+    int rc = exec(s->writer, "BEGIN IMMEDIATE", err);
+    if (rc == 0) {
+        rc = fn(s->writer, ctx, err);
+        if (rc == 0 && exec(s->writer, "COMMIT", err) != 0)
+            rc = -1;
+        if (rc != 0)
+            sqlite3_exec(s->writer, "ROLLBACK", NULL, NULL, NULL);
+    }
+    pthread_mutex_unlock(&s->write_mu);
+    return rc;
+}
+
+static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what, strata_error *err)
+{
+    int rc = sqlite3_step(st);
+    int result = rc == SQLITE_DONE ? 0 : db_error(db, err, what);
+    sqlite3_finalize(st);
+    return result;
+}
+
+struct put_ctx {
+    store_version *v;
+    uint64_t expected_latest, expected_max;
+    const store_dep *deps;
+    size_t ndeps;
+};
+
+static int do_put(sqlite3 *db, void *arg, strata_error *err)
+{
+    struct put_ctx *c = arg;
+    store_version *v = c->v;
+    store_head head;
+    if (sq_get_head_on(db, v->type, v->id, &head, err) != 0)
+        return -1;
+    uint64_t cur_latest = head.latest_vkey, cur_max = head.max_vkey;
+    store_head_clear(&head);
+    if (cur_latest != c->expected_latest || cur_max != c->expected_max)
+        return serr_set(err, SERR_CONFLICT, "the latest version of %s/%s moved", v->type, v->id);
+    if (v->vkey <= cur_max)
+        return serr_set(err, SERR_CONFLICT, "version key not above the highest issued");
+    char version[SEMVER_STR_MAX], prev[SEMVER_STR_MAX];
+    semver_format(v->vkey, version);
+    semver_format(cur_latest, prev);
+    sqlite3_stmt *st = NULL;
+    if (cur_latest != 0) {
+        if (prepare(db,
+                    "UPDATE versions SET is_latest = 0, superseded_by = ?3"
+                    " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?4",
+                    &st, err) != 0)
+            return -1;
+        sqlite3_bind_text(st, 1, v->type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, v->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)v->vkey);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)cur_latest);
+        if (step_done(db, st, "unmark latest", err) != 0)
+            return -1;
+    }
+    char *doc = json_dumps(v->doc ? v->doc : json_object(), JSON_COMPACT);
+    if (doc == NULL)
+        return serr_set(err, SERR_NOMEM, "out of memory serialising a record");
+    if (prepare(db,
+                "INSERT INTO versions(resource_type, resource_id, vkey, version, namespace,"
+                " created_at, data_hash, blob_key, is_latest, supersedes, superseded_by, doc,"
+                " content) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, NULL, ?10, ?11)",
+                &st, err) != 0) {
+        free(doc);
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, v->type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, v->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)v->vkey);
+    sqlite3_bind_text(st, 4, version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, v->ns, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, v->created_at_ms);
+    sqlite3_bind_text(st, 7, v->data_hash, -1, SQLITE_STATIC);
+    if (v->blob_key[0])
+        sqlite3_bind_text(st, 8, v->blob_key, -1, SQLITE_STATIC);
+    if (cur_latest)
+        sqlite3_bind_int64(st, 9, (sqlite3_int64)cur_latest);
+    sqlite3_bind_text(st, 10, doc, -1, free);
+    if (v->content)
+        sqlite3_bind_blob64(st, 11, v->content, v->content_len, SQLITE_STATIC);
+    if (step_done(db, st, "insert version", err) != 0)
+        return -1;
+    for (size_t i = 0; i < c->ndeps; i++) {
+        if (prepare(db,
+                    "INSERT OR REPLACE INTO dependencies(from_type, from_id, from_vkey, to_type,"
+                    " to_id, to_vkey) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                    &st, err) != 0)
+            return -1;
+        sqlite3_bind_text(st, 1, v->type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, v->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)v->vkey);
+        sqlite3_bind_text(st, 4, c->deps[i].type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, c->deps[i].id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)c->deps[i].vkey);
+        if (step_done(db, st, "insert dependency", err) != 0)
+            return -1;
+    }
+    if (prepare(db,
+                "INSERT INTO resources(resource_type, resource_id, namespace, latest_vkey,"
+                " max_vkey, stale, stale_reason, updated_at) VALUES(?1, ?2, ?3, ?4, ?4, 0, NULL, ?5)"
+                " ON CONFLICT(resource_type, resource_id) DO UPDATE SET"
+                " namespace = excluded.namespace, latest_vkey = excluded.latest_vkey,"
+                " max_vkey = excluded.max_vkey, stale = 0, stale_reason = NULL,"
+                " updated_at = excluded.updated_at",
+                &st, err) != 0)
+        return -1;
+    sqlite3_bind_text(st, 1, v->type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, v->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, v->ns, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)v->vkey);
+    sqlite3_bind_int64(st, 5, now_ms());
+    if (step_done(db, st, "move head", err) != 0)
+        return -1;
+    v->is_latest = true;
+    v->supersedes = cur_latest;
+    v->superseded_by = 0;
+    return 0;
+}
+
+static int sq_put_version(store *base, store_txn *txn, store_version *v, uint64_t expected_latest,
+                          uint64_t expected_max, const store_dep *deps, size_t ndeps,
+                          strata_error *err)
+{
+    struct put_ctx c = {v, expected_latest, expected_max, deps, ndeps};
+    return in_write((sqlite_store *)base, txn, do_put, &c, err);
+}
+
+static int sq_list_versions(store *base, const char *type, const char *id,
+                            const store_list_opts *o, store_page *out, strata_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    memset(out, 0, sizeof *out);
+    uint64_t after = UINT64_MAX >> 1;
+    if (o->cursor && store_cursor_decode(o->cursor, 'v', &after) != 0)
+        return serr_set(err, SERR_INVALID, "cursor is not valid for this list");
+    store_head head;
+    if (sq_get_head(base, NULL, type, id, &head, err) != 0)
+        return -1;
+    bool exists = head.exists && head.latest_vkey != 0;
+    store_head_clear(&head);
+    if (!exists)
+        return serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", type, id);
+    sqlite3 *db = reader_get(s, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db,
+                     "SELECT " VERSION_COLS VERSION_FROM
+                     " WHERE v.resource_type = ?1 AND v.resource_id = ?2 AND v.vkey < ?3"
+                     " ORDER BY v.vkey DESC LIMIT ?4",
+                     &st, err);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)after);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)o->limit + 1);
+        rc = collect_page(db, st, o->limit, out, err);
+    }
+    sqlite3_finalize(st);
+    reader_put(s, db);
+    if (rc == 0 && out->count > o->limit) {
+        store_version_free(out->items[--out->count]);
+        out->next = store_cursor_encode('v', out->items[out->count - 1]->vkey);
+        if (out->next == NULL)
+            rc = serr_set(err, SERR_NOMEM, "out of memory");
+    }
+    if (rc != 0)
+        store_page_free(out);
+    return rc;
+}
+
+static int sq_list_resources(store *base, const char *type, const store_list_opts *o,
+                             store_page *out, strata_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    memset(out, 0, sizeof *out);
+    char after[STORE_ID_MAX + 1] = "";
+    if (o->cursor && store_cursor_decode_str(o->cursor, 'r', after, sizeof after) != 0)
+        return serr_set(err, SERR_INVALID, "cursor is not valid for this list");
+    sqlite3 *db = reader_get(s, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db,
+                     "SELECT " VERSION_COLS VERSION_FROM
+                     " AND v.vkey = r.latest_vkey"
+                     " WHERE r.resource_type = ?1 AND r.resource_id > ?2"
+                     " AND (?3 IS NULL OR r.namespace = ?3)"
+                     " AND (?4 < 0 OR r.stale = ?4)"
+                     " AND (?5 IS NULL OR EXISTS(SELECT 1 FROM json_each(v.doc, '$.tags')"
+                     "      WHERE json_each.value = ?5))"
+                     " ORDER BY r.resource_id LIMIT ?6",
+                     &st, err);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, after, -1, SQLITE_STATIC);
+        if (o->ns)
+            sqlite3_bind_text(st, 3, o->ns, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, o->stale);
+        if (o->tag)
+            sqlite3_bind_text(st, 5, o->tag, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)o->limit + 1);
+        rc = collect_page(db, st, o->limit, out, err);
+    }
+    sqlite3_finalize(st);
+    reader_put(s, db);
+    if (rc == 0 && out->count > o->limit) {
+        store_version_free(out->items[--out->count]);
+        out->next = store_cursor_encode_str('r', out->items[out->count - 1]->id);
+        if (out->next == NULL)
+            rc = serr_set(err, SERR_NOMEM, "out of memory");
+    }
+    if (rc != 0)
+        store_page_free(out);
+    return rc;
+}
+
+static int sq_find_by_hash(store *base, const char *data_hash, store_version *out,
+                           strata_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3 *db = reader_get(s, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int result = -1;
+    if (prepare(db, "SELECT " VERSION_COLS VERSION_FROM " WHERE v.data_hash = ?1 LIMIT 1", &st,
+                err) == 0) {
+        sqlite3_bind_text(st, 1, data_hash, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            result = read_version_row(st, out, err);
+        else if (rc == SQLITE_DONE)
+            serr_set(err, SERR_NOT_FOUND, "no version has that content");
+        else
+            db_error(db, err, "find by hash");
+        if (result != 0)
+            store_version_clear(out);
+    }
+    sqlite3_finalize(st);
+    reader_put(s, db);
+    return result;
+}
+
+struct del_ctx {
+    const char *type, *id;
+    uint64_t vkey;
+    size_t count;
+};
+
+static int bind_tiv(sqlite3_stmt *st, const char *type, const char *id, uint64_t vkey)
+{
+    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    return sqlite3_bind_int64(st, 3, (sqlite3_int64)vkey);
+}
+
+/* Sets a chain column (supersedes or superseded_by) of one version. */
+static int set_link(sqlite3 *db, const char *sql, const char *type, const char *id, uint64_t vkey,
+                    uint64_t value, strata_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (prepare(db, sql, &st, err) != 0)
+        return -1;
+    bind_tiv(st, type, id, vkey);
+    if (value)
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)value);
+    return step_done(db, st, "repair chain", err);
+}
+
+static int do_delete_version(sqlite3 *db, void *arg, strata_error *err)
+{
+    struct del_ctx *c = arg;
+    sqlite3_stmt *st = NULL;
+    if (prepare(db,
+                "SELECT supersedes, superseded_by, is_latest FROM versions"
+                " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
+                &st, err) != 0)
+        return -1;
+    bind_tiv(st, c->type, c->id, c->vkey);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE ? serr_set(err, SERR_NOT_FOUND, "no such version")
+                                 : db_error(db, err, "read version");
+    }
+    uint64_t prev = (uint64_t)sqlite3_column_int64(st, 0);
+    uint64_t next = (uint64_t)sqlite3_column_int64(st, 1);
+    bool was_latest = sqlite3_column_int(st, 2) != 0;
+    sqlite3_finalize(st);
+
+    if (prepare(db,
+                "DELETE FROM versions WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
+                &st, err) != 0)
+        return -1;
+    bind_tiv(st, c->type, c->id, c->vkey);
+    if (step_done(db, st, "delete version", err) != 0)
+        return -1;
+    if (prepare(db,
+                "DELETE FROM dependencies WHERE from_type = ?1 AND from_id = ?2 AND from_vkey = ?3",
+                &st, err) != 0)
+        return -1;
+    bind_tiv(st, c->type, c->id, c->vkey);
+    if (step_done(db, st, "delete dependencies", err) != 0)
+        return -1;
+    /* the neighbours now point at each other */
+    if (prev && set_link(db,
+                         was_latest ? "UPDATE versions SET superseded_by = ?4, is_latest = 1"
+                                      " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3"
+                                    : "UPDATE versions SET superseded_by = ?4"
+                                      " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
+                         c->type, c->id, prev, next, err) != 0)
+        return -1;
+    if (next && set_link(db,
+                         "UPDATE versions SET supersedes = ?4"
+                         " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
+                         c->type, c->id, next, prev, err) != 0)
+        return -1;
+    if (was_latest) {
+        if (prepare(db,
+                    "UPDATE resources SET latest_vkey = ?3, updated_at = ?4"
+                    " WHERE resource_type = ?1 AND resource_id = ?2",
+                    &st, err) != 0)
+            return -1;
+        sqlite3_bind_text(st, 1, c->type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
+        if (prev)
+            sqlite3_bind_int64(st, 3, (sqlite3_int64)prev);
+        sqlite3_bind_int64(st, 4, now_ms());
+        if (step_done(db, st, "move head", err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int sq_delete_version(store *base, store_txn *txn, const char *type, const char *id,
+                             uint64_t vkey, strata_error *err)
+{
+    struct del_ctx c = {type, id, vkey, 0};
+    return in_write((sqlite_store *)base, txn, do_delete_version, &c, err);
+}
+
+static int do_delete_resource(sqlite3 *db, void *arg, strata_error *err)
+{
+    struct del_ctx *c = arg;
+    static const char *const sql[] = {
+        "DELETE FROM versions WHERE resource_type = ?1 AND resource_id = ?2",
+        "DELETE FROM dependencies WHERE from_type = ?1 AND from_id = ?2",
+        "DELETE FROM resources WHERE resource_type = ?1 AND resource_id = ?2",
+    };
+    for (int i = 0; i < 3; i++) {
+        sqlite3_stmt *st = NULL;
+        if (prepare(db, sql[i], &st, err) != 0)
+            return -1;
+        sqlite3_bind_text(st, 1, c->type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
+        if (step_done(db, st, "delete resource", err) != 0)
+            return -1;
+        if (i == 0)
+            c->count = (size_t)sqlite3_changes(db);
+        if (i == 2 && sqlite3_changes(db) == 0)
+            return serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", c->type, c->id);
+    }
+    return 0;
+}
+
+static int sq_delete_resource(store *base, store_txn *txn, const char *type, const char *id,
+                              size_t *count, strata_error *err)
+{
+    struct del_ctx c = {type, id, 0, 0};
+    int rc = in_write((sqlite_store *)base, txn, do_delete_resource, &c, err);
+    if (rc == 0 && count)
+        *count = c.count;
+    return rc;
+}
+
+static int sq_dependents(store *base, const char *type, const char *id, store_page *out,
+                         strata_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    memset(out, 0, sizeof *out);
+    sqlite3 *db = reader_get(s, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db,
+                     "SELECT " VERSION_COLS VERSION_FROM
+                     " AND v.vkey = r.latest_vkey"
+                     " JOIN dependencies d ON d.from_type = r.resource_type"
+                     " AND d.from_id = r.resource_id AND d.from_vkey = r.latest_vkey"
+                     " WHERE d.to_type = ?1 AND d.to_id = ?2"
+                     " ORDER BY r.resource_type, r.resource_id LIMIT ?3",
+                     &st, err);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, STORE_LIST_MAX);
+        rc = collect_page(db, st, STORE_LIST_MAX, out, err);
+    }
+    sqlite3_finalize(st);
+    reader_put(s, db);
+    if (rc != 0)
+        store_page_free(out);
+    return rc;
+}
+
+struct access_ctx {
+    const char *type, *id;
+    uint64_t vkey, count;
+    int64_t last_ms;
+};
+
+static int do_add_access(sqlite3 *db, void *arg, strata_error *err)
+{
+    struct access_ctx *c = arg;
+    sqlite3_stmt *st = NULL;
+    if (prepare(db,
+                "UPDATE versions SET access_count = access_count + ?4,"
+                " last_accessed = max(coalesce(last_accessed, 0), ?5)"
+                " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
+                &st, err) != 0)
+        return -1;
+    bind_tiv(st, c->type, c->id, c->vkey);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)c->count);
+    sqlite3_bind_int64(st, 5, c->last_ms);
+    return step_done(db, st, "record access", err);
+}
+
+static int sq_add_access(store *base, const char *type, const char *id, uint64_t vkey,
+                         uint64_t count, int64_t last_ms, strata_error *err)
+{
+    struct access_ctx c = {type, id, vkey, count, last_ms};
+    return in_write((sqlite_store *)base, NULL, do_add_access, &c, err);
+}
+
+static store_txn *sq_begin(store *base, strata_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    store_txn *txn = malloc(sizeof *txn);
+    if (txn == NULL) {
+        serr_set(err, SERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    txn->s = s;
+    pthread_mutex_lock(&s->write_mu);
+    if (exec(s->writer, "BEGIN IMMEDIATE", err) != 0) {
+        pthread_mutex_unlock(&s->write_mu);
+        free(txn);
+        return NULL;
+    }
+    return txn;
+}
+
+static int sq_commit(store_txn *txn, strata_error *err)
+{
+    sqlite_store *s = txn->s;
+    int rc = exec(s->writer, "COMMIT", err);
+    if (rc != 0)
+        sqlite3_exec(s->writer, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&s->write_mu);
+    free(txn);
+    return rc;
+}
+
+static void sq_rollback(store_txn *txn)
+{
+    sqlite_store *s = txn->s;
+    sqlite3_exec(s->writer, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&s->write_mu);
+    free(txn);
+}
+
+static void sq_close(store *base)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    for (int i = 0; i < s->nidle; i++)
+        sqlite3_close(s->idle[i]);
+    sqlite3_close(s->writer);
+    pthread_mutex_destroy(&s->write_mu);
+    pthread_mutex_destroy(&s->pool_mu);
+    pthread_cond_destroy(&s->pool_cv);
+    free(s);
+}
+
+static const store_ops SQLITE_OPS = {
+    .name = "sqlite",
+    .get_head = sq_get_head,
+    .get_version = sq_get_version,
+    .put_version = sq_put_version,
+    .list_versions = sq_list_versions,
+    .list_resources = sq_list_resources,
+    .find_by_hash = sq_find_by_hash,
+    .delete_version = sq_delete_version,
+    .delete_resource = sq_delete_resource,
+    .dependents = sq_dependents,
+    .add_access = sq_add_access,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .close = sq_close,
+};
+
+store *store_sqlite_open(const char *path, strata_error *err)
+{
+    if (path[0] == '\0' || strlen(path) >= PATH_MAX) {
+        serr_set(err, SERR_INVALID, "store: bad SQLite path '%s'", path);
+        return NULL;
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        if (fs_mkdir_p(dir, err) != 0)
+            return NULL;
+    }
+    sqlite_store *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        serr_set(err, SERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    s->base.ops = &SQLITE_OPS;
+    snprintf(s->path, sizeof s->path, "%s", path);
+    pthread_mutex_init(&s->write_mu, NULL);
+    pthread_mutex_init(&s->pool_mu, NULL);
+    pthread_cond_init(&s->pool_cv, NULL);
+    if (open_conn(path, &s->writer, err) != 0 || exec(s->writer, SCHEMA, err) != 0) {
+        sq_close(&s->base);
+        return NULL;
+    }
+    return &s->base;
+}
