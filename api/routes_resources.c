@@ -318,8 +318,7 @@ static void list_resources(request *req, reply *rep)
         }
         o.stale = stale[0] == 't';
     }
-    if (versions_list_resources(req->app->versions, req_param(req, "type"), &o, &page, &err) !=
-        0) {
+    if (versions_list_resources(req->app->versions, req_param(req, "type"), &o, &page, &err) != 0) {
         reply_error(rep, &err);
         return;
     }

@@ -19,8 +19,8 @@ blob_store *blobs_open(const char *url, strata_error *err)
     if (strncmp(url, "file:", 5) == 0)
         return blobs_fs_open(url + 5, err);
     if (strncmp(url, "s3://", 5) == 0 || strncmp(url, "gridfs:", 7) == 0) {
-        serr_set(err, SERR_UNAVAILABLE, "the blob backend of '%s' is not available in this build yet",
-                 url);
+        serr_set(err, SERR_UNAVAILABLE,
+                 "the blob backend of '%s' is not available in this build yet", url);
         return NULL;
     }
     serr_set(err, SERR_INVALID, "unsupported blob store URL '%s'", url);

@@ -25,8 +25,7 @@ typedef struct blob_store_ops {
      * key that exists is a no-op (same key, same content). */
     int (*put)(blob_store *b, const char *key, const void *blob, size_t len, strata_error *err);
     /* Reads the whole encoded blob; SERR_NOT_FOUND when absent. */
-    int (*get)(blob_store *b, const char *key, size_t max_len, strata_buf *out,
-               strata_error *err);
+    int (*get)(blob_store *b, const char *key, size_t max_len, strata_buf *out, strata_error *err);
     int (*exists)(blob_store *b, const char *key, bool *out, strata_error *err);
     int (*remove)(blob_store *b, const char *key, strata_error *err);
     int (*list)(blob_store *b, blob_list_fn fn, void *ctx, strata_error *err);

@@ -107,9 +107,9 @@ static int fs_list(blob_store *base, blob_list_fn fn, void *ctx, strata_error *e
     fs_blobs *b = (fs_blobs *)base;
     DIR *top = opendir(b->dir);
     if (top == NULL)
-        return errno == ENOENT ? 0
-                               : serr_set(err, SERR_IO, "cannot list %s: %s", b->dir,
-                                          strerror(errno));
+        return errno == ENOENT
+                   ? 0
+                   : serr_set(err, SERR_IO, "cannot list %s: %s", b->dir, strerror(errno));
     int stop = 0;
     struct dirent *e1;
     while (!stop && (e1 = readdir(top)) != NULL) {

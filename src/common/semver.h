@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #define SEMVER_MAX_PART ((1u << 20) - 1)
-#define SEMVER_STR_MAX 24
+#define SEMVER_STR_MAX  24
 
 enum semver_bump { BUMP_PATCH = 0, BUMP_MINOR, BUMP_MAJOR };
 

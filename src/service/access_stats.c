@@ -8,7 +8,7 @@
 
 #include "../common/log.h"
 
-#define BUCKETS 4096
+#define BUCKETS     4096
 #define MAX_PENDING 100000 /* beyond this, hits flush synchronously */
 
 typedef struct hit {

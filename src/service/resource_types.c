@@ -18,20 +18,13 @@ static const field_def DICTIONARY[] = {
 };
 
 static const field_def CORPUS[] = {
-    {"corpus_type", FIELD_STRING, true, false},
-    {"language", FIELD_STRING, true, false},
-    {"parent", FIELD_STRING, false, false},
-    {"children", FIELD_STRINGS, false, false},
-    {"is_master", FIELD_BOOL, false, false},
-    {"dialect", FIELD_STRING, false, false},
-    {"iso_code", FIELD_STRING, false, false},
-    {"totals", FIELD_OBJECT, false, false},
-    {"authors", FIELD_STRINGS, false, false},
-    {"periods", FIELD_STRINGS, false, false},
-    {"genres", FIELD_STRINGS, false, false},
-    {"works", FIELD_STRINGS, false, false},
-    {"vocabulary_size", FIELD_INT, false, true},
-    {"vocabulary_hash", FIELD_STRING, false, true},
+    {"corpus_type", FIELD_STRING, true, false},  {"language", FIELD_STRING, true, false},
+    {"parent", FIELD_STRING, false, false},      {"children", FIELD_STRINGS, false, false},
+    {"is_master", FIELD_BOOL, false, false},     {"dialect", FIELD_STRING, false, false},
+    {"iso_code", FIELD_STRING, false, false},    {"totals", FIELD_OBJECT, false, false},
+    {"authors", FIELD_STRINGS, false, false},    {"periods", FIELD_STRINGS, false, false},
+    {"genres", FIELD_STRINGS, false, false},     {"works", FIELD_STRINGS, false, false},
+    {"vocabulary_size", FIELD_INT, false, true}, {"vocabulary_hash", FIELD_STRING, false, true},
 };
 
 static const field_def SEMANTIC[] = {
@@ -47,12 +40,9 @@ static const field_def SEMANTIC[] = {
 };
 
 static const field_def LITERATURE[] = {
-    {"title", FIELD_STRING, true, false},
-    {"authors", FIELD_STRINGS, false, false},
-    {"publication_year", FIELD_INT, false, false},
-    {"source", FIELD_STRING, false, false},
-    {"language", FIELD_STRING, false, false},
-    {"text_stats", FIELD_OBJECT, false, false},
+    {"title", FIELD_STRING, true, false},          {"authors", FIELD_STRINGS, false, false},
+    {"publication_year", FIELD_INT, false, false}, {"source", FIELD_STRING, false, false},
+    {"language", FIELD_STRING, false, false},      {"text_stats", FIELD_OBJECT, false, false},
 };
 
 static const field_def TRIE[] = {
@@ -225,7 +215,10 @@ static size_t utf8_len(const unsigned char *p)
 {
     if (p[0] < 0x80)
         return 1;
-    size_t n = (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+    size_t n = (p[0] & 0xe0) == 0xc0   ? 2
+               : (p[0] & 0xf0) == 0xe0 ? 3
+               : (p[0] & 0xf8) == 0xf0 ? 4
+                                       : 0;
     if (n == 0 || (n == 2 && p[0] < 0xc2))
         return 0;
     for (size_t i = 1; i < n; i++)

@@ -10,9 +10,9 @@
 #include "resource_types.h"
 #include "vocabulary.h"
 
-#define SAVE_RETRIES 64
-#define MAX_TAGS 100
-#define MAX_TAG_LEN 128
+#define SAVE_RETRIES     64
+#define MAX_TAGS         100
+#define MAX_TAG_LEN      128
 #define MAX_DEPENDENCIES 1000
 
 struct versions_svc {
@@ -110,8 +110,7 @@ static int parse_tags(save_plan *p, const json_t *v, strata_error *err)
     const json_t *t;
     json_array_foreach(v, i, t)
     {
-        if (!json_is_string(t) || json_string_length(t) == 0 ||
-            json_string_length(t) > MAX_TAG_LEN)
+        if (!json_is_string(t) || json_string_length(t) == 0 || json_string_length(t) > MAX_TAG_LEN)
             return serr_set(err, SERR_INVALID, "tags[%zu] must be a string of 1-%d characters", i,
                             MAX_TAG_LEN);
     }
@@ -158,9 +157,8 @@ static int parse_dependencies(save_plan *p, const json_t *v, strata_error *err)
         }
         char vs[SEMVER_STR_MAX];
         semver_format(sd->vkey, vs);
-        json_array_append_new(p->deps_json,
-                              json_pack("{s:s, s:s, s:s?}", "type", type, "id", id, "version",
-                                        sd->vkey ? vs : NULL));
+        json_array_append_new(p->deps_json, json_pack("{s:s, s:s, s:s?}", "type", type, "id", id,
+                                                      "version", sd->vkey ? vs : NULL));
     }
     return 0;
 }
@@ -192,7 +190,8 @@ static int plan_from_envelope(save_plan *p, const json_t *env, bool json_save, s
                 return -1;
         } else if (strcmp(key, "ttl") == 0) {
             if (!json_is_null(v) && (!json_is_integer(v) || json_integer_value(v) < 0))
-                return serr_set(err, SERR_INVALID, "'ttl' must be a non-negative integer (seconds)");
+                return serr_set(err, SERR_INVALID,
+                                "'ttl' must be a non-negative integer (seconds)");
             p->ttl = json_incref((json_t *)v);
         } else if (strcmp(key, "bump") == 0) {
             if (!json_is_string(v) || semver_parse_bump(json_string_value(v), &p->bump) != 0)
@@ -200,8 +199,9 @@ static int plan_from_envelope(save_plan *p, const json_t *env, bool json_save, s
         } else if (strcmp(key, "namespace") == 0) {
             if (!json_is_string(v) ||
                 resource_id_check("namespace", json_string_value(v), STORE_NS_MAX, err) != 0)
-                return json_is_string(v) ? -1
-                                         : serr_set(err, SERR_INVALID, "'namespace' must be a string");
+                return json_is_string(v)
+                           ? -1
+                           : serr_set(err, SERR_INVALID, "'namespace' must be a string");
             snprintf(p->ns, sizeof p->ns, "%s", json_string_value(v));
         } else {
             const field_def *f = resource_type_field(p->type, key);
@@ -232,8 +232,8 @@ static int plan_from_envelope(save_plan *p, const json_t *env, bool json_save, s
 /* Writes the blob unless one with this content exists, and fills the
  * content location. A blob that exists is shared (invariant 5). */
 static int place_external(versions_svc *svc, const save_request *rq, const save_plan *p,
-                          const unsigned char *bytes, size_t len, const char *hash_hex,
-                          json_t *loc, strata_error *err)
+                          const unsigned char *bytes, size_t len, const char *hash_hex, json_t *loc,
+                          strata_error *err)
 {
     bool exists = false;
     if (svc->blobs->ops->exists(svc->blobs, hash_hex, &exists, err) != 0)
@@ -349,8 +349,9 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     /* place the content: inline in the store, or a shared external blob */
     bool external = p.type->always_external || len > svc->cfg.inline_threshold;
     loc = json_object();
-    const char *ctype = json_save ? "application/json"
-                                  : (rq->content_type ? rq->content_type : "application/octet-stream");
+    const char *ctype = json_save
+                            ? "application/json"
+                            : (rq->content_type ? rq->content_type : "application/octet-stream");
     if (external) {
         if (place_external(svc, rq, &p, bytes, len, hash, loc, err) != 0)
             goto done;
@@ -520,8 +521,8 @@ int versions_delete(versions_svc *svc, const char *type, const char *id, const c
     return 0;
 }
 
-int versions_delete_resource(versions_svc *svc, const char *type, const char *id,
-                             store_txn *txn, size_t *count, strata_error *err)
+int versions_delete_resource(versions_svc *svc, const char *type, const char *id, store_txn *txn,
+                             size_t *count, strata_error *err)
 {
     if (versions_check_resource(type, id, err) != 0)
         return -1;
@@ -657,8 +658,8 @@ json_t *versions_record_json(versions_svc *svc, const store_version *v)
                   v->is_latest, "supersedes", version_or_null(v->supersedes), "superseded_by",
                   version_or_null(v->superseded_by), "dependencies",
                   deps ? json_incref(deps) : json_array()));
-    const char *ctype =
-        json_string_value(json_object_get(json_object_get(v->doc, "content_location"), "content_type"));
+    const char *ctype = json_string_value(
+        json_object_get(json_object_get(v->doc, "content_location"), "content_type"));
     if (v->blob_key[0] == '\0' && ctype && strcmp(ctype, "application/json") == 0 && v->content) {
         json_t *c = json_loadb((const char *)v->content, v->content_len, JSON_DECODE_ANY, NULL);
         if (c)

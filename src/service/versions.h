@@ -35,12 +35,12 @@ typedef struct save_request {
     const json_t *envelope;
     const unsigned char *bytes; /* decoded content of a byte save */
     size_t len;
-    const char *content_type;      /* of a byte save */
-    const unsigned char *wire;     /* the bytes as received, when encoded */
+    const char *content_type;  /* of a byte save */
+    const unsigned char *wire; /* the bytes as received, when encoded */
     size_t wire_len;
-    enum scodec wire_codec;        /* SCODEC_NONE when sent plain */
-    const char *if_match;          /* If-Match header or NULL */
-    store_txn *txn;                /* a batch, or NULL */
+    enum scodec wire_codec; /* SCODEC_NONE when sent plain */
+    const char *if_match;   /* If-Match header or NULL */
+    store_txn *txn;         /* a batch, or NULL */
 } save_request;
 
 /* *created is false when the content equals the latest (no new version). */
@@ -56,8 +56,8 @@ int versions_list_resources(versions_svc *svc, const char *type, const store_lis
                             store_page *out, strata_error *err);
 int versions_delete(versions_svc *svc, const char *type, const char *id, const char *version,
                     store_txn *txn, strata_error *err);
-int versions_delete_resource(versions_svc *svc, const char *type, const char *id,
-                             store_txn *txn, size_t *count, strata_error *err);
+int versions_delete_resource(versions_svc *svc, const char *type, const char *id, store_txn *txn,
+                             size_t *count, strata_error *err);
 
 typedef struct content_out {
     unsigned char *data; /* owned */

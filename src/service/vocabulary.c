@@ -36,7 +36,8 @@ static void trim(const char **p, size_t *len)
 /* Sorts, de-duplicates and hashes; words must be trimmed and non-empty. */
 static int finish(word_ref *w, size_t n, vocab_stats *out, strata_error *err)
 {
-    qsort(w, n, sizeof *w, cmp_words);
+    if (n > 1) /* qsort needs a valid pointer even for zero items */
+        qsort(w, n, sizeof *w, cmp_words);
     sha256_ctx *ctx = sha256_new(err);
     if (ctx == NULL)
         return -1;
@@ -98,8 +99,8 @@ int vocabulary_from_json(const json_t *content, vocab_stats *out, strata_error *
             free(w);
             return serr_set(err, SERR_INVALID, "content.words[%zu] is not a string", i);
         }
-        if ((rc = add_word(&w, &n, &cap, json_string_value(item), json_string_length(item),
-                           err)) != 0)
+        if ((rc = add_word(&w, &n, &cap, json_string_value(item), json_string_length(item), err)) !=
+            0)
             break;
     }
     const char *key;
@@ -121,8 +122,7 @@ int vocabulary_from_json(const json_t *content, vocab_stats *out, strata_error *
     return rc;
 }
 
-int vocabulary_from_text(const unsigned char *text, size_t len, vocab_stats *out,
-                         strata_error *err)
+int vocabulary_from_text(const unsigned char *text, size_t len, vocab_stats *out, strata_error *err)
 {
     word_ref *w = NULL;
     size_t n = 0, cap = 0;

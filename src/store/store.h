@@ -22,10 +22,10 @@
 #include "../common/error.h"
 #include "../common/semver.h"
 
-#define STORE_TYPE_MAX 16
-#define STORE_ID_MAX 200
-#define STORE_NS_MAX 64
-#define STORE_LIST_MAX 1000
+#define STORE_TYPE_MAX     16
+#define STORE_ID_MAX       200
+#define STORE_NS_MAX       64
+#define STORE_LIST_MAX     1000
 #define STORE_LIST_DEFAULT 50
 
 /* One version. `doc` holds everything a client sees besides the chain
@@ -116,8 +116,8 @@ typedef struct store_ops {
     int (*find_by_hash)(store *s, const char *data_hash, store_version *out, strata_error *err);
     /* Removes one version and repairs the chain; the head moves to the
      * newest remaining version when the latest goes. */
-    int (*delete_version)(store *s, store_txn *txn, const char *type, const char *id,
-                          uint64_t vkey, strata_error *err);
+    int (*delete_version)(store *s, store_txn *txn, const char *type, const char *id, uint64_t vkey,
+                          strata_error *err);
     /* Removes a resource, its versions and its head. *count gets the
      * number of versions removed. */
     int (*delete_resource)(store *s, store_txn *txn, const char *type, const char *id,

@@ -61,12 +61,12 @@ static const char SCHEMA[] =
     "  PRIMARY KEY(from_type, from_id, from_vkey, to_type, to_id)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS dependencies_reverse ON dependencies(to_type, to_id);";
 
-#define VERSION_COLS                                                                           \
-    "v.resource_type, v.resource_id, v.vkey, v.namespace, v.created_at, v.data_hash,"         \
-    " v.blob_key, v.is_latest, v.supersedes, v.superseded_by, v.doc, v.content,"              \
+#define VERSION_COLS                                                                               \
+    "v.resource_type, v.resource_id, v.vkey, v.namespace, v.created_at, v.data_hash,"              \
+    " v.blob_key, v.is_latest, v.supersedes, v.superseded_by, v.doc, v.content,"                   \
     " v.access_count, v.last_accessed, r.stale, r.stale_reason"
-#define VERSION_FROM                                                                           \
-    " FROM versions v JOIN resources r"                                                        \
+#define VERSION_FROM                                                                               \
+    " FROM versions v JOIN resources r"                                                            \
     " ON r.resource_type = v.resource_type AND r.resource_id = v.resource_id"
 
 static int64_t now_ms(void)
@@ -198,8 +198,8 @@ static int read_version_row(sqlite3_stmt *st, store_version *v, strata_error *er
     const char *doc = (const char *)sqlite3_column_text(st, 10);
     v->doc = json_loads(doc ? doc : "{}", 0, NULL);
     if (v->doc == NULL)
-        return serr_set(err, SERR_CORRUPT, "store: version %s/%s has an unreadable record",
-                        v->type, v->id);
+        return serr_set(err, SERR_CORRUPT, "store: version %s/%s has an unreadable record", v->type,
+                        v->id);
     if (sqlite3_column_type(st, 11) == SQLITE_BLOB || sqlite3_column_type(st, 11) == SQLITE_TEXT) {
         int n = sqlite3_column_bytes(st, 11);
         v->content = malloc((size_t)n + 1);
@@ -288,6 +288,7 @@ static int sq_get_version(store *base, store_txn *txn, const char *type, const c
                           uint64_t vkey, store_version *out, strata_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
+    memset(out, 0, sizeof *out);
     sqlite3 *db = read_conn(s, txn, err);
     if (db == NULL)
         return -1;
@@ -426,14 +427,15 @@ static int do_put(sqlite3 *db, void *arg, strata_error *err)
         if (step_done(db, st, "insert dependency", err) != 0)
             return -1;
     }
-    if (prepare(db,
-                "INSERT INTO resources(resource_type, resource_id, namespace, latest_vkey,"
-                " max_vkey, stale, stale_reason, updated_at) VALUES(?1, ?2, ?3, ?4, ?4, 0, NULL, ?5)"
-                " ON CONFLICT(resource_type, resource_id) DO UPDATE SET"
-                " namespace = excluded.namespace, latest_vkey = excluded.latest_vkey,"
-                " max_vkey = excluded.max_vkey, stale = 0, stale_reason = NULL,"
-                " updated_at = excluded.updated_at",
-                &st, err) != 0)
+    if (prepare(
+            db,
+            "INSERT INTO resources(resource_type, resource_id, namespace, latest_vkey,"
+            " max_vkey, stale, stale_reason, updated_at) VALUES(?1, ?2, ?3, ?4, ?4, 0, NULL, ?5)"
+            " ON CONFLICT(resource_type, resource_id) DO UPDATE SET"
+            " namespace = excluded.namespace, latest_vkey = excluded.latest_vkey,"
+            " max_vkey = excluded.max_vkey, stale = 0, stale_reason = NULL,"
+            " updated_at = excluded.updated_at",
+            &st, err) != 0)
         return -1;
     sqlite3_bind_text(st, 1, v->type, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, v->id, -1, SQLITE_STATIC);
@@ -456,8 +458,8 @@ static int sq_put_version(store *base, store_txn *txn, store_version *v, uint64_
     return in_write((sqlite_store *)base, txn, do_put, &c, err);
 }
 
-static int sq_list_versions(store *base, const char *type, const char *id,
-                            const store_list_opts *o, store_page *out, strata_error *err)
+static int sq_list_versions(store *base, const char *type, const char *id, const store_list_opts *o,
+                            store_page *out, strata_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     memset(out, 0, sizeof *out);
@@ -513,8 +515,7 @@ static int sq_list_resources(store *base, const char *type, const store_list_opt
         return -1;
     sqlite3_stmt *st = NULL;
     int rc = prepare(db,
-                     "SELECT " VERSION_COLS VERSION_FROM
-                     " AND v.vkey = r.latest_vkey"
+                     "SELECT " VERSION_COLS VERSION_FROM " AND v.vkey = r.latest_vkey"
                      " WHERE r.resource_type = ?1 AND r.resource_id > ?2"
                      " AND (?3 IS NULL OR r.namespace = ?3)"
                      " AND (?4 < 0 OR r.stale = ?4)"
@@ -550,6 +551,7 @@ static int sq_find_by_hash(store *base, const char *data_hash, store_version *ou
                            strata_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
+    memset(out, 0, sizeof *out);
     sqlite3 *db = reader_get(s, err);
     if (db == NULL)
         return -1;
@@ -635,12 +637,13 @@ static int do_delete_version(sqlite3 *db, void *arg, strata_error *err)
     if (step_done(db, st, "delete dependencies", err) != 0)
         return -1;
     /* the neighbours now point at each other */
-    if (prev && set_link(db,
-                         was_latest ? "UPDATE versions SET superseded_by = ?4, is_latest = 1"
-                                      " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3"
-                                    : "UPDATE versions SET superseded_by = ?4"
-                                      " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
-                         c->type, c->id, prev, next, err) != 0)
+    if (prev &&
+        set_link(db,
+                 was_latest ? "UPDATE versions SET superseded_by = ?4, is_latest = 1"
+                              " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3"
+                            : "UPDATE versions SET superseded_by = ?4"
+                              " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
+                 c->type, c->id, prev, next, err) != 0)
         return -1;
     if (next && set_link(db,
                          "UPDATE versions SET supersedes = ?4"
@@ -715,8 +718,7 @@ static int sq_dependents(store *base, const char *type, const char *id, store_pa
         return -1;
     sqlite3_stmt *st = NULL;
     int rc = prepare(db,
-                     "SELECT " VERSION_COLS VERSION_FROM
-                     " AND v.vkey = r.latest_vkey"
+                     "SELECT " VERSION_COLS VERSION_FROM " AND v.vkey = r.latest_vkey"
                      " JOIN dependencies d ON d.from_type = r.resource_type"
                      " AND d.from_id = r.resource_id AND d.from_vkey = r.latest_vkey"
                      " WHERE d.to_type = ?1 AND d.to_id = ?2"

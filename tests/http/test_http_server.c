@@ -99,7 +99,8 @@ START_TEST(metrics_count_requests_by_route_and_status)
         ck_assert_int_eq(http_do(&S, "GET", "/health", NULL, NULL, 0, &r), 0);
         http_resp_free(&r);
     }
-    ck_assert_int_eq(http_do(&S, "GET", "/no/route/has/this/many/segments/at/all", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(
+        http_do(&S, "GET", "/no/route/has/this/many/segments/at/all", NULL, NULL, 0, &r), 0);
     http_resp_free(&r);
     ck_assert_int_eq(http_do(&S, "GET", "/metrics", NULL, NULL, 0, &r), 0);
     ck_assert_int_eq(r.status, 200);

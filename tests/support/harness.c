@@ -165,19 +165,26 @@ long server_peak_rss_kib(const test_server *s)
 struct growbuf {
     char *data;
     size_t len;
+    size_t cap;
 };
 
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     struct growbuf *g = ud;
     size_t n = size * nmemb;
-    char *p = realloc(g->data, g->len + n + 1);
-    if (p == NULL)
-        return 0;
-    memcpy(p + g->len, ptr, n);
+    if (g->len + n + 1 > g->cap) {
+        size_t cap = g->cap ? g->cap : 4096;
+        while (cap < g->len + n + 1)
+            cap *= 2; /* geometric: a large body is not copied again per chunk */
+        char *p = realloc(g->data, cap);
+        if (p == NULL)
+            return 0;
+        g->data = p;
+        g->cap = cap;
+    }
+    memcpy(g->data + g->len, ptr, n);
     g->len += n;
-    p[g->len] = '\0';
-    g->data = p;
+    g->data[g->len] = '\0';
     return n;
 }
 
@@ -242,7 +249,7 @@ int http_client_do(http_client *c, const test_server *s, const char *method, con
     CURLcode rc = curl_easy_perform(h);
     curl_slist_free_all(list);
     if (rc != CURLE_OK) {
-        fprintf(stderr, "harness: %s %s: %s\n", method, path, curl_easy_strerror(rc));
+        fprintf(stderr, "harness: %s %.120s: %s\n", method, path, curl_easy_strerror(rc));
         free(b.data);
         free(hd.data);
         return -1;
