@@ -561,7 +561,6 @@ int versions_content(versions_svc *svc, const store_version *v, unsigned accept_
         if (v->content_len)
             memcpy(out->data, v->content, v->content_len);
         out->len = v->content_len;
-        access_stats_hit(svc->access, v->type, v->id, v->vkey);
         return 0;
     }
     strata_buf blob;
@@ -601,7 +600,6 @@ int versions_content(versions_svc *svc, const store_version *v, unsigned accept_
         if (out->data == NULL)
             out->data = malloc(1);
     }
-    access_stats_hit(svc->access, v->type, v->id, v->vkey);
     return 0;
 }
 

@@ -66,8 +66,9 @@ typedef struct content_out {
     char content_type[128];
 } content_out;
 
-/* Reads a version's content, verified against its hash before it is
- * returned (SERR_CORRUPT otherwise). accept_codecs is a bit mask of
+/* Reads a version's content (v from versions_get, which counted the
+ * access), verified against its hash before it is returned (SERR_CORRUPT
+ * otherwise). accept_codecs is a bit mask of
  * (1 << codec) the client accepts; stored compressed bytes in an
  * accepted codec are returned as they are. */
 int versions_content(versions_svc *svc, const store_version *v, unsigned accept_codecs,

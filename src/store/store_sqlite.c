@@ -241,6 +241,24 @@ static int collect_page(sqlite3 *db, sqlite3_stmt *st, size_t limit, store_page 
     return 0;
 }
 
+/* A page holds limit + 1 rows when there is more: drop the extra row and
+ * make the cursor from the last one kept ('v': by version key, newest
+ * first; 'r': by resource id). Frees the page on failure. */
+static int finish_page(int rc, store_page *out, size_t limit, char kind, strata_error *err)
+{
+    if (rc == 0 && out->count > limit) {
+        store_version_free(out->items[--out->count]);
+        const store_version *last = out->items[out->count - 1];
+        out->next = kind == 'v' ? store_cursor_encode('v', last->vkey)
+                                : store_cursor_encode_str('r', last->id);
+        if (out->next == NULL)
+            rc = serr_set(err, SERR_NOMEM, "out of memory");
+    }
+    if (rc != 0)
+        store_page_free(out);
+    return rc;
+}
+
 /* ---- operations ------------------------------------------------------------ */
 
 static int sq_get_head_on(sqlite3 *db, const char *type, const char *id, store_head *out,
@@ -491,15 +509,7 @@ static int sq_list_versions(store *base, const char *type, const char *id, const
     }
     sqlite3_finalize(st);
     reader_put(s, db);
-    if (rc == 0 && out->count > o->limit) {
-        store_version_free(out->items[--out->count]);
-        out->next = store_cursor_encode('v', out->items[out->count - 1]->vkey);
-        if (out->next == NULL)
-            rc = serr_set(err, SERR_NOMEM, "out of memory");
-    }
-    if (rc != 0)
-        store_page_free(out);
-    return rc;
+    return finish_page(rc, out, o->limit, 'v', err);
 }
 
 static int sq_list_resources(store *base, const char *type, const store_list_opts *o,
@@ -536,15 +546,7 @@ static int sq_list_resources(store *base, const char *type, const store_list_opt
     }
     sqlite3_finalize(st);
     reader_put(s, db);
-    if (rc == 0 && out->count > o->limit) {
-        store_version_free(out->items[--out->count]);
-        out->next = store_cursor_encode_str('r', out->items[out->count - 1]->id);
-        if (out->next == NULL)
-            rc = serr_set(err, SERR_NOMEM, "out of memory");
-    }
-    if (rc != 0)
-        store_page_free(out);
-    return rc;
+    return finish_page(rc, out, o->limit, 'r', err);
 }
 
 static int sq_find_by_hash(store *base, const char *data_hash, store_version *out,

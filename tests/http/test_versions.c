@@ -522,6 +522,27 @@ START_TEST(resources_list_filters)
 }
 END_TEST
 
+START_TEST(reads_are_counted_without_a_write_each)
+{
+    ck_assert_int_eq(post_json("/dictionary/fig/versions",
+                               "{\"content\": 1, \"word\": \"fig\", \"provider\": \"p\"}", NULL),
+                     201);
+    http_resp r;
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(
+            http_do(&S, "GET", "/dictionary/fig/versions/1.0.0/content", NULL, NULL, 0, &r), 0);
+        http_resp_free(&r);
+    }
+    ck_assert_int_eq(http_do(&S, "GET", "/dictionary/fig", NULL, NULL, 0, &r), 0);
+    json_t *rec = parse(&r);
+    /* three content reads and this record read */
+    ck_assert_int_eq(json_integer_value(json_object_get(rec, "access_count")), 4);
+    ck_assert(json_is_string(json_object_get(rec, "last_accessed")));
+    json_decref(rec);
+    http_resp_free(&r);
+}
+END_TEST
+
 /* ---- bad input ------------------------------------------------------------------------- */
 
 struct bad_case {
@@ -710,6 +731,7 @@ static Suite *versions_suite(void)
     tcase_add_test(t, etags_and_preconditions);
     tcase_add_test(t, deletes_repair_the_chain);
     tcase_add_test(t, resources_list_filters);
+    tcase_add_test(t, reads_are_counted_without_a_write_each);
     tcase_add_loop_test(t, bad_input_is_a_4xx_problem, 0, sizeof BAD / sizeof BAD[0]);
     suite_add_tcase(s, t);
     /* the restart test stops and starts the shared server itself */
