@@ -7,6 +7,8 @@
 
 #include "../src/blobs/blobs.h"
 #include "../src/config/config.h"
+#include "../src/cache/l2.h"
+#include "../src/service/cache_manager.h"
 #include "../src/service/versions.h"
 #include "../src/store/store.h"
 #include "metrics.h"
@@ -18,6 +20,8 @@ typedef struct app {
     http_metrics *metrics;
     store *store;
     blob_store *blobs;
+    l2_cache *l2;
+    cache_manager *cache;
     versions_svc *versions;
     atomic_bool ready; /* false while starting and once shutdown began */
 } app;

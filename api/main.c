@@ -84,10 +84,28 @@ int main(int argc, char **argv)
         slog_error("%s", err.detail);
         goto out;
     }
+    cache_config ccfg;
+    cache_config_defaults(&ccfg);
+    ccfg.l1_global_bytes = cfg.cache_l1_bytes;
+    if (cfg.cache_namespaces[0] && cache_config_apply(&ccfg, cfg.cache_namespaces, &err) != 0) {
+        slog_error("--cache-namespaces: %s", err.detail);
+        exit_code = 2;
+        goto out;
+    }
+    l2_config l2cfg = {.max_bytes = cfg.cache_l2_bytes, .fence_ttl_ms = 60000};
+    a.l2 = l2_open(cfg.cache_l2_url, &l2cfg, &err);
+    if (a.l2 == NULL && err.kind != SERR_OK) {
+        slog_error("%s", err.detail);
+        goto out;
+    }
+    if ((a.cache = cache_new(&ccfg, a.l2, &err)) == NULL) {
+        slog_error("%s", err.detail);
+        goto out;
+    }
     versions_config vcfg = {.inline_threshold = (size_t)cfg.inline_threshold,
                             .max_content = (size_t)cfg.max_decoded_body,
                             .access_flush_ms = 5000};
-    if ((a.versions = versions_new(a.store, a.blobs, &vcfg, &err)) == NULL) {
+    if ((a.versions = versions_new(a.store, a.blobs, a.cache, &vcfg, &err)) == NULL) {
         slog_error("%s", err.detail);
         goto out;
     }
@@ -116,6 +134,8 @@ int main(int argc, char **argv)
     exit_code = 0;
 out:
     versions_free(a.versions); /* flushes access counts into the store */
+    cache_free(a.cache);
+    l2_close(a.l2);
     blobs_close(a.blobs);
     store_close(a.store);
     slog_access_close();

@@ -10,6 +10,9 @@ int routes_system_register(router *r);
 /* /{type}, /{type}/{id}, /{type}/{id}/versions/... */
 int routes_resources_register(router *r);
 
+/* /cache, /cache/{ns}, /cache/{ns}/{key} */
+int routes_cache_register(router *r);
+
 /* All families; -1 when a pattern is invalid. */
 int routes_register_all(router *r);
 

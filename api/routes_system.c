@@ -29,7 +29,8 @@ static void get_metrics(request *req, reply *rep)
     strata_buf out;
     strata_error err;
     sbuf_init(&out, 0);
-    if (metrics_render(req->app->metrics, &out, &err) != 0) {
+    if (metrics_render(req->app->metrics, &out, &err) != 0 ||
+        (req->app->cache && cache_metrics(req->app->cache, &out, &err) != 0)) {
         sbuf_free(&out);
         reply_error(rep, &err);
         return;
@@ -57,5 +58,6 @@ int routes_system_register(router *r)
 
 int routes_register_all(router *r)
 {
-    return routes_system_register(r) | routes_resources_register(r);
+    /* /cache before /{type}: literal segments win anyway, but keep it readable */
+    return routes_system_register(r) | routes_cache_register(r) | routes_resources_register(r);
 }

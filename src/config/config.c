@@ -156,9 +156,9 @@ static int set_threads(strata_config *cfg, const char *v, strata_error *err)
 static int set_size(const char *name, uint64_t *dst, const char *v, strata_error *err)
 {
     uint64_t n;
-    if (config_parse_size(v, &n) != 0 || n < 1024 || n > (UINT64_C(16) << 30))
+    if (config_parse_size(v, &n) != 0 || n < 1024 || n > (UINT64_C(1) << 40))
         return serr_set(err, SERR_INVALID,
-                        "--%s: expected a size from 1K to 16G (e.g. 64M), got '%s'", name, v);
+                        "--%s: expected a size from 1K to 1T (e.g. 64M), got '%s'", name, v);
     *dst = n;
     return 0;
 }
@@ -181,6 +181,22 @@ static int set_inline_threshold(strata_config *cfg, const char *v, strata_error 
                         "--inline-threshold: expected a size from 0 to 16M, got '%s'", v);
     cfg->inline_threshold = n;
     return 0;
+}
+
+static int set_cache_l1_bytes(strata_config *cfg, const char *v, strata_error *err)
+{
+    return set_size("cache-l1-bytes", &cfg->cache_l1_bytes, v, err);
+}
+
+static int set_cache_l2_bytes(strata_config *cfg, const char *v, strata_error *err)
+{
+    return set_size("cache-l2-bytes", &cfg->cache_l2_bytes, v, err);
+}
+
+static int set_cache_namespaces(strata_config *cfg, const char *v, strata_error *err)
+{
+    return copy_str(cfg->cache_namespaces, sizeof cfg->cache_namespaces, "cache-namespaces", v,
+                    err);
 }
 
 static int set_seconds(const char *name, unsigned *dst, const char *v, strata_error *err)
@@ -238,6 +254,13 @@ static const struct opt_def OPTIONS[] = {
      "largest request body after Content-Encoding is undone [256M]", set_max_decoded},
     {"inline-threshold", "STRATA_INLINE_THRESHOLD", "SIZE",
      "content up to this size is kept in the store, larger in blobs [64K]", set_inline_threshold},
+    {"cache-l1-bytes", "STRATA_CACHE_L1_BYTES", "SIZE",
+     "memory for the L1 cache, shared by all namespaces [1G]", set_cache_l1_bytes},
+    {"cache-l2-bytes", "STRATA_CACHE_L2_BYTES", "SIZE", "size limit of the disk L2 cache [4G]",
+     set_cache_l2_bytes},
+    {"cache-namespaces", "STRATA_CACHE_NAMESPACES", "SPEC",
+     "namespace overrides: 'corpus:l1_items=200,l1_bytes=512M,l1_ttl=S,l2_ttl=S,codec=zstd;...'",
+     set_cache_namespaces},
     {"connection-timeout", "STRATA_CONNECTION_TIMEOUT", "SECONDS",
      "close idle connections after this long, 0 never [60]", set_conn_timeout},
     {"shutdown-timeout", "STRATA_SHUTDOWN_TIMEOUT", "SECONDS",
@@ -285,6 +308,8 @@ static void set_defaults(strata_config *cfg)
     cfg->max_body = UINT64_C(64) << 20;
     cfg->max_decoded_body = UINT64_C(256) << 20;
     cfg->inline_threshold = UINT64_C(64) << 10;
+    cfg->cache_l1_bytes = UINT64_C(1) << 30;
+    cfg->cache_l2_bytes = UINT64_C(4) << 30;
     cfg->connection_timeout = 60;
     cfg->shutdown_timeout = 30;
     cfg->log_level = SLOG_INFO;

@@ -28,6 +28,8 @@ struct access_stats {
     bool running;
     unsigned flush_ms;
     size_t pending;
+    access_flushed_fn on_flushed;
+    void *on_flushed_ctx;
     hit *table[BUCKETS];
 };
 
@@ -81,6 +83,8 @@ static int flush_now(access_stats *a)
             0) {
             slog_warn("access counts for %s/%s not saved: %s", h->type, h->id, err.detail);
             rc = -1;
+        } else if (a->on_flushed) {
+            a->on_flushed(a->on_flushed_ctx, h->type, h->id);
         }
         free(h);
     }
@@ -111,7 +115,8 @@ static void *flusher(void *arg)
     return NULL;
 }
 
-access_stats *access_stats_new(store *st, unsigned flush_ms, strata_error *err)
+access_stats *access_stats_new(store *st, unsigned flush_ms, access_flushed_fn on_flushed,
+                               void *ctx, strata_error *err)
 {
     access_stats *a = calloc(1, sizeof *a);
     if (a == NULL) {
@@ -120,6 +125,8 @@ access_stats *access_stats_new(store *st, unsigned flush_ms, strata_error *err)
     }
     a->st = st;
     a->flush_ms = flush_ms ? flush_ms : 5000;
+    a->on_flushed = on_flushed;
+    a->on_flushed_ctx = ctx;
     a->running = true;
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);

@@ -10,7 +10,12 @@
 
 typedef struct access_stats access_stats;
 
-access_stats *access_stats_new(store *st, unsigned flush_ms, strata_error *err);
+/* on_flushed (may be NULL) hears of each (type, id) whose counts were
+ * written, so that cached copies of its record can be refreshed. */
+typedef void (*access_flushed_fn)(void *ctx, const char *type, const char *id);
+
+access_stats *access_stats_new(store *st, unsigned flush_ms, access_flushed_fn on_flushed,
+                               void *ctx, strata_error *err);
 /* Flushes what is pending and stops the thread. */
 void access_stats_free(access_stats *a);
 

@@ -7,6 +7,8 @@
 
 #include "../codec/blob_format.h"
 #include "../codec/json_canon.h"
+#include "../common/log.h"
+#include "record_codec.h"
 #include "resource_types.h"
 #include "vocabulary.h"
 
@@ -18,12 +20,41 @@
 struct versions_svc {
     store *st;
     blob_store *blobs;
+    cache_manager *cache;
     versions_config cfg;
     access_stats *access;
 };
 
-versions_svc *versions_new(store *st, blob_store *blobs, const versions_config *cfg,
-                           strata_error *err)
+/* Cache keys, in the namespace named after the resource type. */
+static void latest_key(const char *id, char *out, size_t cap)
+{
+    snprintf(out, cap, "latest:%s", id);
+}
+
+static void blob_cache_key(const char *hash, char *out, size_t cap)
+{
+    snprintf(out, cap, "blob:%s", hash);
+}
+
+void versions_invalidate_latest(versions_svc *svc, const char *type, const char *id)
+{
+    if (svc->cache == NULL)
+        return;
+    char key[STORE_ID_MAX + 16];
+    latest_key(id, key, sizeof key);
+    strata_error err;
+    if (cache_invalidate(svc->cache, type, key, true, NULL, &err) != 0)
+        slog_error("cache invalidation of %s/%s failed: %s", type, id, err.detail);
+}
+
+static void on_access_flushed(void *ctx, const char *type, const char *id)
+{
+    /* the cached record carries the old count: refresh it */
+    versions_invalidate_latest(ctx, type, id);
+}
+
+versions_svc *versions_new(store *st, blob_store *blobs, cache_manager *cache,
+                           const versions_config *cfg, strata_error *err)
 {
     versions_svc *svc = calloc(1, sizeof *svc);
     if (svc == NULL) {
@@ -32,8 +63,9 @@ versions_svc *versions_new(store *st, blob_store *blobs, const versions_config *
     }
     svc->st = st;
     svc->blobs = blobs;
+    svc->cache = cache;
     svc->cfg = *cfg;
-    svc->access = access_stats_new(st, cfg->access_flush_ms, err);
+    svc->access = access_stats_new(st, cfg->access_flush_ms, on_access_flushed, svc, err);
     if (svc->access == NULL) {
         free(svc);
         return NULL;
@@ -427,6 +459,9 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         v.content_len = external ? 0 : len;
         if (svc->st->ops->put_version(svc->st, rq->txn, &v, latest, max, p.deps, p.ndeps, err) ==
             0) {
+            /* part of the write: no cache may serve the old latest after this returns */
+            if (rq->txn == NULL)
+                versions_invalidate_latest(svc, rq->type, rq->id);
             *out = v;
             *created = true;
             rc = 0;
@@ -449,13 +484,56 @@ done:
 
 /* ---- reading --------------------------------------------------------------- */
 
+struct latest_load {
+    versions_svc *svc;
+    const char *type, *id;
+};
+
+static int load_latest(void *ctx, cache_value **out, strata_error *err)
+{
+    struct latest_load *l = ctx;
+    store_version v;
+    if (l->svc->st->ops->get_version(l->svc->st, NULL, l->type, l->id, 0, &v, err) != 0)
+        return -1;
+    strata_buf b;
+    sbuf_init(&b, 0);
+    int rc = record_encode(&v, &b, err);
+    store_version_clear(&v);
+    if (rc == 0) {
+        *out = cache_value_new(b.data, b.len, "application/x-strata-record");
+        if (*out == NULL)
+            rc = serr_set(err, SERR_NOMEM, "out of memory");
+    }
+    sbuf_free(&b);
+    return rc;
+}
+
+/* Latest records read through the cache (validated against L2, since a
+ * write elsewhere replaces them); exact versions come from the store. */
+static int read_version(versions_svc *svc, const char *type, const char *id, uint64_t vkey,
+                        store_version *out, strata_error *err)
+{
+    if (vkey != 0 || svc->cache == NULL)
+        return svc->st->ops->get_version(svc->st, NULL, type, id, vkey, out, err);
+    char key[STORE_ID_MAX + 16];
+    latest_key(id, key, sizeof key);
+    struct latest_load l = {svc, type, id};
+    cache_value *cv = NULL;
+    enum cache_tier tier;
+    if (cache_get_or_load(svc->cache, type, key, true, load_latest, &l, &cv, &tier, err) != 0)
+        return -1;
+    int rc = record_decode(cv->data, cv->len, out, err);
+    cache_value_unref(cv);
+    return rc;
+}
+
 int versions_get(versions_svc *svc, const char *type, const char *id, const char *version,
                  store_version *out, strata_error *err)
 {
     uint64_t vkey;
     if (versions_check_resource(type, id, err) != 0 || parse_version(version, &vkey, err) != 0)
         return -1;
-    if (svc->st->ops->get_version(svc->st, NULL, type, id, vkey, out, err) != 0) {
+    if (read_version(svc, type, id, vkey, out, err) != 0) {
         if (err->kind == SERR_NOT_FOUND) {
             if (vkey == 0)
                 serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", type, id);
@@ -518,15 +596,76 @@ int versions_delete(versions_svc *svc, const char *type, const char *id, const c
             serr_set(err, SERR_NOT_FOUND, "no version %s of %s/%s", version, type, id);
         return -1;
     }
+    if (txn == NULL)
+        versions_invalidate_latest(svc, type, id);
     return 0;
 }
 
 int versions_delete_resource(versions_svc *svc, const char *type, const char *id, store_txn *txn,
                              size_t *count, strata_error *err)
 {
-    if (versions_check_resource(type, id, err) != 0)
+    if (versions_check_resource(type, id, err) != 0 ||
+        svc->st->ops->delete_resource(svc->st, txn, type, id, count, err) != 0)
         return -1;
-    return svc->st->ops->delete_resource(svc->st, txn, type, id, count, err);
+    if (txn == NULL)
+        versions_invalidate_latest(svc, type, id);
+    return 0;
+}
+
+struct blob_load {
+    versions_svc *svc;
+    const char *key;
+};
+
+static int load_blob(void *ctx, cache_value **out, strata_error *err)
+{
+    struct blob_load *l = ctx;
+    strata_buf b;
+    sbuf_init(&b, 0);
+    blob_header h;
+    int rc = blobs_get_verified(l->svc->blobs, l->key, l->svc->cfg.max_content + BLOB_HEADER_SIZE,
+                                &b, &h, err);
+    if (rc == 0) {
+        *out = cache_value_new(b.data, b.len, "application/x-strata-blob");
+        if (*out == NULL)
+            rc = serr_set(err, SERR_NOMEM, "out of memory");
+    }
+    sbuf_free(&b);
+    return rc;
+}
+
+/* A stored blob, through the cache (immutable: found by its hash, never
+ * stale). Whatever tier it came from, its header and payload hash are
+ * checked again here before anything is served (invariant 3). */
+static int read_blob(versions_svc *svc, const store_version *v, strata_buf *out, blob_header *h,
+                     strata_error *err)
+{
+    int rc;
+    if (svc->cache == NULL) {
+        rc = blobs_get_verified(svc->blobs, v->blob_key, svc->cfg.max_content + BLOB_HEADER_SIZE,
+                                out, h, err);
+    } else {
+        char key[SHA256_HEX_LEN + 8];
+        blob_cache_key(v->blob_key, key, sizeof key);
+        struct blob_load l = {svc, v->blob_key};
+        cache_value *cv = NULL;
+        enum cache_tier tier;
+        rc = cache_get_or_load(svc->cache, v->type, key, false, load_blob, &l, &cv, &tier, err);
+        if (rc == 0) {
+            rc = sbuf_append(out, cv->data, cv->len, err);
+            cache_value_unref(cv);
+            if (rc == 0 && (blob_header_decode(out->data, out->len, h, err) != 0 ||
+                            blob_verify_payload(h, out->data + BLOB_HEADER_SIZE,
+                                                out->len - BLOB_HEADER_SIZE, err) != 0)) {
+                err->kind = SERR_CORRUPT;
+                rc = -1;
+            }
+        }
+    }
+    if (rc != 0 && err->kind == SERR_NOT_FOUND)
+        serr_set(err, SERR_CORRUPT, "the content of %s/%s is missing from the blob store", v->type,
+                 v->id);
+    return rc;
 }
 
 void content_out_free(content_out *c)
@@ -566,12 +705,8 @@ int versions_content(versions_svc *svc, const store_version *v, unsigned accept_
     strata_buf blob;
     sbuf_init(&blob, 0);
     blob_header h;
-    if (blobs_get_verified(svc->blobs, v->blob_key, svc->cfg.max_content + BLOB_HEADER_SIZE, &blob,
-                           &h, err) != 0) {
+    if (read_blob(svc, v, &blob, &h, err) != 0) {
         sbuf_free(&blob);
-        if (err->kind == SERR_NOT_FOUND)
-            serr_set(err, SERR_CORRUPT, "the content of %s/%s is missing from the blob store",
-                     v->type, v->id);
         return -1;
     }
     size_t plen = blob.len - BLOB_HEADER_SIZE;

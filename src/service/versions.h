@@ -14,6 +14,7 @@
 #include "../codec/compress.h"
 #include "../store/store.h"
 #include "access_stats.h"
+#include "cache_manager.h"
 
 typedef struct versions_config {
     size_t inline_threshold; /* content up to this many bytes stays in the store */
@@ -23,8 +24,9 @@ typedef struct versions_config {
 
 typedef struct versions_svc versions_svc;
 
-versions_svc *versions_new(store *st, blob_store *blobs, const versions_config *cfg,
-                           strata_error *err);
+/* cache may be NULL (no caching). */
+versions_svc *versions_new(store *st, blob_store *blobs, cache_manager *cache,
+                           const versions_config *cfg, strata_error *err);
 void versions_free(versions_svc *svc);
 
 typedef struct save_request {
@@ -79,6 +81,10 @@ void content_out_free(content_out *c);
 json_t *versions_record_json(versions_svc *svc, const store_version *v);
 /* The ETag of a version: its data hash, quoted. */
 void versions_etag(const store_version *v, char *out, size_t cap);
+
+/* Drops cached copies of a resource's latest record, fencing out fills
+ * that began before now (a batch calls it after its commit). */
+void versions_invalidate_latest(versions_svc *svc, const char *type, const char *id);
 
 /* Checks the type name and id; SERR_NOT_FOUND for an unknown type. */
 int versions_check_resource(const char *type, const char *id, strata_error *err);

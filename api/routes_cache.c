@@ -1,0 +1,231 @@
+/* /cache: one entry by namespace and key (GET, HEAD, PUT, DELETE), pattern
+ * invalidation, and stats. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../src/service/cache_manager.h"
+#include "app.h"
+#include "negotiate.h"
+#include "request.h"
+#include "routes.h"
+
+#define MAX_TTL_SECONDS (10ull * 365 * 24 * 3600)
+
+static bool check_ns_key(request *req, reply *rep, const char **ns, const char **key)
+{
+    strata_error err;
+    *ns = req_param(req, "ns");
+    *key = req_param(req, "key");
+    if (cache_check_key(*ns, *key ? *key : "k", &err) != 0) {
+        reply_error(rep, &err);
+        return false;
+    }
+    return true;
+}
+
+/* A cheap validator for a value: FNV-1a of its bytes. */
+static void value_etag(const cache_value *v, char *out, size_t cap)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < v->len; i++)
+        h = (h ^ v->data[i]) * 1099511628211ull;
+    snprintf(out, cap, "\"%016llx-%zx\"", (unsigned long long)h, v->len);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void get_entry(request *req, reply *rep)
+{
+    const char *ns, *key;
+    if (!check_ns_key(req, rep, &ns, &key))
+        return;
+    cache_value *v = NULL;
+    enum cache_tier tier;
+    strata_error err;
+    if (cache_get(req->app->cache, ns, key, &v, &tier, &err) != 0) {
+        if (err.kind == SERR_NOT_FOUND)
+            reply_problem(rep, 404, "not-found", "no cache entry %s/%s", ns, key);
+        else
+            reply_error(rep, &err);
+        return;
+    }
+    char etag[48];
+    value_etag(v, etag, sizeof etag);
+    const char *inm = req_header(req, "If-None-Match");
+    if (inm != NULL && (strcmp(inm, "*") == 0 || strstr(inm, etag) != NULL)) {
+        reply_empty(rep, 304);
+    } else {
+        unsigned char *copy = malloc(v->len ? v->len : 1);
+        if (copy == NULL) {
+            cache_value_unref(v);
+            reply_problem(rep, 503, "out-of-memory", "out of memory");
+            return;
+        }
+        memcpy(copy, v->data, v->len);
+        reply_bytes(rep, 200, NULL, copy, v->len);
+        reply_header_set(rep, "Content-Type", "%s", v->content_type);
+    }
+    reply_header_set(rep, "ETag", "%s", etag);
+    reply_header_set(rep, "X-Cache", "%s", tier == CACHE_TIER_L1 ? "L1" : "L2");
+    if (v->expires_ms > 0) {
+        int64_t left = (v->expires_ms - wall_ms() + 999) / 1000;
+        reply_header_set(rep, "X-Cache-TTL", "%lld", (long long)(left > 0 ? left : 0));
+        reply_header_set(rep, "Cache-Control", "max-age=%lld", (long long)(left > 0 ? left : 0));
+    }
+    cache_value_unref(v);
+}
+
+/* ?ttl=SECONDS, else Cache-Control: max-age=SECONDS, else 0 (the namespace's). */
+static int parse_ttl(request *req, uint64_t *ttl_ms, strata_error *err)
+{
+    *ttl_ms = 0;
+    const char *q = req_query(req, "ttl");
+    const char *cc = req_header(req, "Cache-Control");
+    const char *text = q;
+    if (text == NULL && cc != NULL) {
+        const char *m = strstr(cc, "max-age=");
+        if (m != NULL)
+            text = m + 8;
+    }
+    if (text == NULL)
+        return 0;
+    char *end = NULL;
+    unsigned long long s = strtoull(text, &end, 10);
+    bool ok = end != text && (*end == '\0' || (q == NULL && (*end == ',' || *end == ' ')));
+    if (!ok || s == 0 || s > MAX_TTL_SECONDS || text[0] == '-')
+        return serr_set(err, SERR_INVALID, "ttl must be whole seconds from 1 to %llu",
+                        (unsigned long long)MAX_TTL_SECONDS);
+    *ttl_ms = s * 1000;
+    return 0;
+}
+
+static void put_entry(request *req, reply *rep)
+{
+    const char *ns, *key;
+    if (!check_ns_key(req, rep, &ns, &key))
+        return;
+    strata_error err;
+    uint64_t ttl_ms;
+    if (parse_ttl(req, &ttl_ms, &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    strata_buf scratch;
+    sbuf_init(&scratch, 0);
+    const unsigned char *data = (const unsigned char *)"";
+    size_t len = 0;
+    if (req->body.started && body_content(&req->body, &scratch, &data, &len, &err) != 0) {
+        sbuf_free(&scratch);
+        reply_error(rep, &err);
+        return;
+    }
+    const char *ctype = req_header(req, "Content-Type");
+    char base[96];
+    media_base(ctype, base, sizeof base);
+    if (media_is_json(ctype)) {
+        /* a JSON value must be JSON; it is stored as sent */
+        json_error_t je;
+        json_t *j = json_loadb((const char *)data, len, JSON_DECODE_ANY, &je);
+        if (j == NULL) {
+            sbuf_free(&scratch);
+            reply_problem(rep, 400, "invalid-input", "the body is not valid JSON: %s", je.text);
+            return;
+        }
+        json_decref(j);
+    }
+    cache_value *v = cache_value_new(data, len, base[0] ? base : "application/octet-stream");
+    sbuf_free(&scratch);
+    if (v == NULL) {
+        reply_problem(rep, 503, "out-of-memory", "out of memory");
+        return;
+    }
+    int rc = cache_set(req->app->cache, ns, key, v, ttl_ms, &err);
+    json_int_t expires_in = v->expires_ms ? (json_int_t)((v->expires_ms - wall_ms() + 999) / 1000) : 0;
+    cache_value_unref(v);
+    if (rc != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    reply_json(rep, 201,
+               json_pack("{s:s, s:s, s:I, s:I}", "namespace", ns, "key", key, "bytes",
+                         (json_int_t)len, "ttl_seconds", expires_in));
+}
+
+static void delete_entry(request *req, reply *rep)
+{
+    const char *ns, *key;
+    if (!check_ns_key(req, rep, &ns, &key))
+        return;
+    strata_error err;
+    bool found = false;
+    if (cache_invalidate(req->app->cache, ns, key, false, &found, &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    reply_json(rep, 200, json_pack("{s:s, s:s, s:i}", "namespace", ns, "key", key, "deleted",
+                                   found ? 1 : 0));
+}
+
+static void delete_pattern(request *req, reply *rep)
+{
+    const char *ns = req_param(req, "ns");
+    const char *pattern = req_query(req, "pattern");
+    strata_error err;
+    if (cache_check_key(ns, "k", &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    if (pattern == NULL) {
+        reply_problem(rep, 400, "invalid-input",
+                      "pattern is required (a glob; use * to clear the namespace)");
+        return;
+    }
+    size_t n = 0;
+    if (cache_invalidate_pattern(req->app->cache, ns, pattern, &n, &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    reply_json(rep, 200, json_pack("{s:s, s:s, s:I}", "namespace", ns, "pattern", pattern,
+                                   "deleted", (json_int_t)n));
+}
+
+static void get_stats(request *req, reply *rep)
+{
+    reply_json(rep, 200, cache_stats_json(req->app->cache, NULL));
+}
+
+static void get_ns_stats(request *req, reply *rep)
+{
+    const char *ns = req_param(req, "ns");
+    strata_error err;
+    if (cache_check_key(ns, "k", &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    json_t *j = cache_stats_json(req->app->cache, ns);
+    if (j == NULL) {
+        reply_problem(rep, 400, "invalid-input", "too many cache namespaces");
+        return;
+    }
+    json_object_set_new(j, "namespace", json_string(ns));
+    reply_json(rep, 200, j);
+}
+
+int routes_cache_register(router *r)
+{
+    int rc = 0;
+    rc |= router_add(r, HTTP_GET, "/cache", get_stats);
+    rc |= router_add(r, HTTP_GET, "/cache/{ns}", get_ns_stats);
+    rc |= router_add(r, HTTP_DELETE, "/cache/{ns}", delete_pattern);
+    rc |= router_add(r, HTTP_GET, "/cache/{ns}/{key}", get_entry);
+    rc |= router_add(r, HTTP_PUT, "/cache/{ns}/{key}", put_entry);
+    rc |= router_add(r, HTTP_DELETE, "/cache/{ns}/{key}", delete_entry);
+    return rc ? -1 : 0;
+}

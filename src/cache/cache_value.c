@@ -1,0 +1,38 @@
+#include "cache_value.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+cache_value *cache_value_new(const void *data, size_t len, const char *content_type)
+{
+    cache_value *v = malloc(sizeof *v + (len ? len : 1));
+    if (v == NULL)
+        return NULL;
+    atomic_init(&v->refs, 1);
+    v->write_id = 0;
+    v->expires_ms = 0;
+    snprintf(v->content_type, sizeof v->content_type, "%s",
+             content_type ? content_type : "application/octet-stream");
+    v->len = len;
+    if (len)
+        memcpy(v->data, data, len);
+    return v;
+}
+
+cache_value *cache_value_ref(cache_value *v)
+{
+    atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
+    return v;
+}
+
+void cache_value_unref(cache_value *v)
+{
+    if (v != NULL && atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1)
+        free(v);
+}
+
+size_t cache_value_charge(const cache_value *v, size_t key_len)
+{
+    return sizeof *v + v->len + key_len + 64; /* 64: entry and table overhead */
+}

@@ -1,0 +1,27 @@
+#include "l2.h"
+
+#include <string.h>
+
+#include "l2_fs.h"
+
+l2_cache *l2_open(const char *url, const l2_config *cfg, strata_error *err)
+{
+    serr_clear(err);
+    if (strcmp(url, "none") == 0)
+        return NULL;
+    if (strncmp(url, "file:", 5) == 0)
+        return l2_fs_open(url + 5, cfg, err);
+    if (strncmp(url, "redis://", 8) == 0 || strncmp(url, "s3://", 5) == 0 ||
+        strncmp(url, "mongodb://", 10) == 0) {
+        serr_set(err, SERR_UNAVAILABLE, "the L2 cache backend of '%s' is not available in this build yet", url);
+        return NULL;
+    }
+    serr_set(err, SERR_INVALID, "unsupported L2 cache URL '%s'", url);
+    return NULL;
+}
+
+void l2_close(l2_cache *c)
+{
+    if (c != NULL)
+        c->ops->close(c);
+}

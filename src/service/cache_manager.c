@@ -1,0 +1,638 @@
+#include "cache_manager.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "../cache/l1.h"
+#include "../codec/policy.h"
+#include "../common/log.h"
+#include "../config/config.h"
+
+#define DAY_MS (24ull * 3600 * 1000)
+#define HOUR_MS (3600ull * 1000)
+#define MIB (1024ull * 1024)
+
+/* ---- configuration ------------------------------------------------------- */
+
+void cache_config_defaults(cache_config *cfg)
+{
+    static const cache_ns_config defaults[] = {
+        {"dictionary", 500, 64 * MIB, 1 * DAY_MS, 7 * DAY_MS, SCODEC_NONE},
+        {"corpus", 100, 512 * MIB, 30 * DAY_MS, 90 * DAY_MS, SCODEC_ZSTD},
+        {"literature", 100, 512 * MIB, 30 * DAY_MS, 90 * DAY_MS, SCODEC_ZSTD},
+        {"semantic", 50, 512 * MIB, 7 * DAY_MS, 30 * DAY_MS, SCODEC_NONE},
+        {"search", 300, 128 * MIB, 1 * HOUR_MS, 6 * HOUR_MS, SCODEC_LZ4},
+        {"trie", 50, 512 * MIB, 7 * DAY_MS, 30 * DAY_MS, SCODEC_LZ4},
+        {"default", 100, 64 * MIB, 1 * HOUR_MS, 1 * DAY_MS, SCODEC_NONE},
+    };
+    memset(cfg, 0, sizeof *cfg);
+    cfg->nns = (int)(sizeof defaults / sizeof defaults[0]);
+    memcpy(cfg->ns, defaults, sizeof defaults);
+    cfg->l1_global_bytes = 1024 * MIB;
+}
+
+static cache_ns_config *config_find(cache_config *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->nns; i++)
+        if (strcmp(cfg->ns[i].name, name) == 0)
+            return &cfg->ns[i];
+    return NULL;
+}
+
+static int apply_setting(cache_ns_config *ns, const char *key, const char *val, strata_error *err)
+{
+    char *end = NULL;
+    unsigned long long n = strtoull(val, &end, 10);
+    bool number = end != val && *end == '\0';
+    if (strcmp(key, "codec") == 0) {
+        if (scodec_from_name(val, &ns->l2_codec) != 0)
+            return serr_set(err, SERR_INVALID, "cache namespace %s: unknown codec '%s'", ns->name,
+                            val);
+        return 0;
+    }
+    if (strcmp(key, "l1_bytes") == 0) {
+        uint64_t bytes;
+        if (config_parse_size(val, &bytes) != 0)
+            return serr_set(err, SERR_INVALID, "cache namespace %s: bad l1_bytes '%s'", ns->name,
+                            val);
+        ns->l1_bytes = (size_t)bytes;
+        return 0;
+    }
+    if (!number)
+        return serr_set(err, SERR_INVALID, "cache namespace %s: %s must be a number, got '%s'",
+                        ns->name, key, val);
+    if (strcmp(key, "l1_items") == 0 && n >= 1 && n <= 10000000)
+        ns->l1_items = (size_t)n;
+    else if (strcmp(key, "l1_ttl") == 0)
+        ns->l1_ttl_ms = n * 1000;
+    else if (strcmp(key, "l2_ttl") == 0)
+        ns->l2_ttl_ms = n * 1000;
+    else
+        return serr_set(err, SERR_INVALID, "cache namespace %s: unknown or out-of-range '%s'",
+                        ns->name, key);
+    return 0;
+}
+
+int cache_config_apply(cache_config *cfg, const char *spec, strata_error *err)
+{
+    char *copy = strdup(spec);
+    if (copy == NULL)
+        return serr_set(err, SERR_NOMEM, "out of memory");
+    int rc = 0;
+    char *save_ns = NULL;
+    for (char *part = strtok_r(copy, ";", &save_ns); part && rc == 0;
+         part = strtok_r(NULL, ";", &save_ns)) {
+        while (isspace((unsigned char)*part))
+            part++;
+        if (*part == '\0')
+            continue;
+        char *colon = strchr(part, ':');
+        if (colon == NULL) {
+            rc = serr_set(err, SERR_INVALID, "cache namespaces: expected NAME:key=value,...");
+            break;
+        }
+        *colon = '\0';
+        if (cache_check_key(part, "k", err) != 0) {
+            rc = -1;
+            break;
+        }
+        cache_ns_config *ns = config_find(cfg, part);
+        if (ns == NULL) {
+            if (cfg->nns == CACHE_NS_MAX) {
+                rc = serr_set(err, SERR_INVALID, "too many cache namespaces");
+                break;
+            }
+            ns = &cfg->ns[cfg->nns++];
+            *ns = *config_find(cfg, "default");
+            snprintf(ns->name, sizeof ns->name, "%s", part);
+        }
+        char *save_kv = NULL;
+        for (char *kv = strtok_r(colon + 1, ",", &save_kv); kv && rc == 0;
+             kv = strtok_r(NULL, ",", &save_kv)) {
+            char *eq = strchr(kv, '=');
+            if (eq == NULL) {
+                rc = serr_set(err, SERR_INVALID, "cache namespace %s: expected key=value", ns->name);
+                break;
+            }
+            *eq = '\0';
+            rc = apply_setting(ns, kv, eq + 1, err);
+        }
+    }
+    free(copy);
+    return rc;
+}
+
+/* ---- the manager ----------------------------------------------------------- */
+
+typedef struct ns_state {
+    cache_ns_config cfg;
+    l1_cache *l1;
+    atomic_ullong loader_calls;
+    atomic_ullong coalesced;
+} ns_state;
+
+typedef struct inflight {
+    struct inflight *next;
+    char ns[L2_NS_MAX + 1];
+    char key[CACHE_KEY_MAX + 1];
+    pthread_cond_t done_cv;
+    bool done;
+    int waiters;
+    cache_value *value;
+    strata_error err;
+} inflight;
+
+struct cache_manager {
+    cache_config cfg;
+    l2_cache *l2;
+    l1_budget budget;
+    pthread_mutex_t ns_mu;
+    ns_state *ns[CACHE_NS_MAX];
+    int nns;
+    pthread_mutex_t fly_mu;
+    inflight *flying;
+    atomic_ullong epoch; /* bumped by every invalidation: guards L1 fills */
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+cache_manager *cache_new(const cache_config *cfg, l2_cache *l2, strata_error *err)
+{
+    cache_manager *cm = calloc(1, sizeof *cm);
+    if (cm == NULL) {
+        serr_set(err, SERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    cm->cfg = *cfg;
+    cm->l2 = l2;
+    cm->budget.limit = cfg->l1_global_bytes;
+    pthread_mutex_init(&cm->ns_mu, NULL);
+    pthread_mutex_init(&cm->fly_mu, NULL);
+    return cm;
+}
+
+void cache_free(cache_manager *cm)
+{
+    if (cm == NULL)
+        return;
+    for (int i = 0; i < cm->nns; i++) {
+        l1_free(cm->ns[i]->l1);
+        free(cm->ns[i]);
+    }
+    pthread_mutex_destroy(&cm->ns_mu);
+    pthread_mutex_destroy(&cm->fly_mu);
+    free(cm);
+}
+
+static bool name_char_ok(unsigned char c)
+{
+    return isalnum(c) || c == '-' || c == '_' || c == '.';
+}
+
+int cache_check_key(const char *ns, const char *key, strata_error *err)
+{
+    size_t n = strlen(ns);
+    if (n == 0 || n > L2_NS_MAX)
+        return serr_set(err, SERR_INVALID, "cache namespace must be 1-%d characters", L2_NS_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (!name_char_ok((unsigned char)ns[i]))
+            return serr_set(err, SERR_INVALID,
+                            "cache namespace may hold only letters, digits, '-', '_' and '.'");
+    size_t k = strlen(key);
+    if (k == 0 || k > CACHE_KEY_MAX)
+        return serr_set(err, SERR_INVALID, "cache key must be 1-%d bytes", CACHE_KEY_MAX);
+    for (size_t i = 0; i < k; i++)
+        if ((unsigned char)key[i] < 0x20 || key[i] == 0x7f)
+            return serr_set(err, SERR_INVALID, "cache key contains a control character");
+    return 0;
+}
+
+int cache_check_pattern(const char *pattern, strata_error *err)
+{
+    size_t n = strlen(pattern);
+    if (n == 0 || n > CACHE_PATTERN_MAX)
+        return serr_set(err, SERR_INVALID, "pattern must be 1-%d bytes", CACHE_PATTERN_MAX);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)pattern[i] < 0x20 || pattern[i] == 0x7f || pattern[i] == '\\')
+            return serr_set(err, SERR_INVALID,
+                            "pattern may not hold control characters or backslashes");
+    return 0;
+}
+
+/* The namespace's state, created on first use with its (or the default)
+ * settings; NULL with an error when too many namespaces are alive. */
+static ns_state *ns_get(cache_manager *cm, const char *name, strata_error *err)
+{
+    pthread_mutex_lock(&cm->ns_mu);
+    for (int i = 0; i < cm->nns; i++) {
+        if (strcmp(cm->ns[i]->cfg.name, name) == 0) {
+            ns_state *s = cm->ns[i];
+            pthread_mutex_unlock(&cm->ns_mu);
+            return s;
+        }
+    }
+    ns_state *s = NULL;
+    if (cm->nns == CACHE_NS_MAX) {
+        serr_set(err, SERR_INVALID, "too many cache namespaces (at most %d)", CACHE_NS_MAX);
+        goto out;
+    }
+    const cache_ns_config *c = config_find(&cm->cfg, name);
+    if (c == NULL)
+        c = config_find(&cm->cfg, "default");
+    s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        serr_set(err, SERR_NOMEM, "out of memory");
+        goto out;
+    }
+    s->cfg = *c;
+    snprintf(s->cfg.name, sizeof s->cfg.name, "%s", name);
+    s->l1 = l1_new(s->cfg.l1_items, s->cfg.l1_bytes, &cm->budget);
+    if (s->l1 == NULL) {
+        free(s);
+        s = NULL;
+        serr_set(err, SERR_NOMEM, "out of memory");
+        goto out;
+    }
+    cm->ns[cm->nns++] = s;
+out:
+    pthread_mutex_unlock(&cm->ns_mu);
+    return s;
+}
+
+bool cache_ns_known(cache_manager *cm, const char *ns)
+{
+    return config_find(&cm->cfg, ns) != NULL;
+}
+
+static uint64_t l1_ttl_for(const ns_state *s, const cache_value *v)
+{
+    uint64_t ttl = s->cfg.l1_ttl_ms;
+    if (v->expires_ms > 0) {
+        int64_t left = v->expires_ms - wall_ms();
+        if (left <= 0)
+            return 1;
+        if ((uint64_t)left < ttl || ttl == 0)
+            ttl = (uint64_t)left;
+    }
+    return ttl;
+}
+
+/* Reads L2 and decodes what the namespace compressed. */
+static int l2_read(cache_manager *cm, ns_state *s, const char *key, cache_value **out,
+                   strata_error *err)
+{
+    if (cm->l2 == NULL)
+        return serr_set(err, SERR_NOT_FOUND, "not cached");
+    strata_buf raw, dec;
+    sbuf_init(&raw, 0);
+    sbuf_init(&dec, 0);
+    l2_meta m;
+    int rc = cm->l2->ops->get(cm->l2, s->cfg.name, key, CACHE_VALUE_MAX, &raw, &m, err);
+    if (rc == 0 && m.codec != SCODEC_NONE) {
+        rc = scodec_decompress((enum scodec)m.codec, raw.data, raw.len, CACHE_VALUE_MAX, &dec, err);
+        if (rc != 0)
+            rc = serr_set(err, SERR_NOT_FOUND, "not cached (undecodable entry)");
+    }
+    if (rc == 0) {
+        strata_buf *b = m.codec != SCODEC_NONE ? &dec : &raw;
+        *out = cache_value_new(b->data, b->len, m.content_type);
+        if (*out == NULL)
+            rc = serr_set(err, SERR_NOMEM, "out of memory");
+        else {
+            (*out)->write_id = m.write_id;
+            (*out)->expires_ms = m.expires_ms;
+        }
+    }
+    sbuf_free(&raw);
+    sbuf_free(&dec);
+    return rc;
+}
+
+/* Writes to L2, compressed as the namespace says when that pays. */
+static int l2_write(cache_manager *cm, ns_state *s, const char *key, cache_value *v,
+                    uint64_t ttl_ms, int64_t fill_since, strata_error *err)
+{
+    if (cm->l2 == NULL)
+        return 0;
+    l2_meta m = {0};
+    snprintf(m.content_type, sizeof m.content_type, "%s", v->content_type);
+    m.raw_size = v->len;
+    strata_buf z;
+    sbuf_init(&z, 0);
+    const void *data = v->data;
+    size_t len = v->len;
+    if (s->cfg.l2_codec != SCODEC_NONE && v->len >= POLICY_MIN_COMPRESS_BYTES &&
+        scodec_compress(s->cfg.l2_codec, SCODEC_DEFAULT_LEVEL, v->data, v->len, &z, NULL) == 0 &&
+        policy_compression_pays(v->len, z.len)) {
+        m.codec = (uint8_t)s->cfg.l2_codec;
+        data = z.data;
+        len = z.len;
+    }
+    uint64_t id = 0;
+    int rc = cm->l2->ops->set(cm->l2, s->cfg.name, key, data, len, &m, ttl_ms, fill_since, &id,
+                              err);
+    sbuf_free(&z);
+    if (rc == 0)
+        v->write_id = id;
+    return rc;
+}
+
+int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **out,
+              enum cache_tier *tier, strata_error *err)
+{
+    ns_state *s = ns_get(cm, ns, err);
+    if (s == NULL)
+        return -1;
+    cache_value *v = l1_get(s->l1, key, mono_ms());
+    if (v != NULL) {
+        *out = v;
+        *tier = CACHE_TIER_L1;
+        return 0;
+    }
+    uint64_t epoch = atomic_load(&cm->epoch);
+    if (l2_read(cm, s, key, &v, err) != 0)
+        return -1;
+    if (atomic_load(&cm->epoch) == epoch) /* promote, unless invalidated meanwhile */
+        l1_set(s->l1, key, v, mono_ms(), l1_ttl_for(s, v));
+    *out = v;
+    *tier = CACHE_TIER_L2;
+    return 0;
+}
+
+/* L1 copy still current? Compared with what L2 holds now. */
+static bool l1_copy_current(cache_manager *cm, ns_state *s, const char *key, const cache_value *v)
+{
+    if (cm->l2 == NULL)
+        return true; /* invalidations are all local */
+    l2_meta m;
+    strata_error err;
+    return cm->l2->ops->get_meta(cm->l2, s->cfg.name, key, &m, &err) == 0 &&
+           m.write_id == v->write_id;
+}
+
+int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool validate,
+                      cache_loader loader, void *ctx, cache_value **out, enum cache_tier *tier,
+                      strata_error *err)
+{
+    ns_state *s = ns_get(cm, ns, err);
+    if (s == NULL)
+        return -1;
+    cache_value *v = l1_get(s->l1, key, mono_ms());
+    if (v != NULL && (!validate || l1_copy_current(cm, s, key, v))) {
+        *out = v;
+        *tier = CACHE_TIER_L1;
+        return 0;
+    }
+    if (v != NULL) {
+        l1_delete(s->l1, key);
+        cache_value_unref(v);
+    }
+    uint64_t epoch = atomic_load(&cm->epoch);
+    if (l2_read(cm, s, key, &v, err) == 0) {
+        if (atomic_load(&cm->epoch) == epoch)
+            l1_set(s->l1, key, v, mono_ms(), l1_ttl_for(s, v));
+        *out = v;
+        *tier = CACHE_TIER_L2;
+        return 0;
+    }
+    if (err->kind != SERR_NOT_FOUND)
+        slog_warn("cache %s: L2 read failed: %s", ns, err->detail);
+
+    /* a miss: one loader per key, the others wait for its result */
+    pthread_mutex_lock(&cm->fly_mu);
+    inflight *f = cm->flying;
+    while (f && !(strcmp(f->ns, ns) == 0 && strcmp(f->key, key) == 0))
+        f = f->next;
+    if (f != NULL) {
+        f->waiters++;
+        atomic_fetch_add(&s->coalesced, 1);
+        while (!f->done)
+            pthread_cond_wait(&f->done_cv, &cm->fly_mu);
+        int rc = 0;
+        if (f->value)
+            *out = cache_value_ref(f->value);
+        else {
+            *err = f->err;
+            rc = -1;
+        }
+        if (--f->waiters == 0) {
+            cache_value_unref(f->value);
+            pthread_cond_destroy(&f->done_cv);
+            free(f);
+        }
+        pthread_mutex_unlock(&cm->fly_mu);
+        *tier = CACHE_TIER_LOADER;
+        return rc;
+    }
+    f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        pthread_mutex_unlock(&cm->fly_mu);
+        return serr_set(err, SERR_NOMEM, "out of memory");
+    }
+    snprintf(f->ns, sizeof f->ns, "%s", ns);
+    snprintf(f->key, sizeof f->key, "%s", key);
+    pthread_cond_init(&f->done_cv, NULL);
+    f->waiters = 1;
+    f->next = cm->flying;
+    cm->flying = f;
+    pthread_mutex_unlock(&cm->fly_mu);
+
+    int64_t fill_since = wall_ms();
+    epoch = atomic_load(&cm->epoch);
+    atomic_fetch_add(&s->loader_calls, 1);
+    cache_value *loaded = NULL;
+    int rc = loader(ctx, &loaded, err);
+    if (rc == 0) {
+        /* fill L2 unless a write fenced the key after this load began;
+         * fill L1 only when L2 agreed (or there is no L2) */
+        strata_error e2;
+        int l2rc = l2_write(cm, s, key, loaded, s->cfg.l2_ttl_ms, fill_since, &e2);
+        if (l2rc == 0 && atomic_load(&cm->epoch) == epoch)
+            l1_set(s->l1, key, loaded, mono_ms(), s->cfg.l1_ttl_ms);
+    }
+
+    pthread_mutex_lock(&cm->fly_mu);
+    inflight **pp = &cm->flying;
+    while (*pp != f)
+        pp = &(*pp)->next;
+    *pp = f->next;
+    f->done = true;
+    f->value = loaded ? cache_value_ref(loaded) : NULL;
+    if (rc != 0)
+        f->err = *err;
+    pthread_cond_broadcast(&f->done_cv);
+    if (--f->waiters == 0) {
+        cache_value_unref(f->value);
+        pthread_cond_destroy(&f->done_cv);
+        free(f);
+    }
+    pthread_mutex_unlock(&cm->fly_mu);
+    if (rc == 0)
+        *out = loaded;
+    *tier = CACHE_TIER_LOADER;
+    return rc;
+}
+
+int cache_set(cache_manager *cm, const char *ns, const char *key, cache_value *v, uint64_t ttl_ms,
+              strata_error *err)
+{
+    ns_state *s = ns_get(cm, ns, err);
+    if (s == NULL)
+        return -1;
+    uint64_t l2_ttl = ttl_ms ? ttl_ms : s->cfg.l2_ttl_ms;
+    v->expires_ms = l2_ttl ? wall_ms() + (int64_t)l2_ttl : 0;
+    atomic_fetch_add(&cm->epoch, 1); /* a fill in flight must not overwrite this */
+    l1_delete(s->l1, key);
+    if (l2_write(cm, s, key, v, l2_ttl, 0, err) != 0)
+        return -1;
+    l1_set(s->l1, key, v, mono_ms(), l1_ttl_for(s, v));
+    return 0;
+}
+
+int cache_invalidate(cache_manager *cm, const char *ns, const char *key, bool fence, bool *found,
+                     strata_error *err)
+{
+    ns_state *s = ns_get(cm, ns, err);
+    if (s == NULL)
+        return -1;
+    atomic_fetch_add(&cm->epoch, 1);
+    bool in_l2 = false;
+    /* L2 first: a concurrent L2 hit cannot then promote the old value */
+    if (cm->l2 && cm->l2->ops->del(cm->l2, ns, key, fence ? wall_ms() : 0, &in_l2, err) != 0)
+        return -1;
+    bool in_l1 = l1_delete(s->l1, key);
+    if (found)
+        *found = in_l1 || in_l2;
+    return 0;
+}
+
+int cache_invalidate_pattern(cache_manager *cm, const char *ns, const char *pattern,
+                             size_t *count, strata_error *err)
+{
+    if (cache_check_pattern(pattern, err) != 0)
+        return -1;
+    ns_state *s = ns_get(cm, ns, err);
+    if (s == NULL)
+        return -1;
+    atomic_fetch_add(&cm->epoch, 1);
+    size_t in_l2 = 0;
+    if (cm->l2 && cm->l2->ops->clear(cm->l2, ns, pattern, &in_l2, err) != 0)
+        return -1;
+    size_t in_l1 = l1_delete_matching(s->l1, pattern);
+    /* keys present in both tiers count once: L2 holds every L1 key unless
+     * there is no L2 or L2 refused the value */
+    *count = in_l2 > in_l1 ? in_l2 : in_l1;
+    return 0;
+}
+
+/* ---- stats ------------------------------------------------------------------- */
+
+static json_t *ns_json(cache_manager *cm, ns_state *s)
+{
+    l1_stats a;
+    l1_get_stats(s->l1, &a);
+    json_t *l1 = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "hits", (json_int_t)a.hits, "misses",
+                           (json_int_t)a.misses, "evictions", (json_int_t)a.evictions,
+                           "expirations", (json_int_t)a.expirations, "items",
+                           (json_int_t)a.items, "bytes", (json_int_t)a.bytes);
+    json_t *l2 = json_null();
+    l2_stats b;
+    strata_error err;
+    if (cm->l2 && cm->l2->ops->stats(cm->l2, s->cfg.name, &b, &err) == 0)
+        l2 = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "hits", (json_int_t)b.hits,
+                       "misses", (json_int_t)b.misses, "sets", (json_int_t)b.sets, "deletes",
+                       (json_int_t)b.deletes, "evictions", (json_int_t)b.evictions,
+                       "expirations", (json_int_t)b.expirations, "items", (json_int_t)b.items,
+                       "bytes", (json_int_t)b.bytes);
+    json_t *config = json_pack(
+        "{s:I, s:I, s:I, s:I, s:s}", "l1_items", (json_int_t)s->cfg.l1_items, "l1_bytes",
+        (json_int_t)s->cfg.l1_bytes, "l1_ttl_seconds", (json_int_t)(s->cfg.l1_ttl_ms / 1000),
+        "l2_ttl_seconds", (json_int_t)(s->cfg.l2_ttl_ms / 1000), "l2_compression",
+        scodec_name(s->cfg.l2_codec));
+    return json_pack("{s:o, s:o, s:I, s:I, s:o}", "l1", l1, "l2", l2, "loader_calls",
+                     (json_int_t)atomic_load(&s->loader_calls), "coalesced_waits",
+                     (json_int_t)atomic_load(&s->coalesced), "config", config);
+}
+
+json_t *cache_stats_json(cache_manager *cm, const char *ns)
+{
+    strata_error err;
+    if (ns != NULL) {
+        ns_state *s = ns_get(cm, ns, &err);
+        return s ? ns_json(cm, s) : NULL;
+    }
+    /* the configured namespaces always show, used or not */
+    for (int i = 0; i < cm->cfg.nns; i++)
+        ns_get(cm, cm->cfg.ns[i].name, &err);
+    json_t *all = json_object();
+    pthread_mutex_lock(&cm->ns_mu);
+    int n = cm->nns;
+    ns_state *list[CACHE_NS_MAX];
+    memcpy(list, cm->ns, sizeof list);
+    pthread_mutex_unlock(&cm->ns_mu);
+    for (int i = 0; i < n; i++)
+        json_object_set_new(all, list[i]->cfg.name, ns_json(cm, list[i]));
+    return json_pack("{s:o, s:{s:I, s:I}, s:s}", "namespaces", all, "l1_budget", "limit_bytes",
+                     (json_int_t)cm->budget.limit, "used_bytes",
+                     (json_int_t)atomic_load(&cm->budget.used), "l2_backend",
+                     cm->l2 ? cm->l2->ops->name : "none");
+}
+
+int cache_metrics(cache_manager *cm, strata_buf *out, strata_error *err)
+{
+    json_t *all = cache_stats_json(cm, NULL);
+    json_t *nss = json_object_get(all, "namespaces");
+    static const char *const fields[] = {"hits", "misses", "evictions", "expirations", "items",
+                                         "bytes"};
+    int rc = 0;
+    char line[256];
+    const char *name;
+    json_t *ns;
+    for (size_t f = 0; f < 6 && rc == 0; f++) {
+        int n = snprintf(line, sizeof line, "# TYPE strata_cache_%s %s\n", fields[f],
+                         f < 4 ? "counter" : "gauge");
+        rc = sbuf_append(out, line, (size_t)n, err);
+        json_object_foreach(nss, name, ns)
+        {
+            for (int t = 1; t <= 2 && rc == 0; t++) {
+                json_t *tier = json_object_get(ns, t == 1 ? "l1" : "l2");
+                if (!json_is_object(tier))
+                    continue;
+                n = snprintf(line, sizeof line,
+                             "strata_cache_%s{namespace=\"%s\",tier=\"l%d\"} %lld\n", fields[f],
+                             name, t, (long long)json_integer_value(json_object_get(tier, fields[f])));
+                rc = sbuf_append(out, line, (size_t)n, err);
+            }
+        }
+    }
+    if (rc == 0)
+        rc = sbuf_append(out, "# TYPE strata_cache_loader_calls counter\n", 41, err);
+    json_object_foreach(nss, name, ns)
+    {
+        if (rc != 0)
+            break;
+        int n = snprintf(line, sizeof line, "strata_cache_loader_calls{namespace=\"%s\"} %lld\n",
+                         name, (long long)json_integer_value(json_object_get(ns, "loader_calls")));
+        rc = sbuf_append(out, line, (size_t)n, err);
+    }
+    json_decref(all);
+    return rc;
+}
