@@ -147,7 +147,8 @@ static void put_entry(request *req, reply *rep)
         return;
     }
     int rc = cache_set(req->app->cache, ns, key, v, ttl_ms, &err);
-    json_int_t expires_in = v->expires_ms ? (json_int_t)((v->expires_ms - wall_ms() + 999) / 1000) : 0;
+    json_int_t expires_in =
+        v->expires_ms ? (json_int_t)((v->expires_ms - wall_ms() + 999) / 1000) : 0;
     cache_value_unref(v);
     if (rc != 0) {
         reply_error(rep, &err);
@@ -169,8 +170,8 @@ static void delete_entry(request *req, reply *rep)
         reply_error(rep, &err);
         return;
     }
-    reply_json(rep, 200, json_pack("{s:s, s:s, s:i}", "namespace", ns, "key", key, "deleted",
-                                   found ? 1 : 0));
+    reply_json(rep, 200,
+               json_pack("{s:s, s:s, s:i}", "namespace", ns, "key", key, "deleted", found ? 1 : 0));
 }
 
 static void delete_pattern(request *req, reply *rep)
@@ -192,8 +193,9 @@ static void delete_pattern(request *req, reply *rep)
         reply_error(rep, &err);
         return;
     }
-    reply_json(rep, 200, json_pack("{s:s, s:s, s:I}", "namespace", ns, "pattern", pattern,
-                                   "deleted", (json_int_t)n));
+    reply_json(rep, 200,
+               json_pack("{s:s, s:s, s:I}", "namespace", ns, "pattern", pattern, "deleted",
+                         (json_int_t)n));
 }
 
 static void get_stats(request *req, reply *rep)

@@ -8,8 +8,8 @@
 #define SHARDS 8
 
 typedef struct l1_entry {
-    struct l1_entry *hnext;             /* hash chain */
-    struct l1_entry *prev, *next;       /* LRU list: head is most recent */
+    struct l1_entry *hnext;       /* hash chain */
+    struct l1_entry *prev, *next; /* LRU list: head is most recent */
     uint64_t hash;
     uint64_t expires_ms; /* 0: never */
     size_t charge;
@@ -175,13 +175,13 @@ bool l1_set(l1_cache *c, const char *key, cache_value *v, uint64_t now_ms, uint6
     l1_entry **slot = find_slot(s, key, len, h);
     if (*slot != NULL)
         remove_entry(c, s, slot);
-    while (s->tail != NULL &&
-           (s->items + 1 > s->max_items || s->bytes + charge > s->max_bytes ||
-            atomic_load_explicit(&c->global->used, memory_order_relaxed) + charge >
-                c->global->limit))
+    while (
+        s->tail != NULL &&
+        (s->items + 1 > s->max_items || s->bytes + charge > s->max_bytes ||
+         atomic_load_explicit(&c->global->used, memory_order_relaxed) + charge > c->global->limit))
         evict_tail(c, s);
-    bool stored = atomic_load_explicit(&c->global->used, memory_order_relaxed) + charge <=
-                  c->global->limit;
+    bool stored =
+        atomic_load_explicit(&c->global->used, memory_order_relaxed) + charge <= c->global->limit;
     if (stored) {
         slot = find_slot(s, key, len, h);
         e->hnext = NULL;

@@ -13,7 +13,8 @@ l2_cache *l2_open(const char *url, const l2_config *cfg, strata_error *err)
         return l2_fs_open(url + 5, cfg, err);
     if (strncmp(url, "redis://", 8) == 0 || strncmp(url, "s3://", 5) == 0 ||
         strncmp(url, "mongodb://", 10) == 0) {
-        serr_set(err, SERR_UNAVAILABLE, "the L2 cache backend of '%s' is not available in this build yet", url);
+        serr_set(err, SERR_UNAVAILABLE,
+                 "the L2 cache backend of '%s' is not available in this build yet", url);
         return NULL;
     }
     serr_set(err, SERR_INVALID, "unsupported L2 cache URL '%s'", url);

@@ -19,7 +19,7 @@
 #include "../common/error.h"
 
 #define L2_KEY_MAX 512
-#define L2_NS_MAX 64
+#define L2_NS_MAX  64
 
 typedef struct l2_meta {
     uint64_t write_id;
@@ -41,8 +41,7 @@ typedef struct l2_ops {
     int (*get)(l2_cache *c, const char *ns, const char *key, size_t max_len, strata_buf *out,
                l2_meta *meta, strata_error *err);
     /* Metadata only (no value bytes): for validating an L1 copy. */
-    int (*get_meta)(l2_cache *c, const char *ns, const char *key, l2_meta *meta,
-                    strata_error *err);
+    int (*get_meta)(l2_cache *c, const char *ns, const char *key, l2_meta *meta, strata_error *err);
     /* ttl_ms 0: the cache's default. fill_since_ms 0: unconditional;
      * otherwise SERR_CONFLICT when a fence newer than it stands. */
     int (*set)(l2_cache *c, const char *ns, const char *key, const void *data, size_t len,
@@ -63,7 +62,7 @@ struct l2_cache {
 };
 
 typedef struct l2_config {
-    uint64_t max_bytes;   /* the disk cache's size limit */
+    uint64_t max_bytes;    /* the disk cache's size limit */
     uint64_t fence_ttl_ms; /* how long invalidation fences stand */
 } l2_config;
 

@@ -17,8 +17,9 @@
 #include "../common/fsutil.h"
 
 #define FILE_MAGIC "STL2"
-#define HEADER_SIZE 136 /* magic 4, version 1, codec 1, pad 2, write_id 8, raw 8,
-                           payload 8, payload crc 4, content type 96, header crc 4 */
+#define HEADER_SIZE                                                                                \
+    136                       /* magic 4, version 1, codec 1, pad 2, write_id 8, raw 8,            \
+                                 payload 8, payload crc 4, content type 96, header crc 4 */
 #define ACCESS_UPDATE_MS 1000 /* last_access is refreshed at most once a second */
 
 typedef struct ns_counters {
@@ -201,7 +202,8 @@ static int read_row(fs_l2 *c, const char *ns, const char *key, row *r, strata_er
         r->last_access = sqlite3_column_int64(st, 2);
         r->write_id = (uint64_t)sqlite3_column_int64(st, 3);
         const unsigned char *ct = sqlite3_column_text(st, 4);
-        snprintf(r->meta.content_type, sizeof r->meta.content_type, "%s", ct ? (const char *)ct : "");
+        snprintf(r->meta.content_type, sizeof r->meta.content_type, "%s",
+                 ct ? (const char *)ct : "");
         r->meta.codec = (uint8_t)sqlite3_column_int(st, 5);
         r->meta.raw_size = (uint64_t)sqlite3_column_int64(st, 6);
         r->fence = sqlite3_column_type(st, 7) != SQLITE_NULL;
@@ -245,8 +247,8 @@ static int fs_get(l2_cache *base, const char *ns, const char *key, size_t max_le
     if (rc == 0 && now_ms() - r.last_access > ACCESS_UPDATE_MS) {
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(c->db,
-                               "UPDATE entries SET last_access = ?3 WHERE ns = ?1 AND key = ?2",
-                               -1, &st, NULL) == SQLITE_OK) {
+                               "UPDATE entries SET last_access = ?3 WHERE ns = ?1 AND key = ?2", -1,
+                               &st, NULL) == SQLITE_OK) {
             sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
             sqlite3_bind_int64(st, 3, now_ms());
@@ -303,7 +305,7 @@ static void evict_locked(fs_l2 *c)
             char ns[L2_NS_MAX + 1];
             char key[L2_KEY_MAX + 1];
             int64_t size;
-        } victims[32];
+        } victims[32] = {0};
         while (n < 32 && sqlite3_step(st) == SQLITE_ROW) {
             snprintf(victims[n].ns, sizeof victims[n].ns, "%s", sqlite3_column_text(st, 0));
             snprintf(victims[n].key, sizeof victims[n].key, "%s", sqlite3_column_text(st, 1));
@@ -359,7 +361,8 @@ static int fs_set(l2_cache *base, const char *ns, const char *key, const void *d
     if (rc == 0 && fill_since_ms > 0 && r.found) {
         /* a fence, or a value written after this fill began, is newer */
         bool fence_live = r.fence && (r.expires == 0 || r.expires > now);
-        if ((fence_live && r.fence_at >= fill_since_ms) || (!r.fence && r.written_at >= fill_since_ms))
+        if ((fence_live && r.fence_at >= fill_since_ms) ||
+            (!r.fence && r.written_at >= fill_since_ms))
             rc = serr_set(err, SERR_CONFLICT, "a newer write or invalidation happened");
     }
     if (rc == 0 && rename(tmp, path) != 0)
@@ -442,11 +445,20 @@ static int fs_del(l2_cache *base, const char *ns, const char *key, int64_t fence
     return rc;
 }
 
+typedef struct victim {
+    char *key;
+    int64_t size;
+} victim;
+
 static int fs_clear(l2_cache *base, const char *ns, const char *pattern, size_t *count,
                     strata_error *err)
 {
     fs_l2 *c = (fs_l2 *)base;
     *count = 0;
+    size_t cap = 64, n = 0;
+    victim *v = malloc(cap * sizeof *v);
+    if (v == NULL)
+        return serr_set(err, SERR_NOMEM, "out of memory");
     pthread_mutex_lock(&c->mu);
     /* GLOB on the key column of this namespace only: the index finds a
      * literal prefix ("apple*") without reading any file */
@@ -455,52 +467,49 @@ static int fs_clear(l2_cache *base, const char *ns, const char *pattern, size_t 
     if (sqlite3_prepare_v2(c->db,
                            "SELECT key, size, fence IS NOT NULL, expires FROM entries"
                            " WHERE ns = ?1 AND key GLOB ?2",
-                           -1, &st, NULL) != SQLITE_OK) {
-        pthread_mutex_unlock(&c->mu);
-        return db_fail(c, err, "clear");
+                           -1, &st, NULL) != SQLITE_OK)
+        rc = db_fail(c, err, "clear");
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, pattern, -1, SQLITE_STATIC);
     }
-    sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, pattern, -1, SQLITE_STATIC);
-    size_t cap = 64, n = 0;
-    char **keys = malloc(cap * sizeof *keys);
-    int64_t *sizes = malloc(cap * sizeof *sizes);
     int64_t now = now_ms();
-    while (rc == 0 && keys && sizes && sqlite3_step(st) == SQLITE_ROW) {
+    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
         if (n == cap) {
-            cap *= 2;
-            char **nk = realloc(keys, cap * sizeof *keys);
-            int64_t *ns2 = realloc(sizes, cap * sizeof *sizes);
-            if (nk)
-                keys = nk;
-            if (ns2)
-                sizes = ns2;
-            if (!nk || !ns2) {
+            victim *nv = realloc(v, 2 * cap * sizeof *v);
+            if (nv == NULL) {
                 rc = serr_set(err, SERR_NOMEM, "out of memory");
                 break;
             }
+            v = nv;
+            cap *= 2;
         }
         bool fence = sqlite3_column_int(st, 2) != 0;
         int64_t exp = sqlite3_column_int64(st, 3);
-        keys[n] = strdup((const char *)sqlite3_column_text(st, 0));
-        sizes[n] = fence ? 0 : sqlite3_column_int64(st, 1);
+        v[n].key = strdup((const char *)sqlite3_column_text(st, 0));
+        v[n].size = fence ? 0 : sqlite3_column_int64(st, 1);
+        if (v[n].key == NULL) {
+            rc = serr_set(err, SERR_NOMEM, "out of memory");
+            break;
+        }
         if (!fence && (exp == 0 || exp > now))
             (*count)++;
         n++;
     }
     sqlite3_finalize(st);
-    if (keys == NULL || sizes == NULL)
-        rc = serr_set(err, SERR_NOMEM, "out of memory");
-    sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
-    for (size_t i = 0; i < n; i++) {
-        if (keys[i] && rc == 0)
-            drop_locked(c, ns, keys[i], sizes[i]);
-        free(keys[i]);
+    if (rc == 0) {
+        sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
+        for (size_t i = 0; i < n; i++)
+            drop_locked(c, ns, v[i].key, v[i].size);
+        sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+        counters_for(c, ns)->deletes += *count;
+    } else {
+        *count = 0;
     }
-    sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
-    counters_for(c, ns)->deletes += *count;
     pthread_mutex_unlock(&c->mu);
-    free(keys);
-    free(sizes);
+    for (size_t i = 0; i < n; i++)
+        free(v[i].key);
+    free(v);
     return rc;
 }
 
@@ -577,7 +586,8 @@ l2_cache *l2_fs_open(const char *dir, const l2_config *cfg, strata_error *err)
     snprintf(path, sizeof path, "%s/index.db", dir);
     char *msg = NULL;
     /* the cache may lose data by design: synchronous=NORMAL */
-    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+    if (sqlite3_open_v2(path, &c->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK ||
         sqlite3_busy_timeout(c->db, 10000) != SQLITE_OK ||
         sqlite3_exec(c->db,

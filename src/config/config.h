@@ -20,11 +20,11 @@ typedef struct strata_config {
     char blobs_url[CONFIG_STR_MAX];
     char cache_l2_url[CONFIG_STR_MAX];
     unsigned threads;
-    uint64_t max_body;         /* bytes on the wire */
-    uint64_t max_decoded_body; /* bytes after Content-Encoding is undone */
-    uint64_t inline_threshold; /* content up to this size is kept in the store */
-    uint64_t cache_l1_bytes;   /* the L1 budget shared by every namespace */
-    uint64_t cache_l2_bytes;   /* the disk L2's size limit */
+    uint64_t max_body;                     /* bytes on the wire */
+    uint64_t max_decoded_body;             /* bytes after Content-Encoding is undone */
+    uint64_t inline_threshold;             /* content up to this size is kept in the store */
+    uint64_t cache_l1_bytes;               /* the L1 budget shared by every namespace */
+    uint64_t cache_l2_bytes;               /* the disk L2's size limit */
     char cache_namespaces[CONFIG_STR_MAX]; /* overrides, see cache_config_apply */
     unsigned connection_timeout;
     unsigned shutdown_timeout;

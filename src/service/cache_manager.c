@@ -14,9 +14,9 @@
 #include "../common/log.h"
 #include "../config/config.h"
 
-#define DAY_MS (24ull * 3600 * 1000)
+#define DAY_MS  (24ull * 3600 * 1000)
 #define HOUR_MS (3600ull * 1000)
-#define MIB (1024ull * 1024)
+#define MIB     (1024ull * 1024)
 
 /* ---- configuration ------------------------------------------------------- */
 
@@ -117,7 +117,8 @@ int cache_config_apply(cache_config *cfg, const char *spec, strata_error *err)
              kv = strtok_r(NULL, ",", &save_kv)) {
             char *eq = strchr(kv, '=');
             if (eq == NULL) {
-                rc = serr_set(err, SERR_INVALID, "cache namespace %s: expected key=value", ns->name);
+                rc =
+                    serr_set(err, SERR_INVALID, "cache namespace %s: expected key=value", ns->name);
                 break;
             }
             *eq = '\0';
@@ -212,6 +213,8 @@ int cache_check_key(const char *ns, const char *key, strata_error *err)
     size_t n = strlen(ns);
     if (n == 0 || n > L2_NS_MAX)
         return serr_set(err, SERR_INVALID, "cache namespace must be 1-%d characters", L2_NS_MAX);
+    if (strcmp(ns, ".") == 0 || strcmp(ns, "..") == 0)
+        return serr_set(err, SERR_INVALID, "cache namespace may not be '.' or '..'");
     for (size_t i = 0; i < n; i++)
         if (!name_char_ok((unsigned char)ns[i]))
             return serr_set(err, SERR_INVALID,
@@ -347,8 +350,8 @@ static int l2_write(cache_manager *cm, ns_state *s, const char *key, cache_value
         len = z.len;
     }
     uint64_t id = 0;
-    int rc = cm->l2->ops->set(cm->l2, s->cfg.name, key, data, len, &m, ttl_ms, fill_since, &id,
-                              err);
+    int rc =
+        cm->l2->ops->set(cm->l2, s->cfg.name, key, data, len, &m, ttl_ms, fill_since, &id, err);
     sbuf_free(&z);
     if (rc == 0)
         v->write_id = id;
@@ -524,8 +527,8 @@ int cache_invalidate(cache_manager *cm, const char *ns, const char *key, bool fe
     return 0;
 }
 
-int cache_invalidate_pattern(cache_manager *cm, const char *ns, const char *pattern,
-                             size_t *count, strata_error *err)
+int cache_invalidate_pattern(cache_manager *cm, const char *ns, const char *pattern, size_t *count,
+                             strata_error *err)
 {
     if (cache_check_pattern(pattern, err) != 0)
         return -1;
@@ -551,22 +554,22 @@ static json_t *ns_json(cache_manager *cm, ns_state *s)
     l1_get_stats(s->l1, &a);
     json_t *l1 = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "hits", (json_int_t)a.hits, "misses",
                            (json_int_t)a.misses, "evictions", (json_int_t)a.evictions,
-                           "expirations", (json_int_t)a.expirations, "items",
-                           (json_int_t)a.items, "bytes", (json_int_t)a.bytes);
+                           "expirations", (json_int_t)a.expirations, "items", (json_int_t)a.items,
+                           "bytes", (json_int_t)a.bytes);
     json_t *l2 = json_null();
     l2_stats b;
     strata_error err;
     if (cm->l2 && cm->l2->ops->stats(cm->l2, s->cfg.name, &b, &err) == 0)
         l2 = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "hits", (json_int_t)b.hits,
                        "misses", (json_int_t)b.misses, "sets", (json_int_t)b.sets, "deletes",
-                       (json_int_t)b.deletes, "evictions", (json_int_t)b.evictions,
-                       "expirations", (json_int_t)b.expirations, "items", (json_int_t)b.items,
-                       "bytes", (json_int_t)b.bytes);
-    json_t *config = json_pack(
-        "{s:I, s:I, s:I, s:I, s:s}", "l1_items", (json_int_t)s->cfg.l1_items, "l1_bytes",
-        (json_int_t)s->cfg.l1_bytes, "l1_ttl_seconds", (json_int_t)(s->cfg.l1_ttl_ms / 1000),
-        "l2_ttl_seconds", (json_int_t)(s->cfg.l2_ttl_ms / 1000), "l2_compression",
-        scodec_name(s->cfg.l2_codec));
+                       (json_int_t)b.deletes, "evictions", (json_int_t)b.evictions, "expirations",
+                       (json_int_t)b.expirations, "items", (json_int_t)b.items, "bytes",
+                       (json_int_t)b.bytes);
+    json_t *config = json_pack("{s:I, s:I, s:I, s:I, s:s}", "l1_items", (json_int_t)s->cfg.l1_items,
+                               "l1_bytes", (json_int_t)s->cfg.l1_bytes, "l1_ttl_seconds",
+                               (json_int_t)(s->cfg.l1_ttl_ms / 1000), "l2_ttl_seconds",
+                               (json_int_t)(s->cfg.l2_ttl_ms / 1000), "l2_compression",
+                               scodec_name(s->cfg.l2_codec));
     return json_pack("{s:o, s:o, s:I, s:I, s:o}", "l1", l1, "l2", l2, "loader_calls",
                      (json_int_t)atomic_load(&s->loader_calls), "coalesced_waits",
                      (json_int_t)atomic_load(&s->coalesced), "config", config);
@@ -600,8 +603,8 @@ int cache_metrics(cache_manager *cm, strata_buf *out, strata_error *err)
 {
     json_t *all = cache_stats_json(cm, NULL);
     json_t *nss = json_object_get(all, "namespaces");
-    static const char *const fields[] = {"hits", "misses", "evictions", "expirations", "items",
-                                         "bytes"};
+    static const char *const fields[] = {"hits",        "misses", "evictions",
+                                         "expirations", "items",  "bytes"};
     int rc = 0;
     char line[256];
     const char *name;
@@ -618,7 +621,8 @@ int cache_metrics(cache_manager *cm, strata_buf *out, strata_error *err)
                     continue;
                 n = snprintf(line, sizeof line,
                              "strata_cache_%s{namespace=\"%s\",tier=\"l%d\"} %lld\n", fields[f],
-                             name, t, (long long)json_integer_value(json_object_get(tier, fields[f])));
+                             name, t,
+                             (long long)json_integer_value(json_object_get(tier, fields[f])));
                 rc = sbuf_append(out, line, (size_t)n, err);
             }
         }

@@ -17,10 +17,10 @@
 #include "../common/buf.h"
 #include "../common/error.h"
 
-#define CACHE_NS_MAX 64        /* namespaces alive at once */
-#define CACHE_KEY_MAX 512      /* bytes of a key */
-#define CACHE_PATTERN_MAX 256  /* bytes of a glob */
-#define CACHE_VALUE_MAX (256u << 20)
+#define CACHE_NS_MAX      64  /* namespaces alive at once */
+#define CACHE_KEY_MAX     512 /* bytes of a key */
+#define CACHE_PATTERN_MAX 256 /* bytes of a glob */
+#define CACHE_VALUE_MAX   (256u << 20)
 
 typedef struct cache_ns_config {
     char name[L2_NS_MAX + 1];
@@ -67,8 +67,8 @@ int cache_set(cache_manager *cm, const char *ns, const char *key, cache_value *v
 /* Both tiers. fence: refuse read-through fills that began before now. */
 int cache_invalidate(cache_manager *cm, const char *ns, const char *key, bool fence, bool *found,
                      strata_error *err);
-int cache_invalidate_pattern(cache_manager *cm, const char *ns, const char *pattern,
-                             size_t *count, strata_error *err);
+int cache_invalidate_pattern(cache_manager *cm, const char *ns, const char *pattern, size_t *count,
+                             strata_error *err);
 
 /* Checks a namespace name and a key (length, characters). */
 int cache_check_key(const char *ns, const char *key, strata_error *err);

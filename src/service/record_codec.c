@@ -11,8 +11,8 @@ int record_encode(const store_version *v, strata_buf *out, strata_error *err)
                           (json_int_t)v->created_at_ms, "h", v->data_hash, "b", v->blob_key, "l",
                           v->is_latest, "sp", (json_int_t)v->supersedes, "sb",
                           (json_int_t)v->superseded_by, "d", v->doc ? v->doc : json_null(), "ac",
-                          (json_int_t)v->access_count, "la", (json_int_t)v->last_accessed_ms,
-                          "s", v->stale, "sr", v->stale_reason ? v->stale_reason : json_null());
+                          (json_int_t)v->access_count, "la", (json_int_t)v->last_accessed_ms, "s",
+                          v->stale, "sr", v->stale_reason ? v->stale_reason : json_null());
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (s == NULL)
@@ -36,11 +36,12 @@ int record_decode(const unsigned char *p, size_t len, store_version *out, strata
     json_int_t k = 0, c = 0, sp = 0, sb = 0, ac = 0, la = 0;
     int l = 0, st = 0;
     json_t *d = NULL, *sr = NULL;
-    if (j == NULL || json_unpack(j, "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:I, s:I, s:o, s:I,"
-                                    " s:I, s:b, s:o}",
-                                 "t", &t, "i", &i, "n", &n, "k", &k, "c", &c, "h", &h, "b", &b, "l",
-                                 &l, "sp", &sp, "sb", &sb, "d", &d, "ac", &ac, "la", &la, "s", &st,
-                                 "sr", &sr) != 0) {
+    if (j == NULL ||
+        json_unpack(j,
+                    "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:I, s:I, s:o, s:I,"
+                    " s:I, s:b, s:o}",
+                    "t", &t, "i", &i, "n", &n, "k", &k, "c", &c, "h", &h, "b", &b, "l", &l, "sp",
+                    &sp, "sb", &sb, "d", &d, "ac", &ac, "la", &la, "s", &st, "sr", &sr) != 0) {
         json_decref(j);
         return serr_set(err, SERR_CORRUPT, "cached record is malformed");
     }

@@ -351,9 +351,8 @@ START_TEST(flipped_byte_on_disk_is_never_served)
     ck_assert_int_eq(pwrite(fd, &c, 1, at), 1);
     close(fd);
     /* the cache still holds the verified copy: what it serves is right */
-    ck_assert_int_eq(http_do(&S, "GET", "/literature/odyssey/versions/latest/content", NULL, NULL,
-                             0, &r),
-                     0);
+    ck_assert_int_eq(
+        http_do(&S, "GET", "/literature/odyssey/versions/latest/content", NULL, NULL, 0, &r), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(memcmp(r.body, body, sizeof body), 0);
     http_resp_free(&r);

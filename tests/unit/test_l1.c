@@ -1,0 +1,190 @@
+/* L1: LRU order, item and byte bounds, TTLs, the global budget, glob
+ * deletes, and many threads at once. */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../src/cache/l1.h"
+#include "../support/harness.h"
+
+static cache_value *val(size_t n)
+{
+    static unsigned char buf[1 << 20];
+    return cache_value_new(buf, n, "application/octet-stream");
+}
+
+static void put(l1_cache *c, const char *key, size_t n, uint64_t now, uint64_t ttl)
+{
+    cache_value *v = val(n);
+    l1_set(c, key, v, now, ttl);
+    cache_value_unref(v);
+}
+
+static bool has(l1_cache *c, const char *key, uint64_t now)
+{
+    cache_value *v = l1_get(c, key, now);
+    cache_value_unref(v);
+    return v != NULL;
+}
+
+START_TEST(item_bound_evicts_least_recent)
+{
+    l1_budget b = {0, 1 << 30};
+    /* one shard's worth: 8 shards x 4 items */
+    l1_cache *c = l1_new(32, 1 << 30, &b);
+    char key[32];
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        put(c, key, 10, 1, 0);
+        ck_assert(has(c, "k0", 1) || i > 0); /* keep k0 hot */
+    }
+    l1_stats s;
+    l1_get_stats(c, &s);
+    ck_assert_uint_le(s.items, 32);
+    ck_assert_uint_gt(s.evictions, 150);
+    ck_assert(has(c, "k0", 1));   /* touched every round: never the least recent */
+    ck_assert(has(c, "k199", 1)); /* the newest */
+    l1_free(c);
+}
+END_TEST
+
+START_TEST(byte_bound_holds)
+{
+    l1_budget b = {0, 1 << 30};
+    l1_cache *c = l1_new(100000, 1 << 20, &b); /* 1 MiB */
+    char key[32];
+    for (int i = 0; i < 1000; i++) { /* 10 MiB offered */
+        snprintf(key, sizeof key, "k%d", i);
+        put(c, key, 10000, 1, 0);
+    }
+    l1_stats s;
+    l1_get_stats(c, &s);
+    ck_assert_uint_le(s.bytes, 1 << 20);
+    ck_assert_uint_gt(s.items, 50);
+    ck_assert_uint_le(atomic_load(&b.used), 1 << 20);
+    /* a value bigger than a shard's share is simply not cached */
+    cache_value *big = val(512 * 1024);
+    ck_assert(!l1_set(c, "big", big, 1, 0));
+    cache_value_unref(big);
+    l1_free(c);
+    ck_assert_uint_eq(atomic_load(&b.used), 0);
+}
+END_TEST
+
+START_TEST(ttl_expires_entries)
+{
+    l1_budget b = {0, 1 << 30};
+    l1_cache *c = l1_new(100, 1 << 20, &b);
+    put(c, "short", 5, 1000, 100);
+    put(c, "forever", 5, 1000, 0);
+    ck_assert(has(c, "short", 1099));
+    ck_assert(!has(c, "short", 1100));
+    ck_assert(has(c, "forever", 999999999));
+    l1_stats s;
+    l1_get_stats(c, &s);
+    ck_assert_uint_eq(s.expirations, 1);
+    ck_assert_uint_eq(s.items, 1);
+    l1_free(c);
+}
+END_TEST
+
+START_TEST(global_budget_is_shared)
+{
+    l1_budget b = {0, 200 * 1024};
+    l1_cache *a = l1_new(1000, 1 << 30, &b);
+    l1_cache *z = l1_new(1000, 1 << 30, &b);
+    char key[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        put(a, key, 4000, 1, 0);
+        put(z, key, 4000, 1, 0);
+    }
+    ck_assert_uint_le(atomic_load(&b.used), 200 * 1024);
+    l1_free(a);
+    l1_free(z);
+    ck_assert_uint_eq(atomic_load(&b.used), 0);
+}
+END_TEST
+
+START_TEST(glob_delete_and_replace)
+{
+    l1_budget b = {0, 1 << 30};
+    l1_cache *c = l1_new(100, 1 << 20, &b);
+    const char *keys[] = {"apple", "apple/pie", "applesauce", "banana", "pineapple"};
+    for (int i = 0; i < 5; i++)
+        put(c, keys[i], 3, 1, 0);
+    ck_assert_uint_eq(l1_delete_matching(c, "apple*"), 3);
+    ck_assert(!has(c, "apple/pie", 1));
+    ck_assert(has(c, "banana", 1));
+    ck_assert(has(c, "pineapple", 1));
+    put(c, "banana", 7, 1, 0); /* replacing keeps one entry */
+    cache_value *v = l1_get(c, "banana", 1);
+    ck_assert_uint_eq(v->len, 7);
+    cache_value_unref(v);
+    l1_stats s;
+    l1_get_stats(c, &s);
+    ck_assert_uint_eq(s.items, 2);
+    ck_assert(l1_delete(c, "banana"));
+    ck_assert(!l1_delete(c, "banana"));
+    l1_free(c);
+}
+END_TEST
+
+static l1_cache *shared;
+
+static void *hammer(void *arg)
+{
+    long t = (long)arg;
+    char key[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof key, "k%d", (int)((i * 7 + t) % 500));
+        if (i % 4 == 0) {
+            put(shared, key, (size_t)(i % 300), 1, 0);
+        } else {
+            cache_value *v = l1_get(shared, key, 1);
+            if (v)
+                ck_assert_uint_lt(v->len, 300);
+            cache_value_unref(v);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(many_threads_keep_it_consistent)
+{
+    l1_budget b = {0, 1 << 30};
+    shared = l1_new(200, 1 << 20, &b);
+    pthread_t th[8];
+    for (long i = 0; i < 8; i++)
+        pthread_create(&th[i], NULL, hammer, (void *)i);
+    for (int i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    l1_stats s;
+    l1_get_stats(shared, &s);
+    ck_assert_uint_le(s.items, 200);
+    ck_assert_uint_eq(s.hits + s.misses, 8 * 15000);
+    l1_free(shared);
+    ck_assert_uint_eq(atomic_load(&b.used), 0);
+}
+END_TEST
+
+static Suite *l1_suite(void)
+{
+    Suite *s = suite_create("l1");
+    TCase *t = tcase_create("l1");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, item_bound_evicts_least_recent);
+    tcase_add_test(t, byte_bound_holds);
+    tcase_add_test(t, ttl_expires_entries);
+    tcase_add_test(t, global_budget_is_shared);
+    tcase_add_test(t, glob_delete_and_replace);
+    tcase_add_test(t, many_threads_keep_it_consistent);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(l1_suite());
+}
