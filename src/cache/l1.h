@@ -3,7 +3,9 @@
  * their own lock, hash table and LRU list, so threads rarely wait for one
  * another; get, set and delete are O(1). A process-wide byte budget is
  * shared by every namespace: a set that would pass it evicts from its own
- * shard first, and is not cached when that cannot make room. */
+ * shard first, and is not cached when that cannot make room.
+ * Eviction is approximately LRU: a hit moves an entry to the front only
+ * once it has drifted a quarter of the shard's capacity back. */
 #ifndef STRATA_L1_H
 #define STRATA_L1_H
 

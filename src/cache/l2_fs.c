@@ -39,8 +39,27 @@ typedef struct fs_l2 {
     uint64_t next_write_id;
     ns_counters counters[MAX_NS_COUNTERS];
     int ncounters;
-    ns_counters overflow; /* namespaces past MAX_NS_COUNTERS */
+    ns_counters overflow;    /* namespaces past MAX_NS_COUNTERS */
+    sqlite3_stmt *stmts[16]; /* prepared once, used under mu */
 } fs_l2;
+
+/* A prepared statement for this SQL, kept for the life of the cache;
+ * give it back with release(). Callers hold c->mu. */
+static sqlite3_stmt *cached(fs_l2 *c, int slot, const char *sql)
+{
+    if (c->stmts[slot] == NULL && sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                                     &c->stmts[slot], NULL) != SQLITE_OK)
+        return NULL;
+    return c->stmts[slot];
+}
+
+static void release(sqlite3_stmt *st)
+{
+    if (st != NULL) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
 
 static int64_t now_ms(void)
 {
@@ -162,13 +181,12 @@ static int read_entry(const char *path, uint64_t want_write_id, size_t max_len, 
 static void drop_locked(fs_l2 *c, const char *ns, const char *key, int64_t size)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db, "DELETE FROM entries WHERE ns = ?1 AND key = ?2", -1, &st,
-                           NULL) == SQLITE_OK) {
+    if ((st = cached(c, 7, "DELETE FROM entries WHERE ns = ?1 AND key = ?2")) != NULL) {
         sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
         sqlite3_step(st);
     }
-    sqlite3_finalize(st);
+    release(st);
     char path[PATH_MAX], sub[PATH_MAX];
     entry_path(c, ns, key, path, sizeof path, sub, sizeof sub);
     unlink(path);
@@ -187,10 +205,9 @@ static int read_row(fs_l2 *c, const char *ns, const char *key, row *r, strata_er
 {
     memset(r, 0, sizeof *r);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db,
-                           "SELECT size, expires, last_access, write_id, ctype, codec, raw_size,"
-                           " fence, written_at FROM entries WHERE ns = ?1 AND key = ?2",
-                           -1, &st, NULL) != SQLITE_OK)
+    if ((st = cached(c, 1,
+                     "SELECT size, expires, last_access, write_id, ctype, codec, raw_size,"
+                     " fence, written_at FROM entries WHERE ns = ?1 AND key = ?2")) == NULL)
         return db_fail(c, err, "read");
     sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
@@ -212,7 +229,7 @@ static int read_row(fs_l2 *c, const char *ns, const char *key, row *r, strata_er
         r->meta.write_id = r->write_id;
         r->meta.expires_ms = r->expires;
     }
-    sqlite3_finalize(st);
+    release(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return db_fail(c, err, "read");
     return 0;
@@ -246,15 +263,14 @@ static int fs_get(l2_cache *base, const char *ns, const char *key, size_t max_le
     ns_counters *n = counters_for(c, ns);
     if (rc == 0 && now_ms() - r.last_access > ACCESS_UPDATE_MS) {
         sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(c->db,
-                               "UPDATE entries SET last_access = ?3 WHERE ns = ?1 AND key = ?2", -1,
-                               &st, NULL) == SQLITE_OK) {
+        if ((st = cached(c, 8, "UPDATE entries SET last_access = ?3 WHERE ns = ?1 AND key = ?2")) !=
+            NULL) {
             sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
             sqlite3_bind_int64(st, 3, now_ms());
             sqlite3_step(st);
         }
-        sqlite3_finalize(st);
+        release(st);
     }
     pthread_mutex_unlock(&c->mu);
     if (rc == 0) {
@@ -295,10 +311,9 @@ static void evict_locked(fs_l2 *c)
 {
     while (c->total_bytes > c->cfg.max_bytes) {
         sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(c->db,
-                               "SELECT ns, key, size FROM entries WHERE fence IS NULL"
-                               " ORDER BY last_access LIMIT 32",
-                               -1, &st, NULL) != SQLITE_OK)
+        if ((st = cached(c, 2,
+                         "SELECT ns, key, size FROM entries WHERE fence IS NULL"
+                         " ORDER BY last_access LIMIT 32")) == NULL)
             return;
         int n = 0;
         struct {
@@ -312,7 +327,7 @@ static void evict_locked(fs_l2 *c)
             victims[n].size = sqlite3_column_int64(st, 2);
             n++;
         }
-        sqlite3_finalize(st);
+        release(st);
         if (n == 0)
             return;
         for (int i = 0; i < n && c->total_bytes > c->cfg.max_bytes; i++) {
@@ -369,11 +384,10 @@ static int fs_set(l2_cache *base, const char *ns, const char *key, const void *d
         rc = serr_set(err, SERR_IO, "L2: cannot move %s into place: %s", path, strerror(errno));
     if (rc == 0) {
         sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(c->db,
-                               "INSERT OR REPLACE INTO entries(ns, key, size, expires, last_access,"
-                               " write_id, ctype, codec, raw_size, fence, written_at)"
-                               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?5)",
-                               -1, &st, NULL) != SQLITE_OK) {
+        if ((st = cached(c, 3,
+                         "INSERT OR REPLACE INTO entries(ns, key, size, expires, last_access,"
+                         " write_id, ctype, codec, raw_size, fence, written_at)"
+                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?5)")) == NULL) {
             rc = db_fail(c, err, "write");
         } else {
             uint64_t size = len + HEADER_SIZE;
@@ -395,7 +409,7 @@ static int fs_set(l2_cache *base, const char *ns, const char *key, const void *d
                 evict_locked(c);
             }
         }
-        sqlite3_finalize(st);
+        release(st);
     }
     pthread_mutex_unlock(&c->mu);
     if (rc != 0)
@@ -410,18 +424,17 @@ static int put_fence_locked(fs_l2 *c, const char *ns, const char *key, int64_t f
                             strata_error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db,
-                           "INSERT OR REPLACE INTO entries(ns, key, size, expires, last_access,"
-                           " write_id, ctype, codec, raw_size, fence, written_at)"
-                           " VALUES(?1, ?2, 0, ?3, ?4, 0, '', 0, 0, ?4, ?4)",
-                           -1, &st, NULL) != SQLITE_OK)
+    if ((st = cached(c, 4,
+                     "INSERT OR REPLACE INTO entries(ns, key, size, expires, last_access,"
+                     " write_id, ctype, codec, raw_size, fence, written_at)"
+                     " VALUES(?1, ?2, 0, ?3, ?4, 0, '', 0, 0, ?4, ?4)")) == NULL)
         return db_fail(c, err, "fence");
     sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, now_ms() + (int64_t)c->cfg.fence_ttl_ms);
     sqlite3_bind_int64(st, 4, fence_ms);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(c, err, "fence");
-    sqlite3_finalize(st);
+    release(st);
     return rc;
 }
 
@@ -464,10 +477,9 @@ static int fs_clear(l2_cache *base, const char *ns, const char *pattern, size_t 
      * literal prefix ("apple*") without reading any file */
     sqlite3_stmt *st = NULL;
     int rc = 0;
-    if (sqlite3_prepare_v2(c->db,
-                           "SELECT key, size, fence IS NOT NULL, expires FROM entries"
-                           " WHERE ns = ?1 AND key GLOB ?2",
-                           -1, &st, NULL) != SQLITE_OK)
+    if ((st = cached(c, 5,
+                     "SELECT key, size, fence IS NOT NULL, expires FROM entries"
+                     " WHERE ns = ?1 AND key GLOB ?2")) == NULL)
         rc = db_fail(c, err, "clear");
     if (rc == 0) {
         sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
@@ -496,7 +508,7 @@ static int fs_clear(l2_cache *base, const char *ns, const char *pattern, size_t 
             (*count)++;
         n++;
     }
-    sqlite3_finalize(st);
+    release(st);
     if (rc == 0) {
         sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
         for (size_t i = 0; i < n; i++)
@@ -527,10 +539,9 @@ static int fs_stats(l2_cache *base, const char *ns, l2_stats *out, strata_error 
     out->evictions = n->evictions;
     sqlite3_stmt *st = NULL;
     int rc = 0;
-    if (sqlite3_prepare_v2(c->db,
-                           "SELECT count(*), coalesce(sum(size), 0) FROM entries WHERE ns = ?1"
-                           " AND fence IS NULL AND (expires = 0 OR expires > ?2)",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if ((st = cached(c, 6,
+                     "SELECT count(*), coalesce(sum(size), 0) FROM entries WHERE ns = ?1"
+                     " AND fence IS NULL AND (expires = 0 OR expires > ?2)")) == NULL) {
         rc = db_fail(c, err, "stats");
     } else {
         sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
@@ -540,7 +551,7 @@ static int fs_stats(l2_cache *base, const char *ns, l2_stats *out, strata_error 
             out->bytes = (uint64_t)sqlite3_column_int64(st, 1);
         }
     }
-    sqlite3_finalize(st);
+    release(st);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -548,6 +559,8 @@ static int fs_stats(l2_cache *base, const char *ns, l2_stats *out, strata_error 
 static void fs_close(l2_cache *base)
 {
     fs_l2 *c = (fs_l2 *)base;
+    for (size_t i = 0; i < sizeof c->stmts / sizeof c->stmts[0]; i++)
+        sqlite3_finalize(c->stmts[i]);
     sqlite3_close(c->db);
     pthread_mutex_destroy(&c->mu);
     free(c);

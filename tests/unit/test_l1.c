@@ -31,20 +31,21 @@ static bool has(l1_cache *c, const char *key, uint64_t now)
 START_TEST(item_bound_evicts_least_recent)
 {
     l1_budget b = {0, 1 << 30};
-    /* one shard's worth: 8 shards x 4 items */
-    l1_cache *c = l1_new(32, 1 << 30, &b);
+    /* 32 shards x 20 items */
+    l1_cache *c = l1_new(640, 1 << 30, &b);
     char key[32];
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 4000; i++) {
         snprintf(key, sizeof key, "k%d", i);
         put(c, key, 10, 1, 0);
         ck_assert(has(c, "k0", 1) || i > 0); /* keep k0 hot */
     }
     l1_stats s;
     l1_get_stats(c, &s);
-    ck_assert_uint_le(s.items, 32);
-    ck_assert_uint_gt(s.evictions, 150);
-    ck_assert(has(c, "k0", 1));   /* touched every round: never the least recent */
-    ck_assert(has(c, "k199", 1)); /* the newest */
+    ck_assert_uint_le(s.items, 640);
+    ck_assert_uint_gt(s.evictions, 3000);
+    ck_assert(has(c, "k0", 1));    /* touched every round: never the least recent */
+    ck_assert(has(c, "k3999", 1)); /* the newest */
+    ck_assert(!has(c, "k1", 1));   /* long evicted */
     l1_free(c);
 }
 END_TEST
