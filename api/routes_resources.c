@@ -130,6 +130,9 @@ static enum MHD_Result query_to_envelope(void *cls, enum MHD_ValueKind kind, con
     } else if (strcmp(k, "ttl") == 0) {
         const field_def f = {"ttl", FIELD_INT, false, false};
         jv = field_from_text(&f, v, q->err);
+    } else if (strcmp(k, "fold_case") == 0) {
+        const field_def f = {"fold_case", FIELD_BOOL, false, false};
+        jv = field_from_text(&f, v, q->err);
     } else if (strcmp(k, "bump") == 0 || strcmp(k, "namespace") == 0) {
         jv = json_string(v);
     } else if (strcmp(k, "metadata") == 0) {

@@ -23,7 +23,20 @@ struct versions_svc {
     cache_manager *cache;
     versions_config cfg;
     access_stats *access;
+    versions_hook hook;
+    void *hook_ctx;
 };
+
+void versions_set_hook(versions_svc *svc, versions_hook hook, void *ctx)
+{
+    svc->hook = hook;
+    svc->hook_ctx = ctx;
+}
+
+store *versions_store(versions_svc *svc)
+{
+    return svc->st;
+}
 
 /* Cache keys, in the namespace named after the resource type. */
 static void latest_key(const char *id, char *out, size_t cap)
@@ -120,6 +133,7 @@ typedef struct save_plan {
     size_t ndeps;
     json_t *ttl;
     enum semver_bump bump;
+    bool fold_case;
     char ns[STORE_NS_MAX + 1];
 } save_plan;
 
@@ -228,6 +242,10 @@ static int plan_from_envelope(save_plan *p, const json_t *env, bool json_save, s
         } else if (strcmp(key, "bump") == 0) {
             if (!json_is_string(v) || semver_parse_bump(json_string_value(v), &p->bump) != 0)
                 return serr_set(err, SERR_INVALID, "'bump' must be patch, minor or major");
+        } else if (strcmp(key, "fold_case") == 0 && strcmp(p->type->name, "corpus") == 0) {
+            if (!json_is_boolean(v))
+                return serr_set(err, SERR_INVALID, "'fold_case' must be true or false");
+            p->fold_case = json_is_true(v);
         } else if (strcmp(key, "namespace") == 0) {
             if (!json_is_string(v) ||
                 resource_id_check("namespace", json_string_value(v), STORE_NS_MAX, err) != 0)
@@ -302,19 +320,93 @@ static int place_external(versions_svc *svc, const save_request *rq, const save_
     return 0;
 }
 
-static int compute_fields(save_plan *p, const json_t *json_content, const unsigned char *bytes,
-                          size_t len, strata_error *err)
+/* A corpus's content becomes its normalised vocabulary (vocabulary.h):
+ * the canonical JSON replaces what was sent, and the service sets
+ * vocabulary_size and vocabulary_hash. */
+static int normalize_corpus(save_plan *p, const json_t *json_content, const unsigned char *bytes,
+                            size_t len, char **canon, size_t *canon_len, strata_error *err)
 {
-    if (strcmp(p->type->name, "corpus") != 0)
-        return 0;
-    vocab_stats vs;
-    int rc = json_content ? vocabulary_from_json(json_content, &vs, err)
-                          : vocabulary_from_text(bytes, len, &vs, err);
+    vocabulary v;
+    int rc = json_content ? vocabulary_from_json(json_content, p->fold_case, &v, err)
+                          : vocabulary_from_text(bytes, len, p->fold_case, &v, err);
     if (rc != 0)
         return -1;
-    json_object_set_new(p->fields, "vocabulary_size", json_integer((json_int_t)vs.size));
-    json_object_set_new(p->fields, "vocabulary_hash", json_string(vs.hash_hex));
+    json_t *j = vocabulary_to_json(&v);
+    char hash[SHA256_HEX_LEN + 1];
+    vocabulary_hash(&v, hash);
+    json_object_set_new(p->fields, "vocabulary_size", json_integer((json_int_t)v.n));
+    json_object_set_new(p->fields, "vocabulary_hash", json_string(hash));
+    vocabulary_free(&v);
+    *canon = j ? json_canon_dump(j, canon_len, err) : NULL;
+    json_decref(j);
+    if (*canon == NULL)
+        return j ? -1 : serr_set(err, SERR_NOMEM, "out of memory");
     return 0;
+}
+
+/* Would these dependencies make the saved resource depend on itself? A
+ * walk over the latest versions' dependencies; names the path if so. */
+static int check_dependency_cycle(versions_svc *svc, const char *type, const char *id,
+                                  const store_dep *deps, size_t ndeps, strata_error *err)
+{
+    typedef struct node {
+        char type[STORE_TYPE_MAX];
+        char id[STORE_ID_MAX + 1];
+        int from; /* the node that led here, -1 for a direct dependency */
+    } node;
+    size_t cap = 256, n = 0;
+    node *q = malloc(cap * sizeof *q);
+    if (q == NULL)
+        return serr_set(err, SERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < ndeps && n < cap; i++) {
+        snprintf(q[n].type, sizeof q[n].type, "%s", deps[i].type);
+        snprintf(q[n].id, sizeof q[n].id, "%s", deps[i].id);
+        q[n++].from = -1;
+    }
+    int rc = 0;
+    for (size_t head = 0; head < n && rc == 0; head++) {
+        if (strcmp(q[head].type, type) == 0 && strcmp(q[head].id, id) == 0) {
+            /* name the path: type/id -> ... -> type/id */
+            char path[900];
+            int len = snprintf(path, sizeof path, "%s/%s", type, id);
+            int chain[64], depth = 0;
+            for (int at = (int)head; at >= 0 && depth < 64; at = q[at].from)
+                chain[depth++] = at;
+            for (int k = depth - 1; k >= 0 && len > 0 && (size_t)len < sizeof path; k--)
+                len += snprintf(path + len, sizeof path - (size_t)len, " -> %s/%s",
+                                q[chain[k]].type, q[chain[k]].id);
+            rc = serr_set(err, SERR_CONFLICT, "dependency cycle: %s", path);
+            break;
+        }
+        bool seen = false;
+        for (size_t k = 0; k < head && !seen; k++)
+            seen = strcmp(q[k].type, q[head].type) == 0 && strcmp(q[k].id, q[head].id) == 0;
+        if (seen)
+            continue;
+        store_version v;
+        strata_error e2;
+        if (svc->st->ops->get_version(svc->st, NULL, q[head].type, q[head].id, 0, &v, &e2) != 0)
+            continue; /* not saved yet: nothing to follow */
+        size_t i;
+        json_t *d;
+        json_array_foreach(json_object_get(v.doc, "dependencies"), i, d)
+        {
+            if (n == cap) {
+                node *nq = cap < 10000 ? realloc(q, 2 * cap * sizeof *q) : NULL;
+                if (nq == NULL)
+                    break; /* bounded: a graph this large is not walked further */
+                q = nq;
+                cap *= 2;
+            }
+            snprintf(q[n].type, sizeof q[n].type, "%s",
+                     json_string_value(json_object_get(d, "type")));
+            snprintf(q[n].id, sizeof q[n].id, "%s", json_string_value(json_object_get(d, "id")));
+            q[n++].from = (int)head;
+        }
+        store_version_clear(&v);
+    }
+    free(q);
+    return rc;
 }
 
 static bool etag_matches(const char *header, const char *hash)
@@ -370,13 +462,30 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
                  svc->cfg.max_content);
         goto done;
     }
+    bool corpus = strcmp(p.type->name, "corpus") == 0;
+    if (rq->computed != NULL) {
+        /* a master's manifest: the trees service computed its fields */
+        const char *k;
+        json_t *val;
+        json_object_foreach((json_t *)rq->computed, k, val) json_object_set(p.fields, k, val);
+    } else if (corpus) {
+        char *norm = NULL;
+        if (normalize_corpus(&p, json_content, bytes, len, &norm, &len, err) != 0)
+            goto done;
+        free(canon);
+        canon = norm;
+        bytes = (const unsigned char *)canon;
+        json_save = true; /* stored as canonical JSON, whatever was sent */
+    }
+    if (rq->computed == NULL && p.ndeps > 0 && rq->txn == NULL &&
+        check_dependency_cycle(svc, rq->type, rq->id, p.deps, p.ndeps, err) != 0)
+        goto done;
+
     unsigned char digest[SHA256_LEN];
     char hash[SHA256_HEX_LEN + 1];
     if (sha256_oneshot(bytes ? bytes : (const unsigned char *)"", len, digest, err) != 0)
         goto done;
     sha256_to_hex(digest, hash);
-    if (compute_fields(&p, json_content, bytes, len, err) != 0)
-        goto done;
 
     /* place the content: inline in the store, or a shared external blob */
     bool external = p.type->always_external || len > svc->cfg.inline_threshold;
@@ -384,8 +493,11 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     const char *ctype = json_save
                             ? "application/json"
                             : (rq->content_type ? rq->content_type : "application/octet-stream");
+    save_request placed = *rq;
+    if (canon != NULL)
+        placed.wire = NULL; /* the bytes are not the client's: its frames no longer apply */
     if (external) {
-        if (place_external(svc, rq, &p, bytes, len, hash, loc, err) != 0)
+        if (place_external(svc, &placed, &p, bytes, len, hash, loc, err) != 0)
             goto done;
     } else {
         json_object_set_new(loc, "storage_type", json_string("inline"));
@@ -460,8 +572,11 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         if (svc->st->ops->put_version(svc->st, rq->txn, &v, latest, max, p.deps, p.ndeps, err) ==
             0) {
             /* part of the write: no cache may serve the old latest after this returns */
-            if (rq->txn == NULL)
+            if (rq->txn == NULL) {
                 versions_invalidate_latest(svc, rq->type, rq->id);
+                if (svc->hook)
+                    svc->hook(svc->hook_ctx, &v, latest, rq);
+            }
             *out = v;
             *created = true;
             rc = 0;
@@ -604,8 +719,28 @@ int versions_delete(versions_svc *svc, const char *type, const char *id, const c
 int versions_delete_resource(versions_svc *svc, const char *type, const char *id, store_txn *txn,
                              size_t *count, strata_error *err)
 {
-    if (versions_check_resource(type, id, err) != 0 ||
-        svc->st->ops->delete_resource(svc->st, txn, type, id, count, err) != 0)
+    if (versions_check_resource(type, id, err) != 0)
+        return -1;
+    if (strcmp(type, "corpus") == 0) {
+        /* a corpus in a tree: its masters aggregate it; detach it first */
+        char parent[STORE_ID_MAX + 1];
+        bool has_parent = false;
+        tree_child *kids = NULL;
+        size_t nkids = 0;
+        if (svc->st->ops->tree_parent(svc->st, txn, id, parent, sizeof parent, &has_parent, err) !=
+                0 ||
+            svc->st->ops->tree_children(svc->st, txn, id, &kids, &nkids, err) != 0)
+            return -1;
+        free(kids);
+        if (has_parent)
+            return serr_set(err, SERR_CONFLICT, "corpus %s is a child of %s: detach it first", id,
+                            parent);
+        if (nkids > 0)
+            return serr_set(err, SERR_CONFLICT,
+                            "corpus %s is a master with %zu children: detach them first", id,
+                            nkids);
+    }
+    if (svc->st->ops->delete_resource(svc->st, txn, type, id, count, err) != 0)
         return -1;
     if (txn == NULL)
         versions_invalidate_latest(svc, type, id);

@@ -43,7 +43,19 @@ typedef struct save_request {
     enum scodec wire_codec; /* SCODEC_NONE when sent plain */
     const char *if_match;   /* If-Match header or NULL */
     store_txn *txn;         /* a batch, or NULL */
+    /* Saves made by the trees service: fields it computed (vocabulary
+     * size of a master, ...), set as they are; the content is a manifest,
+     * not a vocabulary. NULL for client saves. */
+    const json_t *computed;
 } save_request;
+
+/* Called after a version is created outside a batch (and after the cache
+ * was invalidated): the cascade to dependents hangs here. prev_latest is
+ * the version it replaced (0 for the first). */
+typedef void (*versions_hook)(void *ctx, const store_version *created, uint64_t prev_latest,
+                              const save_request *rq);
+void versions_set_hook(versions_svc *svc, versions_hook hook, void *ctx);
+store *versions_store(versions_svc *svc);
 
 /* *created is false when the content equals the latest (no new version). */
 int versions_save(versions_svc *svc, const save_request *rq, store_version *out, bool *created,

@@ -37,6 +37,13 @@ void store_page_free(store_page *p)
     memset(p, 0, sizeof *p);
 }
 
+void vocab_items_free(vocab_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(items[i].word);
+    free(items);
+}
+
 store *store_open(const char *url, strata_error *err)
 {
     if (strncmp(url, "sqlite:", 7) == 0)

@@ -72,6 +72,26 @@ typedef struct store_dep {
     uint64_t vkey; /* 0 = whatever is latest */
 } store_dep;
 
+/* A vocabulary change for a master's aggregate: the word, the change in
+ * how many of its children contain it, and in its summed frequency. */
+typedef struct vocab_delta {
+    const char *word;
+    int count_delta;
+    int64_t freq_delta;
+    int presence; /* out: +1 when the word entered the master, -1 when it left */
+} vocab_delta;
+
+typedef struct vocab_item {
+    char *word;
+    int64_t children; /* children containing it */
+    int64_t frequency;
+} vocab_item;
+
+typedef struct tree_child {
+    char id[STORE_ID_MAX + 1];
+    uint64_t vkey; /* the child version the master aggregates */
+} tree_child;
+
 typedef struct store_list_opts {
     const char *cursor; /* opaque, from a previous page; NULL for the first */
     size_t limit;
@@ -89,6 +109,7 @@ typedef struct store_page {
 } store_page;
 
 void store_page_free(store_page *p);
+void vocab_items_free(vocab_item *items, size_t n);
 
 typedef struct store store;
 typedef struct store_txn store_txn;
@@ -128,6 +149,31 @@ typedef struct store_ops {
     /* Adds access counts gathered in memory (batched; not per read). */
     int (*add_access)(store *s, const char *type, const char *id, uint64_t vkey, uint64_t count,
                       int64_t last_ms, strata_error *err);
+    /* Marks a resource stale (reason: a JSON object, borrowed), or clears it. */
+    int (*set_stale)(store *s, store_txn *txn, const char *type, const char *id, bool stale,
+                     const json_t *reason, strata_error *err);
+
+    /* Corpus trees: each child has at most one parent; the aggregate of a
+     * master holds, per word, how many children contain it and the summed
+     * frequency. Derived data: it can always be rebuilt from the children. */
+    int (*tree_parent)(store *s, store_txn *txn, const char *child, char *parent, size_t cap,
+                       bool *has_parent, strata_error *err);
+    int (*tree_children)(store *s, store_txn *txn, const char *parent, tree_child **out, size_t *n,
+                         strata_error *err);
+    int (*tree_link)(store *s, store_txn *txn, const char *parent, const char *child,
+                     uint64_t child_vkey, strata_error *err);
+    int (*tree_unlink)(store *s, store_txn *txn, const char *parent, const char *child,
+                       strata_error *err);
+    /* Applies deltas to a master's aggregate; fills each delta's presence
+     * and *size_delta (words that entered minus words that left). */
+    int (*vocab_apply)(store *s, store_txn *txn, const char *master, vocab_delta *d, size_t n,
+                       int64_t *size_delta, strata_error *err);
+    int (*vocab_clear)(store *s, store_txn *txn, const char *master, strata_error *err);
+    /* Words after `after` ("" for the first), sorted bytewise. */
+    int (*vocab_page)(store *s, store_txn *txn, const char *master, const char *after, size_t limit,
+                      vocab_item **out, size_t *n, strata_error *err);
+    int (*vocab_size)(store *s, store_txn *txn, const char *master, uint64_t *n, strata_error *err);
+
     /* Batches: everything written through txn lands together or not at all. */
     store_txn *(*begin)(store *s, strata_error *err);
     int (*commit)(store_txn *txn, strata_error *err);
