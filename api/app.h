@@ -9,6 +9,8 @@
 #include "../src/config/config.h"
 #include "../src/cache/l2.h"
 #include "../src/service/cache_manager.h"
+#include "../src/service/cascade.h"
+#include "../src/service/trees.h"
 #include "../src/service/versions.h"
 #include "../src/store/store.h"
 #include "metrics.h"
@@ -23,6 +25,8 @@ typedef struct app {
     l2_cache *l2;
     cache_manager *cache;
     versions_svc *versions;
+    trees_svc *trees;
+    cascade *cascade;
     atomic_bool ready; /* false while starting and once shutdown began */
 } app;
 

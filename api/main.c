@@ -105,7 +105,9 @@ int main(int argc, char **argv)
     versions_config vcfg = {.inline_threshold = (size_t)cfg.inline_threshold,
                             .max_content = (size_t)cfg.max_decoded_body,
                             .access_flush_ms = 5000};
-    if ((a.versions = versions_new(a.store, a.blobs, a.cache, &vcfg, &err)) == NULL) {
+    if ((a.versions = versions_new(a.store, a.blobs, a.cache, &vcfg, &err)) == NULL ||
+        (a.trees = trees_new(a.versions, &err)) == NULL ||
+        (a.cascade = cascade_new(a.versions, a.trees, &err)) == NULL) {
         slog_error("%s", err.detail);
         goto out;
     }
@@ -133,6 +135,8 @@ int main(int argc, char **argv)
     slog_info("stopped");
     exit_code = 0;
 out:
+    cascade_free(a.cascade);
+    trees_free(a.trees);
     versions_free(a.versions); /* flushes access counts into the store */
     cache_free(a.cache);
     l2_close(a.l2);

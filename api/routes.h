@@ -13,6 +13,9 @@ int routes_resources_register(router *r);
 /* /cache, /cache/{ns}, /cache/{ns}/{key} */
 int routes_cache_register(router *r);
 
+/* /trees, /trees/{master}/... */
+int routes_trees_register(router *r);
+
 /* All families; -1 when a pattern is invalid. */
 int routes_register_all(router *r);
 

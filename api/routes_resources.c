@@ -355,6 +355,30 @@ static void delete_resource(request *req, reply *rep)
                          "deleted_versions", (json_int_t)count));
 }
 
+static void get_dependents(request *req, reply *rep)
+{
+    store_page page;
+    strata_error err;
+    if (cascade_dependents(req->app->cascade, req_param(req, "type"), req_param(req, "id"), &page,
+                           &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    reply_page(req, rep, &page);
+}
+
+static void post_rebuild(request *req, reply *rep)
+{
+    json_t *report = NULL;
+    strata_error err;
+    if (cascade_rebuild(req->app->cascade, req_param(req, "type"), req_param(req, "id"), &report,
+                        &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    reply_json(rep, 200, report);
+}
+
 int routes_resources_register(router *r)
 {
     int rc = 0;
@@ -366,5 +390,7 @@ int routes_resources_register(router *r)
     rc |= router_add(r, HTTP_GET, "/{type}/{id}/versions/{version}", get_version);
     rc |= router_add(r, HTTP_DELETE, "/{type}/{id}/versions/{version}", delete_version);
     rc |= router_add(r, HTTP_GET, "/{type}/{id}/versions/{version}/content", get_content);
+    rc |= router_add(r, HTTP_GET, "/{type}/{id}/dependents", get_dependents);
+    rc |= router_add(r, HTTP_POST, "/{type}/{id}/rebuild", post_rebuild);
     return rc ? -1 : 0;
 }

@@ -59,5 +59,6 @@ int routes_system_register(router *r)
 int routes_register_all(router *r)
 {
     /* /cache before /{type}: literal segments win anyway, but keep it readable */
-    return routes_system_register(r) | routes_cache_register(r) | routes_resources_register(r);
+    return routes_system_register(r) | routes_cache_register(r) | routes_trees_register(r) |
+           routes_resources_register(r);
 }

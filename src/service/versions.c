@@ -463,6 +463,19 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         goto done;
     }
     bool corpus = strcmp(p.type->name, "corpus") == 0;
+    if (corpus && rq->computed == NULL) {
+        tree_child *kids = NULL;
+        size_t nkids = 0;
+        if (svc->st->ops->tree_children(svc->st, rq->txn, rq->id, &kids, &nkids, err) != 0)
+            goto done;
+        free(kids);
+        if (nkids > 0) {
+            serr_set(err, SERR_CONFLICT,
+                     "corpus %s is a master: its versions follow its children (see /trees/%s)",
+                     rq->id, rq->id);
+            goto done;
+        }
+    }
     if (rq->computed != NULL) {
         /* a master's manifest: the trees service computed its fields */
         const char *k;

@@ -1,0 +1,55 @@
+/* Corpus trees: a master corpus aggregates its children (corpora, or
+ * masters of their own, to any depth). The master's vocabulary is the
+ * union of its children's, with frequencies summed, kept incrementally:
+ * per word, how many children contain it and the summed frequency. So
+ * attaching, detaching or updating a child costs in proportion to that
+ * child's vocabulary, not the tree's. Each change to a master is a new
+ * master version whose content is a manifest naming the exact child
+ * versions (and whose dependencies say the same); changes climb the tree
+ * as vocabulary deltas, each master passing on only the words that
+ * entered or left it and the frequency changes. */
+#ifndef STRATA_TREES_H
+#define STRATA_TREES_H
+
+#include <jansson.h>
+
+#include "../common/error.h"
+#include "../store/store.h"
+#include "versions.h"
+
+#define TREE_DEPTH_MAX 32
+
+typedef struct trees_svc trees_svc;
+
+/* Called after tree changes commit, for each master version created:
+ * the cascade marks the master's other dependents stale. */
+typedef void (*trees_saved_fn)(void *ctx, const char *master, uint64_t vkey);
+
+trees_svc *trees_new(versions_svc *vs, strata_error *err);
+void trees_free(trees_svc *t);
+void trees_set_saved_hook(trees_svc *t, trees_saved_fn fn, void *ctx);
+
+/* {"master": "english", "language": "en", "children": ["american",
+ *  {"id": "british"}, {"id": "scots", "words": [...]}]} */
+int trees_create(trees_svc *t, const json_t *body, json_t **tree, strata_error *err);
+/* {"id": "x"} or {"id": "x", "words": [...]} (a new corpus) */
+int trees_attach(trees_svc *t, const char *master, const json_t *child, json_t **tree,
+                 strata_error *err);
+int trees_detach(trees_svc *t, const char *master, const char *child, json_t **tree,
+                 strata_error *err);
+json_t *trees_get(trees_svc *t, const char *master, int depth, strata_error *err);
+json_t *trees_children(trees_svc *t, const char *master, strata_error *err);
+/* Sorted words after `after`; SERR_NOT_FOUND when master is not a master. */
+int trees_vocabulary(trees_svc *t, const char *master, const char *after, size_t limit,
+                     vocab_item **items, size_t *n, strata_error *err);
+
+/* A child got a new version (a client save): its masters follow. */
+int trees_child_changed(trees_svc *t, const char *child, uint64_t old_vkey, uint64_t new_vkey,
+                        strata_error *err);
+/* Rebuilds a master's aggregate from its children, from scratch. */
+int trees_reaggregate(trees_svc *t, const char *master, strata_error *err);
+bool trees_is_master(trees_svc *t, const char *id);
+/* The master that aggregates child, if any. */
+bool trees_parent_of(trees_svc *t, const char *child, char *parent, size_t cap);
+
+#endif
