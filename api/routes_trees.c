@@ -13,7 +13,7 @@
 #include "routes.h"
 
 #define VOCAB_LIMIT_DEFAULT 1000
-#define VOCAB_LIMIT_MAX 10000
+#define VOCAB_LIMIT_MAX     10000
 
 static json_t *body_json(request *req, reply *rep)
 {
@@ -127,8 +127,7 @@ static ssize_t vocab_read(void *cls, uint64_t offset, char *out, size_t max)
         vocab_item *items = NULL;
         size_t n = 0;
         strata_error err;
-        if (trees_vocabulary(s->trees, s->master, s->after, VOCAB_LIMIT_MAX, &items, &n, &err) !=
-            0)
+        if (trees_vocabulary(s->trees, s->master, s->after, VOCAB_LIMIT_MAX, &items, &n, &err) != 0)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         sbuf_reset(&s->buf);
         s->pos = 0;
@@ -217,9 +216,9 @@ static void get_vocabulary(request *req, reply *rep)
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < n && i < limit; i++)
-        json_array_append_new(arr, json_pack("{s:s, s:I, s:I}", "word", items[i].word,
-                                             "frequency", (json_int_t)items[i].frequency,
-                                             "children", (json_int_t)items[i].children));
+        json_array_append_new(arr, json_pack("{s:s, s:I, s:I}", "word", items[i].word, "frequency",
+                                             (json_int_t)items[i].frequency, "children",
+                                             (json_int_t)items[i].children));
     char *next = n > limit ? store_cursor_encode_str('w', items[limit - 1].word) : NULL;
     reply_json(rep, 200,
                json_pack("{s:s, s:o, s:o}", "master", master, "items", arr, "next",

@@ -146,9 +146,9 @@ static void mark_dependents_stale(cascade *c, const char *type, const char *id, 
             first = g.edges[k][1] != to;
         if (to == 0 || !first)
             continue; /* the root just moved; a node reached twice is marked once */
-        json_t *reason = json_pack("{s:{s:s, s:s}, s:{s:s, s:s, s:s}}", "dependency", "type",
-                                   g.nodes[from].type, "id", g.nodes[from].id, "cause", "type",
-                                   type, "id", id, "version", version);
+        json_t *reason =
+            json_pack("{s:{s:s, s:s}, s:{s:s, s:s, s:s}}", "dependency", "type", g.nodes[from].type,
+                      "id", g.nodes[from].id, "cause", "type", type, "id", id, "version", version);
         mark_stale(c, &g.nodes[to], reason);
         json_decref(reason);
     }
@@ -289,9 +289,8 @@ int cascade_rebuild(cascade *c, const char *type, const char *id, json_t **repor
             action = "marked_stale";
             json_array_append_new(stale, json_pack("{s:s, s:s}", "type", d->type, "id", d->id));
         }
-        json_array_append_new(steps,
-                              json_pack("{s:s, s:s, s:s}", "type", d->type, "id", d->id, "action",
-                                        action));
+        json_array_append_new(
+            steps, json_pack("{s:s, s:s, s:s}", "type", d->type, "id", d->id, "action", action));
     }
     json_decref(reason);
     if (rc == 0)

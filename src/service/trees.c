@@ -9,7 +9,7 @@
 #include "resource_types.h"
 #include "vocabulary.h"
 
-#define VOCAB_PAGE 10000
+#define VOCAB_PAGE   10000
 #define CHILDREN_MAX 10000
 
 struct trees_svc {
@@ -126,8 +126,8 @@ fail:
 
 /* The vocabulary a child brings to its master: a master's aggregate, or a
  * plain corpus's stored content at the given version. */
-static int load_vocab(trees_svc *t, store_txn *txn, const char *id, uint64_t vkey,
-                      vocabulary *out, strata_error *err)
+static int load_vocab(trees_svc *t, store_txn *txn, const char *id, uint64_t vkey, vocabulary *out,
+                      strata_error *err)
 {
     size_t kids = 0;
     if (child_count(t, txn, id, &kids, err) != 0)
@@ -210,9 +210,15 @@ static vocab_delta *diff_delta(const vocabulary *a, const vocabulary *b, size_t 
 
 /* ---- master versions ------------------------------------------------------------ */
 
-static const char *const COMPUTED_OR_TREE[] = {"vocabulary_size", "vocabulary_hash", "children",
-                                               "is_master", "content_location", "metadata",
-                                               "tags", "dependencies", "ttl"};
+static const char *const COMPUTED_OR_TREE[] = {"vocabulary_size",
+                                               "vocabulary_hash",
+                                               "children",
+                                               "is_master",
+                                               "content_location",
+                                               "metadata",
+                                               "tags",
+                                               "dependencies",
+                                               "ttl"};
 
 /* Saves the master's next version: a manifest of its children at their
  * exact versions, its vocabulary size from the aggregate, its own fields
@@ -233,12 +239,13 @@ static int save_master(trees_svc *t, store_txn *txn, const char *master, const j
         char v[SEMVER_STR_MAX];
         semver_format(kids[i].vkey, v);
         json_array_append_new(manifest, json_pack("{s:s, s:s}", "id", kids[i].id, "version", v));
-        json_array_append_new(deps, json_pack("{s:s, s:s, s:s}", "type", "corpus", "id",
-                                              kids[i].id, "version", v));
+        json_array_append_new(
+            deps, json_pack("{s:s, s:s, s:s}", "type", "corpus", "id", kids[i].id, "version", v));
         json_array_append_new(ids, json_string(kids[i].id));
     }
     free(kids);
-    json_t *env = json_pack("{s:{s:o}, s:o}", "content", "children", manifest, "dependencies", deps);
+    json_t *env =
+        json_pack("{s:{s:o}, s:o}", "content", "children", manifest, "dependencies", deps);
     store_version cur;
     strata_error e2;
     if (t->st->ops->get_version(t->st, txn, "corpus", master, 0, &cur, &e2) == 0) {
@@ -261,8 +268,8 @@ static int save_master(trees_svc *t, store_txn *txn, const char *master, const j
     }
     json_t *computed = json_pack("{s:I, s:b, s:o}", "vocabulary_size", (json_int_t)size,
                                  "is_master", 1, "children", ids);
-    save_request rq = {.type = "corpus", .id = master, .envelope = env, .txn = txn,
-                       .computed = computed};
+    save_request rq = {
+        .type = "corpus", .id = master, .envelope = env, .txn = txn, .computed = computed};
     store_version v;
     bool created = false;
     int rc = versions_save(t->vs, &rq, &v, &created, err);
@@ -391,8 +398,8 @@ static int resolve_child(trees_svc *t, const json_t *spec, const char *language,
     const json_t *freqs = json_object_get(spec, "frequencies");
     if (words == NULL && freqs == NULL)
         return 0; /* a reference to an existing corpus */
-    json_t *env = json_pack("{s:{}, s:s, s:s}", "content", "corpus_type", "base", "language",
-                            language);
+    json_t *env =
+        json_pack("{s:{}, s:s, s:s}", "content", "corpus_type", "base", "language", language);
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)spec, k, v)
@@ -421,8 +428,7 @@ struct attach_ctx {
     const json_t *base; /* fields of a new master, or NULL */
 };
 
-static int do_attach(trees_svc *t, store_txn *txn, void *arg, saved_list *saved,
-                     strata_error *err)
+static int do_attach(trees_svc *t, store_txn *txn, void *arg, saved_list *saved, strata_error *err)
 {
     struct attach_ctx *c = arg;
     vocabulary climb_vocab = {0};
@@ -506,8 +512,8 @@ int trees_create(trees_svc *t, const json_t *body, json_t **tree, strata_error *
         names[i] = ids[i];
     }
     if (rc == 0) {
-        json_t *base = json_pack("{s:s, s:s}", "corpus_type", corpus_type ? corpus_type : "language",
-                                 "language", language);
+        json_t *base = json_pack("{s:s, s:s}", "corpus_type",
+                                 corpus_type ? corpus_type : "language", "language", language);
         const char *k;
         json_t *v;
         json_object_foreach((json_t *)body, k, v)
@@ -562,8 +568,7 @@ struct detach_ctx {
     uint64_t child_vkey;
 };
 
-static int do_detach(trees_svc *t, store_txn *txn, void *arg, saved_list *saved,
-                     strata_error *err)
+static int do_detach(trees_svc *t, store_txn *txn, void *arg, saved_list *saved, strata_error *err)
 {
     struct detach_ctx *c = arg;
     vocabulary v;
@@ -712,17 +717,16 @@ bool trees_parent_of(trees_svc *t, const char *child, char *parent, size_t cap)
 
 /* ---- reading ---------------------------------------------------------------------- */
 
-static json_t *node_json(trees_svc *t, const char *id, uint64_t held, int depth,
-                         strata_error *err)
+static json_t *node_json(trees_svc *t, const char *id, uint64_t held, int depth, strata_error *err)
 {
     store_version v;
     if (versions_get(t->vs, "corpus", id, "latest", &v, err) != 0)
         return NULL;
     char ver[SEMVER_STR_MAX];
     semver_format(v.vkey, ver);
-    json_t *node = json_pack("{s:s, s:s, s:O?, s:O?}", "id", id, "version", ver,
-                             "vocabulary_size", json_object_get(v.doc, "vocabulary_size"),
-                             "corpus_type", json_object_get(v.doc, "corpus_type"));
+    json_t *node = json_pack("{s:s, s:s, s:O?, s:O?}", "id", id, "version", ver, "vocabulary_size",
+                             json_object_get(v.doc, "vocabulary_size"), "corpus_type",
+                             json_object_get(v.doc, "corpus_type"));
     store_version_clear(&v);
     if (held) {
         semver_format(held, ver);
