@@ -480,7 +480,10 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         /* a master's manifest: the trees service computed its fields */
         const char *k;
         json_t *val;
-        json_object_foreach((json_t *)rq->computed, k, val) json_object_set(p.fields, k, val);
+        json_object_foreach((json_t *)rq->computed, k, val)
+        {
+            json_object_set(p.fields, k, val);
+        }
     } else if (corpus) {
         char *norm = NULL;
         if (normalize_corpus(&p, json_content, bytes, len, &norm, &len, err) != 0)
