@@ -1,0 +1,419 @@
+/* Corpus trees, dependencies and cascades over real HTTP, with Debian's
+ * word lists (wamerican, wbritish, wcanadian, installed by scripts/deps)
+ * checked against coreutils. */
+#include <check.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../support/harness.h"
+
+static test_server S;
+static const char *const JSON_CT[] = {"Content-Type: application/json", NULL};
+
+static void start(void)
+{
+    const char *args[] = {"--max-body", "16M", NULL};
+    ck_assert_int_eq(server_start(&S, args), 0);
+}
+
+static void stop(void)
+{
+    int code = server_stop(&S, 60);
+    server_cleanup(&S);
+    if (code != 0) {
+        fprintf(stderr, "server exited with %d\n", code);
+        exit(1);
+    }
+}
+
+static long call(const char *method, const char *path, const char *json, json_t **out)
+{
+    http_resp r;
+    ck_assert_int_eq(
+        http_do(&S, method, path, json ? JSON_CT : NULL, json, json ? strlen(json) : 0, &r), 0);
+    long status = r.status;
+    if (out) {
+        *out = json_loadb(r.body, r.body_len, 0, NULL);
+        ck_assert_msg(*out != NULL, "not JSON (%ld): %.300s", status, r.body);
+    }
+    http_resp_free(&r);
+    return status;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "%s is missing: scripts/deps installs wamerican, wbritish, wcanadian",
+                  path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    ck_assert_int_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static char *run(const char *cmd, size_t *len)
+{
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n, p)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2);
+            ck_assert_ptr_nonnull(nb);
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    ck_assert_int_eq(pclose(p), 0);
+    *len = n;
+    return buf;
+}
+
+static void post_wordlist(const char *id, const char *file)
+{
+    size_t len;
+    char *words = slurp(file, &len);
+    char path[128];
+    snprintf(path, sizeof path, "/corpus/%s/versions?corpus_type=language&language=en", id);
+    const char *h[] = {"Content-Type: text/plain", NULL};
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "POST", path, h, words, len, &r), 0);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+    http_resp_free(&r);
+    free(words);
+}
+
+static void assert_vocabulary_is(const char *master, const char *shell)
+{
+    size_t want_len;
+    char *want = run(shell, &want_len);
+    char path[128];
+    snprintf(path, sizeof path, "/trees/%s/vocabulary", master);
+    const char *h[] = {"Accept: text/plain", NULL};
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", path, h, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(r.body_len == want_len, "vocabulary is %zu bytes, coreutils says %zu", r.body_len,
+                  want_len);
+    ck_assert_int_eq(memcmp(r.body, want, want_len), 0);
+    http_resp_free(&r);
+    free(want);
+}
+
+START_TEST(english_is_the_union_of_the_word_lists)
+{
+    post_wordlist("american", "/usr/share/dict/american-english");
+    post_wordlist("british", "/usr/share/dict/british-english");
+    post_wordlist("canadian", "/usr/share/dict/canadian-english");
+    json_t *tree;
+    ck_assert_int_eq(call("POST", "/trees",
+                          "{\"master\": \"english\", \"language\": \"en\", \"children\":"
+                          " [\"american\", {\"id\": \"british\"}, {\"id\": \"canadian\"}]}",
+                          &tree),
+                     201);
+    ck_assert_uint_eq(json_array_size(json_object_get(tree, "children")), 3);
+    json_decref(tree);
+    assert_vocabulary_is("english",
+                         "cat /usr/share/dict/american-english /usr/share/dict/british-english "
+                         "/usr/share/dict/canadian-english | LC_ALL=C sort -u");
+    /* the master's record: a manifest of the exact child versions */
+    json_t *rec;
+    ck_assert_int_eq(call("GET", "/corpus/english", NULL, &rec), 200);
+    ck_assert(json_is_true(json_object_get(rec, "is_master")));
+    json_t *deps = json_object_get(json_object_get(rec, "version_info"), "dependencies");
+    ck_assert_uint_eq(json_array_size(deps), 3);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(deps, 0), "version")),
+                     "1.0.0");
+    json_decref(rec);
+    /* detaching british leaves exactly the union of the other two */
+    ck_assert_int_eq(call("DELETE", "/trees/english/children/british", NULL, NULL), 200);
+    assert_vocabulary_is("english", "cat /usr/share/dict/american-english "
+                                    "/usr/share/dict/canadian-english | LC_ALL=C sort -u");
+    ck_assert_int_eq(call("GET", "/corpus/english", NULL, &rec), 200);
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(rec, "version_info"), "version")),
+        "1.0.1");
+    json_decref(rec);
+    /* paged JSON agrees with the stream */
+    json_t *page;
+    ck_assert_int_eq(call("GET", "/trees/english/vocabulary?limit=2", NULL, &page), 200);
+    ck_assert_uint_eq(json_array_size(json_object_get(page, "items")), 2);
+    ck_assert(json_is_string(json_object_get(page, "next")));
+    json_decref(page);
+}
+END_TEST
+
+static void post_words(const char *id, const char *words_json)
+{
+    char body[1024], path[128];
+    snprintf(
+        body, sizeof body,
+        "{\"content\": {\"words\": %s}, \"corpus_type\": \"literature\", \"language\": \"en\"}",
+        words_json);
+    snprintf(path, sizeof path, "/corpus/%s/versions", id);
+    long status = call("POST", path, body, NULL);
+    ck_assert_msg(status == 201 || status == 200, "save %s: %ld", id, status);
+}
+
+static json_t *vocabulary_json(const char *master)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/trees/%s/vocabulary?limit=100", master);
+    json_t *page;
+    ck_assert_int_eq(call("GET", path, NULL, &page), 200);
+    return page;
+}
+
+static long long freq_of(json_t *page, const char *word, long long *children)
+{
+    size_t i;
+    json_t *it;
+    json_array_foreach(json_object_get(page, "items"), i, it)
+    {
+        if (strcmp(json_string_value(json_object_get(it, "word")), word) == 0) {
+            if (children)
+                *children = json_integer_value(json_object_get(it, "children"));
+            return json_integer_value(json_object_get(it, "frequency"));
+        }
+    }
+    return -1;
+}
+
+START_TEST(changes_climb_a_deep_tree)
+{
+    post_words("shakespeare", "[\"thou\", \"art\", \"thou\"]");
+    post_words("chaucer", "[\"whan\", \"art\"]");
+    post_words("twain", "[\"reckon\", \"art\"]");
+    ck_assert_int_eq(call("POST", "/trees",
+                          "{\"master\": \"uk\", \"language\": \"en\", \"children\":"
+                          " [\"shakespeare\", \"chaucer\"]}",
+                          NULL),
+                     201);
+    ck_assert_int_eq(
+        call("POST", "/trees",
+             "{\"master\": \"en\", \"language\": \"en\", \"children\":"
+             " [\"uk\", \"twain\", {\"id\": \"scots\", \"words\": [\"ken\", \"art\"]}]}",
+             NULL),
+        201);
+    json_t *v = vocabulary_json("en");
+    long long kids = 0;
+    ck_assert_int_eq(freq_of(v, "thou", NULL), 2); /* listed twice in shakespeare */
+    ck_assert_int_eq(freq_of(v, "art", &kids), 4);
+    ck_assert_int_eq(kids, 3); /* uk, twain, scots */
+    ck_assert_int_eq(freq_of(v, "ken", NULL), 1);
+    json_decref(v);
+    /* a new version of a leaf: both masters above follow */
+    post_words("shakespeare", "[\"thou\", \"forsooth\"]");
+    v = vocabulary_json("en");
+    ck_assert_int_eq(freq_of(v, "forsooth", NULL), 1);
+    ck_assert_int_eq(freq_of(v, "thou", NULL), 1);
+    ck_assert_int_eq(freq_of(v, "art", &kids), 3);
+    ck_assert_int_eq(kids, 3); /* uk still has art, from chaucer */
+    json_decref(v);
+    json_t *rec;
+    ck_assert_int_eq(call("GET", "/corpus/uk", NULL, &rec), 200);
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(rec, "version_info"), "version")),
+        "1.0.1");
+    json_decref(rec);
+    json_t *tree;
+    ck_assert_int_eq(call("GET", "/trees/en?depth=2", NULL, &tree), 200);
+    json_t *uk =
+        json_array_get(json_object_get(tree, "children"), 2); /* sorted: scots, twain, uk */
+    ck_assert_str_eq(json_string_value(json_object_get(uk, "id")), "uk");
+    ck_assert_uint_eq(json_array_size(json_object_get(uk, "children")), 2);
+    json_decref(tree);
+    /* loops, second parents, and direct saves to a master are refused */
+    ck_assert_int_eq(call("POST", "/trees/uk/children", "{\"id\": \"en\"}", NULL), 409);
+    ck_assert_int_eq(call("POST", "/trees/uk/children", "{\"id\": \"uk\"}", NULL), 409);
+    ck_assert_int_eq(call("POST", "/trees/uk/children", "{\"id\": \"twain\"}", NULL), 409);
+    ck_assert_int_eq(call("POST", "/corpus/uk/versions",
+                          "{\"content\": {\"words\": [\"x\"]}, \"corpus_type\": \"language\","
+                          " \"language\": \"en\"}",
+                          NULL),
+                     409);
+    ck_assert_int_eq(call("DELETE", "/corpus/chaucer", NULL, NULL), 409);
+    ck_assert_int_eq(call("DELETE", "/trees/uk/children/twain", NULL, NULL), 404);
+    ck_assert_int_eq(call("POST", "/trees/nowhere/children", "{\"id\": \"twain\"}", NULL), 404);
+    ck_assert_int_eq(call("POST", "/trees/uk/children", "{\"id\": \"ghost\"}", NULL), 404);
+}
+END_TEST
+
+static void save(const char *type, const char *id, const char *fields, const char *deps, long want)
+{
+    char body[1024], path[128];
+    static int n;
+    snprintf(body, sizeof body, "{\"content\": {\"n\": %d}, %s, \"dependencies\": %s}", ++n, fields,
+             deps);
+    snprintf(path, sizeof path, "/%s/%s/versions", type, id);
+    json_t *out = NULL;
+    long status = call("POST", path, body, &out);
+    ck_assert_msg(status == want, "%s/%s: %ld %s", type, id, status,
+                  json_string_value(json_object_get(out, "detail")));
+    json_decref(out);
+}
+
+static bool is_stale(const char *type, const char *id, json_t **reason)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/%s/%s", type, id);
+    json_t *rec;
+    ck_assert_int_eq(call("GET", path, NULL, &rec), 200);
+    bool stale = json_is_true(json_object_get(rec, "stale"));
+    if (reason)
+        *reason = json_incref(json_object_get(rec, "stale_reason"));
+    json_decref(rec);
+    return stale;
+}
+
+START_TEST(a_new_version_marks_dependents_stale_and_rebuild_orders_them)
+{
+    post_words("c", "[\"alpha\", \"beta\"]");
+    save("trie", "t", "\"corpus_ids\": [\"c\"]", "[{\"type\": \"corpus\", \"id\": \"c\"}]", 201);
+    save("semantic", "s", "\"corpus_id\": \"c\", \"model_name\": \"m\", \"embedding_dimension\": 4",
+         "[{\"type\": \"corpus\", \"id\": \"c\"}]", 201);
+    save("search", "x", "\"corpus_id\": \"c\"",
+         "[{\"type\": \"trie\", \"id\": \"t\"}, {\"type\": \"semantic\", \"id\": \"s\"}]", 201);
+    ck_assert(!is_stale("trie", "t", NULL));
+    json_t *deps;
+    ck_assert_int_eq(call("GET", "/corpus/c/dependents", NULL, &deps), 200);
+    ck_assert_uint_eq(json_array_size(json_object_get(deps, "items")), 2);
+    json_decref(deps);
+
+    post_words("c", "[\"alpha\", \"beta\", \"gamma\"]");
+    json_t *reason = NULL;
+    ck_assert(is_stale("trie", "t", &reason));
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(reason, "cause"), "version")), "1.0.1");
+    json_decref(reason);
+    ck_assert(is_stale("semantic", "s", NULL));
+    ck_assert(is_stale("search", "x", &reason));
+    /* x is stale through t or s, caused by c */
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(reason, "cause"), "id")),
+                     "c");
+    json_decref(reason);
+    json_t *list;
+    ck_assert_int_eq(call("GET", "/trie?stale=true", NULL, &list), 200);
+    ck_assert_uint_eq(json_array_size(json_object_get(list, "items")), 1);
+    json_decref(list);
+
+    json_t *report;
+    ck_assert_int_eq(call("POST", "/corpus/c/rebuild", NULL, &report), 200);
+    json_t *order = json_object_get(report, "order");
+    ck_assert_uint_eq(json_array_size(order), 3); /* t, s and x, x once */
+    int pos_t = -1, pos_s = -1, pos_x = -1;
+    size_t i;
+    json_t *step;
+    json_array_foreach(order, i, step)
+    {
+        const char *id = json_string_value(json_object_get(step, "id"));
+        if (strcmp(id, "t") == 0)
+            pos_t = (int)i;
+        if (strcmp(id, "s") == 0)
+            pos_s = (int)i;
+        if (strcmp(id, "x") == 0)
+            pos_x = (int)i;
+        ck_assert_str_eq(json_string_value(json_object_get(step, "action")), "marked_stale");
+    }
+    ck_assert(pos_t >= 0 && pos_s >= 0 && pos_x >= 0);
+    ck_assert(pos_t < pos_x && pos_s < pos_x);
+    json_decref(report);
+    /* a new version of t clears its own staleness */
+    save("trie", "t", "\"corpus_ids\": [\"c\"]", "[{\"type\": \"corpus\", \"id\": \"c\"}]", 201);
+    ck_assert(!is_stale("trie", "t", NULL));
+}
+END_TEST
+
+START_TEST(a_dependency_cycle_is_refused_and_changes_nothing)
+{
+    save("trie", "a", "\"corpus_ids\": [\"c\"]", "[{\"type\": \"trie\", \"id\": \"b\"}]", 201);
+    json_t *out;
+    ck_assert_int_eq(call("POST", "/trie/b/versions",
+                          "{\"content\": 1, \"corpus_ids\": [\"c\"], \"dependencies\":"
+                          " [{\"type\": \"trie\", \"id\": \"a\"}]}",
+                          &out),
+                     409);
+    const char *detail = json_string_value(json_object_get(out, "detail"));
+    ck_assert_msg(strstr(detail, "trie/a") && strstr(detail, "trie/b"), "%s", detail);
+    json_decref(out);
+    ck_assert_int_eq(call("GET", "/trie/b", NULL, NULL), 404);
+    json_t *list;
+    ck_assert_int_eq(call("GET", "/trie/a/versions", NULL, &list), 200);
+    ck_assert_uint_eq(json_array_size(json_object_get(list, "items")), 1);
+    json_decref(list);
+    /* and a resource may not depend on itself */
+    ck_assert_int_eq(call("POST", "/trie/a/versions",
+                          "{\"content\": 2, \"corpus_ids\": [\"c\"], \"dependencies\":"
+                          " [{\"type\": \"trie\", \"id\": \"a\"}]}",
+                          NULL),
+                     409);
+}
+END_TEST
+
+START_TEST(corpus_content_is_normalised)
+{
+    const char *h[] = {"Content-Type: text/plain", NULL};
+    const char *text = "  zebra\napple\n\n apple \nZebra\n";
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "POST", "/corpus/norm/versions?corpus_type=base&language=en", h,
+                             text, strlen(text), &r),
+                     0);
+    ck_assert_int_eq(r.status, 201);
+    json_t *rec = json_loadb(r.body, r.body_len, 0, NULL);
+    http_resp_free(&r);
+    ck_assert_int_eq(json_integer_value(json_object_get(rec, "vocabulary_size")), 3);
+    json_decref(rec);
+    ck_assert_int_eq(http_do(&S, "GET", "/corpus/norm/versions/latest/content", NULL, NULL, 0, &r),
+                     0);
+    ck_assert_str_eq(r.body, "{\"frequencies\":{\"apple\":2},\"words\":[\"Zebra\",\"apple\","
+                             "\"zebra\"]}");
+    http_resp_free(&r);
+    /* the same vocabulary as JSON is the same content: no new version */
+    ck_assert_int_eq(call("POST", "/corpus/norm/versions",
+                          "{\"content\": {\"words\": [\"zebra\", \"Zebra\", \"apple\"],"
+                          " \"frequencies\": {\"apple\": 2}}, \"corpus_type\": \"base\","
+                          " \"language\": \"en\"}",
+                          NULL),
+                     200);
+    /* folding case merges Zebra and zebra */
+    ck_assert_int_eq(http_do(&S, "POST",
+                             "/corpus/norm/versions?corpus_type=base&language=en&fold_case=true", h,
+                             text, strlen(text), &r),
+                     0);
+    ck_assert_int_eq(r.status, 201);
+    rec = json_loadb(r.body, r.body_len, 0, NULL);
+    ck_assert_int_eq(json_integer_value(json_object_get(rec, "vocabulary_size")), 2);
+    json_decref(rec);
+    http_resp_free(&r);
+}
+END_TEST
+
+static Suite *trees_suite(void)
+{
+    Suite *s = suite_create("trees");
+    TCase *t = tcase_create("trees");
+    tcase_set_timeout(t, 600);
+    tcase_add_unchecked_fixture(t, start, stop);
+    tcase_add_test(t, english_is_the_union_of_the_word_lists);
+    tcase_add_test(t, changes_climb_a_deep_tree);
+    tcase_add_test(t, a_new_version_marks_dependents_stale_and_rebuild_orders_them);
+    tcase_add_test(t, a_dependency_cycle_is_refused_and_changes_nothing);
+    tcase_add_test(t, corpus_content_is_normalised);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(trees_suite());
+}
