@@ -334,7 +334,7 @@ static void delete_version(request *req, reply *rep)
 {
     strata_error err;
     if (versions_delete(req->app->versions, req_param(req, "type"), req_param(req, "id"),
-                        req_param(req, "version"), NULL, &err) != 0) {
+                        req_param(req, "version"), NULL, "request", &err) != 0) {
         reply_error(rep, &err);
         return;
     }
@@ -346,7 +346,8 @@ static void delete_resource(request *req, reply *rep)
     strata_error err;
     size_t count = 0;
     const char *type = req_param(req, "type"), *id = req_param(req, "id");
-    if (versions_delete_resource(req->app->versions, type, id, NULL, &count, &err) != 0) {
+    if (versions_delete_resource(req->app->versions, type, id, NULL, "request", &count, &err) !=
+        0) {
         reply_error(rep, &err);
         return;
     }

@@ -615,6 +615,35 @@ done:
 
 /* ---- reading --------------------------------------------------------------- */
 
+/* A version or resource that is not there: 410 when a tombstone says who
+ * removed it and when, 404 when it never existed. */
+static void gone_or_missing(versions_svc *svc, const char *type, const char *id, uint64_t vkey,
+                            const char *version, strata_error *err)
+{
+    store_tombstone t;
+    strata_error e2;
+    bool gone = svc->st->ops->get_tombstone(svc->st, type, id, vkey, &t, &e2) == 0;
+    if (!gone && vkey == 0) /* no latest: the whole resource may have been removed */
+        gone = svc->st->ops->get_tombstone(svc->st, type, id, 0, &t, &e2) == 0;
+    if (!gone) {
+        if (vkey == 0)
+            serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", type, id);
+        else
+            serr_set(err, SERR_NOT_FOUND, "no version %s of %s/%s", version, type, id);
+        return;
+    }
+    time_t secs = (time_t)(t.removed_at_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char when[40];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (vkey == 0)
+        serr_set(err, SERR_GONE, "%s/%s was removed by %s at %s", type, id, t.removed_by, when);
+    else
+        serr_set(err, SERR_GONE, "version %s of %s/%s was removed by %s at %s", version, type, id,
+                 t.removed_by, when);
+}
+
 struct latest_load {
     versions_svc *svc;
     const char *type, *id;
@@ -665,12 +694,8 @@ int versions_get(versions_svc *svc, const char *type, const char *id, const char
     if (versions_check_resource(type, id, err) != 0 || parse_version(version, &vkey, err) != 0)
         return -1;
     if (read_version(svc, type, id, vkey, out, err) != 0) {
-        if (err->kind == SERR_NOT_FOUND) {
-            if (vkey == 0)
-                serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", type, id);
-            else
-                serr_set(err, SERR_NOT_FOUND, "no version %s of %s/%s", version, type, id);
-        }
+        if (err->kind == SERR_NOT_FOUND)
+            gone_or_missing(svc, type, id, vkey, version, err);
         return -1;
     }
     access_stats_hit(svc->access, type, id, out->vkey);
@@ -706,7 +731,7 @@ int versions_list_resources(versions_svc *svc, const char *type, const store_lis
 }
 
 int versions_delete(versions_svc *svc, const char *type, const char *id, const char *version,
-                    store_txn *txn, strata_error *err)
+                    store_txn *txn, const char *removed_by, strata_error *err)
 {
     uint64_t vkey;
     if (versions_check_resource(type, id, err) != 0 || parse_version(version, &vkey, err) != 0)
@@ -722,9 +747,9 @@ int versions_delete(versions_svc *svc, const char *type, const char *id, const c
     }
     /* Blobs stay: only the collector removes a blob, once no version
      * references it and its grace period has passed (invariant 4). */
-    if (svc->st->ops->delete_version(svc->st, txn, type, id, vkey, err) != 0) {
+    if (svc->st->ops->delete_version(svc->st, txn, type, id, vkey, removed_by, err) != 0) {
         if (err->kind == SERR_NOT_FOUND)
-            serr_set(err, SERR_NOT_FOUND, "no version %s of %s/%s", version, type, id);
+            gone_or_missing(svc, type, id, vkey, version, err);
         return -1;
     }
     if (txn == NULL)
@@ -733,7 +758,7 @@ int versions_delete(versions_svc *svc, const char *type, const char *id, const c
 }
 
 int versions_delete_resource(versions_svc *svc, const char *type, const char *id, store_txn *txn,
-                             size_t *count, strata_error *err)
+                             const char *removed_by, size_t *count, strata_error *err)
 {
     if (versions_check_resource(type, id, err) != 0)
         return -1;
@@ -756,8 +781,11 @@ int versions_delete_resource(versions_svc *svc, const char *type, const char *id
                             "corpus %s is a master with %zu children: detach them first", id,
                             nkids);
     }
-    if (svc->st->ops->delete_resource(svc->st, txn, type, id, count, err) != 0)
+    if (svc->st->ops->delete_resource(svc->st, txn, type, id, removed_by, count, err) != 0) {
+        if (err->kind == SERR_NOT_FOUND)
+            gone_or_missing(svc, type, id, 0, "latest", err);
         return -1;
+    }
     if (txn == NULL)
         versions_invalidate_latest(svc, type, id);
     return 0;

@@ -68,10 +68,12 @@ int versions_list(versions_svc *svc, const char *type, const char *id, const sto
                   store_page *out, strata_error *err);
 int versions_list_resources(versions_svc *svc, const char *type, const store_list_opts *o,
                             store_page *out, strata_error *err);
+/* removed_by names the policy or request, for the tombstone ("request",
+ * "batch", "retention: keep newest 5"). */
 int versions_delete(versions_svc *svc, const char *type, const char *id, const char *version,
-                    store_txn *txn, strata_error *err);
+                    store_txn *txn, const char *removed_by, strata_error *err);
 int versions_delete_resource(versions_svc *svc, const char *type, const char *id, store_txn *txn,
-                             size_t *count, strata_error *err);
+                             const char *removed_by, size_t *count, strata_error *err);
 
 typedef struct content_out {
     unsigned char *data; /* owned */

@@ -92,6 +92,11 @@ typedef struct tree_child {
     uint64_t vkey; /* the child version the master aggregates */
 } tree_child;
 
+typedef struct store_tombstone {
+    int64_t removed_at_ms;
+    char removed_by[128];
+} store_tombstone;
+
 typedef struct store_list_opts {
     const char *cursor; /* opaque, from a previous page; NULL for the first */
     size_t limit;
@@ -136,13 +141,25 @@ typedef struct store_ops {
     /* Any version of any resource whose content has this hash (dedupe). */
     int (*find_by_hash)(store *s, const char *data_hash, store_version *out, strata_error *err);
     /* Removes one version and repairs the chain; the head moves to the
-     * newest remaining version when the latest goes. */
+     * newest remaining version when the latest goes. A tombstone records
+     * removed_by ("request", "retention: ...") and when. */
     int (*delete_version)(store *s, store_txn *txn, const char *type, const char *id, uint64_t vkey,
-                          strata_error *err);
-    /* Removes a resource, its versions and its head. *count gets the
-     * number of versions removed. */
+                          const char *removed_by, strata_error *err);
+    /* Removes a resource, its versions and its head, leaving tombstones
+     * for it and each version. *count gets the number of versions removed. */
     int (*delete_resource)(store *s, store_txn *txn, const char *type, const char *id,
-                           size_t *count, strata_error *err);
+                           const char *removed_by, size_t *count, strata_error *err);
+    /* The tombstone of a removed version (vkey 0: of the removed resource);
+     * SERR_NOT_FOUND when there is none. */
+    int (*get_tombstone)(store *s, const char *type, const char *id, uint64_t vkey,
+                         store_tombstone *out, strata_error *err);
+    /* Does the latest version of another resource depend on exactly this
+     * version? (by names the first such resource, "type/id") */
+    int (*version_pinned)(store *s, const char *type, const char *id, uint64_t vkey, bool *pinned,
+                          char *by, size_t by_cap, strata_error *err);
+    /* Calls fn for every blob key some version references, once each. */
+    int (*blob_refs)(store *s, int (*fn)(void *ctx, const char *key), void *ctx, strata_error *err);
+    int (*blob_referenced)(store *s, const char *key, bool *referenced, strata_error *err);
     /* Resources whose latest version depends on (type, id). */
     int (*dependents)(store *s, const char *type, const char *id, store_page *out,
                       strata_error *err);

@@ -67,6 +67,10 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS vocab("
     "  master TEXT NOT NULL, word TEXT NOT NULL, children INTEGER NOT NULL,"
     "  frequency INTEGER NOT NULL, PRIMARY KEY(master, word)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS tombstones("
+    "  resource_type TEXT NOT NULL, resource_id TEXT NOT NULL, vkey INTEGER NOT NULL,"
+    "  removed_at INTEGER NOT NULL, removed_by TEXT NOT NULL,"
+    "  PRIMARY KEY(resource_type, resource_id, vkey)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS vocab_sizes("
     "  master TEXT PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID;";
 
@@ -395,6 +399,18 @@ static int do_put(sqlite3 *db, void *arg, strata_error *err)
         return serr_set(err, SERR_CONFLICT, "the latest version of %s/%s moved", v->type, v->id);
     if (v->vkey <= cur_max)
         return serr_set(err, SERR_CONFLICT, "version key not above the highest issued");
+    if (cur_max == 0) {
+        /* a resource starting (again): version numbers start over, and
+         * the tombstones of an earlier life no longer apply */
+        sqlite3_stmt *del = NULL;
+        if (prepare(db, "DELETE FROM tombstones WHERE resource_type = ?1 AND resource_id = ?2",
+                    &del, err) != 0)
+            return -1;
+        sqlite3_bind_text(del, 1, v->type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(del, 2, v->id, -1, SQLITE_STATIC);
+        if (step_done(db, del, "clear tombstones", err) != 0)
+            return -1;
+    }
     char version[SEMVER_STR_MAX], prev[SEMVER_STR_MAX];
     semver_format(v->vkey, version);
     semver_format(cur_latest, prev);
@@ -590,7 +606,26 @@ struct del_ctx {
     const char *type, *id;
     uint64_t vkey;
     size_t count;
+    const char *removed_by;
 };
+
+/* Records who removed what and when (vkey 0: the resource itself). */
+static int put_tombstone(sqlite3 *db, const char *type, const char *id, uint64_t vkey,
+                         const char *removed_by, strata_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (prepare(db,
+                "INSERT OR REPLACE INTO tombstones(resource_type, resource_id, vkey, removed_at,"
+                " removed_by) VALUES(?1, ?2, ?3, ?4, ?5)",
+                &st, err) != 0)
+        return -1;
+    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)vkey);
+    sqlite3_bind_int64(st, 4, now_ms());
+    sqlite3_bind_text(st, 5, removed_by ? removed_by : "request", -1, SQLITE_STATIC);
+    return step_done(db, st, "tombstone", err);
+}
 
 static int bind_tiv(sqlite3_stmt *st, const char *type, const char *id, uint64_t vkey)
 {
@@ -647,6 +682,8 @@ static int do_delete_version(sqlite3 *db, void *arg, strata_error *err)
     bind_tiv(st, c->type, c->id, c->vkey);
     if (step_done(db, st, "delete dependencies", err) != 0)
         return -1;
+    if (put_tombstone(db, c->type, c->id, c->vkey, c->removed_by, err) != 0)
+        return -1;
     /* the neighbours now point at each other */
     if (prev &&
         set_link(db,
@@ -679,9 +716,9 @@ static int do_delete_version(sqlite3 *db, void *arg, strata_error *err)
 }
 
 static int sq_delete_version(store *base, store_txn *txn, const char *type, const char *id,
-                             uint64_t vkey, strata_error *err)
+                             uint64_t vkey, const char *removed_by, strata_error *err)
 {
-    struct del_ctx c = {type, id, vkey, 0};
+    struct del_ctx c = {type, id, vkey, 0, removed_by};
     return in_write((sqlite_store *)base, txn, do_delete_version, &c, err);
 }
 
@@ -689,30 +726,37 @@ static int do_delete_resource(sqlite3 *db, void *arg, strata_error *err)
 {
     struct del_ctx *c = arg;
     static const char *const sql[] = {
+        "INSERT OR REPLACE INTO tombstones(resource_type, resource_id, vkey, removed_at,"
+        " removed_by) SELECT resource_type, resource_id, vkey, ?3, ?4 FROM versions"
+        " WHERE resource_type = ?1 AND resource_id = ?2",
         "DELETE FROM versions WHERE resource_type = ?1 AND resource_id = ?2",
         "DELETE FROM dependencies WHERE from_type = ?1 AND from_id = ?2",
         "DELETE FROM resources WHERE resource_type = ?1 AND resource_id = ?2",
     };
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         sqlite3_stmt *st = NULL;
         if (prepare(db, sql[i], &st, err) != 0)
             return -1;
         sqlite3_bind_text(st, 1, c->type, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
+        if (i == 0) {
+            sqlite3_bind_int64(st, 3, now_ms());
+            sqlite3_bind_text(st, 4, c->removed_by ? c->removed_by : "request", -1, SQLITE_STATIC);
+        }
         if (step_done(db, st, "delete resource", err) != 0)
             return -1;
-        if (i == 0)
+        if (i == 1)
             c->count = (size_t)sqlite3_changes(db);
-        if (i == 2 && sqlite3_changes(db) == 0)
+        if (i == 3 && sqlite3_changes(db) == 0)
             return serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", c->type, c->id);
     }
-    return 0;
+    return put_tombstone(db, c->type, c->id, 0, c->removed_by, err);
 }
 
 static int sq_delete_resource(store *base, store_txn *txn, const char *type, const char *id,
-                              size_t *count, strata_error *err)
+                              const char *removed_by, size_t *count, strata_error *err)
 {
-    struct del_ctx c = {type, id, 0, 0};
+    struct del_ctx c = {type, id, 0, 0, removed_by};
     int rc = in_write((sqlite_store *)base, txn, do_delete_resource, &c, err);
     if (rc == 0 && count)
         *count = c.count;
@@ -775,6 +819,111 @@ static int sq_add_access(store *base, const char *type, const char *id, uint64_t
 {
     struct access_ctx c = {type, id, vkey, count, last_ms};
     return in_write((sqlite_store *)base, NULL, do_add_access, &c, err);
+}
+
+/* ---- tombstones, pins and blob references ------------------------------------ */
+
+static int sq_get_tombstone(store *base, const char *type, const char *id, uint64_t vkey,
+                            store_tombstone *out, strata_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3 *db = reader_get(s, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db,
+                     "SELECT removed_at, removed_by FROM tombstones"
+                     " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
+                     &st, err);
+    if (rc == 0) {
+        bind_tiv(st, type, id, vkey);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+            out->removed_at_ms = sqlite3_column_int64(st, 0);
+            copy_text(out->removed_by, sizeof out->removed_by, st, 1);
+        } else {
+            rc = r == SQLITE_DONE ? serr_set(err, SERR_NOT_FOUND, "no tombstone")
+                                  : db_error(db, err, "tombstone");
+        }
+    }
+    sqlite3_finalize(st);
+    reader_put(s, db);
+    return rc;
+}
+
+static int sq_version_pinned(store *base, const char *type, const char *id, uint64_t vkey,
+                             bool *pinned, char *by, size_t by_cap, strata_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    *pinned = false;
+    sqlite3 *db = reader_get(s, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db,
+                     "SELECT d.from_type, d.from_id FROM dependencies d JOIN resources r"
+                     " ON r.resource_type = d.from_type AND r.resource_id = d.from_id"
+                     " AND r.latest_vkey = d.from_vkey"
+                     " WHERE d.to_type = ?1 AND d.to_id = ?2 AND d.to_vkey = ?3 LIMIT 1",
+                     &st, err);
+    if (rc == 0) {
+        bind_tiv(st, type, id, vkey);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+            *pinned = true;
+            if (by)
+                snprintf(by, by_cap, "%s/%s", sqlite3_column_text(st, 0),
+                         sqlite3_column_text(st, 1));
+        } else if (r != SQLITE_DONE) {
+            rc = db_error(db, err, "pins");
+        }
+    }
+    sqlite3_finalize(st);
+    reader_put(s, db);
+    return rc;
+}
+
+static int sq_blob_refs(store *base, int (*fn)(void *ctx, const char *key), void *ctx,
+                        strata_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3 *db = reader_get(s, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int rc =
+        prepare(db, "SELECT DISTINCT blob_key FROM versions WHERE blob_key IS NOT NULL", &st, err);
+    int r = SQLITE_DONE;
+    while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW)
+        if (fn(ctx, (const char *)sqlite3_column_text(st, 0)) != 0)
+            rc = serr_set(err, SERR_NOMEM, "out of memory collecting blob references");
+    if (rc == 0 && r != SQLITE_DONE)
+        rc = db_error(db, err, "blob references");
+    sqlite3_finalize(st);
+    reader_put(s, db);
+    return rc;
+}
+
+static int sq_blob_referenced(store *base, const char *key, bool *referenced, strata_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    *referenced = false;
+    sqlite3 *db = reader_get(s, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db, "SELECT 1 FROM versions WHERE blob_key = ?1 LIMIT 1", &st, err);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW)
+            *referenced = true;
+        else if (r != SQLITE_DONE)
+            rc = db_error(db, err, "blob reference");
+    }
+    sqlite3_finalize(st);
+    reader_put(s, db);
+    return rc;
 }
 
 /* ---- staleness ------------------------------------------------------------ */
@@ -1152,6 +1301,10 @@ static const store_ops SQLITE_OPS = {
     .dependents = sq_dependents,
     .add_access = sq_add_access,
     .set_stale = sq_set_stale,
+    .get_tombstone = sq_get_tombstone,
+    .version_pinned = sq_version_pinned,
+    .blob_refs = sq_blob_refs,
+    .blob_referenced = sq_blob_referenced,
     .tree_parent = sq_tree_parent,
     .tree_children = sq_tree_children,
     .tree_link = sq_tree_link,

@@ -128,21 +128,27 @@ START_TEST(chain_is_repaired_and_keys_never_reused)
     expect_version("t", "1.0.1", false, "1.0.0", "1.0.2");
     expect_version("t", "1.0.2", true, "1.0.1", NULL);
     /* remove the middle: the neighbours link up */
-    ck_assert_int_eq(S->ops->delete_version(S, NULL, "trie", "t", V("1.0.1"), &err), 0);
+    ck_assert_int_eq(S->ops->delete_version(S, NULL, "trie", "t", V("1.0.1"), "request", &err), 0);
     expect_version("t", "1.0.0", false, NULL, "1.0.2");
     expect_version("t", "1.0.2", true, "1.0.0", NULL);
     /* remove the latest: the previous becomes latest */
-    ck_assert_int_eq(S->ops->delete_version(S, NULL, "trie", "t", V("1.0.2"), &err), 0);
+    ck_assert_int_eq(
+        S->ops->delete_version(S, NULL, "trie", "t", V("1.0.2"), "retention: keep 5", &err), 0);
     expect_version("t", "1.0.0", true, NULL, NULL);
     store_head h;
     ck_assert_int_eq(S->ops->get_head(S, NULL, "trie", "t", &h, &err), 0);
     ck_assert_uint_eq(h.latest_vkey, V("1.0.0"));
     ck_assert_uint_eq(h.max_vkey, V("1.0.2")); /* 1.0.2 is never issued again */
     store_head_clear(&h);
+    store_tombstone tomb;
+    ck_assert_int_eq(S->ops->get_tombstone(S, "trie", "t", V("1.0.2"), &tomb, &err), 0);
+    ck_assert_str_eq(tomb.removed_by, "retention: keep 5");
+    ck_assert_int_gt(tomb.removed_at_ms, 0);
+    ck_assert_int_eq(S->ops->get_tombstone(S, "trie", "t", V("1.0.0"), &tomb, &err), -1);
     ck_assert_int_eq(put("trie", "t", "1.0.2", "d", NULL, &err), -1);
     ck_assert_int_eq(put("trie", "t", "1.0.3", "d", NULL, &err), 0);
     expect_version("t", "1.0.3", true, "1.0.0", NULL);
-    ck_assert_int_eq(S->ops->delete_version(S, NULL, "trie", "t", V("1.0.1"), &err), -1);
+    ck_assert_int_eq(S->ops->delete_version(S, NULL, "trie", "t", V("1.0.1"), "request", &err), -1);
     ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
 }
 END_TEST
@@ -211,6 +217,40 @@ START_TEST(resources_filter_by_tag_and_page_by_id)
     ck_assert_int_eq(S->ops->list_resources(S, "trie", &o, &p, &err), 0);
     ck_assert_uint_eq(p.count, 0);
     store_page_free(&p);
+}
+END_TEST
+
+START_TEST(exact_version_pins_and_blob_references)
+{
+    strata_error err;
+    ck_assert_int_eq(put("corpus", "c", "1.0.0", "c1", NULL, &err), 0);
+    ck_assert_int_eq(put("corpus", "c", "1.0.1", "c2", NULL, &err), 0);
+    store_version v = {0};
+    snprintf(v.type, sizeof v.type, "trie");
+    snprintf(v.id, sizeof v.id, "t");
+    snprintf(v.data_hash, sizeof v.data_hash, "t1");
+    snprintf(v.blob_key, sizeof v.blob_key, "%064d", 7);
+    v.vkey = V("1.0.0");
+    v.doc = json_object();
+    store_dep d = {"corpus", "c", V("1.0.0")};
+    ck_assert_int_eq(S->ops->put_version(S, NULL, &v, 0, 0, &d, 1, &err), 0);
+    store_version_clear(&v);
+    bool pinned = false;
+    char by[64] = "";
+    ck_assert_int_eq(
+        S->ops->version_pinned(S, "corpus", "c", V("1.0.0"), &pinned, by, sizeof by, &err), 0);
+    ck_assert(pinned);
+    ck_assert_str_eq(by, "trie/t");
+    ck_assert_int_eq(S->ops->version_pinned(S, "corpus", "c", V("1.0.1"), &pinned, NULL, 0, &err),
+                     0);
+    ck_assert(!pinned);
+    char key[70];
+    snprintf(key, sizeof key, "%064d", 7);
+    bool ref = false;
+    ck_assert_int_eq(S->ops->blob_referenced(S, key, &ref, &err), 0);
+    ck_assert(ref);
+    ck_assert_int_eq(S->ops->blob_referenced(S, "ffff", &ref, &err), 0);
+    ck_assert(!ref);
 }
 END_TEST
 
@@ -300,11 +340,17 @@ START_TEST(delete_resource_find_by_hash_and_access)
     ck_assert_int_eq(v.last_accessed_ms, 12345);
     store_version_clear(&v);
     size_t n = 0;
-    ck_assert_int_eq(S->ops->delete_resource(S, NULL, "trie", "t", &n, &err), 0);
+    ck_assert_int_eq(S->ops->delete_resource(S, NULL, "trie", "t", "request", &n, &err), 0);
     ck_assert_uint_eq(n, 2);
     ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", "t", 0, &v, &err), -1);
-    ck_assert_int_eq(S->ops->delete_resource(S, NULL, "trie", "t", &n, &err), -1);
+    ck_assert_int_eq(S->ops->delete_resource(S, NULL, "trie", "t", "request", &n, &err), -1);
     ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+    store_tombstone tomb;
+    ck_assert_int_eq(S->ops->get_tombstone(S, "trie", "t", 0, &tomb, &err), 0);
+    ck_assert_int_eq(S->ops->get_tombstone(S, "trie", "t", V("1.0.1"), &tomb, &err), 0);
+    /* a new life clears the old tombstones */
+    ck_assert_int_eq(put("trie", "t", "1.0.0", "again", NULL, &err), 0);
+    ck_assert_int_eq(S->ops->get_tombstone(S, "trie", "t", 0, &tomb, &err), -1);
 }
 END_TEST
 
@@ -319,6 +365,7 @@ static Suite *contract_suite(void)
     tcase_add_test(t, versions_page_newest_first);
     tcase_add_test(t, resources_filter_by_tag_and_page_by_id);
     tcase_add_test(t, dependencies_are_indexed_in_reverse);
+    tcase_add_test(t, exact_version_pins_and_blob_references);
     tcase_add_test(t, batches_land_whole_or_not_at_all);
     tcase_add_test(t, delete_resource_find_by_hash_and_access);
     suite_add_tcase(s, t);

@@ -486,8 +486,13 @@ START_TEST(deletes_repair_the_chain)
                      201);
     ck_assert_str_eq(version_of(nv), "1.0.3");
     json_decref(nv);
+    /* a removed version is gone, and says who removed it */
     ck_assert_int_eq(http_do(&S, "GET", "/dictionary/pear/versions/1.0.2", NULL, NULL, 0, &r), 0);
-    assert_problem(&r, 404, 404);
+    assert_problem(&r, 410, 410);
+    ck_assert_ptr_nonnull(strstr(r.body, "removed by request at"));
+    http_resp_free(&r);
+    ck_assert_int_eq(http_do(&S, "GET", "/dictionary/pear/versions/1.0.9", NULL, NULL, 0, &r), 0);
+    assert_problem(&r, 404, 404); /* never existed */
     http_resp_free(&r);
     ck_assert_int_eq(http_do(&S, "DELETE", "/dictionary/pear", NULL, NULL, 0, &r), 0);
     ck_assert_int_eq(r.status, 200);
@@ -496,7 +501,10 @@ START_TEST(deletes_repair_the_chain)
     json_decref(rec);
     http_resp_free(&r);
     ck_assert_int_eq(http_do(&S, "GET", "/dictionary/pear", NULL, NULL, 0, &r), 0);
-    assert_problem(&r, 404, 404);
+    assert_problem(&r, 410, 410);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_do(&S, "GET", "/dictionary/pear/versions/1.0.0", NULL, NULL, 0, &r), 0);
+    assert_problem(&r, 410, 410);
     http_resp_free(&r);
 }
 END_TEST
