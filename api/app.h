@@ -10,6 +10,8 @@
 #include "../src/cache/l2.h"
 #include "../src/service/cache_manager.h"
 #include "../src/service/cascade.h"
+#include "../src/service/maintenance.h"
+#include "../src/service/retention.h"
 #include "../src/service/trees.h"
 #include "../src/service/versions.h"
 #include "../src/store/store.h"
@@ -27,6 +29,8 @@ typedef struct app {
     versions_svc *versions;
     trees_svc *trees;
     cascade *cascade;
+    retention_config *retention;
+    maintenance *maintenance;
     atomic_bool ready; /* false while starting and once shutdown began */
 } app;
 

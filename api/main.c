@@ -111,6 +111,20 @@ int main(int argc, char **argv)
         slog_error("%s", err.detail);
         goto out;
     }
+    retention_config rcfg;
+    retention_defaults(&rcfg);
+    if (cfg.retention[0] && retention_config_apply(&rcfg, cfg.retention, &err) != 0) {
+        slog_error("--retention: %s", err.detail);
+        exit_code = 2;
+        goto out;
+    }
+    a.retention = &rcfg;
+    a.maintenance =
+        maintenance_start(a.versions, a.retention, cfg.maintenance_interval, cfg.gc_grace, &err);
+    if (a.maintenance == NULL && err.kind != SERR_OK) {
+        slog_error("%s", err.detail);
+        goto out;
+    }
     http_server *srv = http_server_start(&a, &err);
     if (srv == NULL) {
         slog_error("%s", err.detail);
@@ -135,6 +149,7 @@ int main(int argc, char **argv)
     slog_info("stopped");
     exit_code = 0;
 out:
+    maintenance_stop(a.maintenance);
     cascade_free(a.cascade);
     trees_free(a.trees);
     versions_free(a.versions); /* flushes access counts into the store */

@@ -16,6 +16,9 @@ int routes_cache_register(router *r);
 /* /trees, /trees/{master}/... */
 int routes_trees_register(router *r);
 
+/* /admin/cleanup, /admin/gc, /batch, /{type}/{id}/cleanup */
+int routes_admin_register(router *r);
+
 /* All families; -1 when a pattern is invalid. */
 int routes_register_all(router *r);
 

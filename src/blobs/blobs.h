@@ -28,6 +28,13 @@ typedef struct blob_store_ops {
     int (*get)(blob_store *b, const char *key, size_t max_len, strata_buf *out, strata_error *err);
     int (*exists)(blob_store *b, const char *key, bool *out, strata_error *err);
     int (*remove)(blob_store *b, const char *key, strata_error *err);
+    /* Marks a blob as just used (its age restarts): a save that shares an
+     * existing blob touches it, so the collector's grace period covers it
+     * until the version referencing it commits. */
+    int (*touch)(blob_store *b, const char *key, strata_error *err);
+    /* Size and last-use time (seconds since the epoch); SERR_NOT_FOUND. */
+    int (*stat)(blob_store *b, const char *key, uint64_t *size, int64_t *mtime_s,
+                strata_error *err);
     int (*list)(blob_store *b, blob_list_fn fn, void *ctx, strata_error *err);
     void (*close)(blob_store *b);
 } blob_store_ops;

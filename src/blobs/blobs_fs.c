@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,32 @@ static int fs_remove(blob_store *base, const char *key, strata_error *err)
     return fs_sync_dir(dir, err);
 }
 
+static int fs_touch(blob_store *base, const char *key, strata_error *err)
+{
+    char path[PATH_MAX];
+    if (blob_path((fs_blobs *)base, key, path, sizeof path, false, err) != 0)
+        return -1;
+    if (utimensat(AT_FDCWD, path, NULL, 0) != 0)
+        return serr_set(err, errno == ENOENT ? SERR_NOT_FOUND : SERR_IO, "cannot touch blob %s: %s",
+                        key, strerror(errno));
+    return 0;
+}
+
+static int fs_stat(blob_store *base, const char *key, uint64_t *size, int64_t *mtime_s,
+                   strata_error *err)
+{
+    char path[PATH_MAX];
+    if (blob_path((fs_blobs *)base, key, path, sizeof path, false, err) != 0)
+        return -1;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return serr_set(err, errno == ENOENT ? SERR_NOT_FOUND : SERR_IO, "cannot stat blob %s: %s",
+                        key, strerror(errno));
+    *size = (uint64_t)st.st_size;
+    *mtime_s = (int64_t)st.st_mtime;
+    return 0;
+}
+
 static int is_hex_name(const char *s, size_t len)
 {
     if (strlen(s) != len)
@@ -160,6 +187,8 @@ static const blob_store_ops FS_OPS = {
     .get = fs_get,
     .exists = fs_exists,
     .remove = fs_remove,
+    .touch = fs_touch,
+    .stat = fs_stat,
     .list = fs_list,
     .close = fs_close,
 };

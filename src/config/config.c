@@ -199,6 +199,11 @@ static int set_cache_namespaces(strata_config *cfg, const char *v, strata_error 
                     err);
 }
 
+static int set_retention(strata_config *cfg, const char *v, strata_error *err)
+{
+    return copy_str(cfg->retention, sizeof cfg->retention, "retention", v, err);
+}
+
 static int set_seconds(const char *name, unsigned *dst, const char *v, strata_error *err)
 {
     unsigned long long n;
@@ -216,6 +221,20 @@ static int set_conn_timeout(strata_config *cfg, const char *v, strata_error *err
 static int set_shutdown_timeout(strata_config *cfg, const char *v, strata_error *err)
 {
     return set_seconds("shutdown-timeout", &cfg->shutdown_timeout, v, err);
+}
+
+static int set_maintenance_interval(strata_config *cfg, const char *v, strata_error *err)
+{
+    return set_seconds("maintenance-interval", &cfg->maintenance_interval, v, err);
+}
+
+static int set_gc_grace(strata_config *cfg, const char *v, strata_error *err)
+{
+    unsigned s = 0;
+    if (set_seconds("gc-grace", &s, v, err) != 0)
+        return -1;
+    cfg->gc_grace = s;
+    return 0;
 }
 
 static int set_log_level(strata_config *cfg, const char *v, strata_error *err)
@@ -261,6 +280,13 @@ static const struct opt_def OPTIONS[] = {
     {"cache-namespaces", "STRATA_CACHE_NAMESPACES", "SPEC",
      "namespace overrides: 'corpus:l1_items=200,l1_bytes=512M,l1_ttl=S,l2_ttl=S,codec=zstd;...'",
      set_cache_namespaces},
+    {"retention", "STRATA_RETENTION", "SPEC",
+     "versions kept per type: 'dictionary:keep=5,max_age=SECONDS;...' [the design's]",
+     set_retention},
+    {"maintenance-interval", "STRATA_MAINTENANCE_INTERVAL", "SECONDS",
+     "run retention and blob collection every SECONDS, 0 never [0]", set_maintenance_interval},
+    {"gc-grace", "STRATA_GC_GRACE", "SECONDS",
+     "an unreferenced blob is collected only once older than this [3600]", set_gc_grace},
     {"connection-timeout", "STRATA_CONNECTION_TIMEOUT", "SECONDS",
      "close idle connections after this long, 0 never [60]", set_conn_timeout},
     {"shutdown-timeout", "STRATA_SHUTDOWN_TIMEOUT", "SECONDS",
@@ -310,6 +336,7 @@ static void set_defaults(strata_config *cfg)
     cfg->inline_threshold = UINT64_C(64) << 10;
     cfg->cache_l1_bytes = UINT64_C(1) << 30;
     cfg->cache_l2_bytes = UINT64_C(4) << 30;
+    cfg->gc_grace = 3600;
     cfg->connection_timeout = 60;
     cfg->shutdown_timeout = 30;
     cfg->log_level = SLOG_INFO;

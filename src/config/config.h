@@ -26,6 +26,9 @@ typedef struct strata_config {
     uint64_t cache_l1_bytes;               /* the L1 budget shared by every namespace */
     uint64_t cache_l2_bytes;               /* the disk L2's size limit */
     char cache_namespaces[CONFIG_STR_MAX]; /* overrides, see cache_config_apply */
+    char retention[CONFIG_STR_MAX];        /* overrides, see retention_config_apply */
+    unsigned maintenance_interval;         /* seconds between scheduled cleanups; 0 off */
+    uint64_t gc_grace;                     /* seconds an unreferenced blob is kept */
     unsigned connection_timeout;
     unsigned shutdown_timeout;
     enum slog_level log_level;

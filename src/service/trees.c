@@ -324,14 +324,15 @@ typedef int (*tree_change_fn)(trees_svc *t, store_txn *txn, void *ctx, saved_lis
 static int in_tree_txn(trees_svc *t, tree_change_fn fn, void *ctx, strata_error *err)
 {
     saved_list saved = {.n = 0};
+    versions_blob_lock(t->vs, false); /* a large manifest may become a blob */
     store_txn *txn = t->st->ops->begin(t->st, err);
-    if (txn == NULL)
-        return -1;
-    if (fn(t, txn, ctx, &saved, err) != 0) {
+    int rc = txn ? fn(t, txn, ctx, &saved, err) : -1;
+    if (txn && rc != 0)
         t->st->ops->rollback(txn);
-        return -1;
-    }
-    if (t->st->ops->commit(txn, err) != 0)
+    else if (txn)
+        rc = t->st->ops->commit(txn, err);
+    versions_blob_unlock(t->vs);
+    if (rc != 0)
         return -1;
     for (int i = 0; i < saved.n; i++) {
         versions_invalidate_latest(t->vs, "corpus", saved.items[i].id);

@@ -1,5 +1,6 @@
 #include "versions.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,49 @@ struct versions_svc {
     access_stats *access;
     versions_hook hook;
     void *hook_ctx;
+    pthread_rwlock_t blob_lock;
 };
+
+blob_store *versions_blobs(versions_svc *svc)
+{
+    return svc->blobs;
+}
+
+void versions_blob_lock(versions_svc *svc, bool exclusive)
+{
+    if (exclusive)
+        pthread_rwlock_wrlock(&svc->blob_lock);
+    else
+        pthread_rwlock_rdlock(&svc->blob_lock);
+}
+
+void versions_blob_unlock(versions_svc *svc)
+{
+    pthread_rwlock_unlock(&svc->blob_lock);
+}
+
+void versions_forget_blob(versions_svc *svc, const char *key)
+{
+    if (svc->cache == NULL)
+        return;
+    static const char *const types[] = {"dictionary", "corpus", "semantic",
+                                        "literature", "trie",   "search"};
+    char ckey[SHA256_HEX_LEN + 8];
+    snprintf(ckey, sizeof ckey, "blob:%s", key);
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        strata_error err;
+        cache_invalidate(svc->cache, types[i], ckey, false, NULL, &err);
+    }
+}
+
+void versions_notify_created(versions_svc *svc, const store_version *created, uint64_t prev_latest)
+{
+    versions_invalidate_latest(svc, created->type, created->id);
+    if (svc->hook) {
+        save_request rq = {.type = created->type, .id = created->id};
+        svc->hook(svc->hook_ctx, created, prev_latest, &rq);
+    }
+}
 
 void versions_set_hook(versions_svc *svc, versions_hook hook, void *ctx)
 {
@@ -77,6 +120,7 @@ versions_svc *versions_new(store *st, blob_store *blobs, cache_manager *cache,
     svc->st = st;
     svc->blobs = blobs;
     svc->cache = cache;
+    pthread_rwlock_init(&svc->blob_lock, NULL);
     svc->cfg = *cfg;
     svc->access = access_stats_new(st, cfg->access_flush_ms, on_access_flushed, svc, err);
     if (svc->access == NULL) {
@@ -91,6 +135,7 @@ void versions_free(versions_svc *svc)
     if (svc == NULL)
         return;
     access_stats_free(svc->access);
+    pthread_rwlock_destroy(&svc->blob_lock);
     free(svc);
 }
 
@@ -285,9 +330,18 @@ static int place_external(versions_svc *svc, const save_request *rq, const save_
                           const unsigned char *bytes, size_t len, const char *hash_hex, json_t *loc,
                           strata_error *err)
 {
+    /* The caller holds the shared blob lock until the version commits, so
+     * the collector cannot remove a blob this save decided to share; the
+     * touch restarts its age for collectors in other processes. */
     bool exists = false;
-    if (svc->blobs->ops->exists(svc->blobs, hash_hex, &exists, err) != 0)
-        return -1;
+    int lrc = svc->blobs->ops->exists(svc->blobs, hash_hex, &exists, err);
+    if (lrc == 0 && exists)
+        lrc = svc->blobs->ops->touch(svc->blobs, hash_hex, err);
+    if (lrc != 0) {
+        if (err->kind != SERR_NOT_FOUND)
+            return -1;
+        exists = false; /* removed between the two calls: write it again */
+    }
     blob_header h;
     strata_buf blob;
     sbuf_init(&blob, 0);
@@ -441,6 +495,7 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         return -1;
     save_plan p = {.type = resource_type_find(rq->type)};
     bool json_save = rq->bytes == NULL;
+    bool blob_locked = false;
     char *canon = NULL;
     json_t *doc = NULL, *loc = NULL;
     int rc = -1;
@@ -493,7 +548,7 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         bytes = (const unsigned char *)canon;
         json_save = true; /* stored as canonical JSON, whatever was sent */
     }
-    if (rq->computed == NULL && p.ndeps > 0 && rq->txn == NULL &&
+    if (rq->computed == NULL && p.ndeps > 0 &&
         check_dependency_cycle(svc, rq->type, rq->id, p.deps, p.ndeps, err) != 0)
         goto done;
 
@@ -503,6 +558,12 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         goto done;
     sha256_to_hex(digest, hash);
 
+    /* from here until the version commits, the collector waits (a batch
+     * or a tree change holds the lock for its whole transaction) */
+    if (rq->txn == NULL) {
+        versions_blob_lock(svc, false);
+        blob_locked = true;
+    }
     /* place the content: inline in the store, or a shared external blob */
     bool external = p.type->always_external || len > svc->cfg.inline_threshold;
     loc = json_object();
@@ -606,6 +667,8 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     serr_set(err, SERR_CONFLICT, "too many concurrent writers on %s/%s; try again", rq->type,
              rq->id);
 done:
+    if (blob_locked)
+        versions_blob_unlock(svc);
     free(canon);
     json_decref(doc);
     json_decref(loc);

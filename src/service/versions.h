@@ -56,6 +56,17 @@ typedef void (*versions_hook)(void *ctx, const store_version *created, uint64_t 
                               const save_request *rq);
 void versions_set_hook(versions_svc *svc, versions_hook hook, void *ctx);
 store *versions_store(versions_svc *svc);
+blob_store *versions_blobs(versions_svc *svc);
+
+/* The collector deletes a blob only while it holds this exclusively; a
+ * save holds it shared while it decides to reuse (and touches) a blob. */
+void versions_blob_lock(versions_svc *svc, bool exclusive);
+void versions_blob_unlock(versions_svc *svc);
+/* Drops cached copies of a blob from every resource type's namespace. */
+void versions_forget_blob(versions_svc *svc, const char *key);
+/* Runs the after-save hook for a version a batch created, once the batch
+ * committed (saves inside a transaction do not run it themselves). */
+void versions_notify_created(versions_svc *svc, const store_version *created, uint64_t prev_latest);
 
 /* *created is false when the content equals the latest (no new version). */
 int versions_save(versions_svc *svc, const save_request *rq, store_version *out, bool *created,

@@ -1,0 +1,99 @@
+#include "maintenance.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "../common/log.h"
+#include "gc.h"
+
+struct maintenance {
+    versions_svc *vs;
+    const retention_config *rules;
+    unsigned interval_s;
+    uint64_t grace_s;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stopping;
+};
+
+static void run_once(maintenance *m)
+{
+    json_t *report = NULL;
+    strata_error err;
+    if (retention_cleanup_all(m->vs, m->rules, false, &report, &err) != 0)
+        slog_warn("scheduled cleanup failed: %s", err.detail);
+    else
+        slog_info("scheduled cleanup removed %lld versions",
+                  (long long)json_integer_value(json_object_get(report, "removed_total")));
+    json_decref(report);
+    report = NULL;
+    if (gc_run(m->vs, m->grace_s, false, &report, &err) != 0)
+        slog_warn("scheduled blob collection failed: %s", err.detail);
+    else
+        slog_info("scheduled blob collection removed %lld blobs, %lld bytes",
+                  (long long)json_integer_value(json_object_get(report, "blobs_removed")),
+                  (long long)json_integer_value(json_object_get(report, "bytes_freed")));
+    json_decref(report);
+}
+
+static void *loop(void *arg)
+{
+    maintenance *m = arg;
+    pthread_mutex_lock(&m->mu);
+    while (!m->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += m->interval_s;
+        pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+        if (m->stopping)
+            break;
+        pthread_mutex_unlock(&m->mu);
+        run_once(m);
+        pthread_mutex_lock(&m->mu);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+maintenance *maintenance_start(versions_svc *vs, const retention_config *rules, unsigned interval_s,
+                               uint64_t gc_grace_s, strata_error *err)
+{
+    serr_clear(err);
+    if (interval_s == 0)
+        return NULL;
+    maintenance *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        serr_set(err, SERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    m->vs = vs;
+    m->rules = rules;
+    m->interval_s = interval_s;
+    m->grace_s = gc_grace_s;
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
+    if (pthread_create(&m->thread, NULL, loop, m) != 0) {
+        pthread_mutex_destroy(&m->mu);
+        pthread_cond_destroy(&m->cv);
+        free(m);
+        serr_set(err, SERR_INTERNAL, "cannot start the maintenance thread");
+        return NULL;
+    }
+    return m;
+}
+
+void maintenance_stop(maintenance *m)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->stopping = true;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->thread, NULL);
+    pthread_mutex_destroy(&m->mu);
+    pthread_cond_destroy(&m->cv);
+    free(m);
+}
