@@ -17,9 +17,14 @@ const char *req_header(const request *req, const char *name)
 
 const char *req_query(request *req, const char *name)
 {
-    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
-    if (raw == NULL)
+    const char *raw = NULL;
+    size_t raw_len = 0;
+    /* a bare flag (?dry_run) is present with no value: that reads as "" */
+    if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name), &raw,
+                                      &raw_len) != MHD_YES)
         return NULL;
+    if (raw == NULL)
+        raw = "";
     size_t len = strlen(raw);
     tracked_str *t = malloc(sizeof *t + len + 1);
     if (t == NULL)

@@ -17,7 +17,8 @@
 typedef struct blob_store blob_store;
 
 /* Called for each stored key by list; return non-zero to stop. */
-typedef int (*blob_list_fn)(void *ctx, const char *key, uint64_t size, int64_t mtime_s);
+/* mtime_ms: when the blob was last written or touched, in ms since the epoch. */
+typedef int (*blob_list_fn)(void *ctx, const char *key, uint64_t size, int64_t mtime_ms);
 
 typedef struct blob_store_ops {
     const char *name;
@@ -32,8 +33,8 @@ typedef struct blob_store_ops {
      * existing blob touches it, so the collector's grace period covers it
      * until the version referencing it commits. */
     int (*touch)(blob_store *b, const char *key, strata_error *err);
-    /* Size and last-use time (seconds since the epoch); SERR_NOT_FOUND. */
-    int (*stat)(blob_store *b, const char *key, uint64_t *size, int64_t *mtime_s,
+    /* Size and last-use time (ms since the epoch); SERR_NOT_FOUND. */
+    int (*stat)(blob_store *b, const char *key, uint64_t *size, int64_t *mtime_ms,
                 strata_error *err);
     int (*list)(blob_store *b, blob_list_fn fn, void *ctx, strata_error *err);
     void (*close)(blob_store *b);

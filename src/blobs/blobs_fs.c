@@ -103,7 +103,12 @@ static int fs_touch(blob_store *base, const char *key, strata_error *err)
     return 0;
 }
 
-static int fs_stat(blob_store *base, const char *key, uint64_t *size, int64_t *mtime_s,
+static int64_t mtime_ms_of(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
+}
+
+static int fs_stat(blob_store *base, const char *key, uint64_t *size, int64_t *mtime_ms,
                    strata_error *err)
 {
     char path[PATH_MAX];
@@ -114,7 +119,7 @@ static int fs_stat(blob_store *base, const char *key, uint64_t *size, int64_t *m
         return serr_set(err, errno == ENOENT ? SERR_NOT_FOUND : SERR_IO, "cannot stat blob %s: %s",
                         key, strerror(errno));
     *size = (uint64_t)st.st_size;
-    *mtime_s = (int64_t)st.st_mtime;
+    *mtime_ms = mtime_ms_of(&st);
     return 0;
 }
 
@@ -166,7 +171,7 @@ static int fs_list(blob_store *base, blob_list_fn fn, void *ctx, strata_error *e
                 struct stat st;
                 if (snprintf(p, sizeof p, "%s/%s", d2, e3->d_name) < (int)sizeof p &&
                     stat(p, &st) == 0)
-                    stop = fn(ctx, e3->d_name, (uint64_t)st.st_size, (int64_t)st.st_mtime);
+                    stop = fn(ctx, e3->d_name, (uint64_t)st.st_size, mtime_ms_of(&st));
             }
             closedir(leaf);
         }

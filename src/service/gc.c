@@ -33,20 +33,20 @@ static int cmp_key(const void *a, const void *b)
 
 typedef struct sweep {
     keyset *marked;
-    int64_t cutoff; /* blobs used after this are in their grace period */
+    int64_t cutoff; /* ms: blobs used after this are in their grace period */
     keyset candidates;
     size_t scanned, in_grace;
     uint64_t candidate_bytes;
     int failed;
 } sweep;
 
-static int visit(void *ctx, const char *key, uint64_t size, int64_t mtime_s)
+static int visit(void *ctx, const char *key, uint64_t size, int64_t mtime_ms)
 {
     sweep *s = ctx;
     s->scanned++;
     if (bsearch(key, s->marked->keys, s->marked->n, sizeof *s->marked->keys, cmp_key) != NULL)
         return 0;
-    if (mtime_s > s->cutoff) {
+    if (mtime_ms > s->cutoff) {
         s->in_grace++;
         return 0;
     }
@@ -66,7 +66,10 @@ int gc_run(versions_svc *vs, uint64_t grace_seconds, bool dry_run, json_t **repo
     keyset marked = {0};
     /* the grace cutoff is taken before marking: a blob written after it
      * is young whatever the mark saw */
-    int64_t cutoff = (int64_t)time(NULL) - (int64_t)grace_seconds;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t cutoff =
+        (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - (int64_t)grace_seconds * 1000;
     if (st->ops->blob_refs(st, keyset_add, &marked, err) != 0) {
         free(marked.keys);
         return -1;

@@ -109,6 +109,10 @@ static int cleanup_one(versions_svc *vs, const retention_rule *r, const char *ty
         rc = st->ops->list_versions(st, type, id, &o, &page, err);
         free(cursor);
         cursor = NULL;
+        if (rc != 0 && err->kind == SERR_NOT_FOUND) {
+            rc = 0; /* its versions went while we walked: nothing left to do */
+            break;
+        }
         if (rc != 0)
             break;
         for (size_t i = 0; i < page.count && rc == 0; i++, index++) {
@@ -215,9 +219,12 @@ int retention_cleanup_all(versions_svc *vs, const retention_config *cfg, bool dr
             rc = st->ops->list_resources(st, r->type, &o, &page, err);
             free(cursor);
             cursor = NULL;
-            for (size_t i = 0; rc == 0 && i < page.count; i++, resources++)
+            for (size_t i = 0; rc == 0 && i < page.count; i++, resources++) {
                 rc = cleanup_one(vs, r, r->type, page.items[i]->id, r->keep, dry_run, removed, prot,
                                  &c, err);
+                if (rc != 0 && (err->kind == SERR_NOT_FOUND || err->kind == SERR_GONE))
+                    rc = 0; /* removed by someone else meanwhile */
+            }
             if (rc == 0 && page.next)
                 cursor = strdup(page.next);
             if (rc == 0)
