@@ -449,6 +449,36 @@ START_TEST(collection_racing_writers_loses_nothing)
 }
 END_TEST
 
+static void start_scheduled(void)
+{
+    const char *args[] = {
+        "--inline-threshold", "0", "--gc-grace", "0", "--maintenance-interval", "1", "--retention",
+        "dictionary:keep=2",  NULL};
+    ck_assert_int_eq(server_start(&S, args), 0);
+}
+
+START_TEST(the_scheduler_applies_retention_and_collects)
+{
+    int before = blob_files();
+    for (int i = 0; i < 6; i++)
+        save_text("kiwi", i);
+    ck_assert_int_eq(blob_files() - before, 6);
+    json_t *list = NULL;
+    size_t n = 6;
+    for (int tries = 0; tries < 50 && n != 2; tries++) {
+        usleep(200 * 1000);
+        json_decref(list);
+        ck_assert_int_eq(call(NULL, "GET", "/dictionary/kiwi/versions", NULL, &list), 200);
+        n = json_array_size(json_object_get(list, "items"));
+    }
+    json_decref(list);
+    ck_assert_uint_eq(n, 2); /* --retention dictionary:keep=2, applied in the background */
+    for (int tries = 0; tries < 50 && blob_files() - before != 2; tries++)
+        usleep(200 * 1000);
+    ck_assert_int_eq(blob_files() - before, 2);
+}
+END_TEST
+
 static Suite *retention_suite(void)
 {
     Suite *s = suite_create("retention");
@@ -466,6 +496,11 @@ static Suite *retention_suite(void)
     tcase_set_timeout(t, 900);
     tcase_add_unchecked_fixture(t, start_no_grace, stop);
     tcase_add_test(t, collection_racing_writers_loses_nothing);
+    suite_add_tcase(s, t);
+    t = tcase_create("scheduler");
+    tcase_set_timeout(t, 120);
+    tcase_add_unchecked_fixture(t, start_scheduled, stop);
+    tcase_add_test(t, the_scheduler_applies_retention_and_collects);
     suite_add_tcase(s, t);
     return s;
 }
