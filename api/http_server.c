@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../src/common/clock.h"
 #include "../src/common/log.h"
 #include "request.h"
 
@@ -127,7 +128,7 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
         return MHD_NO;
     req->conn = conn;
     req->app = s->app;
-    req->start_ns = monotonic_ns();
+    req->start_ns = clock_mono_ns();
     req->method = http_method_parse(method);
     req->method_name = method;
     size_t plen = strlen(url);
@@ -252,7 +253,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req == NULL)
         return;
     *con_cls = NULL;
-    uint64_t micros = (monotonic_ns() - req->start_ns) / 1000;
+    uint64_t micros = (clock_mono_ns() - req->start_ns) / 1000;
     int status = req->responded ? req->rep.status : 0;
     int route_index = req->match.route != NULL ? req->match.route->index : -1;
     metrics_request_finished(s->app->metrics, route_index, status, micros);
@@ -338,9 +339,9 @@ void http_server_quiesce(http_server *s)
 
 int http_server_drain(http_server *s, unsigned timeout_seconds)
 {
-    uint64_t deadline = monotonic_ns() + (uint64_t)timeout_seconds * 1000000000u;
+    uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_seconds * 1000000000u;
     while (metrics_in_flight(s->app->metrics) > 0) {
-        if (monotonic_ns() >= deadline)
+        if (clock_mono_ns() >= deadline)
             return -1;
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);

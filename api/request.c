@@ -1,5 +1,7 @@
 #include "request.h"
 
+#include "../src/codec/json_parse.h"
+
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,9 +45,19 @@ const char *req_query(request *req, const char *name)
     return t->s;
 }
 
-uint64_t monotonic_ns(void)
+json_t *req_body_json(request *req, strata_error *err)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (!req->body.started) {
+        serr_set(err, SERR_INVALID, "a JSON body is required");
+        return NULL;
+    }
+    strata_buf scratch;
+    sbuf_init(&scratch, 0);
+    const unsigned char *data;
+    size_t len;
+    json_t *j = NULL;
+    if (body_content(&req->body, &scratch, &data, &len, err) == 0)
+        j = json_parse_bounded(data, len, JSON_MAX_DEPTH, "the body", err);
+    sbuf_free(&scratch);
+    return j;
 }

@@ -43,7 +43,8 @@ const char *req_header(const request *req, const char *name);
 /* A query argument, percent-decoded ('+' is a space); NULL when absent,
  * "" for a bare flag (?dry_run). Invalid escapes read as absent. */
 const char *req_query(request *req, const char *name);
-
-uint64_t monotonic_ns(void);
+/* The body as JSON, its Content-Encoding undone and its depth bounded;
+ * NULL with err set (a missing body is bad input). */
+json_t *req_body_json(request *req, strata_error *err);
 
 #endif

@@ -1,5 +1,7 @@
 #include "router.h"
 
+#include "../src/common/hex.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,17 +111,6 @@ fail:
     return -1;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int url_decode(const char *in, size_t len, char *out, size_t *out_len)
 {
     size_t o = 0;
@@ -128,7 +119,7 @@ int url_decode(const char *in, size_t len, char *out, size_t *out_len)
         if (c == '%') {
             if (i + 2 >= len)
                 return -1;
-            int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
+            int hi = hex_digit(in[i + 1]), lo = hex_digit(in[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi << 4 | lo);

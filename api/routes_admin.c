@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/codec/json_parse.h"
 #include "../src/service/batch.h"
 #include "../src/service/gc.h"
 #include "../src/service/retention.h"
@@ -79,17 +78,8 @@ static void post_admin_gc(request *req, reply *rep)
 
 static void post_batch(request *req, reply *rep)
 {
-    strata_buf scratch;
-    sbuf_init(&scratch, 0);
-    const unsigned char *data;
-    size_t len;
     strata_error err;
-    json_t *body = NULL, *results = NULL;
-    if (!req->body.started)
-        serr_set(&err, SERR_INVALID, "a batch needs a JSON body");
-    else if (body_content(&req->body, &scratch, &data, &len, &err) == 0)
-        body = json_parse_bounded(data, len, JSON_MAX_DEPTH, "the body", &err);
-    sbuf_free(&scratch);
+    json_t *results = NULL, *body = req_body_json(req, &err);
     if (body == NULL || batch_run(req->app->versions, body, &results, &err) != 0)
         reply_error(rep, &err);
     else

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../src/common/clock.h"
 #include "../src/service/cache_manager.h"
 #include "app.h"
 #include "negotiate.h"
@@ -32,13 +33,6 @@ static void value_etag(const cache_value *v, char *out, size_t cap)
     for (size_t i = 0; i < v->len; i++)
         h = (h ^ v->data[i]) * 1099511628211ull;
     snprintf(out, cap, "\"%016llx-%zx\"", (unsigned long long)h, v->len);
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void get_entry(request *req, reply *rep)
@@ -75,7 +69,7 @@ static void get_entry(request *req, reply *rep)
     reply_header_set(rep, "ETag", "%s", etag);
     reply_header_set(rep, "X-Cache", "%s", tier == CACHE_TIER_L1 ? "L1" : "L2");
     if (v->expires_ms > 0) {
-        int64_t left = (v->expires_ms - wall_ms() + 999) / 1000;
+        int64_t left = (v->expires_ms - clock_wall_ms() + 999) / 1000;
         reply_header_set(rep, "X-Cache-TTL", "%lld", (long long)(left > 0 ? left : 0));
         reply_header_set(rep, "Cache-Control", "max-age=%lld", (long long)(left > 0 ? left : 0));
     }
@@ -148,7 +142,7 @@ static void put_entry(request *req, reply *rep)
     }
     int rc = cache_set(req->app->cache, ns, key, v, ttl_ms, &err);
     json_int_t expires_in =
-        v->expires_ms ? (json_int_t)((v->expires_ms - wall_ms() + 999) / 1000) : 0;
+        v->expires_ms ? (json_int_t)((v->expires_ms - clock_wall_ms() + 999) / 1000) : 0;
     cache_value_unref(v);
     if (rc != 0) {
         reply_error(rep, &err);

@@ -17,17 +17,8 @@
 
 static json_t *body_json(request *req, reply *rep)
 {
-    strata_buf scratch;
-    sbuf_init(&scratch, 0);
-    const unsigned char *data;
-    size_t len;
     strata_error err;
-    json_t *j = NULL;
-    if (!req->body.started)
-        serr_set(&err, SERR_INVALID, "a JSON body is required");
-    else if (body_content(&req->body, &scratch, &data, &len, &err) == 0)
-        j = json_parse_bounded(data, len, JSON_MAX_DEPTH, "the body", &err);
-    sbuf_free(&scratch);
+    json_t *j = req_body_json(req, &err);
     if (j == NULL)
         reply_error(rep, &err);
     return j;

@@ -1,4 +1,6 @@
 #include "l2_fs.h"
+#include "../common/hex.h"
+#include "../common/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,13 +63,6 @@ static void release(sqlite3_stmt *st)
     }
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static ns_counters *counters_for(fs_l2 *c, const char *ns)
 {
     for (int i = 0; i < c->ncounters; i++)
@@ -104,20 +99,6 @@ static void entry_path(const fs_l2 *c, const char *ns, const char *key, char *ou
     snprintf(out, cap, "%s/%s", subdir, hex);
 }
 
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static uint32_t crc(const void *p, size_t n)
 {
     uLong c = crc32(0L, Z_NULL, 0);
@@ -137,9 +118,9 @@ static void encode_header(unsigned char *h, const l2_meta *m, const void *data, 
     memcpy(h, FILE_MAGIC, 4);
     h[4] = 1;
     h[5] = m->codec;
-    put_u64(h + 8, m->write_id);
-    put_u64(h + 16, m->raw_size);
-    put_u64(h + 24, len);
+    le64_put(h + 8, m->write_id);
+    le64_put(h + 16, m->raw_size);
+    le64_put(h + 24, len);
     uint32_t pc = crc(data, len);
     memcpy(h + 32, &pc, 4);
     snprintf((char *)h + 36, 96, "%s", m->content_type);
@@ -162,14 +143,14 @@ static int read_entry(const char *path, uint64_t want_write_id, size_t max_len, 
     if (ok) {
         memcpy(&hc, h + 132, 4);
         memcpy(&pc, h + 32, 4);
-        ok = hc == crc(h, 132) && get_u64(h + 8) == want_write_id &&
-             get_u64(h + 24) == file.len - HEADER_SIZE &&
+        ok = hc == crc(h, 132) && le64_get(h + 8) == want_write_id &&
+             le64_get(h + 24) == file.len - HEADER_SIZE &&
              pc == crc(h + HEADER_SIZE, file.len - HEADER_SIZE);
     }
     if (ok) {
         m->codec = h[5];
         m->write_id = want_write_id;
-        m->raw_size = get_u64(h + 16);
+        m->raw_size = le64_get(h + 16);
         snprintf(m->content_type, sizeof m->content_type, "%.95s", (const char *)h + 36);
         ok = sbuf_append(out, h + HEADER_SIZE, file.len - HEADER_SIZE, &err) == 0;
     }
@@ -242,7 +223,7 @@ static int lookup_locked(fs_l2 *c, const char *ns, const char *key, row *r, stra
     if (read_row(c, ns, key, r, err) != 0)
         return -1;
     ns_counters *n = counters_for(c, ns);
-    int64_t now = now_ms();
+    int64_t now = clock_wall_ms();
     if (r->found && !r->fence && r->expires != 0 && r->expires <= now) {
         drop_locked(c, ns, key, r->size);
         n->expirations++;
@@ -261,13 +242,13 @@ static int fs_get(l2_cache *base, const char *ns, const char *key, size_t max_le
     pthread_mutex_lock(&c->mu);
     int rc = lookup_locked(c, ns, key, &r, err);
     ns_counters *n = counters_for(c, ns);
-    if (rc == 0 && now_ms() - r.last_access > ACCESS_UPDATE_MS) {
+    if (rc == 0 && clock_wall_ms() - r.last_access > ACCESS_UPDATE_MS) {
         sqlite3_stmt *st = NULL;
         if ((st = cached(c, 8, "UPDATE entries SET last_access = ?3 WHERE ns = ?1 AND key = ?2")) !=
             NULL) {
             sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 3, now_ms());
+            sqlite3_bind_int64(st, 3, clock_wall_ms());
             sqlite3_step(st);
         }
         release(st);
@@ -372,7 +353,7 @@ static int fs_set(l2_cache *base, const char *ns, const char *key, const void *d
     pthread_mutex_lock(&c->mu);
     row r;
     int rc = read_row(c, ns, key, &r, err);
-    int64_t now = now_ms();
+    int64_t now = clock_wall_ms();
     if (rc == 0 && fill_since_ms > 0 && r.found) {
         /* a fence, or a value written after this fill began, is newer */
         bool fence_live = r.fence && (r.expires == 0 || r.expires > now);
@@ -431,7 +412,7 @@ static int put_fence_locked(fs_l2 *c, const char *ns, const char *key, int64_t f
         return db_fail(c, err, "fence");
     sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, now_ms() + (int64_t)c->cfg.fence_ttl_ms);
+    sqlite3_bind_int64(st, 3, clock_wall_ms() + (int64_t)c->cfg.fence_ttl_ms);
     sqlite3_bind_int64(st, 4, fence_ms);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(c, err, "fence");
     release(st);
@@ -445,7 +426,7 @@ static int fs_del(l2_cache *base, const char *ns, const char *key, int64_t fence
     pthread_mutex_lock(&c->mu);
     row r;
     int rc = read_row(c, ns, key, &r, err);
-    bool live = rc == 0 && r.found && !r.fence && (r.expires == 0 || r.expires > now_ms());
+    bool live = rc == 0 && r.found && !r.fence && (r.expires == 0 || r.expires > clock_wall_ms());
     if (rc == 0 && r.found)
         drop_locked(c, ns, key, r.fence ? 0 : r.size);
     if (rc == 0 && fence_ms > 0)
@@ -485,7 +466,7 @@ static int fs_clear(l2_cache *base, const char *ns, const char *pattern, size_t 
         sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, pattern, -1, SQLITE_STATIC);
     }
-    int64_t now = now_ms();
+    int64_t now = clock_wall_ms();
     while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
         if (n == cap) {
             victim *nv = realloc(v, 2 * cap * sizeof *v);
@@ -545,7 +526,7 @@ static int fs_stats(l2_cache *base, const char *ns, l2_stats *out, strata_error 
         rc = db_fail(c, err, "stats");
     } else {
         sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, now_ms());
+        sqlite3_bind_int64(st, 2, clock_wall_ms());
         if (sqlite3_step(st) == SQLITE_ROW) {
             out->items = (uint64_t)sqlite3_column_int64(st, 0);
             out->bytes = (uint64_t)sqlite3_column_int64(st, 1);

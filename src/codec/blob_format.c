@@ -1,4 +1,5 @@
 #include "blob_format.h"
+#include "../common/hex.h"
 
 #include <string.h>
 #include <zlib.h>
@@ -6,20 +7,6 @@
 #include "policy.h"
 
 static const unsigned char MAGIC[4] = {'S', 'T', 'R', 'B'};
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
 
 static uint32_t header_crc(const unsigned char *p)
 {
@@ -32,8 +19,8 @@ void blob_header_encode(const blob_header *h, unsigned char out[BLOB_HEADER_SIZE
     memcpy(out, MAGIC, 4);
     out[4] = BLOB_FORMAT_VERSION;
     out[5] = (unsigned char)h->codec;
-    put_u64(out + 8, h->raw_size);
-    put_u64(out + 16, h->payload_size);
+    le64_put(out + 8, h->raw_size);
+    le64_put(out + 16, h->payload_size);
     memcpy(out + 24, h->raw_sha256, SHA256_LEN);
     memcpy(out + 56, h->payload_sha256, SHA256_LEN);
     uint32_t crc = header_crc(out);
@@ -57,8 +44,8 @@ int blob_header_decode(const unsigned char *in, size_t len, blob_header *h, stra
     if (in[5] >= SCODEC_COUNT)
         return serr_set(err, SERR_CORRUPT, "blob names an unknown codec %u", in[5]);
     h->codec = (enum scodec)in[5];
-    h->raw_size = get_u64(in + 8);
-    h->payload_size = get_u64(in + 16);
+    h->raw_size = le64_get(in + 8);
+    h->payload_size = le64_get(in + 16);
     memcpy(h->raw_sha256, in + 24, SHA256_LEN);
     memcpy(h->payload_sha256, in + 56, SHA256_LEN);
     return 0;

@@ -1,4 +1,5 @@
 #include "sha256.h"
+#include "../common/hex.h"
 
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -67,34 +68,12 @@ int sha256_oneshot(const void *data, size_t len, unsigned char out[SHA256_LEN], 
 
 void sha256_to_hex(const unsigned char digest[SHA256_LEN], char *out)
 {
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < SHA256_LEN; i++) {
-        out[2 * i] = hex[digest[i] >> 4];
-        out[2 * i + 1] = hex[digest[i] & 15];
-    }
-    out[SHA256_HEX_LEN] = '\0';
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    hex_encode(digest, SHA256_LEN, out);
 }
 
 int sha256_from_hex(const char *hex, unsigned char out[SHA256_LEN])
 {
     if (hex == NULL || strlen(hex) != SHA256_HEX_LEN)
         return -1;
-    for (int i = 0; i < SHA256_LEN; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
+    return hex_decode(hex, SHA256_LEN, out);
 }

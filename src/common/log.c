@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include "clock.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -76,7 +78,7 @@ void slog(enum slog_level level, const char *fmt, ...)
 }
 
 #define ACCESS_BUF_SIZE (64 * 1024)
-#define ACCESS_FLUSH_NS (100 * 1000 * 1000)
+#define ACCESS_FLUSH_MS 100
 
 static pthread_mutex_t access_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t access_cv = PTHREAD_COND_INITIALIZER;
@@ -90,13 +92,7 @@ static void *access_flusher(void *arg)
     (void)arg;
     pthread_mutex_lock(&access_mu);
     while (access_running) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += ACCESS_FLUSH_NS;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = clock_deadline_ms(ACCESS_FLUSH_MS);
         pthread_cond_timedwait(&access_cv, &access_mu, &ts);
         if (access_len > 0) {
             write_all(atomic_load(&access_fd), access_buf, access_len);

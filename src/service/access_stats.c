@@ -1,4 +1,5 @@
 #include "access_stats.h"
+#include "../common/clock.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -32,13 +33,6 @@ struct access_stats {
     void *on_flushed_ctx;
     hit *table[BUCKETS];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t bucket_of(const char *type, const char *id, uint64_t vkey)
 {
@@ -96,14 +90,7 @@ static void *flusher(void *arg)
     access_stats *a = arg;
     pthread_mutex_lock(&a->mu);
     while (a->running) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += a->flush_ms / 1000;
-        ts.tv_nsec += (long)(a->flush_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = clock_deadline_ms(a->flush_ms);
         pthread_cond_timedwait(&a->cv, &a->mu, &ts);
         if (!a->running)
             break;
@@ -171,7 +158,7 @@ void access_stats_hit(access_stats *a, const char *type, const char *id, uint64_
     }
     if (h != NULL) {
         h->count++;
-        h->last_ms = now_ms();
+        h->last_ms = clock_wall_ms();
     }
     pthread_mutex_unlock(&a->mu);
     if (full)

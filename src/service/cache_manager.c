@@ -1,4 +1,5 @@
 #include "cache_manager.h"
+#include "../common/clock.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -161,20 +162,6 @@ struct cache_manager {
     atomic_ullong epoch; /* bumped by every invalidation: guards L1 fills */
 };
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 cache_manager *cache_new(const cache_config *cfg, l2_cache *l2, strata_error *err)
 {
     cache_manager *cm = calloc(1, sizeof *cm);
@@ -289,7 +276,7 @@ static uint64_t l1_ttl_for(const ns_state *s, const cache_value *v)
 {
     uint64_t ttl = s->cfg.l1_ttl_ms;
     if (v->expires_ms > 0) {
-        int64_t left = v->expires_ms - wall_ms();
+        int64_t left = v->expires_ms - clock_wall_ms();
         if (left <= 0)
             return 1;
         if ((uint64_t)left < ttl || ttl == 0)
@@ -364,7 +351,7 @@ int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **
     ns_state *s = ns_get(cm, ns, err);
     if (s == NULL)
         return -1;
-    cache_value *v = l1_get(s->l1, key, mono_ms());
+    cache_value *v = l1_get(s->l1, key, clock_mono_ms());
     if (v != NULL) {
         *out = v;
         *tier = CACHE_TIER_L1;
@@ -374,7 +361,7 @@ int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **
     if (l2_read(cm, s, key, &v, err) != 0)
         return -1;
     if (atomic_load(&cm->epoch) == epoch) /* promote, unless invalidated meanwhile */
-        l1_set(s->l1, key, v, mono_ms(), l1_ttl_for(s, v));
+        l1_set(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v));
     *out = v;
     *tier = CACHE_TIER_L2;
     return 0;
@@ -398,7 +385,7 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
     ns_state *s = ns_get(cm, ns, err);
     if (s == NULL)
         return -1;
-    cache_value *v = l1_get(s->l1, key, mono_ms());
+    cache_value *v = l1_get(s->l1, key, clock_mono_ms());
     if (v != NULL && (!validate || l1_copy_current(cm, s, key, v))) {
         *out = v;
         *tier = CACHE_TIER_L1;
@@ -411,7 +398,7 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
     uint64_t epoch = atomic_load(&cm->epoch);
     if (l2_read(cm, s, key, &v, err) == 0) {
         if (atomic_load(&cm->epoch) == epoch)
-            l1_set(s->l1, key, v, mono_ms(), l1_ttl_for(s, v));
+            l1_set(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v));
         *out = v;
         *tier = CACHE_TIER_L2;
         return 0;
@@ -458,7 +445,7 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
     cm->flying = f;
     pthread_mutex_unlock(&cm->fly_mu);
 
-    int64_t fill_since = wall_ms();
+    int64_t fill_since = clock_wall_ms();
     epoch = atomic_load(&cm->epoch);
     atomic_fetch_add(&s->loader_calls, 1);
     cache_value *loaded = NULL;
@@ -469,7 +456,7 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
         strata_error e2;
         int l2rc = l2_write(cm, s, key, loaded, s->cfg.l2_ttl_ms, fill_since, &e2);
         if (l2rc == 0 && atomic_load(&cm->epoch) == epoch)
-            l1_set(s->l1, key, loaded, mono_ms(), s->cfg.l1_ttl_ms);
+            l1_set(s->l1, key, loaded, clock_mono_ms(), s->cfg.l1_ttl_ms);
     }
 
     pthread_mutex_lock(&cm->fly_mu);
@@ -501,12 +488,12 @@ int cache_set(cache_manager *cm, const char *ns, const char *key, cache_value *v
     if (s == NULL)
         return -1;
     uint64_t l2_ttl = ttl_ms ? ttl_ms : s->cfg.l2_ttl_ms;
-    v->expires_ms = l2_ttl ? wall_ms() + (int64_t)l2_ttl : 0;
+    v->expires_ms = l2_ttl ? clock_wall_ms() + (int64_t)l2_ttl : 0;
     atomic_fetch_add(&cm->epoch, 1); /* a fill in flight must not overwrite this */
     l1_delete(s->l1, key);
     if (l2_write(cm, s, key, v, l2_ttl, 0, err) != 0)
         return -1;
-    l1_set(s->l1, key, v, mono_ms(), l1_ttl_for(s, v));
+    l1_set(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v));
     return 0;
 }
 
@@ -519,7 +506,7 @@ int cache_invalidate(cache_manager *cm, const char *ns, const char *key, bool fe
     atomic_fetch_add(&cm->epoch, 1);
     bool in_l2 = false;
     /* L2 first: a concurrent L2 hit cannot then promote the old value */
-    if (cm->l2 && cm->l2->ops->del(cm->l2, ns, key, fence ? wall_ms() : 0, &in_l2, err) != 0)
+    if (cm->l2 && cm->l2->ops->del(cm->l2, ns, key, fence ? clock_wall_ms() : 0, &in_l2, err) != 0)
         return -1;
     bool in_l1 = l1_delete(s->l1, key);
     if (found)

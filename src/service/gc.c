@@ -1,5 +1,7 @@
 #include "gc.h"
 
+#include "../common/clock.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -66,10 +68,7 @@ int gc_run(versions_svc *vs, uint64_t grace_seconds, bool dry_run, json_t **repo
     keyset marked = {0};
     /* the grace cutoff is taken before marking: a blob written after it
      * is young whatever the mark saw */
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t cutoff =
-        (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - (int64_t)grace_seconds * 1000;
+    int64_t cutoff = clock_wall_ms() - (int64_t)grace_seconds * 1000;
     if (st->ops->blob_refs(st, keyset_add, &marked, err) != 0) {
         free(marked.keys);
         return -1;

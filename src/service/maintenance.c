@@ -1,4 +1,5 @@
 #include "maintenance.h"
+#include "../common/clock.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -43,9 +44,7 @@ static void *loop(void *arg)
     maintenance *m = arg;
     pthread_mutex_lock(&m->mu);
     while (!m->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += m->interval_s;
+        struct timespec ts = clock_deadline_ms((uint64_t)m->interval_s * 1000);
         pthread_cond_timedwait(&m->cv, &m->mu, &ts);
         if (m->stopping)
             break;

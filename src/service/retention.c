@@ -1,4 +1,5 @@
 #include "retention.h"
+#include "../common/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,13 +75,6 @@ int retention_config_apply(retention_config *cfg, const char *spec, strata_error
     return rc;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 typedef struct counts {
     size_t removed, protected_, kept;
 } counts;
@@ -96,7 +90,7 @@ static int cleanup_one(versions_svc *vs, const retention_rule *r, const char *ty
     size_t index = 0;
     char reason[96];
     int rc = 0;
-    int64_t now = now_ms();
+    int64_t now = clock_wall_ms();
     /* walk newest first; collect what goes, then remove (the walk does not
      * see its own deletions) */
     size_t cap = 64, n = 0;

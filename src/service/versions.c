@@ -1,4 +1,5 @@
 #include "versions.h"
+#include "../common/clock.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -145,13 +146,6 @@ int versions_check_resource(const char *type, const char *id, strata_error *err)
         return serr_set(err, SERR_NOT_FOUND, "unknown resource type '%.32s' (one of: %s)", type,
                         resource_type_names());
     return resource_id_check("resource id", id, STORE_ID_MAX, err);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int parse_version(const char *version, uint64_t *vkey, strata_error *err)
@@ -631,7 +625,7 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         snprintf(v.id, sizeof v.id, "%s", rq->id);
         snprintf(v.ns, sizeof v.ns, "%s", p.ns);
         v.vkey = vkey;
-        v.created_at_ms = now_ms();
+        v.created_at_ms = clock_wall_ms();
         snprintf(v.data_hash, sizeof v.data_hash, "%s", hash);
         if (external)
             snprintf(v.blob_key, sizeof v.blob_key, "%s", hash);

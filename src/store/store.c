@@ -1,4 +1,5 @@
 #include "store.h"
+#include "../common/hex.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,43 +65,23 @@ void store_close(store *s)
 
 /* Cursors: a kind letter, then hex of the key bytes. Opaque to clients,
  * checked on the way back in. */
-static char *hex_encode(char kind, const unsigned char *p, size_t n)
+static char *cursor_encode(char kind, const unsigned char *p, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     char *out = malloc(2 * n + 2);
     if (out == NULL)
         return NULL;
     out[0] = kind;
-    for (size_t i = 0; i < n; i++) {
-        out[1 + 2 * i] = hex[p[i] >> 4];
-        out[2 + 2 * i] = hex[p[i] & 15];
-    }
-    out[1 + 2 * n] = '\0';
+    hex_encode(p, n, out + 1);
     return out;
 }
 
-static int hexdig(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-static int hex_decode(const char *cursor, char kind, unsigned char *out, size_t cap, size_t *n)
+static int cursor_decode(const char *cursor, char kind, unsigned char *out, size_t cap, size_t *n)
 {
     if (cursor == NULL || cursor[0] != kind)
         return -1;
     size_t len = strlen(cursor + 1);
-    if (len % 2 != 0 || len / 2 > cap)
+    if (len % 2 != 0 || len / 2 > cap || hex_decode(cursor + 1, len / 2, out) != 0)
         return -1;
-    for (size_t i = 0; i < len / 2; i++) {
-        int hi = hexdig(cursor[1 + 2 * i]), lo = hexdig(cursor[2 + 2 * i]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
     *n = len / 2;
     return 0;
 }
@@ -110,14 +91,14 @@ char *store_cursor_encode(char kind, uint64_t key)
     unsigned char b[8];
     for (int i = 0; i < 8; i++)
         b[i] = (unsigned char)(key >> (56 - 8 * i));
-    return hex_encode(kind, b, 8);
+    return cursor_encode(kind, b, 8);
 }
 
 int store_cursor_decode(const char *cursor, char kind, uint64_t *key)
 {
     unsigned char b[8];
     size_t n;
-    if (hex_decode(cursor, kind, b, sizeof b, &n) != 0 || n != 8)
+    if (cursor_decode(cursor, kind, b, sizeof b, &n) != 0 || n != 8)
         return -1;
     *key = 0;
     for (int i = 0; i < 8; i++)
@@ -127,13 +108,13 @@ int store_cursor_decode(const char *cursor, char kind, uint64_t *key)
 
 char *store_cursor_encode_str(char kind, const char *key)
 {
-    return hex_encode(kind, (const unsigned char *)key, strlen(key));
+    return cursor_encode(kind, (const unsigned char *)key, strlen(key));
 }
 
 int store_cursor_decode_str(const char *cursor, char kind, char *out, size_t cap)
 {
     size_t n;
-    if (cap == 0 || hex_decode(cursor, kind, (unsigned char *)out, cap - 1, &n) != 0)
+    if (cap == 0 || cursor_decode(cursor, kind, (unsigned char *)out, cap - 1, &n) != 0)
         return -1;
     out[n] = '\0';
     if (strlen(out) != n)

@@ -4,6 +4,7 @@
  * synchronous=FULL: an acknowledged version survives power loss, not
  * just a process crash. */
 #include "store_sqlite.h"
+#include "../common/clock.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -81,13 +82,6 @@ static const char SCHEMA[] =
 #define VERSION_FROM                                                                               \
     " FROM versions v JOIN resources r"                                                            \
     " ON r.resource_type = v.resource_type AND r.resource_id = v.resource_id"
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int db_error(sqlite3 *db, strata_error *err, const char *what)
 {
@@ -484,7 +478,7 @@ static int do_put(sqlite3 *db, void *arg, strata_error *err)
     sqlite3_bind_text(st, 2, v->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, v->ns, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)v->vkey);
-    sqlite3_bind_int64(st, 5, now_ms());
+    sqlite3_bind_int64(st, 5, clock_wall_ms());
     if (step_done(db, st, "move head", err) != 0)
         return -1;
     v->is_latest = true;
@@ -622,7 +616,7 @@ static int put_tombstone(sqlite3 *db, const char *type, const char *id, uint64_t
     sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)vkey);
-    sqlite3_bind_int64(st, 4, now_ms());
+    sqlite3_bind_int64(st, 4, clock_wall_ms());
     sqlite3_bind_text(st, 5, removed_by ? removed_by : "request", -1, SQLITE_STATIC);
     return step_done(db, st, "tombstone", err);
 }
@@ -708,7 +702,7 @@ static int do_delete_version(sqlite3 *db, void *arg, strata_error *err)
         sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
         if (prev)
             sqlite3_bind_int64(st, 3, (sqlite3_int64)prev);
-        sqlite3_bind_int64(st, 4, now_ms());
+        sqlite3_bind_int64(st, 4, clock_wall_ms());
         if (step_done(db, st, "move head", err) != 0)
             return -1;
     }
@@ -740,7 +734,7 @@ static int do_delete_resource(sqlite3 *db, void *arg, strata_error *err)
         sqlite3_bind_text(st, 1, c->type, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
         if (i == 0) {
-            sqlite3_bind_int64(st, 3, now_ms());
+            sqlite3_bind_int64(st, 3, clock_wall_ms());
             sqlite3_bind_text(st, 4, c->removed_by ? c->removed_by : "request", -1, SQLITE_STATIC);
         }
         if (step_done(db, st, "delete resource", err) != 0)
