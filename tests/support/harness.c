@@ -108,6 +108,18 @@ int server_restart(test_server *s, const char *const *extra_args)
     return spawn(s, extra_args);
 }
 
+/* A server that failed leaves its last log lines in the test's output. */
+static void report_failure(const test_server *s, int code)
+{
+    if (code == 0)
+        return;
+    fprintf(stderr, "harness: server exited with %d; the end of its log:\n", code);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "tail -n 60 '%s' >&2", s->log_path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "harness: (no log at %s)\n", s->log_path);
+}
+
 int server_stop(test_server *s, int timeout_s)
 {
     if (s->pid <= 0)
@@ -118,9 +130,9 @@ int server_stop(test_server *s, int timeout_s)
         pid_t r = waitpid(s->pid, &status, WNOHANG);
         if (r == s->pid) {
             s->pid = 0;
-            if (WIFEXITED(status))
-                return WEXITSTATUS(status);
-            return 128 + WTERMSIG(status);
+            int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            report_failure(s, code);
+            return code;
         }
         sleep_ms(10);
     }
