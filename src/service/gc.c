@@ -46,7 +46,9 @@ static int visit(void *ctx, const char *key, uint64_t size, int64_t mtime_ms)
 {
     sweep *s = ctx;
     s->scanned++;
-    if (bsearch(key, s->marked->keys, s->marked->n, sizeof *s->marked->keys, cmp_key) != NULL)
+    /* (bsearch wants a real array even for zero keys) */
+    if (s->marked->n > 0 &&
+        bsearch(key, s->marked->keys, s->marked->n, sizeof *s->marked->keys, cmp_key) != NULL)
         return 0;
     if (mtime_ms > s->cutoff) {
         s->in_grace++;

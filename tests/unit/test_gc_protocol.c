@@ -100,12 +100,28 @@ START_TEST(a_blob_shared_after_the_mark_is_kept)
 }
 END_TEST
 
+START_TEST(nothing_referenced_at_all)
+{
+    /* the only version goes: no blob is referenced, one is on disk */
+    store_version v;
+    strata_error err;
+    ck_assert_int_eq(save("lonely", &v), 0);
+    store_version_clear(&v);
+    ck_assert_int_eq(versions_delete(vs, "dictionary", "w", "1.0.0", NULL, "request", &err), 0);
+    ck_assert_int_eq(gc_run(vs, 0, false, &gc_report, &err), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(gc_report, "blobs_referenced")), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(gc_report, "blobs_removed")), 1);
+    json_decref(gc_report);
+}
+END_TEST
+
 static Suite *gc_suite(void)
 {
     Suite *s = suite_create("gc_protocol");
     TCase *t = tcase_create("gc");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, a_blob_shared_after_the_mark_is_kept);
+    tcase_add_test(t, nothing_referenced_at_all);
     suite_add_tcase(s, t);
     return s;
 }
