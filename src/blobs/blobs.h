@@ -28,6 +28,8 @@ typedef struct blob_store_ops {
     /* Reads the whole encoded blob; SERR_NOT_FOUND when absent. */
     int (*get)(blob_store *b, const char *key, size_t max_len, strata_buf *out, strata_error *err);
     int (*exists)(blob_store *b, const char *key, bool *out, strata_error *err);
+    /* Reads and checks only the blob's header (codec, sizes, hashes). */
+    int (*head)(blob_store *b, const char *key, blob_header *h, strata_error *err);
     int (*remove)(blob_store *b, const char *key, strata_error *err);
     /* Marks a blob as just used (its age restarts): a save that shares an
      * existing blob touches it, so the collector's grace period covers it

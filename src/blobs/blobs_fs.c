@@ -48,6 +48,23 @@ static int fs_exists(blob_store *base, const char *key, bool *out, strata_error 
     return 0;
 }
 
+static int fs_head(blob_store *base, const char *key, blob_header *h, strata_error *err)
+{
+    char path[PATH_MAX];
+    if (blob_path((fs_blobs *)base, key, path, sizeof path, false, err) != 0)
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return serr_set(err, errno == ENOENT ? SERR_NOT_FOUND : SERR_IO, "cannot open blob %s: %s",
+                        key, strerror(errno));
+    unsigned char buf[BLOB_HEADER_SIZE];
+    ssize_t n = pread(fd, buf, sizeof buf, 0);
+    close(fd);
+    if (n < 0)
+        return serr_set(err, SERR_IO, "cannot read blob %s: %s", key, strerror(errno));
+    return blob_header_decode(buf, (size_t)n, h, err);
+}
+
 static int fs_put(blob_store *base, const char *key, const void *blob, size_t len,
                   strata_error *err)
 {
@@ -191,6 +208,7 @@ static const blob_store_ops FS_OPS = {
     .put = fs_put,
     .get = fs_get,
     .exists = fs_exists,
+    .head = fs_head,
     .remove = fs_remove,
     .touch = fs_touch,
     .stat = fs_stat,

@@ -341,9 +341,11 @@ static int place_external(versions_svc *svc, const save_request *rq, const save_
     sbuf_init(&blob, 0);
     int rc = 0;
     if (exists) {
-        /* the location comes from the blob itself: one small read */
-        rc = blobs_get_verified(svc->blobs, hash_hex, svc->cfg.max_content + BLOB_HEADER_SIZE,
-                                &blob, &h, err);
+        /* the location comes from the blob's header alone: 96 bytes, not the
+         * whole blob (content reads verify the payload when they serve it) */
+        rc = svc->blobs->ops->head(svc->blobs, hash_hex, &h, err);
+        if (rc == 0 && h.raw_size != len)
+            rc = serr_set(err, SERR_CORRUPT, "stored blob %s does not hold this content", hash_hex);
     } else {
         if (rq->wire_codec != SCODEC_NONE && rq->wire != NULL) {
             /* keep the client's frames: Accept-Encoding serves them unchanged */
