@@ -70,7 +70,7 @@ static void request_free(request *req)
     free(req);
 }
 
-static enum MHD_Result queue_reply(http_server *s, request *req)
+static enum MHD_Result queue_reply(request *req)
 {
     reply *rep = &req->rep;
     struct MHD_Response *resp = rep->response;
@@ -96,7 +96,6 @@ static enum MHD_Result queue_reply(http_server *s, request *req)
     enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)rep->status, resp);
     MHD_destroy_response(resp);
     req->responded = r == MHD_YES;
-    (void)s;
     return r;
 }
 
@@ -159,7 +158,7 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
                  "request body of %" PRIu64 " bytes exceeds the limit of %" PRIu64 " bytes", clen,
                  s->max_body);
         fail(req, &err);
-        return queue_reply(s, req);
+        return queue_reply(req);
     }
 
     router_match(s->app->router, req->method, url, &req->match, req->path_scratch, plen + 1);
@@ -240,7 +239,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 reply_problem(&req->rep, 500, "internal", "the handler gave no answer");
         }
     }
-    return queue_reply(s, req);
+    return queue_reply(req);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

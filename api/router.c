@@ -242,7 +242,6 @@ void router_match(const router *r, int method, const char *raw_path, route_match
             continue;
         m->names[m->nparams] = best->segs[s];
         m->values[m->nparams] = decoded[s];
-        m->value_lens[m->nparams] = dlens[s];
         m->nparams++;
     }
 }

@@ -49,7 +49,6 @@ typedef struct route_match {
     int nparams;
     const char *names[ROUTE_MAX_PARAMS];
     const char *values[ROUTE_MAX_PARAMS];
-    size_t value_lens[ROUTE_MAX_PARAMS];
 } route_match;
 
 router *router_new(void);

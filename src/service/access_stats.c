@@ -176,8 +176,3 @@ uint64_t access_stats_pending(access_stats *a, const char *type, const char *id,
     pthread_mutex_unlock(&a->mu);
     return n;
 }
-
-int access_stats_flush(access_stats *a)
-{
-    return flush_now(a);
-}

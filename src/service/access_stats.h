@@ -23,6 +23,5 @@ void access_stats_hit(access_stats *a, const char *type, const char *id, uint64_
 /* Unflushed count for a version, and its last access time (0 if none). */
 uint64_t access_stats_pending(access_stats *a, const char *type, const char *id, uint64_t vkey,
                               int64_t *last_ms);
-int access_stats_flush(access_stats *a);
 
 #endif

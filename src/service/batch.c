@@ -56,7 +56,6 @@ static int run_op(versions_svc *vs, store_txn *txn, const json_t *op, done_op *d
     int rc = st->ops->get_head(st, txn, type, id, &h, err);
     if (rc == 0) {
         d->prev = h.latest_vkey;
-        store_head_clear(&h);
         save_request rq = {.type = type, .id = id, .envelope = env, .txn = txn};
         rc = versions_save(vs, &rq, &d->v, &d->created, err);
     }

@@ -267,11 +267,6 @@ out:
     return s;
 }
 
-bool cache_ns_known(cache_manager *cm, const char *ns)
-{
-    return config_find(&cm->cfg, ns) != NULL;
-}
-
 static uint64_t l1_ttl_for(const ns_state *s, const cache_value *v)
 {
     uint64_t ttl = s->cfg.l1_ttl_ms;

@@ -73,7 +73,6 @@ int cache_invalidate_pattern(cache_manager *cm, const char *ns, const char *patt
 /* Checks a namespace name and a key (length, characters). */
 int cache_check_key(const char *ns, const char *key, strata_error *err);
 int cache_check_pattern(const char *pattern, strata_error *err);
-bool cache_ns_known(cache_manager *cm, const char *ns);
 
 /* {"namespaces": {...}, "l1_budget": {...}} or one namespace's object. */
 json_t *cache_stats_json(cache_manager *cm, const char *ns);

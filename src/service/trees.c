@@ -350,7 +350,6 @@ static int latest_vkey(trees_svc *t, const char *id, uint64_t *vkey, strata_erro
     if (t->st->ops->get_head(t->st, NULL, "corpus", id, &h, err) != 0)
         return -1;
     *vkey = h.latest_vkey;
-    store_head_clear(&h);
     if (*vkey == 0)
         return serr_set(err, SERR_NOT_FOUND, "no corpus %s", id);
     return 0;
@@ -501,8 +500,6 @@ int trees_create(trees_svc *t, const json_t *body, json_t **tree, strata_error *
         rc = serr_set(err, SERR_CONFLICT,
                       "corpus %s exists; attach children with POST /trees/%s/children", master,
                       master);
-    if (rc == 0)
-        store_head_clear(&h);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = resolve_child(t, json_array_get(children, i), language, ids[i], sizeof ids[i], err);
         for (size_t k = 0; rc == 0 && k < i; k++)

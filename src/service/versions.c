@@ -595,7 +595,6 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         if (svc->st->ops->get_head(svc->st, rq->txn, rq->type, rq->id, &head, err) != 0)
             goto done;
         uint64_t latest = head.latest_vkey, max = head.max_vkey;
-        store_head_clear(&head);
         store_version cur = {0};
         if (latest != 0 &&
             svc->st->ops->get_version(svc->st, rq->txn, rq->type, rq->id, latest, &cur, err) != 0) {
@@ -800,7 +799,6 @@ int versions_delete(versions_svc *svc, const char *type, const char *id, const c
         if (svc->st->ops->get_head(svc->st, txn, type, id, &head, err) != 0)
             return -1;
         vkey = head.latest_vkey;
-        store_head_clear(&head);
         if (vkey == 0)
             return serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", type, id);
     }

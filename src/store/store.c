@@ -23,12 +23,6 @@ void store_version_free(store_version *v)
     free(v);
 }
 
-void store_head_clear(store_head *h)
-{
-    json_decref(h->stale_reason);
-    memset(h, 0, sizeof *h);
-}
-
 void store_page_free(store_page *p)
 {
     for (size_t i = 0; i < p->count; i++)

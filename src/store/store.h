@@ -58,12 +58,7 @@ typedef struct store_head {
     bool exists;
     uint64_t latest_vkey; /* 0 when every version was deleted */
     uint64_t max_vkey;
-    char ns[STORE_NS_MAX + 1];
-    bool stale;
-    json_t *stale_reason; /* owned, may be NULL */
 } store_head;
-
-void store_head_clear(store_head *h);
 
 /* A dependency as stored: (type, id) and an optional exact version. */
 typedef struct store_dep {

@@ -274,7 +274,7 @@ static int sq_get_head_on(sqlite3 *db, const char *type, const char *id, store_h
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st = NULL;
     if (prepare(db,
-                "SELECT latest_vkey, max_vkey, namespace, stale, stale_reason FROM resources"
+                "SELECT latest_vkey, max_vkey FROM resources"
                 " WHERE resource_type = ?1 AND resource_id = ?2",
                 &st, err) != 0)
         return -1;
@@ -286,10 +286,6 @@ static int sq_get_head_on(sqlite3 *db, const char *type, const char *id, store_h
         out->exists = true;
         out->latest_vkey = (uint64_t)sqlite3_column_int64(st, 0);
         out->max_vkey = (uint64_t)sqlite3_column_int64(st, 1);
-        copy_text(out->ns, sizeof out->ns, st, 2);
-        out->stale = sqlite3_column_int(st, 3) != 0;
-        if (sqlite3_column_type(st, 4) == SQLITE_TEXT)
-            out->stale_reason = json_loads((const char *)sqlite3_column_text(st, 4), 0, NULL);
     } else if (rc != SQLITE_DONE) {
         result = db_error(db, err, "read head");
     }
@@ -388,7 +384,6 @@ static int do_put(sqlite3 *db, void *arg, strata_error *err)
     if (sq_get_head_on(db, v->type, v->id, &head, err) != 0)
         return -1;
     uint64_t cur_latest = head.latest_vkey, cur_max = head.max_vkey;
-    store_head_clear(&head);
     if (cur_latest != c->expected_latest || cur_max != c->expected_max)
         return serr_set(err, SERR_CONFLICT, "the latest version of %s/%s moved", v->type, v->id);
     if (v->vkey <= cur_max)
@@ -507,7 +502,6 @@ static int sq_list_versions(store *base, const char *type, const char *id, const
     if (sq_get_head(base, NULL, type, id, &head, err) != 0)
         return -1;
     bool exists = head.exists && head.latest_vkey != 0;
-    store_head_clear(&head);
     if (!exists)
         return serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", type, id);
     sqlite3 *db = reader_get(s, err);

@@ -57,7 +57,6 @@ static int put(const char *type, const char *id, const char *version, const char
     v.doc = tag ? json_pack("{s:[s]}", "tags", tag) : json_object();
     int rc = S->ops->put_version(S, NULL, &v, h.latest_vkey, h.max_vkey, NULL, 0, err);
     store_version_clear(&v);
-    store_head_clear(&h);
     return rc;
 }
 
@@ -82,7 +81,6 @@ START_TEST(first_version_and_head)
     ck_assert(h.exists);
     ck_assert_uint_eq(h.latest_vkey, V("1.0.0"));
     ck_assert_uint_eq(h.max_vkey, V("1.0.0"));
-    store_head_clear(&h);
     store_version v;
     ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", "t", 0, &v, &err), 0);
     ck_assert_str_eq(v.data_hash, "aa");
@@ -139,7 +137,6 @@ START_TEST(chain_is_repaired_and_keys_never_reused)
     ck_assert_int_eq(S->ops->get_head(S, NULL, "trie", "t", &h, &err), 0);
     ck_assert_uint_eq(h.latest_vkey, V("1.0.0"));
     ck_assert_uint_eq(h.max_vkey, V("1.0.2")); /* 1.0.2 is never issued again */
-    store_head_clear(&h);
     store_tombstone tomb;
     ck_assert_int_eq(S->ops->get_tombstone(S, "trie", "t", V("1.0.2"), &tomb, &err), 0);
     ck_assert_str_eq(tomb.removed_by, "retention: keep 5");
@@ -299,14 +296,11 @@ START_TEST(batches_land_whole_or_not_at_all)
     store_head h;
     ck_assert_int_eq(S->ops->get_head(S, txn, "trie", "b1", &h, &err), 0);
     ck_assert(h.exists);
-    store_head_clear(&h);
     ck_assert_int_eq(S->ops->get_head(S, NULL, "trie", "b1", &h, &err), 0);
     ck_assert(!h.exists);
-    store_head_clear(&h);
     S->ops->rollback(txn);
     ck_assert_int_eq(S->ops->get_head(S, NULL, "trie", "b1", &h, &err), 0);
     ck_assert(!h.exists);
-    store_head_clear(&h);
     /* committed: all visible */
     txn = S->ops->begin(S, &err);
     ck_assert_ptr_nonnull(txn);
@@ -321,7 +315,6 @@ START_TEST(batches_land_whole_or_not_at_all)
     ck_assert_int_eq(S->ops->commit(txn, &err), 0);
     ck_assert_int_eq(S->ops->get_head(S, NULL, "trie", "b9", &h, &err), 0);
     ck_assert(h.exists);
-    store_head_clear(&h);
 }
 END_TEST
 
