@@ -1,5 +1,7 @@
 #include "harness.h"
 
+#include "../../src/codec/compress.h"
+
 #include <arpa/inet.h>
 #include <check.h>
 #include <curl/curl.h>
@@ -398,4 +400,20 @@ int run_suite(struct Suite *suite)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? 0 : 1;
+}
+
+int buf_sink(void *ctx, const void *data, size_t len, strata_error *err)
+{
+    return sbuf_append(ctx, data, len, err);
+}
+
+void make_zstd_bomb(strata_buf *out, int pledged)
+{
+    static unsigned char zeros[1 << 20];
+    sencoder *e = sencoder_new(SCODEC_ZSTD, 3, pledged ? (1ull << 30) : SCODEC_SIZE_UNKNOWN, NULL);
+    ck_assert_ptr_nonnull(e);
+    for (int i = 0; i < 1024; i++)
+        ck_assert_int_eq(sencoder_feed(e, zeros, sizeof zeros, buf_sink, out, NULL), 0);
+    ck_assert_int_eq(sencoder_finish(e, buf_sink, out, NULL), 0);
+    sencoder_free(e);
 }

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "../../src/common/buf.h"
+
 typedef struct test_server {
     pid_t pid;
     int port;
@@ -57,6 +59,12 @@ ssize_t raw_recv(int fd, char *buf, size_t len, int timeout_ms);
 /* Reads one whole HTTP/1.1 response (headers and a Content-Length body)
  * into buf; returns its length, or -1 on timeout or close before the end. */
 ssize_t raw_read_response(int fd, char *buf, size_t cap, int timeout_ms);
+
+/* A codec sink that appends to the strata_buf given as ctx. */
+int buf_sink(void *ctx, const void *data, size_t len, strata_error *err);
+/* 1 GiB of zeros compressed with zstd (about 32 KiB); with pledged, the
+ * frame header declares the size, as the zstd tool writes it. */
+void make_zstd_bomb(strata_buf *out, int pledged);
 
 /* Runs a Check suite and returns the process exit status. */
 struct Suite;

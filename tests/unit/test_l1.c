@@ -37,7 +37,8 @@ START_TEST(item_bound_evicts_least_recent)
     for (int i = 0; i < 4000; i++) {
         snprintf(key, sizeof key, "k%d", i);
         put(c, key, 10, 1, 0);
-        ck_assert(has(c, "k0", 1) || i > 0); /* keep k0 hot */
+        if (i > 0)
+            ck_assert(has(c, "k0", 1)); /* touched every round, so never evicted */
     }
     l1_stats s;
     l1_get_stats(c, &s);
