@@ -14,13 +14,21 @@
 
 #define MAX_TTL_SECONDS (10ull * 365 * 24 * 3600)
 
-static bool check_ns_key(request *req, reply *rep, const char **ns, const char **key)
+/* Checks the namespace (and key) names; with must_exist, an unknown
+ * namespace is 404 (only a PUT may create one, see cache_ns_create). */
+static bool check_ns_key(request *req, reply *rep, bool must_exist, const char **ns,
+                         const char **key)
 {
     strata_error err;
     *ns = req_param(req, "ns");
     *key = req_param(req, "key");
     if (cache_check_key(*ns, *key ? *key : "k", &err) != 0) {
         reply_error(rep, &err);
+        return false;
+    }
+    if (must_exist && !cache_ns_exists(req->app->cache, *ns)) {
+        reply_problem(rep, 404, "not-found",
+                      "no cache namespace '%s' (a PUT of a key creates a namespace)", *ns);
         return false;
     }
     return true;
@@ -38,7 +46,7 @@ static void value_etag(const cache_value *v, char *out, size_t cap)
 static void get_entry(request *req, reply *rep)
 {
     const char *ns, *key;
-    if (!check_ns_key(req, rep, &ns, &key))
+    if (!check_ns_key(req, rep, true, &ns, &key))
         return;
     cache_value *v = NULL;
     enum cache_tier tier;
@@ -103,7 +111,7 @@ static int parse_ttl(request *req, uint64_t *ttl_ms, strata_error *err)
 static void put_entry(request *req, reply *rep)
 {
     const char *ns, *key;
-    if (!check_ns_key(req, rep, &ns, &key))
+    if (!check_ns_key(req, rep, false, &ns, &key))
         return;
     strata_error err;
     uint64_t ttl_ms;
@@ -140,7 +148,9 @@ static void put_entry(request *req, reply *rep)
         reply_problem(rep, 503, "out-of-memory", "out of memory");
         return;
     }
-    int rc = cache_set(req->app->cache, ns, key, v, ttl_ms, &err);
+    int rc = cache_ns_create(req->app->cache, ns, &err);
+    if (rc == 0)
+        rc = cache_set(req->app->cache, ns, key, v, ttl_ms, &err);
     json_int_t expires_in =
         v->expires_ms ? (json_int_t)((v->expires_ms - clock_wall_ms() + 999) / 1000) : 0;
     cache_value_unref(v);
@@ -156,7 +166,7 @@ static void put_entry(request *req, reply *rep)
 static void delete_entry(request *req, reply *rep)
 {
     const char *ns, *key;
-    if (!check_ns_key(req, rep, &ns, &key))
+    if (!check_ns_key(req, rep, true, &ns, &key))
         return;
     strata_error err;
     bool found = false;
@@ -170,13 +180,11 @@ static void delete_entry(request *req, reply *rep)
 
 static void delete_pattern(request *req, reply *rep)
 {
-    const char *ns = req_param(req, "ns");
+    const char *ns, *key;
+    if (!check_ns_key(req, rep, true, &ns, &key))
+        return;
     const char *pattern = req_query(req, "pattern");
     strata_error err;
-    if (cache_check_key(ns, "k", &err) != 0) {
-        reply_error(rep, &err);
-        return;
-    }
     if (pattern == NULL) {
         reply_problem(rep, 400, "invalid-input",
                       "pattern is required (a glob; use * to clear the namespace)");
@@ -199,15 +207,12 @@ static void get_stats(request *req, reply *rep)
 
 static void get_ns_stats(request *req, reply *rep)
 {
-    const char *ns = req_param(req, "ns");
-    strata_error err;
-    if (cache_check_key(ns, "k", &err) != 0) {
-        reply_error(rep, &err);
+    const char *ns, *key;
+    if (!check_ns_key(req, rep, true, &ns, &key))
         return;
-    }
     json_t *j = cache_stats_json(req->app->cache, ns);
     if (j == NULL) {
-        reply_problem(rep, 400, "invalid-input", "too many cache namespaces");
+        reply_problem(rep, 404, "not-found", "no cache namespace '%s'", ns);
         return;
     }
     json_object_set_new(j, "namespace", json_string(ns));

@@ -33,6 +33,23 @@ void blobs_close(blob_store *b)
         b->ops->close(b);
 }
 
+int blob_check_copy(const void *blob, size_t len, const char *key, blob_header *h,
+                    strata_error *err)
+{
+    char hex[SHA256_HEX_LEN + 1];
+    if (blob_header_decode(blob, len, h, err) != 0 ||
+        blob_verify_payload(h, (const unsigned char *)blob + BLOB_HEADER_SIZE,
+                            len - BLOB_HEADER_SIZE, err) != 0) {
+        if (err && err->kind != SERR_CORRUPT)
+            err->kind = SERR_CORRUPT;
+        return -1;
+    }
+    sha256_to_hex(h->raw_sha256, hex);
+    if (strcmp(hex, key) != 0)
+        return serr_set(err, SERR_CORRUPT, "blob %s holds content of another hash", key);
+    return 0;
+}
+
 int blobs_get_verified(blob_store *b, const char *key, size_t max_len, strata_buf *out,
                        blob_header *h, strata_error *err)
 {
@@ -41,21 +58,9 @@ int blobs_get_verified(blob_store *b, const char *key, size_t max_len, strata_bu
     size_t at = out->len;
     if (b->ops->get(b, key, max_len, out, err) != 0)
         return -1;
-    const unsigned char *p = out->data + at;
-    size_t len = out->len - at;
-    char hex[SHA256_HEX_LEN + 1];
-    if (blob_header_decode(p, len, h, err) != 0 ||
-        blob_verify_payload(h, p + BLOB_HEADER_SIZE, len - BLOB_HEADER_SIZE, err) != 0)
-        goto corrupt;
-    sha256_to_hex(h->raw_sha256, hex);
-    if (strcmp(hex, key) != 0) {
-        serr_set(err, SERR_CORRUPT, "blob %s holds content of another hash", key);
-        goto corrupt;
+    if (blob_check_copy(out->data + at, out->len - at, key, h, err) != 0) {
+        out->len = at;
+        return -1;
     }
     return 0;
-corrupt:
-    out->len = at;
-    if (err && err->kind != SERR_CORRUPT)
-        err->kind = SERR_CORRUPT;
-    return -1;
 }

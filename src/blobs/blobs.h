@@ -25,6 +25,10 @@ typedef struct blob_store_ops {
     /* Stores a whole encoded blob (header + payload) under key; storing a
      * key that exists is a no-op (same key, same content). */
     int (*put)(blob_store *b, const char *key, const void *blob, size_t len, strata_error *err);
+    /* Stores a whole encoded blob under key whether or not one exists,
+     * replacing it atomically (crash-safe: the old bytes or the new, never
+     * a mix). For repairing a blob found damaged. */
+    int (*replace)(blob_store *b, const char *key, const void *blob, size_t len, strata_error *err);
     /* Reads the whole encoded blob; SERR_NOT_FOUND when absent. */
     int (*get)(blob_store *b, const char *key, size_t max_len, strata_buf *out, strata_error *err);
     int (*exists)(blob_store *b, const char *key, bool *out, strata_error *err);
@@ -51,6 +55,12 @@ void blobs_close(blob_store *b);
 
 /* A key is 64 lower-case hex digits: nothing else reaches a backend. */
 bool blob_key_valid(const char *key);
+
+/* Checks a whole encoded blob held in memory (a cached copy) against its
+ * key: header, payload hash, and the raw hash the header names.
+ * SERR_CORRUPT when anything disagrees; h is filled on success. */
+int blob_check_copy(const void *blob, size_t len, const char *key, blob_header *h,
+                    strata_error *err);
 
 /* Reads a blob and checks its header and payload hash against the key
  * (cheap: no decompression). SERR_CORRUPT when anything disagrees. */

@@ -65,18 +65,24 @@ static int fs_head(blob_store *base, const char *key, blob_header *h, strata_err
     return blob_header_decode(buf, (size_t)n, h, err);
 }
 
+static int fs_replace(blob_store *base, const char *key, const void *blob, size_t len,
+                      strata_error *err)
+{
+    char path[PATH_MAX];
+    if (blob_path((fs_blobs *)base, key, path, sizeof path, true, err) != 0)
+        return -1;
+    return fs_write_atomic(path, blob, len, err);
+}
+
 static int fs_put(blob_store *base, const char *key, const void *blob, size_t len,
                   strata_error *err)
 {
-    char path[PATH_MAX];
     bool exists = false;
     if (fs_exists(base, key, &exists, err) != 0)
         return -1;
     if (exists)
         return 0; /* content-addressed: the same key holds the same content */
-    if (blob_path((fs_blobs *)base, key, path, sizeof path, true, err) != 0)
-        return -1;
-    return fs_write_atomic(path, blob, len, err);
+    return fs_replace(base, key, blob, len, err);
 }
 
 static int fs_get(blob_store *base, const char *key, size_t max_len, strata_buf *out,
@@ -206,6 +212,7 @@ static void fs_close(blob_store *base)
 static const blob_store_ops FS_OPS = {
     .name = "file",
     .put = fs_put,
+    .replace = fs_replace,
     .get = fs_get,
     .exists = fs_exists,
     .head = fs_head,

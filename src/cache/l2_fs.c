@@ -158,20 +158,36 @@ static int read_entry(const char *path, uint64_t want_write_id, size_t max_len, 
     return ok ? 0 : -1;
 }
 
-/* Deletes the row and file of a key (under the lock). */
-static void drop_locked(fs_l2 *c, const char *ns, const char *key, int64_t size)
+/* Deletes the row of a key (under the lock); -1 when the index refused. */
+static int drop_row_locked(fs_l2 *c, const char *ns, const char *key)
 {
     sqlite3_stmt *st = NULL;
+    int rc = -1;
     if ((st = cached(c, 7, "DELETE FROM entries WHERE ns = ?1 AND key = ?2")) != NULL) {
         sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-        sqlite3_step(st);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
     }
     release(st);
+    return rc;
+}
+
+/* Removes the file of a key whose row is gone, and its bytes from the total. */
+static void unlink_entry_locked(fs_l2 *c, const char *ns, const char *key, int64_t size)
+{
     char path[PATH_MAX], sub[PATH_MAX];
     entry_path(c, ns, key, path, sizeof path, sub, sizeof sub);
     unlink(path);
     c->total_bytes -= (uint64_t)size <= c->total_bytes ? (uint64_t)size : c->total_bytes;
+}
+
+/* Deletes the row and file of a key (under the lock). A row that could
+ * not be deleted keeps its file: the row must never name a missing file
+ * that a later write could reuse. */
+static void drop_locked(fs_l2 *c, const char *ns, const char *key, int64_t size)
+{
+    if (drop_row_locked(c, ns, key) == 0)
+        unlink_entry_locked(c, ns, key, size);
 }
 
 typedef struct row {
@@ -412,7 +428,10 @@ static int put_fence_locked(fs_l2 *c, const char *ns, const char *key, int64_t f
         return db_fail(c, err, "fence");
     sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, clock_wall_ms() + (int64_t)c->cfg.fence_ttl_ms);
+    /* a fence stamped in the future (a change in progress) stands at least
+     * until then, and fence_ttl after it */
+    int64_t now = clock_wall_ms();
+    sqlite3_bind_int64(st, 3, (fence_ms > now ? fence_ms : now) + (int64_t)c->cfg.fence_ttl_ms);
     sqlite3_bind_int64(st, 4, fence_ms);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(c, err, "fence");
     release(st);
@@ -423,19 +442,38 @@ static int fs_del(l2_cache *base, const char *ns, const char *key, int64_t fence
                   strata_error *err)
 {
     fs_l2 *c = (fs_l2 *)base;
+    /* A fence for a change still to come must survive a crash of the
+     * machine, not only of the process: that one write is synced (FULL). */
+    bool durable = fence_ms > clock_wall_ms();
     pthread_mutex_lock(&c->mu);
-    row r;
-    int rc = read_row(c, ns, key, &r, err);
+    if (durable)
+        sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    int rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK
+                 ? 0
+                 : db_fail(c, err, "delete");
+    row r = {0};
+    if (rc == 0)
+        rc = read_row(c, ns, key, &r, err);
     bool live = rc == 0 && r.found && !r.fence && (r.expires == 0 || r.expires > clock_wall_ms());
-    if (rc == 0 && r.found)
-        drop_locked(c, ns, key, r.fence ? 0 : r.size);
+    if (rc == 0 && r.found && drop_row_locked(c, ns, key) != 0)
+        rc = db_fail(c, err, "delete");
     if (rc == 0 && fence_ms > 0)
         rc = put_fence_locked(c, ns, key, fence_ms, err);
-    if (live)
+    if (rc == 0 && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = db_fail(c, err, "delete");
+    if (rc != 0)
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    if (durable)
+        sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    if (rc == 0 && r.found) {
+        /* the row is gone for good: now its file may go */
+        unlink_entry_locked(c, ns, key, r.fence ? 0 : r.size);
+    }
+    if (rc == 0 && live)
         counters_for(c, ns)->deletes++;
     pthread_mutex_unlock(&c->mu);
     if (found)
-        *found = live;
+        *found = rc == 0 && live;
     return rc;
 }
 

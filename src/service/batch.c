@@ -99,19 +99,25 @@ int batch_run(versions_svc *vs, const json_t *body, json_t **results, strata_err
         json_object_set_new(result, "index", json_integer((json_int_t)i));
         json_array_append_new(out, result);
     }
+    /* invariant 6: every resource the batch changes is fenced in the cache
+     * before the commit makes the change visible */
+    size_t fenced = 0;
+    while (rc == 0 && fenced < n && done[fenced].type[0]) {
+        if (versions_fence_latest(vs, done[fenced].type, done[fenced].id, err) != 0)
+            rc = -1;
+        else
+            fenced++;
+    }
     if (txn && rc != 0)
         st->ops->rollback(txn);
     else if (txn)
         rc = st->ops->commit(txn, err);
     versions_blob_unlock(vs);
     for (size_t i = 0; i < n; i++) {
-        if (rc == 0 && done[i].type[0]) {
-            /* now visible: invalidate, and cascade for new versions */
-            if (done[i].created)
-                versions_notify_created(vs, &done[i].v, done[i].prev);
-            else
-                versions_invalidate_latest(vs, done[i].type, done[i].id);
-        }
+        if (rc == 0 && done[i].created) /* now visible: cascade for new versions */
+            versions_notify_created(vs, &done[i].v, done[i].prev);
+        else if (i < fenced)
+            versions_invalidate_latest(vs, done[i].type, done[i].id);
         store_version_clear(&done[i].v);
     }
     free(done);

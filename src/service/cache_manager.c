@@ -105,8 +105,9 @@ int cache_config_apply(cache_config *cfg, const char *spec, strata_error *err)
         }
         cache_ns_config *ns = config_find(cfg, part);
         if (ns == NULL) {
-            if (cfg->nns == CACHE_NS_MAX) {
-                rc = serr_set(err, SERR_INVALID, "too many cache namespaces");
+            if (cfg->nns == CACHE_CONFIG_NS_MAX) {
+                rc = serr_set(err, SERR_INVALID, "too many cache namespaces (at most %d)",
+                              CACHE_CONFIG_NS_MAX);
                 break;
             }
             ns = &cfg->ns[cfg->nns++];
@@ -132,8 +133,11 @@ int cache_config_apply(cache_config *cfg, const char *spec, strata_error *err)
 
 /* ---- the manager ----------------------------------------------------------- */
 
+enum ns_kind { NS_CONFIGURED, NS_INTERNAL, NS_CLIENT };
+
 typedef struct ns_state {
     cache_ns_config cfg;
+    enum ns_kind kind;
     l1_cache *l1;
     atomic_ullong loader_calls;
     atomic_ullong coalesced;
@@ -157,10 +161,14 @@ struct cache_manager {
     pthread_mutex_t ns_mu;
     ns_state *ns[CACHE_NS_MAX];
     int nns;
+    int nclient; /* client-created among them */
     pthread_mutex_t fly_mu;
     inflight *flying;
     atomic_ullong epoch; /* bumped by every invalidation: guards L1 fills */
 };
+
+static ns_state *ns_add(cache_manager *cm, const char *name, const cache_ns_config *c,
+                        enum ns_kind kind, strata_error *err);
 
 cache_manager *cache_new(const cache_config *cfg, l2_cache *l2, strata_error *err)
 {
@@ -174,6 +182,20 @@ cache_manager *cache_new(const cache_config *cfg, l2_cache *l2, strata_error *er
     cm->budget.limit = cfg->l1_global_bytes;
     pthread_mutex_init(&cm->ns_mu, NULL);
     pthread_mutex_init(&cm->fly_mu, NULL);
+    if (config_find(&cm->cfg, "default") == NULL) {
+        cache_free(cm);
+        serr_set(err, SERR_INVALID, "the cache configuration has no \"default\" namespace");
+        return NULL;
+    }
+    for (int i = 0; i < cfg->nns; i++) {
+        char internal[L2_NS_MAX + 1];
+        cache_internal_ns(cfg->ns[i].name, internal, sizeof internal);
+        if (ns_add(cm, cfg->ns[i].name, &cfg->ns[i], NS_CONFIGURED, err) == NULL ||
+            ns_add(cm, internal, &cfg->ns[i], NS_INTERNAL, err) == NULL) {
+            cache_free(cm);
+            return NULL;
+        }
+    }
     return cm;
 }
 
@@ -227,44 +249,85 @@ int cache_check_pattern(const char *pattern, strata_error *err)
     return 0;
 }
 
-/* The namespace's state, created on first use with its (or the default)
- * settings; NULL with an error when too many namespaces are alive. */
-static ns_state *ns_get(cache_manager *cm, const char *name, strata_error *err)
+void cache_internal_ns(const char *ns, char *out, size_t cap)
 {
-    pthread_mutex_lock(&cm->ns_mu);
-    for (int i = 0; i < cm->nns; i++) {
-        if (strcmp(cm->ns[i]->cfg.name, name) == 0) {
-            ns_state *s = cm->ns[i];
-            pthread_mutex_unlock(&cm->ns_mu);
-            return s;
-        }
-    }
-    ns_state *s = NULL;
+    snprintf(out, cap, "%s%.*s", CACHE_INTERNAL_PREFIX, L2_NS_MAX - 1, ns);
+}
+
+/* Adds a namespace; the caller holds ns_mu or is cache_new. */
+static ns_state *ns_add(cache_manager *cm, const char *name, const cache_ns_config *c,
+                        enum ns_kind kind, strata_error *err)
+{
     if (cm->nns == CACHE_NS_MAX) {
-        serr_set(err, SERR_INVALID, "too many cache namespaces (at most %d)", CACHE_NS_MAX);
-        goto out;
+        serr_set(err, SERR_CONFLICT, "too many cache namespaces (at most %d)", CACHE_NS_MAX);
+        return NULL;
     }
-    const cache_ns_config *c = config_find(&cm->cfg, name);
-    if (c == NULL)
-        c = config_find(&cm->cfg, "default");
-    s = calloc(1, sizeof *s);
+    ns_state *s = calloc(1, sizeof *s);
     if (s == NULL) {
         serr_set(err, SERR_NOMEM, "out of memory");
-        goto out;
+        return NULL;
     }
     s->cfg = *c;
+    s->kind = kind;
     snprintf(s->cfg.name, sizeof s->cfg.name, "%s", name);
     s->l1 = l1_new(s->cfg.l1_items, s->cfg.l1_bytes, &cm->budget);
     if (s->l1 == NULL) {
         free(s);
-        s = NULL;
         serr_set(err, SERR_NOMEM, "out of memory");
-        goto out;
+        return NULL;
     }
     cm->ns[cm->nns++] = s;
-out:
-    pthread_mutex_unlock(&cm->ns_mu);
     return s;
+}
+
+static ns_state *ns_find_locked(cache_manager *cm, const char *name)
+{
+    for (int i = 0; i < cm->nns; i++)
+        if (strcmp(cm->ns[i]->cfg.name, name) == 0)
+            return cm->ns[i];
+    return NULL;
+}
+
+/* A namespace's state; SERR_NOT_FOUND for a name that does not exist
+ * (nothing is created here: see cache_ns_create). */
+static ns_state *ns_get(cache_manager *cm, const char *name, strata_error *err)
+{
+    pthread_mutex_lock(&cm->ns_mu);
+    ns_state *s = ns_find_locked(cm, name);
+    pthread_mutex_unlock(&cm->ns_mu);
+    if (s == NULL)
+        serr_set(err, SERR_NOT_FOUND, "no cache namespace '%s'", name);
+    return s;
+}
+
+bool cache_ns_exists(cache_manager *cm, const char *ns)
+{
+    strata_error err;
+    ns_state *s = ns_get(cm, ns, &err);
+    return s != NULL && s->kind != NS_INTERNAL;
+}
+
+int cache_ns_create(cache_manager *cm, const char *name, strata_error *err)
+{
+    if (strncmp(name, CACHE_INTERNAL_PREFIX, strlen(CACHE_INTERNAL_PREFIX)) == 0)
+        return serr_set(err, SERR_INVALID, "cache namespace '%s' is reserved", name);
+    pthread_mutex_lock(&cm->ns_mu);
+    ns_state *s = ns_find_locked(cm, name);
+    int rc = 0;
+    if (s != NULL && s->kind == NS_INTERNAL)
+        rc = serr_set(err, SERR_INVALID, "cache namespace '%s' is reserved", name);
+    else if (s == NULL && cm->nclient >= CACHE_CLIENT_NS_MAX)
+        rc = serr_set(err, SERR_CONFLICT,
+                      "no new cache namespace '%s': clients have created %d already (the most "
+                      "allowed); use an existing one or configure it with --cache-namespaces",
+                      name, CACHE_CLIENT_NS_MAX);
+    else if (s == NULL &&
+             ns_add(cm, name, config_find(&cm->cfg, "default"), NS_CLIENT, err) == NULL)
+        rc = -1;
+    else if (s == NULL)
+        cm->nclient++;
+    pthread_mutex_unlock(&cm->ns_mu);
+    return rc;
 }
 
 static uint64_t l1_ttl_for(const ns_state *s, const cache_value *v)
@@ -492,20 +555,46 @@ int cache_set(cache_manager *cm, const char *ns, const char *key, cache_value *v
     return 0;
 }
 
+/* Drops a key from both tiers, leaving an L2 fence stamped fence_ms when
+ * fence_ms > 0. L2 first: a concurrent L2 hit cannot then promote the
+ * old value, and the epoch bump stops L1 fills that raced with this. */
+static int drop_key(cache_manager *cm, ns_state *s, const char *key, int64_t fence_ms, bool *found,
+                    strata_error *err)
+{
+    atomic_fetch_add(&cm->epoch, 1);
+    bool in_l2 = false;
+    int rc = 0;
+    if (cm->l2)
+        rc = cm->l2->ops->del(cm->l2, s->cfg.name, key, fence_ms, &in_l2, err);
+    bool in_l1 = l1_delete(s->l1, key);
+    if (found)
+        *found = in_l1 || in_l2;
+    return rc;
+}
+
 int cache_invalidate(cache_manager *cm, const char *ns, const char *key, bool fence, bool *found,
                      strata_error *err)
 {
     ns_state *s = ns_get(cm, ns, err);
     if (s == NULL)
         return -1;
-    atomic_fetch_add(&cm->epoch, 1);
-    bool in_l2 = false;
-    /* L2 first: a concurrent L2 hit cannot then promote the old value */
-    if (cm->l2 && cm->l2->ops->del(cm->l2, ns, key, fence ? clock_wall_ms() : 0, &in_l2, err) != 0)
+    return drop_key(cm, s, key, fence ? clock_wall_ms() : 0, found, err);
+}
+
+int cache_fence_begin(cache_manager *cm, const char *ns, const char *key, uint64_t hold_ms,
+                      strata_error *err)
+{
+    ns_state *s = ns_get(cm, ns, err);
+    if (s == NULL)
         return -1;
-    bool in_l1 = l1_delete(s->l1, key);
-    if (found)
-        *found = in_l1 || in_l2;
+    /* a fence stamped in the future refuses every fill that begins before
+     * it: the change's own invalidation moves it back to "now" */
+    if (drop_key(cm, s, key, clock_wall_ms() + (int64_t)hold_ms, NULL, err) != 0) {
+        slog_error("cache %s: cannot fence %s before a change: %s", ns, key, err->detail);
+        return serr_set(err, SERR_UNAVAILABLE,
+                        "the cache cannot record an invalidation right now, so the change was "
+                        "not made; retry later");
+    }
     return 0;
 }
 
@@ -562,63 +651,70 @@ json_t *cache_stats_json(cache_manager *cm, const char *ns)
     strata_error err;
     if (ns != NULL) {
         ns_state *s = ns_get(cm, ns, &err);
-        return s ? ns_json(cm, s) : NULL;
+        return s && s->kind != NS_INTERNAL ? ns_json(cm, s) : NULL;
     }
-    /* the configured namespaces always show, used or not */
-    for (int i = 0; i < cm->cfg.nns; i++)
-        ns_get(cm, cm->cfg.ns[i].name, &err);
-    json_t *all = json_object();
+    json_t *visible = json_object(), *internal = json_object();
     pthread_mutex_lock(&cm->ns_mu);
     int n = cm->nns;
     ns_state *list[CACHE_NS_MAX];
     memcpy(list, cm->ns, sizeof list);
     pthread_mutex_unlock(&cm->ns_mu);
-    for (int i = 0; i < n; i++)
-        json_object_set_new(all, list[i]->cfg.name, ns_json(cm, list[i]));
-    return json_pack("{s:o, s:{s:I, s:I}, s:s}", "namespaces", all, "l1_budget", "limit_bytes",
-                     (json_int_t)cm->budget.limit, "used_bytes",
+    for (int i = 0; i < n; i++) {
+        bool in = list[i]->kind == NS_INTERNAL;
+        /* internal namespaces show under the name they shadow, read-only */
+        const char *name = list[i]->cfg.name + (in ? strlen(CACHE_INTERNAL_PREFIX) : 0);
+        json_object_set_new(in ? internal : visible, name, ns_json(cm, list[i]));
+    }
+    return json_pack("{s:o, s:o, s:{s:I, s:I}, s:s}", "namespaces", visible, "internal", internal,
+                     "l1_budget", "limit_bytes", (json_int_t)cm->budget.limit, "used_bytes",
                      (json_int_t)atomic_load(&cm->budget.used), "l2_backend",
                      cm->l2 ? cm->l2->ops->name : "none");
+}
+
+/* One metric line per namespace of both groups; internal ones are
+ * labelled with their reserved name ("@dictionary"). */
+static int metric_lines(strata_buf *out, json_t *all, const char *metric, const char *tier,
+                        const char *field, strata_error *err)
+{
+    static const char *const groups[] = {"namespaces", "internal"};
+    int rc = 0;
+    for (int g = 0; g < 2 && rc == 0; g++) {
+        const char *name;
+        json_t *ns;
+        json_object_foreach(json_object_get(all, groups[g]), name, ns)
+        {
+            json_t *src = tier ? json_object_get(ns, tier) : ns;
+            if (rc != 0 || !json_is_object(src))
+                continue;
+            char line[256];
+            int n = snprintf(line, sizeof line, "strata_cache_%s{namespace=\"%s%s\"%s%s%s} %lld\n",
+                             metric, g ? CACHE_INTERNAL_PREFIX : "", name, tier ? ",tier=\"" : "",
+                             tier ? tier : "", tier ? "\"" : "",
+                             (long long)json_integer_value(json_object_get(src, field)));
+            rc = sbuf_append(out, line, (size_t)n, err);
+        }
+    }
+    return rc;
 }
 
 int cache_metrics(cache_manager *cm, strata_buf *out, strata_error *err)
 {
     json_t *all = cache_stats_json(cm, NULL);
-    json_t *nss = json_object_get(all, "namespaces");
     static const char *const fields[] = {"hits",        "misses", "evictions",
                                          "expirations", "items",  "bytes"};
     int rc = 0;
     char line[256];
-    const char *name;
-    json_t *ns;
     for (size_t f = 0; f < 6 && rc == 0; f++) {
         int n = snprintf(line, sizeof line, "# TYPE strata_cache_%s %s\n", fields[f],
                          f < 4 ? "counter" : "gauge");
         rc = sbuf_append(out, line, (size_t)n, err);
-        json_object_foreach(nss, name, ns)
-        {
-            for (int t = 1; t <= 2 && rc == 0; t++) {
-                json_t *tier = json_object_get(ns, t == 1 ? "l1" : "l2");
-                if (!json_is_object(tier))
-                    continue;
-                n = snprintf(line, sizeof line,
-                             "strata_cache_%s{namespace=\"%s\",tier=\"l%d\"} %lld\n", fields[f],
-                             name, t,
-                             (long long)json_integer_value(json_object_get(tier, fields[f])));
-                rc = sbuf_append(out, line, (size_t)n, err);
-            }
-        }
+        for (int t = 1; t <= 2 && rc == 0; t++)
+            rc = metric_lines(out, all, fields[f], t == 1 ? "l1" : "l2", fields[f], err);
     }
     if (rc == 0)
         rc = sbuf_append(out, "# TYPE strata_cache_loader_calls counter\n", 41, err);
-    json_object_foreach(nss, name, ns)
-    {
-        if (rc != 0)
-            break;
-        int n = snprintf(line, sizeof line, "strata_cache_loader_calls{namespace=\"%s\"} %lld\n",
-                         name, (long long)json_integer_value(json_object_get(ns, "loader_calls")));
-        rc = sbuf_append(out, line, (size_t)n, err);
-    }
+    if (rc == 0)
+        rc = metric_lines(out, all, "loader_calls", NULL, "loader_calls", err);
     json_decref(all);
     return rc;
 }

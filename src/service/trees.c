@@ -327,18 +327,26 @@ static int in_tree_txn(trees_svc *t, tree_change_fn fn, void *ctx, strata_error 
     versions_blob_lock(t->vs, false); /* a large manifest may become a blob */
     store_txn *txn = t->st->ops->begin(t->st, err);
     int rc = txn ? fn(t, txn, ctx, &saved, err) : -1;
+    /* invariant 6: the masters' cached records are fenced before the
+     * commit makes their new versions visible */
+    int fenced = 0;
+    while (rc == 0 && fenced < saved.n) {
+        if (versions_fence_latest(t->vs, "corpus", saved.items[fenced].id, err) != 0)
+            rc = -1;
+        else
+            fenced++;
+    }
     if (txn && rc != 0)
         t->st->ops->rollback(txn);
     else if (txn)
         rc = t->st->ops->commit(txn, err);
     versions_blob_unlock(t->vs);
+    for (int i = 0; i < fenced; i++)
+        versions_invalidate_latest(t->vs, "corpus", saved.items[i].id);
     if (rc != 0)
         return -1;
-    for (int i = 0; i < saved.n; i++) {
-        versions_invalidate_latest(t->vs, "corpus", saved.items[i].id);
-        if (t->saved)
-            t->saved(t->saved_ctx, saved.items[i].id, saved.items[i].vkey);
-    }
+    for (int i = 0; t->saved && i < saved.n; i++)
+        t->saved(t->saved_ctx, saved.items[i].id, saved.items[i].vkey);
     return 0;
 }
 

@@ -18,6 +18,10 @@
 #define MAX_TAGS         100
 #define MAX_TAG_LEN      128
 #define MAX_DEPENDENCIES 1000
+/* How long a fence set before a change refuses cache fills if the change
+ * never ends it (a crash between the fence and the commit): longer than
+ * any fence-to-commit interval, short enough to lose little caching. */
+#define LATEST_FENCE_HOLD_MS 60000
 
 struct versions_svc {
     store *st;
@@ -54,11 +58,12 @@ void versions_forget_blob(versions_svc *svc, const char *key)
         return;
     static const char *const types[] = {"dictionary", "corpus", "semantic",
                                         "literature", "trie",   "search"};
-    char ckey[SHA256_HEX_LEN + 8];
+    char ckey[SHA256_HEX_LEN + 8], ns[L2_NS_MAX + 1];
     snprintf(ckey, sizeof ckey, "blob:%s", key);
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         strata_error err;
-        cache_invalidate(svc->cache, types[i], ckey, false, NULL, &err);
+        cache_internal_ns(types[i], ns, sizeof ns);
+        cache_invalidate(svc->cache, ns, ckey, false, NULL, &err);
     }
 }
 
@@ -82,7 +87,8 @@ store *versions_store(versions_svc *svc)
     return svc->st;
 }
 
-/* Cache keys, in the namespace named after the resource type. */
+/* Cache keys, in the internal namespace of the resource type ("@corpus"),
+ * which no /cache request can reach. */
 static void latest_key(const char *id, char *out, size_t cap)
 {
     snprintf(out, cap, "latest:%s", id);
@@ -93,14 +99,27 @@ static void blob_cache_key(const char *hash, char *out, size_t cap)
     snprintf(out, cap, "blob:%s", hash);
 }
 
+int versions_fence_latest(versions_svc *svc, const char *type, const char *id, strata_error *err)
+{
+    if (svc->cache == NULL)
+        return 0;
+    char key[STORE_ID_MAX + 16], ns[L2_NS_MAX + 1];
+    latest_key(id, key, sizeof key);
+    cache_internal_ns(type, ns, sizeof ns);
+    return cache_fence_begin(svc->cache, ns, key, LATEST_FENCE_HOLD_MS, err);
+}
+
 void versions_invalidate_latest(versions_svc *svc, const char *type, const char *id)
 {
     if (svc->cache == NULL)
         return;
-    char key[STORE_ID_MAX + 16];
+    char key[STORE_ID_MAX + 16], ns[L2_NS_MAX + 1];
     latest_key(id, key, sizeof key);
+    cache_internal_ns(type, ns, sizeof ns);
     strata_error err;
-    if (cache_invalidate(svc->cache, type, key, true, NULL, &err) != 0)
+    /* a failure here is safe when the change began with
+     * versions_fence_latest: its fence keeps readers off the cache */
+    if (cache_invalidate(svc->cache, ns, key, true, NULL, &err) != 0)
         slog_error("cache invalidation of %s/%s failed: %s", type, id, err.detail);
 }
 
@@ -318,8 +337,47 @@ static int plan_from_envelope(save_plan *p, const json_t *env, bool json_save, s
 
 /* ---- placement --------------------------------------------------------------- */
 
-/* Writes the blob unless one with this content exists, and fills the
- * content location. A blob that exists is shared (invariant 5). */
+/* Builds the stored form of new content: the client's frames kept as
+ * they are (Accept-Encoding serves them unchanged), or compressed as the
+ * type's policy says. */
+static int encode_blob(const save_request *rq, const save_plan *p, const unsigned char *bytes,
+                       size_t len, const char *hash_hex, strata_buf *blob, blob_header *h,
+                       strata_error *err)
+{
+    if (rq->wire_codec != SCODEC_NONE && rq->wire != NULL) {
+        unsigned char raw_sha[SHA256_LEN];
+        sha256_from_hex(hash_hex, raw_sha);
+        return blob_encode_precompressed(rq->wire_codec, rq->wire, rq->wire_len, len, raw_sha, blob,
+                                         h, err);
+    }
+    return blob_encode(bytes, len, resource_codec_for(p->type, p->fields, len), blob, h, err);
+}
+
+/* Is the stored blob of this content whole? Read and checked in full
+ * (header, payload hash, raw hash and size): a version must never share
+ * a damaged blob (its content could not be read). 1: whole, 0: missing
+ * or damaged, -1: the blob store failed. */
+static int shared_blob_whole(versions_svc *svc, const char *hash_hex, size_t len, blob_header *h,
+                             strata_error *err)
+{
+    strata_buf stored;
+    sbuf_init(&stored, 0);
+    int rc = blobs_get_verified(svc->blobs, hash_hex, svc->cfg.max_content + BLOB_HEADER_SIZE,
+                                &stored, h, err);
+    sbuf_free(&stored);
+    if (rc == 0)
+        return h->raw_size == len ? 1 : 0;
+    if (err->kind == SERR_CORRUPT || err->kind == SERR_NOT_FOUND || err->kind == SERR_TOO_LARGE) {
+        slog_error("blob %s is damaged or missing (%s): rewriting it from a save", hash_hex,
+                   err->detail);
+        return 0;
+    }
+    return -1;
+}
+
+/* Writes the blob unless a whole one with this content exists, and fills
+ * the content location. A whole blob is shared (invariant 5); a damaged
+ * one is rewritten from the bytes in hand. */
 static int place_external(versions_svc *svc, const save_request *rq, const save_plan *p,
                           const unsigned char *bytes, size_t len, const char *hash_hex, json_t *loc,
                           strata_error *err)
@@ -337,32 +395,22 @@ static int place_external(versions_svc *svc, const save_request *rq, const save_
         exists = false; /* removed between the two calls: write it again */
     }
     blob_header h;
-    strata_buf blob;
-    sbuf_init(&blob, 0);
-    int rc = 0;
-    if (exists) {
-        /* the location comes from the blob's header alone: 96 bytes, not the
-         * whole blob (content reads verify the payload when they serve it) */
-        rc = svc->blobs->ops->head(svc->blobs, hash_hex, &h, err);
-        if (rc == 0 && h.raw_size != len)
-            rc = serr_set(err, SERR_CORRUPT, "stored blob %s does not hold this content", hash_hex);
-    } else {
-        if (rq->wire_codec != SCODEC_NONE && rq->wire != NULL) {
-            /* keep the client's frames: Accept-Encoding serves them unchanged */
-            unsigned char raw_sha[SHA256_LEN];
-            sha256_from_hex(hash_hex, raw_sha);
-            rc = blob_encode_precompressed(rq->wire_codec, rq->wire, rq->wire_len, len, raw_sha,
-                                           &blob, &h, err);
-        } else {
-            enum scodec codec = resource_codec_for(p->type, p->fields, len);
-            rc = blob_encode(bytes, len, codec, &blob, &h, err);
-        }
-        if (rc == 0)
-            rc = svc->blobs->ops->put(svc->blobs, hash_hex, blob.data, blob.len, err);
-    }
-    sbuf_free(&blob);
-    if (rc != 0)
+    int whole = exists ? shared_blob_whole(svc, hash_hex, len, &h, err) : 0;
+    if (whole < 0)
         return -1;
+    if (!whole) {
+        strata_buf blob;
+        sbuf_init(&blob, 0);
+        int rc = encode_blob(rq, p, bytes, len, hash_hex, &blob, &h, err);
+        if (rc == 0)
+            rc = exists ? svc->blobs->ops->replace(svc->blobs, hash_hex, blob.data, blob.len, err)
+                        : svc->blobs->ops->put(svc->blobs, hash_hex, blob.data, blob.len, err);
+        sbuf_free(&blob);
+        if (rc != 0)
+            return -1;
+        if (exists)
+            versions_forget_blob(svc, hash_hex);
+    }
     json_object_set_new(loc, "storage_type", json_string("blob"));
     json_object_set_new(loc, "key", json_string(hash_hex));
     json_object_set_new(loc, "compression", json_string(scodec_name(h.codec)));
@@ -491,7 +539,7 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         return -1;
     save_plan p = {.type = resource_type_find(rq->type)};
     bool json_save = rq->bytes == NULL;
-    bool blob_locked = false;
+    bool blob_locked = false, fenced = false;
     char *canon = NULL;
     json_t *doc = NULL, *loc = NULL;
     int rc = -1;
@@ -641,11 +689,22 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
             memcpy(v.content, bytes, len);
         }
         v.content_len = external ? 0 : len;
+        /* Invariant 6: the cached latest record is fenced before the commit
+         * (a batch or tree change fences before its own commit), so that no
+         * crash or cache failure after the commit can leave it served. */
+        if (rq->txn == NULL && !fenced) {
+            if (versions_fence_latest(svc, rq->type, rq->id, err) != 0) {
+                store_version_clear(&v);
+                goto done;
+            }
+            fenced = true;
+        }
         if (svc->st->ops->put_version(svc->st, rq->txn, &v, latest, max, p.deps, p.ndeps, err) ==
             0) {
-            /* part of the write: no cache may serve the old latest after this returns */
+            /* the fence's end: the cache may fill again from the new head */
             if (rq->txn == NULL) {
                 versions_invalidate_latest(svc, rq->type, rq->id);
+                fenced = false;
                 if (svc->hook)
                     svc->hook(svc->hook_ctx, &v, latest, rq);
             }
@@ -662,6 +721,8 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     serr_set(err, SERR_CONFLICT, "too many concurrent writers on %s/%s; try again", rq->type,
              rq->id);
 done:
+    if (fenced) /* nothing committed: lift the fence early */
+        versions_invalidate_latest(svc, rq->type, rq->id);
     if (blob_locked)
         versions_blob_unlock(svc);
     free(canon);
@@ -727,22 +788,39 @@ static int load_latest(void *ctx, cache_value **out, strata_error *err)
 }
 
 /* Latest records read through the cache (validated against L2, since a
- * write elsewhere replaces them); exact versions come from the store. */
+ * write elsewhere replaces them); exact versions come from the store. A
+ * cached copy is checked against what it claims to be (the latest record
+ * of this resource) before it is used; one that is not is dropped and the
+ * store answers instead. */
 static int read_version(versions_svc *svc, const char *type, const char *id, uint64_t vkey,
                         store_version *out, strata_error *err)
 {
     if (vkey != 0 || svc->cache == NULL)
         return svc->st->ops->get_version(svc->st, NULL, type, id, vkey, out, err);
-    char key[STORE_ID_MAX + 16];
+    char key[STORE_ID_MAX + 16], ns[L2_NS_MAX + 1];
     latest_key(id, key, sizeof key);
+    cache_internal_ns(type, ns, sizeof ns);
     struct latest_load l = {svc, type, id};
     cache_value *cv = NULL;
     enum cache_tier tier;
-    if (cache_get_or_load(svc->cache, type, key, true, load_latest, &l, &cv, &tier, err) != 0)
-        return -1;
-    int rc = record_decode(cv->data, cv->len, out, err);
+    if (cache_get_or_load(svc->cache, ns, key, true, load_latest, &l, &cv, &tier, err) != 0) {
+        if (err->kind == SERR_NOT_FOUND)
+            return -1;
+        /* a cache that fails is bypassed, never trusted blindly nor fatal */
+        slog_warn("cache read of %s/%s failed, reading the store: %s", type, id, err->detail);
+        return svc->st->ops->get_version(svc->st, NULL, type, id, 0, out, err);
+    }
+    strata_error derr;
+    int rc = record_decode(cv->data, cv->len, out, &derr);
     cache_value_unref(cv);
-    return rc;
+    if (rc == 0 && strcmp(out->type, type) == 0 && strcmp(out->id, id) == 0 && out->is_latest &&
+        (out->blob_key[0] == '\0' || strcmp(out->blob_key, out->data_hash) == 0))
+        return 0;
+    if (rc == 0)
+        store_version_clear(out);
+    slog_error("cached latest record of %s/%s is not what it claims to be; dropped", type, id);
+    cache_invalidate(svc->cache, ns, key, false, NULL, &derr);
+    return svc->st->ops->get_version(svc->st, NULL, type, id, 0, out, err);
 }
 
 int versions_get(versions_svc *svc, const char *type, const char *id, const char *version,
@@ -804,14 +882,14 @@ int versions_delete(versions_svc *svc, const char *type, const char *id, const c
     }
     /* Blobs stay: only the collector removes a blob, once no version
      * references it and its grace period has passed (invariant 4). */
-    if (svc->st->ops->delete_version(svc->st, txn, type, id, vkey, removed_by, err) != 0) {
-        if (err->kind == SERR_NOT_FOUND)
-            gone_or_missing(svc, type, id, vkey, version, err);
+    if (txn == NULL && versions_fence_latest(svc, type, id, err) != 0)
         return -1;
-    }
+    int rc = svc->st->ops->delete_version(svc->st, txn, type, id, vkey, removed_by, err);
     if (txn == NULL)
         versions_invalidate_latest(svc, type, id);
-    return 0;
+    if (rc != 0 && err->kind == SERR_NOT_FOUND)
+        gone_or_missing(svc, type, id, vkey, version, err);
+    return rc;
 }
 
 int versions_delete_resource(versions_svc *svc, const char *type, const char *id, store_txn *txn,
@@ -838,14 +916,14 @@ int versions_delete_resource(versions_svc *svc, const char *type, const char *id
                             "corpus %s is a master with %zu children: detach them first", id,
                             nkids);
     }
-    if (svc->st->ops->delete_resource(svc->st, txn, type, id, removed_by, count, err) != 0) {
-        if (err->kind == SERR_NOT_FOUND)
-            gone_or_missing(svc, type, id, 0, "latest", err);
+    if (txn == NULL && versions_fence_latest(svc, type, id, err) != 0)
         return -1;
-    }
+    int rc = svc->st->ops->delete_resource(svc->st, txn, type, id, removed_by, count, err);
     if (txn == NULL)
         versions_invalidate_latest(svc, type, id);
-    return 0;
+    if (rc != 0 && err->kind == SERR_NOT_FOUND)
+        gone_or_missing(svc, type, id, 0, "latest", err);
+    return rc;
 }
 
 struct blob_load {
@@ -871,33 +949,35 @@ static int load_blob(void *ctx, cache_value **out, strata_error *err)
 }
 
 /* A stored blob, through the cache (immutable: found by its hash, never
- * stale). Whatever tier it came from, its header and payload hash are
- * checked again here before anything is served (invariant 3). */
+ * stale). Whatever tier it came from, its header, payload hash and raw
+ * hash are checked against the key before anything is served (invariant
+ * 3); a cached copy that fails is dropped and the blob store answers. */
 static int read_blob(versions_svc *svc, const store_version *v, strata_buf *out, blob_header *h,
                      strata_error *err)
 {
+    size_t max = svc->cfg.max_content + BLOB_HEADER_SIZE;
     int rc;
-    if (svc->cache == NULL) {
-        rc = blobs_get_verified(svc->blobs, v->blob_key, svc->cfg.max_content + BLOB_HEADER_SIZE,
-                                out, h, err);
-    } else {
-        char key[SHA256_HEX_LEN + 8];
+    if (svc->cache != NULL) {
+        char key[SHA256_HEX_LEN + 8], ns[L2_NS_MAX + 1];
         blob_cache_key(v->blob_key, key, sizeof key);
+        cache_internal_ns(v->type, ns, sizeof ns);
         struct blob_load l = {svc, v->blob_key};
         cache_value *cv = NULL;
         enum cache_tier tier;
-        rc = cache_get_or_load(svc->cache, v->type, key, false, load_blob, &l, &cv, &tier, err);
-        if (rc == 0) {
-            rc = sbuf_append(out, cv->data, cv->len, err);
-            cache_value_unref(cv);
-            if (rc == 0 && (blob_header_decode(out->data, out->len, h, err) != 0 ||
-                            blob_verify_payload(h, out->data + BLOB_HEADER_SIZE,
-                                                out->len - BLOB_HEADER_SIZE, err) != 0)) {
-                err->kind = SERR_CORRUPT;
-                rc = -1;
+        strata_error cerr;
+        if (cache_get_or_load(svc->cache, ns, key, false, load_blob, &l, &cv, &tier, &cerr) == 0) {
+            if (blob_check_copy(cv->data, cv->len, v->blob_key, h, &cerr) == 0) {
+                rc = sbuf_append(out, cv->data, cv->len, err);
+                cache_value_unref(cv);
+                return rc;
             }
+            slog_error("cached copy of blob %s is damaged (%s); dropped", v->blob_key, cerr.detail);
+            cache_invalidate(svc->cache, ns, key, false, NULL, &cerr);
+            cache_value_unref(cv);
         }
+        /* a failed or damaged copy: the blob store itself decides */
     }
+    rc = blobs_get_verified(svc->blobs, v->blob_key, max, out, h, err);
     if (rc != 0 && err->kind == SERR_NOT_FOUND)
         serr_set(err, SERR_CORRUPT, "the content of %s/%s is missing from the blob store", v->type,
                  v->id);

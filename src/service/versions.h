@@ -107,8 +107,17 @@ json_t *versions_record_json(versions_svc *svc, const store_version *v);
 /* The ETag of a version: its data hash, quoted. */
 void versions_etag(const store_version *v, char *out, size_t cap);
 
-/* Drops cached copies of a resource's latest record, fencing out fills
- * that began before now (a batch calls it after its commit). */
+/* Invariant 6, in two steps around any change of a resource's latest
+ * version made outside versions_save and versions_delete* (which do it
+ * themselves): versions_fence_latest before the change commits (-1 with
+ * SERR_UNAVAILABLE when the cache cannot record it: do not commit), then
+ * versions_invalidate_latest once it committed or was abandoned. If the
+ * second step never happens (a crash) or fails, the fence keeps every
+ * node's readers off the cached record until it expires, so none serves
+ * the record the change replaced. versions_invalidate_latest alone drops
+ * cached copies of a record whose change cannot make it older (a stale
+ * flag, access counts). */
+int versions_fence_latest(versions_svc *svc, const char *type, const char *id, strata_error *err);
 void versions_invalidate_latest(versions_svc *svc, const char *type, const char *id);
 
 /* Checks the type name and id; SERR_NOT_FOUND for an unknown type. */

@@ -1,0 +1,334 @@
+/* Integrity against hostile clients, over real HTTP: the versioned store's
+ * own cache entries are out of reach of /cache, cache namespaces are not
+ * created by reads and cannot crowd out the resource types, and a save
+ * never shares a damaged blob. */
+#include <check.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../src/codec/sha256.h"
+#include "../support/harness.h"
+
+static test_server S;
+static const char *const JSON_CT[] = {"Content-Type: application/json", NULL};
+static const char *const TEXT_CT[] = {"Content-Type: text/plain", NULL};
+
+static void start(void)
+{
+    ck_assert_int_eq(server_start(&S, NULL), 0);
+}
+
+static void stop(void)
+{
+    int code = server_stop(&S, 30);
+    server_cleanup(&S);
+    ck_assert_int_eq(code, 0);
+}
+
+static long call(const char *method, const char *path, const char *const *headers, const void *body,
+                 size_t len, http_resp *out)
+{
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, method, path, headers, body, len, &r), 0);
+    long status = r.status;
+    if (out)
+        *out = r;
+    else
+        http_resp_free(&r);
+    return status;
+}
+
+static long post_json(const char *path, const char *json)
+{
+    return call("POST", path, JSON_CT, json, strlen(json), NULL);
+}
+
+/* The odyssey text: large enough to be a blob; `variant` changes it. */
+static char *text_body(size_t len, int variant)
+{
+    char *b = malloc(len);
+    ck_assert_ptr_nonnull(b);
+    for (size_t i = 0; i < len; i++)
+        b[i] = (char)('a' + (i * 7 + (size_t)variant) % 26);
+    return b;
+}
+
+static void sha_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1])
+{
+    unsigned char d[SHA256_LEN];
+    ck_assert_int_eq(sha256_oneshot(data, len, d, NULL), 0);
+    sha256_to_hex(d, out);
+}
+
+/* What a route serves, as bytes; records lose the two fields that every
+ * read changes (access_count, last_accessed), nothing else. */
+static char *served(const char *path, const char *const *headers)
+{
+    http_resp r;
+    long status = call("GET", path, headers, NULL, 0, &r);
+    char ctype[128] = "";
+    http_header(&r, "Content-Type", ctype, sizeof ctype);
+    char *out = NULL;
+    json_t *j = strstr(ctype, "json") ? json_loadb(r.body, r.body_len, 0, NULL) : NULL;
+    if (j != NULL) {
+        json_t *items = json_object_get(j, "items");
+        size_t i;
+        json_t *it;
+        json_array_foreach(items, i, it)
+        {
+            json_object_del(it, "access_count");
+            json_object_del(it, "last_accessed");
+        }
+        json_object_del(j, "access_count");
+        json_object_del(j, "last_accessed");
+        char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(j);
+        ck_assert_int_ne(asprintf(&out, "%ld %s", status, s), -1);
+        free(s);
+    } else {
+        char hex[SHA256_HEX_LEN + 1];
+        sha_hex(r.body, r.body_len, hex);
+        ck_assert_int_ne(asprintf(&out, "%ld %s %zu %s", status, ctype, r.body_len, hex), -1);
+    }
+    http_resp_free(&r);
+    return out;
+}
+
+#define BIG_LEN 100000
+
+static const char *const ZSTD[] = {"Accept-Encoding: zstd, gzip, lz4", NULL};
+static const char *const READ_ROUTES[] = {
+    "/dictionary/apple",
+    "/dictionary/apple/versions",
+    "/dictionary/apple/versions/latest",
+    "/dictionary/apple/versions/1.0.0",
+    "/dictionary/apple/versions/latest/content",
+    "/dictionary",
+    "/literature/big",
+    "/literature/big/versions/latest",
+    "/literature/big/versions/latest/content",
+    "/literature/big/versions/1.0.0/content",
+};
+#define NROUTES (sizeof READ_ROUTES / sizeof READ_ROUTES[0])
+
+/* Snapshot of every read route, plain and with Accept-Encoding. */
+static void snapshot(char *out[2 * NROUTES])
+{
+    for (size_t i = 0; i < NROUTES; i++) {
+        out[2 * i] = served(READ_ROUTES[i], NULL);
+        out[2 * i + 1] = served(READ_ROUTES[i], ZSTD);
+    }
+}
+
+/* Any PUT of any key and Content-Type to /cache, and any client DELETE
+ * there, changes no byte of what the /{type} routes serve. */
+START_TEST(cache_writes_never_change_what_the_store_serves)
+{
+    ck_assert_int_eq(post_json("/dictionary/apple/versions",
+                               "{\"content\": {\"senses\": [\"a fruit\"]}, \"word\": \"apple\","
+                               " \"provider\": \"p\"}"),
+                     201);
+    char *big = text_body(BIG_LEN, 0);
+    ck_assert_int_eq(call("POST", "/literature/big/versions?title=Big&authors=A&source=s", TEXT_CT,
+                          big, BIG_LEN, NULL),
+                     201);
+    char hash[SHA256_HEX_LEN + 1];
+    sha_hex(big, BIG_LEN, hash);
+    free(big);
+
+    char *before[2 * NROUTES], *after[2 * NROUTES];
+    snapshot(before); /* also fills every cache tier */
+    /* the store's entries are not client entries */
+    ck_assert_int_eq(call("GET", "/cache/dictionary/latest:apple", NULL, NULL, 0, NULL), 404);
+    char path[1024];
+    snprintf(path, sizeof path, "/cache/literature/blob:%s", hash);
+    ck_assert_int_eq(call("GET", path, NULL, NULL, 0, NULL), 404);
+    /* reserved names cannot be addressed at all */
+    ck_assert_int_eq(call("GET", "/cache/@dictionary/latest:apple", NULL, NULL, 0, NULL), 400);
+    ck_assert_int_eq(call("PUT", "/cache/@dictionary/latest:apple", NULL, "x", 1, NULL), 400);
+    ck_assert_int_eq(call("GET", "/cache/%40dictionary", NULL, NULL, 0, NULL), 400);
+
+    static const char *const nss[] = {"dictionary", "corpus", "literature", "semantic",
+                                      "trie",       "search", "default"};
+    static const char *const ctypes[] = {
+        "Content-Type: application/x-strata-record", "Content-Type: application/x-strata-blob",
+        "Content-Type: application/octet-stream", "Content-Type: application/json"};
+    char keys[4][200];
+    snprintf(keys[0], sizeof keys[0], "latest:apple");
+    snprintf(keys[1], sizeof keys[1], "latest:big");
+    snprintf(keys[2], sizeof keys[2], "blob:%s", hash);
+    snprintf(keys[3], sizeof keys[3], "apple");
+    for (size_t n = 0; n < sizeof nss / sizeof *nss; n++)
+        for (size_t k = 0; k < 4; k++)
+            for (size_t c = 0; c < sizeof ctypes / sizeof *ctypes; c++) {
+                const char *h[] = {ctypes[c], NULL};
+                const char *forged = c == 3 ? "{\"resource_id\": \"apple\"}" : "garbage\x01\x02";
+                snprintf(path, sizeof path, "/cache/%s/%s", nss[n], keys[k]);
+                ck_assert_int_eq(call("PUT", path, h, forged, strlen(forged), NULL), 201);
+            }
+    snapshot(after);
+    for (size_t i = 0; i < 2 * NROUTES; i++) {
+        ck_assert_msg(strcmp(before[i], after[i]) == 0, "%s changed:\n%s\n%s", READ_ROUTES[i / 2],
+                      before[i], after[i]);
+        free(after[i]);
+    }
+    /* client deletes and patterns reach only client entries */
+    for (size_t n = 0; n < sizeof nss / sizeof *nss; n++) {
+        snprintf(path, sizeof path, "/cache/%s?pattern=*", nss[n]);
+        http_resp r;
+        ck_assert_int_eq(call("DELETE", path, NULL, NULL, 0, &r), 200);
+        json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "deleted")), 4);
+        json_decref(j);
+        http_resp_free(&r);
+    }
+    snapshot(after);
+    for (size_t i = 0; i < 2 * NROUTES; i++) {
+        ck_assert_msg(strcmp(before[i], after[i]) == 0, "%s changed after DELETE:\n%s\n%s",
+                      READ_ROUTES[i / 2], before[i], after[i]);
+        free(before[i]);
+        free(after[i]);
+    }
+}
+END_TEST
+
+static bool stats_list(const char *ns)
+{
+    http_resp r;
+    ck_assert_int_eq(call("GET", "/cache", NULL, NULL, 0, &r), 200);
+    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+    http_resp_free(&r);
+    bool found = json_object_get(json_object_get(j, "namespaces"), ns) != NULL;
+    json_decref(j);
+    return found;
+}
+
+/* Reads, deletes and stats of unknown namespaces create nothing; PUTs
+ * create at most their own quota; the resource types keep working. */
+START_TEST(unknown_namespaces_are_404_and_capped)
+{
+    ck_assert_int_eq(call("GET", "/cache/nsx/k", NULL, NULL, 0, NULL), 404);
+    ck_assert_int_eq(call("HEAD", "/cache/nsx/k", NULL, NULL, 0, NULL), 404);
+    ck_assert_int_eq(call("DELETE", "/cache/nsx/k", NULL, NULL, 0, NULL), 404);
+    ck_assert_int_eq(call("DELETE", "/cache/nsx?pattern=*", NULL, NULL, 0, NULL), 404);
+    ck_assert_int_eq(call("GET", "/cache/nsx", NULL, NULL, 0, NULL), 404);
+    ck_assert(!stats_list("nsx"));
+    /* every configured namespace exists from the start */
+    ck_assert(stats_list("trie"));
+    ck_assert(stats_list("default"));
+
+    int created = 0, refused = 0;
+    for (int i = 0; i < 60; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/cache/ns%d/k", i);
+        http_resp r;
+        long st = call("PUT", path, NULL, "v", 1, &r);
+        if (st == 201)
+            created++;
+        else {
+            ck_assert_int_eq(st, 409);
+            char ctype[64];
+            http_header(&r, "Content-Type", ctype, sizeof ctype);
+            ck_assert_str_eq(ctype, "application/problem+json");
+            refused++;
+        }
+        http_resp_free(&r);
+    }
+    ck_assert_int_eq(created, 32);
+    ck_assert_int_eq(refused, 28);
+    /* a namespace clients made stays usable */
+    ck_assert_int_eq(call("GET", "/cache/ns3/k", NULL, NULL, 0, NULL), 200);
+    ck_assert_int_eq(call("GET", "/cache/ns3", NULL, NULL, 0, NULL), 200);
+    /* and a resource type not used yet is cached and invalidated */
+    ck_assert_int_eq(post_json("/trie/t1/versions",
+                               "{\"content\": 1, \"corpus_ids\": [\"c\"], \"node_count\": 1,"
+                               " \"max_depth\": 1}"),
+                     201);
+    http_resp r;
+    ck_assert_int_eq(call("GET", "/trie/t1", NULL, NULL, 0, NULL), 200);
+    ck_assert_int_eq(post_json("/trie/t1/versions",
+                               "{\"content\": 2, \"corpus_ids\": [\"c\"], \"node_count\": 1,"
+                               " \"max_depth\": 1}"),
+                     201);
+    ck_assert_int_eq(call("GET", "/trie/t1", NULL, NULL, 0, &r), 200);
+    json_t *rec = json_loadb(r.body, r.body_len, 0, NULL);
+    http_resp_free(&r);
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(rec, "version_info"), "version")),
+        "1.0.1");
+    json_decref(rec);
+}
+END_TEST
+
+static void damage_blob(const char *hash, bool truncate)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/blobs/%.2s/%.2s/%s", S.data_dir, hash, hash + 2, hash);
+    int fd = open(path, O_RDWR);
+    ck_assert_msg(fd >= 0, "no blob file %s", path);
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (truncate) {
+        ck_assert_int_eq(ftruncate(fd, size - 1), 0);
+    } else {
+        unsigned char c;
+        off_t at = 96 + (size - 96) / 2;
+        ck_assert_int_eq(pread(fd, &c, 1, at), 1);
+        c ^= 0x20;
+        ck_assert_int_eq(pwrite(fd, &c, 1, at), 1);
+    }
+    close(fd);
+}
+
+/* Re-saving content whose blob is damaged on disk rewrites the blob from
+ * the bytes in hand: the new version (and the old ones) read back. */
+START_TEST(a_save_never_shares_a_damaged_blob)
+{
+    char *a = text_body(BIG_LEN, 1), *b = text_body(BIG_LEN, 2);
+    char ha[SHA256_HEX_LEN + 1];
+    sha_hex(a, BIG_LEN, ha);
+    for (int round = 0; round < 2; round++) {
+        char path[128];
+        snprintf(path, sizeof path, "/literature/ody%d/versions?title=O&authors=H&source=s", round);
+        ck_assert_int_eq(call("POST", path, TEXT_CT, a, BIG_LEN, NULL), 201);
+        ck_assert_int_eq(call("POST", path, TEXT_CT, b, BIG_LEN, NULL), 201);
+        damage_blob(ha, round == 1);
+        /* A -> B -> A: a new version sharing A's blob, which is damaged */
+        http_resp r;
+        ck_assert_int_eq(call("POST", path, TEXT_CT, a, BIG_LEN, &r), 201);
+        http_resp_free(&r);
+        for (int v = 0; v <= 2; v += 2) {
+            char cpath[128];
+            snprintf(cpath, sizeof cpath, "/literature/ody%d/versions/1.0.%d/content", round, v);
+            ck_assert_int_eq(call("GET", cpath, NULL, NULL, 0, &r), 200);
+            ck_assert_uint_eq(r.body_len, BIG_LEN);
+            ck_assert_int_eq(memcmp(r.body, a, BIG_LEN), 0);
+            http_resp_free(&r);
+        }
+    }
+    free(a);
+    free(b);
+}
+END_TEST
+
+static Suite *integrity_suite(void)
+{
+    Suite *s = suite_create("integrity");
+    TCase *t = tcase_create("integrity");
+    tcase_set_timeout(t, 300);
+    tcase_add_checked_fixture(t, start, stop);
+    tcase_add_test(t, cache_writes_never_change_what_the_store_serves);
+    tcase_add_test(t, unknown_namespaces_are_404_and_capped);
+    tcase_add_test(t, a_save_never_shares_a_damaged_blob);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(integrity_suite());
+}
