@@ -1026,8 +1026,14 @@ int versions_content(versions_svc *svc, const store_version *v, unsigned accept_
         return -1;
     }
     size_t plen = blob.len - BLOB_HEADER_SIZE;
+    /* the blob was checked against its key; the key must be this record's
+     * data hash (for raw payloads, the payload hash is the content hash) */
+    if (memcmp(h.raw_sha256, want, SHA256_LEN) != 0) {
+        sbuf_free(&blob);
+        return serr_set(err, SERR_CORRUPT, "the blob of %s/%s holds other content", v->type,
+                        v->id);
+    }
     if (h.codec == SCODEC_NONE || (accept_codecs & (1u << h.codec))) {
-        /* the payload hash was verified; for raw payloads it is the content hash */
         if (h.codec == SCODEC_NONE && memcmp(h.payload_sha256, want, SHA256_LEN) != 0) {
             sbuf_free(&blob);
             return serr_set(err, SERR_CORRUPT, "stored content of %s/%s does not match its hash",
