@@ -1,8 +1,5 @@
 /* Retention, blob collection and atomic batches: POST /admin/cleanup,
  * POST /admin/gc, POST /{type}/{id}/cleanup, POST /batch. */
-#include <stdlib.h>
-#include <string.h>
-
 #include "../src/service/batch.h"
 #include "../src/service/gc.h"
 #include "../src/service/retention.h"
@@ -10,40 +7,21 @@
 #include "request.h"
 #include "routes.h"
 
-/* ?dry_run, ?dry_run=true or =1: true; =false or =0: false. */
-static int dry_run_of(request *req, bool *dry, strata_error *err)
-{
-    const char *v = req_query(req, "dry_run");
-    *dry = false;
-    if (v == NULL)
-        return 0;
-    if (v[0] == '\0' || strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
-        *dry = true;
-    else if (strcmp(v, "false") != 0 && strcmp(v, "0") != 0)
-        return serr_set(err, SERR_INVALID, "dry_run must be true or false");
-    return 0;
-}
+#define KEEP_MAX 1000000
 
 static void post_resource_cleanup(request *req, reply *rep)
 {
     strata_error err;
-    bool dry;
-    int keep = -1;
-    const char *k = req_query(req, "keep");
-    if (k != NULL) {
-        char *end = NULL;
-        long n = strtol(k, &end, 10);
-        if (end == k || *end != '\0' || n < 1 || n > 1000000) {
-            reply_problem(rep, 400, "invalid-input",
-                          "keep must be 1-1000000 (the latest version always stays)");
-            return;
-        }
-        keep = (int)n;
-    }
+    bool dry, has_keep;
+    uint64_t keep = 0;
     json_t *report = NULL;
-    if (dry_run_of(req, &dry, &err) != 0 ||
+    /* strict, and read before anything runs: a dry_run that does not read
+     * cleanly is a 400, never "absent" and so a real deletion */
+    if (req_query_uint(req, "keep", 1, KEEP_MAX, &has_keep, &keep, &err) != 0 ||
+        req_query_bool(req, "dry_run", false, &dry, &err) != 0 ||
         retention_cleanup(req->app->versions, req->app->retention, req_param(req, "type"),
-                          req_param(req, "id"), keep, dry, &report, &err) != 0) {
+                          req_param(req, "id"), has_keep ? (int)keep : -1, dry, &report,
+                          &err) != 0) {
         reply_error(rep, &err);
         return;
     }
@@ -55,7 +33,7 @@ static void post_admin_cleanup(request *req, reply *rep)
     strata_error err;
     bool dry;
     json_t *report = NULL;
-    if (dry_run_of(req, &dry, &err) != 0 ||
+    if (req_query_bool(req, "dry_run", false, &dry, &err) != 0 ||
         retention_cleanup_all(req->app->versions, req->app->retention, dry, &report, &err) != 0) {
         reply_error(rep, &err);
         return;
@@ -68,7 +46,7 @@ static void post_admin_gc(request *req, reply *rep)
     strata_error err;
     bool dry;
     json_t *report = NULL;
-    if (dry_run_of(req, &dry, &err) != 0 ||
+    if (req_query_bool(req, "dry_run", false, &dry, &err) != 0 ||
         gc_run(req->app->versions, req->app->cfg->gc_grace, dry, &report, &err) != 0) {
         reply_error(rep, &err);
         return;

@@ -18,18 +18,12 @@
 static int parse_list_opts(request *req, store_list_opts *o, strata_error *err)
 {
     memset(o, 0, sizeof *o);
-    o->limit = STORE_LIST_DEFAULT;
+    uint64_t limit = STORE_LIST_DEFAULT;
     o->stale = -1;
-    const char *limit = req_query(req, "limit");
-    if (limit != NULL) {
-        char *end = NULL;
-        long n = strtol(limit, &end, 10);
-        if (end == limit || *end != '\0' || n < 1 || n > STORE_LIST_MAX)
-            return serr_set(err, SERR_INVALID, "limit must be an integer from 1 to %d",
-                            STORE_LIST_MAX);
-        o->limit = (size_t)n;
-    }
-    o->cursor = req_query(req, "cursor");
+    if (req_query_uint(req, "limit", 1, STORE_LIST_MAX, NULL, &limit, err) != 0 ||
+        req_query_str(req, "cursor", &o->cursor, err) != 0)
+        return -1;
+    o->limit = (size_t)limit;
     return 0;
 }
 
@@ -103,10 +97,75 @@ static json_t *deps_from_text(const char *text, strata_error *err)
     return arr;
 }
 
+/* A JSON number (-?int frac? exp?) and nothing else; strtod would also
+ * take spaces, '+', hex, inf and nan. */
+static bool number_text(const char *s)
+{
+    const char *p = s + (*s == '-');
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9')
+            p++;
+    else
+        return false;
+    if (*p == '.') {
+        if (!(*++p >= '0' && *p <= '9'))
+            return false;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return false;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    return *p == '\0';
+}
+
+/* One query value as its field's kind, with the same strict forms as
+ * every other query parameter; errors name the parameter. */
+static json_t *field_from_query(const field_def *f, const char *v, strata_error *err)
+{
+    json_t *jv;
+    bool b;
+    uint64_t n;
+    switch (f->kind) {
+    case FIELD_BOOL:
+        if (req_text_bool(f->name, v, &b, err) != 0)
+            return NULL;
+        jv = json_boolean(b);
+        break;
+    case FIELD_INT: /* fields' integers are never negative */
+        if (req_text_uint(f->name, v, 0, INT64_MAX, &n, err) != 0)
+            return NULL;
+        jv = json_integer((json_int_t)n);
+        break;
+    case FIELD_NUMBER:
+        if (!number_text(v)) {
+            serr_set(err, SERR_INVALID, "query parameter '%.64s' must be a number", f->name);
+            return NULL;
+        }
+        return field_from_text(f, v, err);
+    default:
+        return field_from_text(f, v, err);
+    }
+    if (jv != NULL && field_check(f, jv, err) != 0) {
+        json_decref(jv);
+        return NULL;
+    }
+    return jv;
+}
+
 static enum MHD_Result query_to_envelope(void *cls, enum MHD_ValueKind kind, const char *key,
                                          const char *value)
 {
     (void)kind;
+    (void)value;
     struct query_env *q = cls;
     if (q->failed)
         return MHD_NO;
@@ -114,27 +173,34 @@ static enum MHD_Result query_to_envelope(void *cls, enum MHD_ValueKind kind, con
     char k[128];
     size_t klen;
     if (strlen(key) >= sizeof k || url_decode(key, strlen(key), k, &klen) != 0) {
-        q->failed = serr_set(q->err, SERR_INVALID, "a query parameter name is not valid");
+        q->failed = serr_set(q->err, SERR_INVALID,
+                             "a query parameter name is too long or not validly percent-encoded");
         return MHD_NO;
     }
-    const char *v = req_query(q->req, k);
+    /* strict: a bad escape or a repeated name is a 400 naming it */
+    const char *v;
+    if (req_query_str(q->req, k, &v, q->err) != 0) {
+        q->failed = -1;
+        return MHD_NO;
+    }
     if (v == NULL)
         v = "";
-    (void)value;
     json_t *jv = NULL;
     if (strcmp(k, "tags") == 0) {
         const field_def f = {"tags", FIELD_STRINGS, false, false};
-        jv = field_from_text(&f, v, q->err);
+        jv = field_from_query(&f, v, q->err);
     } else if (strcmp(k, "dependencies") == 0) {
         jv = deps_from_text(v, q->err);
     } else if (strcmp(k, "ttl") == 0) {
         const field_def f = {"ttl", FIELD_INT, false, false};
-        jv = field_from_text(&f, v, q->err);
+        jv = field_from_query(&f, v, q->err);
     } else if (strcmp(k, "fold_case") == 0) {
         const field_def f = {"fold_case", FIELD_BOOL, false, false};
-        jv = field_from_text(&f, v, q->err);
+        jv = field_from_query(&f, v, q->err);
     } else if (strcmp(k, "bump") == 0 || strcmp(k, "namespace") == 0) {
         jv = json_string(v);
+        if (jv == NULL)
+            serr_set(q->err, SERR_INVALID, "query parameter '%s' is not valid UTF-8", k);
     } else if (strcmp(k, "metadata") == 0) {
         jv = json_parse_bounded(v, strlen(v), JSON_MAX_DEPTH, "the metadata parameter", q->err);
     } else {
@@ -145,7 +211,7 @@ static enum MHD_Result query_to_envelope(void *cls, enum MHD_ValueKind kind, con
                                  k, q->type->name);
             return MHD_NO;
         }
-        jv = field_from_text(f, v, q->err);
+        jv = field_from_query(f, v, q->err);
     }
     if (jv == NULL) {
         q->failed = -1;
@@ -311,16 +377,17 @@ static void list_resources(request *req, reply *rep)
         reply_error(rep, &err);
         return;
     }
-    o.ns = req_query(req, "namespace");
-    o.tag = req_query(req, "tag");
-    const char *stale = req_query(req, "stale");
-    if (stale != NULL) {
-        if (strcmp(stale, "true") != 0 && strcmp(stale, "false") != 0) {
-            reply_problem(rep, 400, "invalid-input", "stale must be true or false");
-            return;
-        }
-        o.stale = stale[0] == 't';
+    const char *stale;
+    bool st = false;
+    if (req_query_str(req, "namespace", &o.ns, &err) != 0 ||
+        req_query_str(req, "tag", &o.tag, &err) != 0 ||
+        req_query_str(req, "stale", &stale, &err) != 0 ||
+        (stale != NULL && req_text_bool("stale", stale, &st, &err) != 0)) {
+        reply_error(rep, &err);
+        return;
     }
+    if (stale != NULL)
+        o.stale = st ? 1 : 0;
     if (versions_list_resources(req->app->versions, req_param(req, "type"), &o, &page, &err) != 0) {
         reply_error(rep, &err);
         return;

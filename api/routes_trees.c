@@ -43,19 +43,13 @@ static void post_tree(request *req, reply *rep)
 
 static void get_tree(request *req, reply *rep)
 {
-    int depth = 8;
-    const char *d = req_query(req, "depth");
-    if (d != NULL) {
-        char *end = NULL;
-        long n = strtol(d, &end, 10);
-        if (end == d || *end != '\0' || n < 0 || n > TREE_DEPTH_MAX) {
-            reply_problem(rep, 400, "invalid-input", "depth must be 0-%d", TREE_DEPTH_MAX);
-            return;
-        }
-        depth = (int)n;
-    }
+    uint64_t depth = 8;
     strata_error err;
-    json_t *tree = trees_get(req->app->trees, req_param(req, "master"), depth, &err);
+    if (req_query_uint(req, "depth", 0, TREE_DEPTH_MAX, NULL, &depth, &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    json_t *tree = trees_get(req->app->trees, req_param(req, "master"), (int)depth, &err);
     if (tree == NULL)
         reply_error(rep, &err);
     else
@@ -151,6 +145,19 @@ static void get_vocabulary(request *req, reply *rep)
 {
     const char *master = req_param(req, "master");
     strata_error err;
+    /* checked for either form, though the text form streams everything */
+    uint64_t limit = VOCAB_LIMIT_DEFAULT;
+    const char *cursor;
+    if (req_query_uint(req, "limit", 1, VOCAB_LIMIT_MAX, NULL, &limit, &err) != 0 ||
+        req_query_str(req, "cursor", &cursor, &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
+    char after[VOCAB_WORD_MAX + 1] = "";
+    if (cursor != NULL && store_cursor_decode_str(cursor, 'w', after, sizeof after) != 0) {
+        reply_problem(rep, 400, "invalid-input", "cursor is not valid for this list");
+        return;
+    }
     char accept[64];
     media_base(req_header(req, "Accept"), accept, sizeof accept);
     if (strcmp(accept, "text/plain") == 0) {
@@ -180,23 +187,6 @@ static void get_vocabulary(request *req, reply *rep)
         rep->status = 200;
         rep->set = true;
         rep->content_type = "text/plain; charset=utf-8";
-        return;
-    }
-    size_t limit = VOCAB_LIMIT_DEFAULT;
-    const char *l = req_query(req, "limit");
-    if (l != NULL) {
-        char *end = NULL;
-        long v = strtol(l, &end, 10);
-        if (end == l || *end != '\0' || v < 1 || v > VOCAB_LIMIT_MAX) {
-            reply_problem(rep, 400, "invalid-input", "limit must be 1-%d", VOCAB_LIMIT_MAX);
-            return;
-        }
-        limit = (size_t)v;
-    }
-    char after[VOCAB_WORD_MAX + 1] = "";
-    const char *cursor = req_query(req, "cursor");
-    if (cursor != NULL && store_cursor_decode_str(cursor, 'w', after, sizeof after) != 0) {
-        reply_problem(rep, 400, "invalid-input", "cursor is not valid for this list");
         return;
     }
     vocab_item *items = NULL;
