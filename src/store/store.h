@@ -9,6 +9,13 @@
  * and a key never issued twice even after deletions. A lost race returns
  * SERR_CONFLICT and the service retries from a fresh head.
  *
+ * A head outlives its versions: deleting a resource (or every version of
+ * it) leaves the head with no latest (latest_vkey 0) and max_vkey as it
+ * was, so that the resource, saved again, numbers on above every key it
+ * ever had. Such a resource is absent to every reader (get_version,
+ * list_versions, list_resources, dependents, version_pinned, set_stale)
+ * until a version is put again.
+ *
  * Backends sit behind a vtable chosen by URL (sqlite:PATH, mongodb://...). */
 #ifndef STRATA_STORE_H
 #define STRATA_STORE_H
@@ -55,9 +62,9 @@ void store_version_free(store_version *v);
 void store_version_clear(store_version *v);
 
 typedef struct store_head {
-    bool exists;
-    uint64_t latest_vkey; /* 0 when every version was deleted */
-    uint64_t max_vkey;
+    bool exists;          /* some key was ever issued (true after a delete too) */
+    uint64_t latest_vkey; /* 0 when there is no version: never saved, deleted, or emptied */
+    uint64_t max_vkey;    /* the highest key ever issued, never lowered */
 } store_head;
 
 /* A dependency as stored: (type, id) and an optional exact version. */
@@ -124,13 +131,17 @@ typedef struct store_ops {
                        store_version *out, strata_error *err);
     /* Writes v as the new latest iff the head still has expected_latest and
      * expected_max; v->vkey must exceed expected_max. Links the chain
-     * (supersedes / superseded_by) and indexes the dependencies. */
+     * (supersedes / superseded_by) and indexes the dependencies. From a
+     * head with no latest (expected_latest 0, expected_max as read, which
+     * is above 0 after a delete) v starts a new life: the tombstones of
+     * earlier versions stay, the resource's own (vkey 0) is cleared. */
     int (*put_version)(store *s, store_txn *txn, store_version *v, uint64_t expected_latest,
                        uint64_t expected_max, const store_dep *deps, size_t ndeps,
                        strata_error *err);
     int (*list_versions)(store *s, const char *type, const char *id, const store_list_opts *o,
                          store_page *out, strata_error *err);
-    /* Latest records of a type, by id, with the filters of opts. */
+    /* Latest records of a type, by id, with the filters of opts; a
+     * resource with no latest version (deleted) is not listed. */
     int (*list_resources)(store *s, const char *type, const store_list_opts *o, store_page *out,
                           strata_error *err);
     /* Any version of any resource whose content has this hash (dedupe). */
@@ -140,12 +151,19 @@ typedef struct store_ops {
      * removed_by ("request", "retention: ...") and when. */
     int (*delete_version)(store *s, store_txn *txn, const char *type, const char *id, uint64_t vkey,
                           const char *removed_by, strata_error *err);
-    /* Removes a resource, its versions and its head, leaving tombstones
-     * for it and each version. *count gets the number of versions removed. */
+    /* Removes a resource's versions and dependencies, leaving tombstones
+     * for it (vkey 0) and each version. The head stays with latest 0 and
+     * its max_vkey, so numbering goes on above it if the resource is saved
+     * again. *count gets the number of versions removed. SERR_NOT_FOUND
+     * when there is no head, or the resource is already deleted (no latest
+     * and a resource tombstone); a head emptied one version at a time is
+     * deleted with *count 0. */
     int (*delete_resource)(store *s, store_txn *txn, const char *type, const char *id,
                            const char *removed_by, size_t *count, strata_error *err);
     /* The tombstone of a removed version (vkey 0: of the removed resource);
-     * SERR_NOT_FOUND when there is none. */
+     * SERR_NOT_FOUND when there is none. A version's tombstone is kept for
+     * good (its key is never issued again); the resource's goes when the
+     * resource is saved again. */
     int (*get_tombstone)(store *s, const char *type, const char *id, uint64_t vkey,
                          store_tombstone *out, strata_error *err);
     /* Does the latest version of another resource depend on exactly this
@@ -161,7 +179,8 @@ typedef struct store_ops {
     /* Adds access counts gathered in memory (batched; not per read). */
     int (*add_access)(store *s, const char *type, const char *id, uint64_t vkey, uint64_t count,
                       int64_t last_ms, strata_error *err);
-    /* Marks a resource stale (reason: a JSON object, borrowed), or clears it. */
+    /* Marks a resource stale (reason: a JSON object, borrowed), or clears it.
+     * SERR_NOT_FOUND when it has no latest version. */
     int (*set_stale)(store *s, store_txn *txn, const char *type, const char *id, bool stale,
                      const json_t *reason, strata_error *err);
 

@@ -75,6 +75,30 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS vocab_sizes("
     "  master TEXT PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* The layout's version, kept in PRAGMA user_version. MIGRATIONS[i] takes a
+ * database from version i to i + 1; open runs the ones a database lacks in
+ * the same transaction as SCHEMA, so a crash leaves it as it was. */
+#define SCHEMA_VERSION 1
+
+static const char *const MIGRATIONS[SCHEMA_VERSION] = {
+    /* 0 -> 1: a deleted resource keeps its head (no latest, max_vkey
+     * kept), so that its numbers are never issued again. Resources deleted
+     * before lost their heads: rebuild them from their version tombstones,
+     * and let no head sit below a number its tombstones name. */
+    "INSERT INTO resources(resource_type, resource_id, namespace, latest_vkey, max_vkey, stale,"
+    "  stale_reason, updated_at)"
+    " SELECT t.resource_type, t.resource_id, '', NULL, max(t.vkey), 0, NULL, max(t.removed_at)"
+    " FROM tombstones t WHERE NOT EXISTS(SELECT 1 FROM resources r"
+    "   WHERE r.resource_type = t.resource_type AND r.resource_id = t.resource_id)"
+    " GROUP BY t.resource_type, t.resource_id HAVING max(t.vkey) > 0;"
+    "UPDATE resources SET max_vkey = (SELECT max(t.vkey) FROM tombstones t"
+    "   WHERE t.resource_type = resources.resource_type"
+    "   AND t.resource_id = resources.resource_id)"
+    " WHERE max_vkey < (SELECT max(t.vkey) FROM tombstones t"
+    "   WHERE t.resource_type = resources.resource_type"
+    "   AND t.resource_id = resources.resource_id);",
+};
+
 #define VERSION_COLS                                                                               \
     "v.resource_type, v.resource_id, v.vkey, v.namespace, v.created_at, v.data_hash,"              \
     " v.blob_key, v.is_latest, v.supersedes, v.superseded_by, v.doc, v.content,"                   \
@@ -388,11 +412,14 @@ static int do_put(sqlite3 *db, void *arg, strata_error *err)
         return serr_set(err, SERR_CONFLICT, "the latest version of %s/%s moved", v->type, v->id);
     if (v->vkey <= cur_max)
         return serr_set(err, SERR_CONFLICT, "version key not above the highest issued");
-    if (cur_max == 0) {
-        /* a resource starting (again): version numbers start over, and
-         * the tombstones of an earlier life no longer apply */
+    if (cur_latest == 0) {
+        /* a resource starting (again): numbering goes on above cur_max, the
+         * tombstones of the old versions stay (those numbers stay gone),
+         * and the resource's own tombstone no longer applies */
         sqlite3_stmt *del = NULL;
-        if (prepare(db, "DELETE FROM tombstones WHERE resource_type = ?1 AND resource_id = ?2",
+        if (prepare(db,
+                    "DELETE FROM tombstones WHERE resource_type = ?1 AND resource_id = ?2"
+                    " AND vkey = 0",
                     &del, err) != 0)
             return -1;
         sqlite3_bind_text(del, 1, v->type, -1, SQLITE_STATIC);
@@ -710,33 +737,61 @@ static int sq_delete_version(store *base, store_txn *txn, const char *type, cons
     return in_write((sqlite_store *)base, txn, do_delete_version, &c, err);
 }
 
+static int has_tombstone(sqlite3 *db, const char *type, const char *id, uint64_t vkey, bool *found,
+                         strata_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    *found = false;
+    if (prepare(db,
+                "SELECT 1 FROM tombstones WHERE resource_type = ?1 AND resource_id = ?2"
+                " AND vkey = ?3",
+                &st, err) != 0)
+        return -1;
+    bind_tiv(st, type, id, vkey);
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(db, err, "tombstone");
+}
+
+/* The versions go (each leaving a tombstone), the head stays with no
+ * latest and its max_vkey, so a new life numbers on from there. */
 static int do_delete_resource(sqlite3 *db, void *arg, strata_error *err)
 {
     struct del_ctx *c = arg;
+    store_head head;
+    if (sq_get_head_on(db, c->type, c->id, &head, err) != 0)
+        return -1;
+    bool deleted = false;
+    if (head.exists && head.latest_vkey == 0 &&
+        has_tombstone(db, c->type, c->id, 0, &deleted, err) != 0)
+        return -1;
+    if (!head.exists || deleted)
+        return serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", c->type, c->id);
     static const char *const sql[] = {
         "INSERT OR REPLACE INTO tombstones(resource_type, resource_id, vkey, removed_at,"
         " removed_by) SELECT resource_type, resource_id, vkey, ?3, ?4 FROM versions"
         " WHERE resource_type = ?1 AND resource_id = ?2",
         "DELETE FROM versions WHERE resource_type = ?1 AND resource_id = ?2",
         "DELETE FROM dependencies WHERE from_type = ?1 AND from_id = ?2",
-        "DELETE FROM resources WHERE resource_type = ?1 AND resource_id = ?2",
+        "UPDATE resources SET latest_vkey = NULL, stale = 0, stale_reason = NULL, updated_at = ?3"
+        " WHERE resource_type = ?1 AND resource_id = ?2",
     };
+    int64_t now = clock_wall_ms();
     for (int i = 0; i < 4; i++) {
         sqlite3_stmt *st = NULL;
         if (prepare(db, sql[i], &st, err) != 0)
             return -1;
         sqlite3_bind_text(st, 1, c->type, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
-        if (i == 0) {
-            sqlite3_bind_int64(st, 3, clock_wall_ms());
+        if (i == 0 || i == 3)
+            sqlite3_bind_int64(st, 3, now);
+        if (i == 0)
             sqlite3_bind_text(st, 4, c->removed_by ? c->removed_by : "request", -1, SQLITE_STATIC);
-        }
         if (step_done(db, st, "delete resource", err) != 0)
             return -1;
         if (i == 1)
             c->count = (size_t)sqlite3_changes(db);
-        if (i == 3 && sqlite3_changes(db) == 0)
-            return serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", c->type, c->id);
     }
     return put_tombstone(db, c->type, c->id, 0, c->removed_by, err);
 }
@@ -928,7 +983,7 @@ static int do_set_stale(sqlite3 *db, void *arg, strata_error *err)
     sqlite3_stmt *st = NULL;
     if (prepare(db,
                 "UPDATE resources SET stale = ?3, stale_reason = ?4"
-                " WHERE resource_type = ?1 AND resource_id = ?2",
+                " WHERE resource_type = ?1 AND resource_id = ?2 AND latest_vkey > 0",
                 &st, err) != 0)
         return -1;
     sqlite3_bind_text(st, 1, c->type, -1, SQLITE_STATIC);
@@ -1276,6 +1331,38 @@ static void sq_close(store *base)
     free(s);
 }
 
+/* Creates or upgrades the layout to SCHEMA_VERSION in one transaction. */
+static int migrate(sqlite3 *db, strata_error *err)
+{
+    if (exec(db, "BEGIN IMMEDIATE", err) != 0)
+        return -1;
+    int rc = exec(db, SCHEMA, err);
+    int version = 0;
+    sqlite3_stmt *st = NULL;
+    if (rc == 0 && (rc = prepare(db, "PRAGMA user_version", &st, err)) == 0) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            version = sqlite3_column_int(st, 0);
+        else
+            rc = db_error(db, err, "schema version");
+        sqlite3_finalize(st);
+    }
+    if (rc == 0 && (version < 0 || version > SCHEMA_VERSION))
+        rc = serr_set(err, SERR_IO, "store: schema version %d is not one this build knows (0-%d)",
+                      version, SCHEMA_VERSION);
+    for (int i = version; rc == 0 && i < SCHEMA_VERSION; i++)
+        rc = exec(db, MIGRATIONS[i], err);
+    if (rc == 0 && version != SCHEMA_VERSION) {
+        char sql[48];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
+        rc = exec(db, sql, err);
+    }
+    if (rc == 0)
+        rc = exec(db, "COMMIT", err);
+    if (rc != 0)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
 static const store_ops SQLITE_OPS = {
     .name = "sqlite",
     .get_head = sq_get_head,
@@ -1331,7 +1418,7 @@ store *store_sqlite_open(const char *path, strata_error *err)
     pthread_mutex_init(&s->write_mu, NULL);
     pthread_mutex_init(&s->pool_mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
-    if (open_conn(path, &s->writer, err) != 0 || exec(s->writer, SCHEMA, err) != 0) {
+    if (open_conn(path, &s->writer, err) != 0 || migrate(s->writer, err) != 0) {
         sq_close(&s->base);
         return NULL;
     }

@@ -341,9 +341,133 @@ START_TEST(delete_resource_find_by_hash_and_access)
     store_tombstone tomb;
     ck_assert_int_eq(S->ops->get_tombstone(S, "trie", "t", 0, &tomb, &err), 0);
     ck_assert_int_eq(S->ops->get_tombstone(S, "trie", "t", V("1.0.1"), &tomb, &err), 0);
-    /* a new life clears the old tombstones */
-    ck_assert_int_eq(put("trie", "t", "1.0.0", "again", NULL, &err), 0);
+    /* a new life continues the numbering: 1.0.0 is never issued again */
+    ck_assert_int_eq(put("trie", "t", "1.0.0", "again", NULL, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_CONFLICT);
+    ck_assert_int_eq(put("trie", "t", "1.0.2", "again", NULL, &err), 0);
     ck_assert_int_eq(S->ops->get_tombstone(S, "trie", "t", 0, &tomb, &err), -1);
+    ck_assert_int_eq(S->ops->get_tombstone(S, "trie", "t", V("1.0.1"), &tomb, &err), 0);
+}
+END_TEST
+
+static size_t count_listed(const char *type, const char *id)
+{
+    store_list_opts o = {.limit = STORE_LIST_MAX, .stale = -1};
+    store_page p;
+    strata_error err;
+    ck_assert_int_eq(S->ops->list_resources(S, type, &o, &p, &err), 0);
+    size_t n = 0;
+    for (size_t i = 0; i < p.count; i++)
+        n += strcmp(p.items[i]->id, id) == 0;
+    store_page_free(&p);
+    return n;
+}
+
+START_TEST(a_deleted_resource_keeps_its_numbers)
+{
+    strata_error err;
+    ck_assert_int_eq(put("trie", "t", "1.0.0", "a", NULL, &err), 0);
+    ck_assert_int_eq(put("trie", "t", "1.0.1", "b", NULL, &err), 0);
+    ck_assert_int_eq(put("trie", "t", "2.0.0", "c", NULL, &err), 0);
+    ck_assert_int_eq(put("trie", "u", "1.0.0", "u", NULL, &err), 0);
+    ck_assert_int_eq(S->ops->set_stale(S, NULL, "trie", "t", true, NULL, &err), 0);
+    size_t n = 0;
+    ck_assert_int_eq(S->ops->delete_resource(S, NULL, "trie", "t", "request", &n, &err), 0);
+    ck_assert_uint_eq(n, 3);
+    /* the head stays, empty, with the highest key ever issued */
+    store_head h;
+    ck_assert_int_eq(S->ops->get_head(S, NULL, "trie", "t", &h, &err), 0);
+    ck_assert_uint_eq(h.latest_vkey, 0);
+    ck_assert_uint_eq(h.max_vkey, V("2.0.0"));
+    /* nothing reads as the resource */
+    store_version v;
+    ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", "t", 0, &v, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+    ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", "t", V("1.0.1"), &v, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+    store_list_opts o = {.limit = 10, .stale = -1};
+    store_page p;
+    ck_assert_int_eq(S->ops->list_versions(S, "trie", "t", &o, &p, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+    ck_assert_uint_eq(count_listed("trie", "t"), 0);
+    ck_assert_uint_eq(count_listed("trie", "u"), 1);
+    o.stale = 1;
+    ck_assert_int_eq(S->ops->list_resources(S, "trie", &o, &p, &err), 0);
+    ck_assert_uint_eq(p.count, 0); /* not even as a stale one */
+    store_page_free(&p);
+    ck_assert_int_eq(S->ops->set_stale(S, NULL, "trie", "t", true, NULL, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+    ck_assert_int_eq(S->ops->delete_resource(S, NULL, "trie", "t", "request", &n, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+    /* a writer that read the head before the delete loses the race */
+    store_version w = {0};
+    snprintf(w.type, sizeof w.type, "trie");
+    snprintf(w.id, sizeof w.id, "t");
+    snprintf(w.data_hash, sizeof w.data_hash, "late");
+    w.vkey = V("2.0.1");
+    w.doc = json_object();
+    ck_assert_int_eq(S->ops->put_version(S, NULL, &w, V("2.0.0"), V("2.0.0"), NULL, 0, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_CONFLICT);
+    /* ... and one that thinks the resource never existed too */
+    w.vkey = V("1.0.0");
+    ck_assert_int_eq(S->ops->put_version(S, NULL, &w, 0, 0, NULL, 0, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_CONFLICT);
+    store_version_clear(&w);
+    /* created again from the head: above the old max; the old versions stay gone */
+    ck_assert_int_eq(put("trie", "t", "2.0.0", "d", NULL, &err), -1);
+    ck_assert_int_eq(put("trie", "t", "2.0.1", "a", NULL, &err), 0);
+    ck_assert_int_eq(S->ops->get_head(S, NULL, "trie", "t", &h, &err), 0);
+    ck_assert_uint_eq(h.latest_vkey, V("2.0.1"));
+    ck_assert_uint_eq(h.max_vkey, V("2.0.1"));
+    expect_version("t", "2.0.1", true, NULL, NULL);
+    ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", "t", 0, &v, &err), 0);
+    ck_assert_uint_eq(v.vkey, V("2.0.1"));
+    ck_assert(!v.stale); /* the old life's flag does not come back */
+    store_version_clear(&v);
+    store_tombstone tomb;
+    const char *old[] = {"1.0.0", "1.0.1", "2.0.0"};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", "t", V(old[i]), &v, &err), -1);
+        ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+        ck_assert_int_eq(S->ops->get_tombstone(S, "trie", "t", V(old[i]), &tomb, &err), 0);
+        ck_assert_str_eq(tomb.removed_by, "request");
+    }
+    ck_assert_uint_eq(count_listed("trie", "t"), 1);
+    ck_assert_int_eq(S->ops->list_versions(S, "trie", "t", &o, &p, &err), 0);
+    ck_assert_uint_eq(p.count, 1);
+    store_page_free(&p);
+}
+END_TEST
+
+START_TEST(a_deleted_resource_in_a_batch)
+{
+    strata_error err;
+    ck_assert_int_eq(put("trie", "t", "1.0.0", "a", NULL, &err), 0);
+    ck_assert_int_eq(put("trie", "t", "1.0.1", "b", NULL, &err), 0);
+    store_txn *txn = S->ops->begin(S, &err);
+    ck_assert_ptr_nonnull(txn);
+    size_t n = 0;
+    ck_assert_int_eq(S->ops->delete_resource(S, txn, "trie", "t", "batch", &n, &err), 0);
+    store_head h;
+    ck_assert_int_eq(S->ops->get_head(S, txn, "trie", "t", &h, &err), 0);
+    ck_assert_uint_eq(h.latest_vkey, 0);
+    ck_assert_uint_eq(h.max_vkey, V("1.0.1"));
+    store_version v = {0};
+    snprintf(v.type, sizeof v.type, "trie");
+    snprintf(v.id, sizeof v.id, "t");
+    snprintf(v.data_hash, sizeof v.data_hash, "c");
+    v.vkey = V("1.0.2");
+    v.doc = json_object();
+    ck_assert_int_eq(S->ops->put_version(S, txn, &v, h.latest_vkey, h.max_vkey, NULL, 0, &err), 0);
+    store_version_clear(&v);
+    ck_assert_int_eq(S->ops->commit(txn, &err), 0);
+    ck_assert_int_eq(S->ops->get_head(S, NULL, "trie", "t", &h, &err), 0);
+    ck_assert_uint_eq(h.latest_vkey, V("1.0.2"));
+    ck_assert_uint_eq(h.max_vkey, V("1.0.2"));
+    store_tombstone tomb;
+    ck_assert_int_eq(S->ops->get_tombstone(S, "trie", "t", V("1.0.0"), &tomb, &err), 0);
+    ck_assert_str_eq(tomb.removed_by, "batch");
+    ck_assert_uint_eq(count_listed("trie", "t"), 1);
 }
 END_TEST
 
@@ -361,6 +485,8 @@ static Suite *contract_suite(void)
     tcase_add_test(t, exact_version_pins_and_blob_references);
     tcase_add_test(t, batches_land_whole_or_not_at_all);
     tcase_add_test(t, delete_resource_find_by_hash_and_access);
+    tcase_add_test(t, a_deleted_resource_keeps_its_numbers);
+    tcase_add_test(t, a_deleted_resource_in_a_batch);
     suite_add_tcase(s, t);
     return s;
 }
