@@ -88,23 +88,28 @@ static void get_entry(request *req, reply *rep)
 static int parse_ttl(request *req, uint64_t *ttl_ms, strata_error *err)
 {
     *ttl_ms = 0;
-    const char *q = req_query(req, "ttl");
+    bool present = false;
+    uint64_t s = 0;
+    if (req_query_uint(req, "ttl", 1, MAX_TTL_SECONDS, &present, &s, err) != 0)
+        return -1;
     const char *cc = req_header(req, "Cache-Control");
-    const char *text = q;
-    if (text == NULL && cc != NULL) {
+    if (!present && cc != NULL) {
         const char *m = strstr(cc, "max-age=");
-        if (m != NULL)
-            text = m + 8;
+        if (m != NULL) {
+            /* the directive's value ends at the next ',' or space */
+            char value[24];
+            size_t n = strcspn(m + 8, ", ");
+            if (n >= sizeof value)
+                n = sizeof value - 1;
+            memcpy(value, m + 8, n);
+            value[n] = '\0';
+            if (req_text_uint("Cache-Control max-age", value, 1, MAX_TTL_SECONDS, &s, err) != 0)
+                return -1;
+            present = true;
+        }
     }
-    if (text == NULL)
-        return 0;
-    char *end = NULL;
-    unsigned long long s = strtoull(text, &end, 10);
-    bool ok = end != text && (*end == '\0' || (q == NULL && (*end == ',' || *end == ' ')));
-    if (!ok || s == 0 || s > MAX_TTL_SECONDS || text[0] == '-')
-        return serr_set(err, SERR_INVALID, "ttl must be whole seconds from 1 to %llu",
-                        (unsigned long long)MAX_TTL_SECONDS);
-    *ttl_ms = s * 1000;
+    if (present)
+        *ttl_ms = s * 1000;
     return 0;
 }
 
@@ -183,8 +188,12 @@ static void delete_pattern(request *req, reply *rep)
     const char *ns, *key;
     if (!check_ns_key(req, rep, true, &ns, &key))
         return;
-    const char *pattern = req_query(req, "pattern");
+    const char *pattern = NULL;
     strata_error err;
+    if (req_query_str(req, "pattern", &pattern, &err) != 0) {
+        reply_error(rep, &err);
+        return;
+    }
     if (pattern == NULL) {
         reply_problem(rep, 400, "invalid-input",
                       "pattern is required (a glob; use * to clear the namespace)");

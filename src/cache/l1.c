@@ -1,10 +1,11 @@
 #include "l1.h"
 
-#include <fnmatch.h>
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../common/glob.h"
 
 #define SHARDS 32
 
@@ -37,6 +38,7 @@ typedef struct l1_shard {
 
 struct l1_cache {
     l1_budget *global;
+    int nshards; /* at most max_items: each shard holds one item or more */
     l1_shard shards[SHARDS];
 };
 
@@ -58,13 +60,16 @@ l1_cache *l1_new(size_t max_items, size_t max_bytes, l1_budget *global)
         return NULL;
     memset(c, 0, sizeof *c);
     c->global = global;
-    for (int i = 0; i < SHARDS; i++) {
+    if (max_items == 0)
+        max_items = 1;
+    c->nshards = max_items < SHARDS ? (int)max_items : SHARDS;
+    size_t n = (size_t)c->nshards;
+    for (int i = 0; i < c->nshards; i++) {
         l1_shard *s = &c->shards[i];
         pthread_mutex_init(&s->mu, NULL);
-        s->max_items = max_items / SHARDS + (i < (int)(max_items % SHARDS));
-        if (s->max_items == 0)
-            s->max_items = 1;
-        s->max_bytes = max_bytes / SHARDS;
+        /* the shards' limits add up to exactly max_items */
+        s->max_items = max_items / n + ((size_t)i < max_items % n);
+        s->max_bytes = max_bytes / n;
         s->nbuckets = 16;
         while (s->nbuckets < s->max_items && s->nbuckets < (1u << 20))
             s->nbuckets *= 2;
@@ -132,7 +137,7 @@ static void evict_tail(l1_cache *c, l1_shard *s)
 
 static l1_shard *shard_of(l1_cache *c, uint64_t h)
 {
-    return &c->shards[(h >> 56) % SHARDS];
+    return &c->shards[(h >> 56) % (uint64_t)c->nshards];
 }
 
 cache_value *l1_get(l1_cache *c, const char *key, uint64_t now_ms)
@@ -227,16 +232,18 @@ bool l1_delete(l1_cache *c, const char *key)
     return found;
 }
 
-size_t l1_delete_matching(l1_cache *c, const char *pattern)
+size_t l1_delete_matching(l1_cache *c, const char *pattern, l1_key_fn fn, void *ctx)
 {
     size_t n = 0;
-    for (int i = 0; i < SHARDS; i++) {
+    for (int i = 0; i < c->nshards; i++) {
         l1_shard *s = &c->shards[i];
         pthread_mutex_lock(&s->mu);
         for (size_t b = 0; b < s->nbuckets; b++) {
             l1_entry **slot = &s->buckets[b];
             while (*slot) {
-                if (fnmatch(pattern, (*slot)->key, 0) == 0) {
+                if (glob_match(pattern, (*slot)->key)) {
+                    if (fn)
+                        fn(ctx, (*slot)->key);
                     remove_entry(c, s, slot);
                     n++;
                 } else {
@@ -251,13 +258,13 @@ size_t l1_delete_matching(l1_cache *c, const char *pattern)
 
 void l1_clear(l1_cache *c)
 {
-    l1_delete_matching(c, "*");
+    l1_delete_matching(c, "*", NULL, NULL);
 }
 
 void l1_get_stats(l1_cache *c, l1_stats *out)
 {
     memset(out, 0, sizeof *out);
-    for (int i = 0; i < SHARDS; i++) {
+    for (int i = 0; i < c->nshards; i++) {
         l1_shard *s = &c->shards[i];
         pthread_mutex_lock(&s->mu);
         out->hits += s->hits;
@@ -274,7 +281,7 @@ void l1_free(l1_cache *c)
 {
     if (c == NULL)
         return;
-    for (int i = 0; i < SHARDS; i++) {
+    for (int i = 0; i < c->nshards; i++) {
         l1_shard *s = &c->shards[i];
         if (s->buckets) {
             while (s->head)

@@ -1,5 +1,6 @@
 /* L1: the in-process cache of one namespace. An LRU bounded by item count
- * and by bytes, with a TTL per entry, split into shards that each have
+ * (never more than max_items in all) and by bytes, with a TTL per entry,
+ * split into shards (at most one per item allowed) that each have
  * their own lock, hash table and LRU list, so threads rarely wait for one
  * another; get, set and delete are O(1). A process-wide byte budget is
  * shared by every namespace: a set that would pass it evicts from its own
@@ -37,8 +38,12 @@ cache_value *l1_get(l1_cache *c, const char *key, uint64_t now_ms);
  * Returns false when it could not be cached (too big for the budgets). */
 bool l1_set(l1_cache *c, const char *key, cache_value *v, uint64_t now_ms, uint64_t ttl_ms);
 bool l1_delete(l1_cache *c, const char *key);
-/* Removes every key matching a glob (fnmatch); returns how many. */
-size_t l1_delete_matching(l1_cache *c, const char *pattern);
+/* Called with each key a deletion removed (under the shard's lock: do not
+ * call back into the cache). */
+typedef void (*l1_key_fn)(void *ctx, const char *key);
+/* Removes every key matching a glob (common/glob.h's dialect); returns
+ * how many; fn (may be NULL) sees each. */
+size_t l1_delete_matching(l1_cache *c, const char *pattern, l1_key_fn fn, void *ctx);
 void l1_clear(l1_cache *c);
 void l1_get_stats(l1_cache *c, l1_stats *out);
 

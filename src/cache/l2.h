@@ -50,9 +50,11 @@ typedef struct l2_ops {
     /* fence_ms 0: plain delete; otherwise leave a fence stamped fence_ms. */
     int (*del)(l2_cache *c, const char *ns, const char *key, int64_t fence_ms, bool *found,
                strata_error *err);
-    /* Removes the keys of ns matching a glob; *count gets how many. */
+    /* Removes the live keys of ns matching a glob (common/glob.h's
+     * dialect, the same as L1's); *count gets how many, and on_key (may be
+     * NULL) sees each. */
     int (*clear)(l2_cache *c, const char *ns, const char *pattern, size_t *count,
-                 strata_error *err);
+                 void (*on_key)(void *ctx, const char *key), void *ctx, strata_error *err);
     int (*stats)(l2_cache *c, const char *ns, l2_stats *out, strata_error *err);
     void (*close)(l2_cache *c);
 } l2_ops;

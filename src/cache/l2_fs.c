@@ -17,6 +17,7 @@
 
 #include "../codec/sha256.h"
 #include "../common/fsutil.h"
+#include "../common/glob.h"
 
 #define FILE_MAGIC "STL2"
 #define HEADER_SIZE                                                                                \
@@ -480,10 +481,11 @@ static int fs_del(l2_cache *base, const char *ns, const char *key, int64_t fence
 typedef struct victim {
     char *key;
     int64_t size;
+    bool live; /* a value not yet expired (fences are never victims) */
 } victim;
 
 static int fs_clear(l2_cache *base, const char *ns, const char *pattern, size_t *count,
-                    strata_error *err)
+                    void (*on_key)(void *ctx, const char *key), void *ctx, strata_error *err)
 {
     fs_l2 *c = (fs_l2 *)base;
     *count = 0;
@@ -491,21 +493,44 @@ static int fs_clear(l2_cache *base, const char *ns, const char *pattern, size_t 
     victim *v = malloc(cap * sizeof *v);
     if (v == NULL)
         return serr_set(err, SERR_NOMEM, "out of memory");
+    /* the index finds the keys that start with the pattern's literal prefix
+     * ("apple*"); glob_match decides, as L1 does */
+    char lo[L2_KEY_MAX + 1], hi[L2_KEY_MAX + 1];
+    size_t plen = glob_literal_prefix(pattern);
+    if (plen > L2_KEY_MAX)
+        plen = L2_KEY_MAX;
+    memcpy(lo, pattern, plen);
+    lo[plen] = '\0';
+    memcpy(hi, lo, plen + 1);
+    bool bounded = false; /* hi = the prefix with its last byte below 0xff raised */
+    for (size_t i = plen; i > 0 && !bounded; i--) {
+        if ((unsigned char)hi[i - 1] < 0xff) {
+            hi[i - 1]++;
+            hi[i] = '\0';
+            bounded = true;
+        }
+    }
     pthread_mutex_lock(&c->mu);
-    /* GLOB on the key column of this namespace only: the index finds a
-     * literal prefix ("apple*") without reading any file */
     sqlite3_stmt *st = NULL;
     int rc = 0;
     if ((st = cached(c, 5,
                      "SELECT key, size, fence IS NOT NULL, expires FROM entries"
-                     " WHERE ns = ?1 AND key GLOB ?2")) == NULL)
+                     " WHERE ns = ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3)")) == NULL)
         rc = db_fail(c, err, "clear");
     if (rc == 0) {
         sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, pattern, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, lo, -1, SQLITE_STATIC);
+        if (bounded)
+            sqlite3_bind_text(st, 3, hi, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 3);
     }
     int64_t now = clock_wall_ms();
-    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+    int step = SQLITE_DONE;
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        if (key == NULL || !glob_match(pattern, key))
+            continue;
         if (n == cap) {
             victim *nv = realloc(v, 2 * cap * sizeof *v);
             if (nv == NULL) {
@@ -517,30 +542,47 @@ static int fs_clear(l2_cache *base, const char *ns, const char *pattern, size_t 
         }
         bool fence = sqlite3_column_int(st, 2) != 0;
         int64_t exp = sqlite3_column_int64(st, 3);
-        v[n].key = strdup((const char *)sqlite3_column_text(st, 0));
+        v[n].key = strdup(key);
         v[n].size = fence ? 0 : sqlite3_column_int64(st, 1);
+        v[n].live = !fence && (exp == 0 || exp > now);
         if (v[n].key == NULL) {
             rc = serr_set(err, SERR_NOMEM, "out of memory");
             break;
         }
-        if (!fence && (exp == 0 || exp > now))
-            (*count)++;
         n++;
     }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = db_fail(c, err, "clear");
     release(st);
-    if (rc == 0) {
-        sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
-        for (size_t i = 0; i < n; i++)
-            drop_locked(c, ns, v[i].key, v[i].size);
-        sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
-        counters_for(c, ns)->deletes += *count;
+    /* fences stay: they guard against fills that began before them */
+    if (rc == 0 && sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        rc = db_fail(c, err, "clear");
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (v[i].size > 0 || v[i].live)
+            rc = drop_row_locked(c, ns, v[i].key) == 0 ? 0 : db_fail(c, err, "clear");
+    if (rc == 0 && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = db_fail(c, err, "clear");
+    if (rc != 0) {
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
     } else {
-        *count = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].size == 0 && !v[i].live)
+                continue;
+            unlink_entry_locked(c, ns, v[i].key, v[i].size);
+            if (v[i].live) {
+                (*count)++;
+                if (on_key)
+                    on_key(ctx, v[i].key);
+            }
+        }
+        counters_for(c, ns)->deletes += *count;
     }
     pthread_mutex_unlock(&c->mu);
     for (size_t i = 0; i < n; i++)
         free(v[i].key);
     free(v);
+    if (rc != 0)
+        *count = 0;
     return rc;
 }
 

@@ -13,6 +13,7 @@
 #include "../cache/l1.h"
 #include "../codec/policy.h"
 #include "../common/log.h"
+#include "../common/strset.h"
 #include "../config/config.h"
 
 #define DAY_MS  (24ull * 3600 * 1000)
@@ -598,6 +599,24 @@ int cache_fence_begin(cache_manager *cm, const char *ns, const char *key, uint64
     return 0;
 }
 
+static void collect_key(void *ctx, const char *key)
+{
+    strset_add(ctx, key);
+}
+
+/* Counts the L2 keys that L1 did not hold as well. */
+struct l2_count {
+    const strset *in_l1;
+    size_t only_l2;
+};
+
+static void count_l2_key(void *ctx, const char *key)
+{
+    struct l2_count *c = ctx;
+    if (!strset_has(c->in_l1, key))
+        c->only_l2++;
+}
+
 int cache_invalidate_pattern(cache_manager *cm, const char *ns, const char *pattern, size_t *count,
                              strata_error *err)
 {
@@ -606,15 +625,25 @@ int cache_invalidate_pattern(cache_manager *cm, const char *ns, const char *patt
     ns_state *s = ns_get(cm, ns, err);
     if (s == NULL)
         return -1;
+    /* L1 first, remembering its keys, so that the count is of distinct
+     * keys (a key in both tiers counts once); then L2; then L1 again for
+     * copies promoted from L2 in between (the epoch bumps stop most) */
+    strset keys;
+    strset_init(&keys);
     atomic_fetch_add(&cm->epoch, 1);
+    l1_delete_matching(s->l1, pattern, collect_key, &keys);
+    struct l2_count c2 = {&keys, 0};
     size_t in_l2 = 0;
-    if (cm->l2 && cm->l2->ops->clear(cm->l2, ns, pattern, &in_l2, err) != 0)
-        return -1;
-    size_t in_l1 = l1_delete_matching(s->l1, pattern);
-    /* keys present in both tiers count once: L2 holds every L1 key unless
-     * there is no L2 or L2 refused the value */
-    *count = in_l2 > in_l1 ? in_l2 : in_l1;
-    return 0;
+    int rc = 0;
+    if (cm->l2)
+        rc = cm->l2->ops->clear(cm->l2, ns, pattern, &in_l2, count_l2_key, &c2, err);
+    atomic_fetch_add(&cm->epoch, 1);
+    l1_delete_matching(s->l1, pattern, NULL, NULL);
+    if (rc == 0 && keys.failed)
+        rc = serr_set(err, SERR_NOMEM, "out of memory while counting the keys removed");
+    *count = rc == 0 ? keys.n + c2.only_l2 : 0;
+    strset_free(&keys);
+    return rc;
 }
 
 /* ---- stats ------------------------------------------------------------------- */

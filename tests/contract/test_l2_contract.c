@@ -136,13 +136,41 @@ START_TEST(glob_clear_stays_in_its_namespace)
     ck_assert_int_eq(set("corpus", "apple", "v", 0, 0), 0);
     size_t n = 0;
     strata_error err;
-    ck_assert_int_eq(C->ops->clear(C, "dictionary", "apple*", &n, &err), 0);
+    ck_assert_int_eq(C->ops->clear(C, "dictionary", "apple*", &n, NULL, NULL, &err), 0);
     ck_assert_uint_eq(n, 3);
     char out[8];
     ck_assert_int_eq(get("dictionary", "banana", out, sizeof out), 0);
     ck_assert_int_eq(get("dictionary", "pineapple", out, sizeof out), 0);
     ck_assert_int_eq(get("corpus", "apple", out, sizeof out), 0);
     ck_assert_int_ne(get("dictionary", "apple:1", out, sizeof out), 0);
+}
+END_TEST
+
+static void count_key(void *ctx, const char *key)
+{
+    (void)key;
+    (*(int *)ctx)++;
+}
+
+/* The one glob dialect (common/glob.h): a negated set, '?' as one UTF-8
+ * character, and a pattern with no literal prefix. */
+START_TEST(glob_dialect_is_the_shared_one)
+{
+    const char *keys[] = {"apple", "banana", "caf\xc3\xa9", "cafe", "]x"};
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(set("g", keys[i], "v", 0, 0), 0);
+    size_t n = 0;
+    int seen = 0;
+    strata_error err;
+    ck_assert_int_eq(C->ops->clear(C, "g", "caf?", &n, count_key, &seen, &err), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(seen, 2);
+    ck_assert_int_eq(C->ops->clear(C, "g", "[!a]*", &n, NULL, NULL, &err), 0);
+    ck_assert_uint_eq(n, 2); /* banana and ]x, not apple */
+    char out[8];
+    ck_assert_int_eq(get("g", "apple", out, sizeof out), 0);
+    ck_assert_int_eq(C->ops->clear(C, "g", "[]]x", &n, NULL, NULL, &err), 0);
+    ck_assert_uint_eq(n, 0);
 }
 END_TEST
 
@@ -219,6 +247,7 @@ static Suite *l2_suite(void)
     tcase_add_test(t, ttl_is_honoured);
     tcase_add_test(t, fences_refuse_older_fills);
     tcase_add_test(t, glob_clear_stays_in_its_namespace);
+    tcase_add_test(t, glob_dialect_is_the_shared_one);
     tcase_add_test(t, size_limit_evicts_least_recently_used);
     tcase_add_test(t, contents_survive_a_reopen_and_keys_stay_inside);
     tcase_add_test(t, a_corrupted_entry_is_a_miss);

@@ -109,6 +109,41 @@ START_TEST(global_budget_is_shared)
 }
 END_TEST
 
+/* Small item limits are exact: never more items than configured. */
+START_TEST(item_limits_are_exact)
+{
+    l1_budget b = {0, 1 << 30};
+    for (size_t limit = 1; limit <= 40; limit++) {
+        l1_cache *c = l1_new(limit, 1 << 20, &b);
+        char key[32];
+        for (int i = 0; i < 500; i++) {
+            snprintf(key, sizeof key, "k%d", i);
+            put(c, key, 3, 1, 0);
+        }
+        l1_stats st;
+        l1_get_stats(c, &st);
+        ck_assert_uint_le(st.items, limit);
+        ck_assert_uint_ge(st.items, 1);
+        l1_free(c);
+    }
+}
+END_TEST
+
+/* The shared glob dialect: '!' negation, '?' one UTF-8 character. */
+START_TEST(glob_dialect_matches_l2)
+{
+    l1_budget b = {0, 1 << 30};
+    l1_cache *c = l1_new(100, 1 << 20, &b);
+    const char *keys[] = {"apple", "banana", "caf\xc3\xa9", "cafe"};
+    for (int i = 0; i < 4; i++)
+        put(c, keys[i], 3, 1, 0);
+    ck_assert_uint_eq(l1_delete_matching(c, "caf?", NULL, NULL), 2);
+    ck_assert_uint_eq(l1_delete_matching(c, "[!a]*", NULL, NULL), 1);
+    ck_assert(has(c, "apple", 1));
+    l1_free(c);
+}
+END_TEST
+
 START_TEST(glob_delete_and_replace)
 {
     l1_budget b = {0, 1 << 30};
@@ -116,7 +151,7 @@ START_TEST(glob_delete_and_replace)
     const char *keys[] = {"apple", "apple/pie", "applesauce", "banana", "pineapple"};
     for (int i = 0; i < 5; i++)
         put(c, keys[i], 3, 1, 0);
-    ck_assert_uint_eq(l1_delete_matching(c, "apple*"), 3);
+    ck_assert_uint_eq(l1_delete_matching(c, "apple*", NULL, NULL), 3);
     ck_assert(!has(c, "apple/pie", 1));
     ck_assert(has(c, "banana", 1));
     ck_assert(has(c, "pineapple", 1));
@@ -181,6 +216,8 @@ static Suite *l1_suite(void)
     tcase_add_test(t, ttl_expires_entries);
     tcase_add_test(t, global_budget_is_shared);
     tcase_add_test(t, glob_delete_and_replace);
+    tcase_add_test(t, item_limits_are_exact);
+    tcase_add_test(t, glob_dialect_matches_l2);
     tcase_add_test(t, many_threads_keep_it_consistent);
     suite_add_tcase(s, t);
     return s;
