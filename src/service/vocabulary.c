@@ -88,11 +88,11 @@ static int add_word(builder *b, const char *p, size_t len, int64_t freq, bool ex
 /* Turns offsets into pointers, sorts, merges duplicates: a word's
  * frequency is the sum of its explicit counts when it has any, otherwise
  * the number of times it was listed. */
-static int finish(builder *b, vocabulary *out)
+static int finish(builder *b, vocabulary *out, strata_error *err)
 {
     bool *explicit_freq = calloc(b->n ? b->n : 1, sizeof *explicit_freq);
     if (explicit_freq == NULL)
-        return -1;
+        return serr_set(err, SERR_NOMEM, "out of memory");
     for (size_t i = 0; i < b->n; i++) {
         b->w[i].word = b->arena + (uintptr_t)b->w[i].word;
         if (b->w[i].len & EXPLICIT_FLAG) {
@@ -110,8 +110,15 @@ static int finish(builder *b, vocabulary *out)
             if (ex && !explicit_freq[k - 1])
                 b->w[k - 1].freq = f; /* explicit replaces counted */
             else if (ex == explicit_freq[k - 1])
-                b->w[k - 1].freq += f;
+                b->w[k - 1].freq += f; /* both at most VOCAB_FREQ_MAX: no overflow */
             explicit_freq[k - 1] |= ex;
+            if (b->w[k - 1].freq > VOCAB_FREQ_MAX) {
+                free(explicit_freq);
+                return serr_set(err, SERR_INVALID,
+                                "the frequency of '%.64s' adds up past %lld, the most a word may "
+                                "have",
+                                b->w[k - 1].word, (long long)VOCAB_FREQ_MAX);
+            }
         } else {
             b->w[k] = b->w[i];
             b->w[k].freq = f;
@@ -164,16 +171,18 @@ int vocabulary_from_json(const json_t *content, bool fold_case, vocabulary *out,
     {
         if (rc != 0)
             break;
-        if (!json_is_integer(val) || json_integer_value(val) < 0) {
+        if (!json_is_integer(val) || json_integer_value(val) < 0 ||
+            json_integer_value(val) > VOCAB_FREQ_MAX) {
             rc = serr_set(err, SERR_INVALID,
-                          "content.frequencies['%.64s'] must be a non-negative integer", key);
+                          "content.frequencies['%.64s'] must be an integer from 0 to %lld", key,
+                          (long long)VOCAB_FREQ_MAX);
             break;
         }
         rc = add_word(&b, key, strlen(key), json_integer_value(val), true, err);
     }
-    if (rc != 0 || finish(&b, out) != 0) {
+    if (rc != 0 || finish(&b, out, err) != 0) {
         builder_free(&b);
-        return rc != 0 ? -1 : serr_set(err, SERR_NOMEM, "out of memory");
+        return -1;
     }
     return 0;
 }
@@ -193,9 +202,9 @@ int vocabulary_from_text(const unsigned char *text, size_t len, bool fold_case, 
         }
         p += l + 1;
     }
-    if (finish(&b, out) != 0) {
+    if (finish(&b, out, err) != 0) {
         builder_free(&b);
-        return serr_set(err, SERR_NOMEM, "out of memory");
+        return -1;
     }
     return 0;
 }

@@ -3,7 +3,8 @@
  * space, empty words are dropped, duplicates merged (their frequencies
  * added); no case folding unless asked (then ASCII letters only). A word
  * from a list counts 1 each time it appears; "frequencies" add their
- * counts.
+ * counts. A word's frequency, given or summed, is at most VOCAB_FREQ_MAX
+ * (SERR_INVALID past it).
  *
  * The stored form of a corpus is canonical JSON:
  *   {"words": [sorted bytewise, unique], "frequencies": {word: count}}
@@ -22,6 +23,9 @@
 #include "../common/error.h"
 
 #define VOCAB_WORD_MAX 1024 /* bytes of one word */
+/* The largest frequency of a word in one corpus (10^12): so that a master
+ * summing up to 2^23 children still cannot overflow a signed 64-bit sum. */
+#define VOCAB_FREQ_MAX 1000000000000ll
 
 typedef struct vocab_word {
     char *word;
