@@ -5,16 +5,28 @@
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../src/common/clock.h"
 #include "../src/common/log.h"
 #include "request.h"
+
+/* One open connection, so that the drain can close the idle ones: MHD
+ * 0.9.75 has no call for that. Guarded by http_server.conns_lock. */
+typedef struct conn_entry {
+    struct conn_entry *prev, *next;
+    MHD_socket fd;
+    bool busy;    /* a request began and is not complete */
+    bool closing; /* shut down by the drain: no request may begin on it */
+} conn_entry;
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -23,6 +35,10 @@ struct http_server {
     uint64_t max_decoded;
     atomic_uint_fast64_t next_id;
     uint32_t id_prefix;
+    atomic_bool stopping; /* quiesced: every answer closes its connection */
+    pthread_mutex_t conns_lock;
+    conn_entry *conns;
+    long nconns;
 };
 
 /* Keep the path percent-encoded: the router decodes segment by segment,
@@ -70,7 +86,7 @@ static void request_free(request *req)
     free(req);
 }
 
-static enum MHD_Result queue_reply(request *req)
+static enum MHD_Result queue_reply(http_server *s, request *req)
 {
     reply *rep = &req->rep;
     struct MHD_Response *resp = rep->response;
@@ -93,6 +109,9 @@ static enum MHD_Result queue_reply(request *req)
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
     for (int i = 0; i < rep->nheaders; i++)
         MHD_add_response_header(resp, rep->headers[i].name, rep->headers[i].value);
+    /* MHD closes the connection after a response that says so */
+    if (rep->close_connection || atomic_load(&s->stopping))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)rep->status, resp);
     MHD_destroy_response(resp);
     req->responded = r == MHD_YES;
@@ -118,10 +137,102 @@ static int parse_content_length(const char *v, uint64_t *out)
     return 0;
 }
 
+static conn_entry *conn_entry_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* Marks the connection busy, or refuses the request (-1) when the drain
+ * already shut the connection down. */
+static int conn_begin_request(http_server *s, struct MHD_Connection *conn)
+{
+    conn_entry *e = conn_entry_of(conn);
+    if (e == NULL)
+        return 0;
+    pthread_mutex_lock(&s->conns_lock);
+    bool closing = e->closing;
+    if (!closing)
+        e->busy = true;
+    pthread_mutex_unlock(&s->conns_lock);
+    return closing ? -1 : 0;
+}
+
+static void conn_end_request(http_server *s, struct MHD_Connection *conn)
+{
+    conn_entry *e = conn_entry_of(conn);
+    if (e == NULL)
+        return;
+    pthread_mutex_lock(&s->conns_lock);
+    e->busy = false;
+    pthread_mutex_unlock(&s->conns_lock);
+}
+
+typedef struct framing {
+    int content_length;    /* Content-Length headers */
+    int transfer_encoding; /* Transfer-Encoding headers */
+    bool length_invalid;   /* a Content-Length that is not one decimal number */
+    bool chunked;          /* the Transfer-Encoding is exactly "chunked" */
+    char coding[48];       /* the Transfer-Encoding, printable ASCII only */
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    framing *f = cls;
+    if (key == NULL)
+        return MHD_YES;
+    if (value == NULL)
+        value = "";
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        f->content_length++;
+        size_t n = strlen(value);
+        if (n == 0 || strspn(value, "0123456789") != n)
+            f->length_invalid = true;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->transfer_encoding++;
+        f->chunked = strcasecmp(value, "chunked") == 0;
+        /* echoed in the detail: keep the JSON valid whatever the bytes */
+        size_t i = 0;
+        for (; value[i] != '\0' && i + 1 < sizeof f->coding; i++)
+            f->coding[i] = value[i] >= 0x20 && value[i] < 0x7f ? value[i] : '?';
+        f->coding[i] = '\0';
+    }
+    return MHD_YES;
+}
+
+/* Refuses a body whose length could be read two ways (request smuggling)
+ * or not at all. MHD would take the first Content-Length, prefer
+ * Transfer-Encoding over it, and read an unknown coding until the peer
+ * closes. Returns 0, or -1 with the reason in detail. */
+static int check_framing(struct MHD_Connection *conn, char *detail, size_t cap)
+{
+    framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+    if (f.content_length > 1)
+        snprintf(detail, cap, "the request has %d Content-Length headers", f.content_length);
+    else if (f.length_invalid)
+        snprintf(detail, cap, "the Content-Length is not a single decimal number");
+    else if (f.content_length > 0 && f.transfer_encoding > 0)
+        snprintf(detail, cap, "the request has both Content-Length and Transfer-Encoding");
+    else if (f.transfer_encoding > 1)
+        snprintf(detail, cap, "the request has %d Transfer-Encoding headers", f.transfer_encoding);
+    else if (f.transfer_encoding == 1 && !f.chunked)
+        snprintf(detail, cap, "Transfer-Encoding '%s' is not supported, only 'chunked'", f.coding);
+    else
+        return 0;
+    return -1;
+}
+
 /* First call for a request: headers are complete, no body yet. */
 static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn, const char *url,
                                      const char *method, void **con_cls)
 {
+    /* nothing ran yet, so a request the drain cut off is simply not served */
+    if (conn_begin_request(s, conn) != 0)
+        return MHD_NO;
     request *req = calloc(1, sizeof *req);
     if (req == NULL)
         return MHD_NO;
@@ -145,20 +256,31 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
         snprintf(req->request_id, sizeof req->request_id, "%08" PRIx32 "%012" PRIxFAST64,
                  s->id_prefix, atomic_fetch_add(&s->next_id, 1));
     reply_init(&req->rep, req->path, req->request_id);
+    req->rep.method = method;
     metrics_request_started(s->app->metrics);
     *con_cls = req;
 
+    /* Errors that leave the body unread are answered now, before any body
+     * byte is read, and close the connection: what follows on it cannot be
+     * trusted to start a request. */
+    char detail[STRATA_ERR_DETAIL_MAX];
+    if (check_framing(conn, detail, sizeof detail) != 0) {
+        reply_problem(&req->rep, 400, "bad-framing", "%s", detail);
+        req->failed = true;
+        req->rep.close_connection = true;
+        return queue_reply(s, req);
+    }
     strata_error err;
     uint64_t clen = 0;
     if (parse_content_length(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length"),
                              &clen) == 0 &&
         clen > s->max_body) {
-        /* refuse before reading: the connection closes after this answer */
         serr_set(&err, SERR_TOO_LARGE,
                  "request body of %" PRIu64 " bytes exceeds the limit of %" PRIu64 " bytes", clen,
                  s->max_body);
         fail(req, &err);
-        return queue_reply(req);
+        req->rep.close_connection = true;
+        return queue_reply(s, req);
     }
 
     router_match(s->app->router, req->method, url, &req->match, req->path_scratch, plen + 1);
@@ -239,15 +361,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 reply_problem(&req->rep, 500, "internal", "the handler gave no answer");
         }
     }
-    return queue_reply(req);
+    return queue_reply(s, req);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     (void)toe;
     http_server *s = cls;
+    conn_end_request(s, conn);
     request *req = *con_cls;
     if (req == NULL)
         return;
@@ -263,6 +385,45 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         slog_access_line(line, n < (int)sizeof line ? n : (int)sizeof line - 1);
     }
     request_free(req);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server *s = cls;
+    conn_entry *e = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        /* untracked on failure: the drain waits for it less, the stop closes it */
+        e = ci != NULL ? calloc(1, sizeof *e) : NULL;
+        *socket_context = e;
+        if (e == NULL)
+            return;
+        e->fd = ci->connect_fd;
+        pthread_mutex_lock(&s->conns_lock);
+        e->next = s->conns;
+        if (s->conns)
+            s->conns->prev = e;
+        s->conns = e;
+        s->nconns++;
+        pthread_mutex_unlock(&s->conns_lock);
+        return;
+    }
+    if (e == NULL)
+        return;
+    /* MHD closes the socket only after this, so the drain never touches a reused fd */
+    pthread_mutex_lock(&s->conns_lock);
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        s->conns = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    s->nconns--;
+    pthread_mutex_unlock(&s->conns_lock);
+    free(e);
+    *socket_context = NULL;
 }
 
 static int resolve_listen(const strata_config *cfg, struct sockaddr_storage *ss, socklen_t *len,
@@ -295,12 +456,19 @@ http_server *http_server_start(app *a, strata_error *err)
     s->app = a;
     s->max_body = cfg->max_body;
     s->max_decoded = cfg->max_decoded_body;
+    atomic_init(&s->stopping, false);
+    if (pthread_mutex_init(&s->conns_lock, NULL) != 0) {
+        serr_set(err, SERR_NOMEM, "cannot create a mutex");
+        free(s);
+        return NULL;
+    }
     if (getrandom(&s->id_prefix, sizeof s->id_prefix, 0) != sizeof s->id_prefix)
         s->id_prefix = (uint32_t)time(NULL) ^ (uint32_t)getpid();
 
     struct sockaddr_storage ss;
     socklen_t sslen;
     if (resolve_listen(cfg, &ss, &sslen, err) != 0) {
+        pthread_mutex_destroy(&s->conns_lock);
         free(s);
         return NULL;
     }
@@ -311,12 +479,14 @@ http_server *http_server_start(app *a, strata_error *err)
         flags, cfg->listen_port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped,
-        NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        s, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_CONNECTION_LIMIT,
+        4096u, MHD_OPTION_END);
     if (s->daemon == NULL) {
         serr_set(err, SERR_UNAVAILABLE, "cannot listen on %s:%u (address in use, or not local?)",
                  cfg->listen_host, cfg->listen_port);
+        pthread_mutex_destroy(&s->conns_lock);
         free(s);
         return NULL;
     }
@@ -331,21 +501,44 @@ uint16_t http_server_port(const http_server *s)
 
 void http_server_quiesce(http_server *s)
 {
+    atomic_store(&s->stopping, true);
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
 }
 
+/* Shuts down every connection with no request under way and returns how
+ * many connections are still open. A busy one is left to finish: its
+ * answer says Connection: close, and if the client sends another request
+ * before the next sweep, that one is answered the same way. */
+static long close_idle_connections(http_server *s)
+{
+    pthread_mutex_lock(&s->conns_lock);
+    for (conn_entry *e = s->conns; e != NULL; e = e->next) {
+        if (e->busy || e->closing)
+            continue;
+        e->closing = true;
+        /* MHD reads end-of-stream and closes it; a client that already sent
+         * a request sees the connection close before any response byte */
+        shutdown(e->fd, SHUT_RDWR);
+    }
+    long n = s->nconns;
+    pthread_mutex_unlock(&s->conns_lock);
+    return n;
+}
+
 int http_server_drain(http_server *s, unsigned timeout_seconds)
 {
     uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_seconds * 1000000000u;
-    while (metrics_in_flight(s->app->metrics) > 0) {
+    for (;;) {
+        long open_conns = close_idle_connections(s);
+        if (open_conns == 0 && metrics_in_flight(s->app->metrics) == 0)
+            return 0;
         if (clock_mono_ns() >= deadline)
             return -1;
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    return 0;
 }
 
 void http_server_stop(http_server *s)
@@ -353,5 +546,6 @@ void http_server_stop(http_server *s)
     if (s == NULL)
         return;
     MHD_stop_daemon(s->daemon);
+    pthread_mutex_destroy(&s->conns_lock);
     free(s);
 }

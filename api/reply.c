@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/common/log.h"
+
 void reply_init(reply *rep, const char *instance, const char *request_id)
 {
     memset(rep, 0, sizeof *rep);
@@ -53,7 +55,7 @@ void reply_text(reply *rep, int status, const char *content_type, const char *te
     size_t len = strlen(text);
     unsigned char *copy = malloc(len + 1);
     if (copy == NULL) {
-        reply_bytes(rep, 503, NULL, NULL, 0);
+        reply_problem(rep, 503, "out-of-memory", "out of memory copying a response body");
         return;
     }
     memcpy(copy, text, len + 1);
@@ -87,6 +89,20 @@ void reply_json(reply *rep, int status, json_t *value)
     reply_bytes(rep, status, "application/json", (unsigned char *)s, strlen(s));
 }
 
+/* What a 5xx tells the client: the kind (in type and title) and where to
+ * look, never the detail, which can name server paths or backend text. */
+static void generic_detail(const reply *rep, int status, char *out, size_t cap)
+{
+    const char *rid = rep->request_id ? rep->request_id : "-";
+    if (status == 503)
+        snprintf(out, cap, "the service is temporarily unavailable (request id %s); retry later",
+                 rid);
+    else
+        snprintf(out, cap,
+                 "the server could not complete the request (request id %s); see the server log",
+                 rid);
+}
+
 void reply_problem(reply *rep, int status, const char *slug, const char *fmt, ...)
 {
     char detail[STRATA_ERR_DETAIL_MAX * 2];
@@ -94,6 +110,13 @@ void reply_problem(reply *rep, int status, const char *slug, const char *fmt, ..
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
+    if (status >= 500) {
+        /* 503 is expected while starting, stopping or overloaded: a warning */
+        slog(status == 503 ? SLOG_WARN : SLOG_ERROR, "%s %s: %d %s: %s (request id %s)",
+             rep->method ? rep->method : "-", rep->instance ? rep->instance : "-", status, slug,
+             detail, rep->request_id ? rep->request_id : "-");
+        generic_detail(rep, status, detail, sizeof detail);
+    }
     char type[128];
     snprintf(type, sizeof type, "urn:strata:problem:%s", slug);
     const char *title = MHD_get_reason_phrase_for((unsigned)status);

@@ -1,6 +1,7 @@
 /* What a handler answers: status, headers and a body, turned into an
  * MHD response by the server once the request is complete. Errors are
- * always application/problem+json (RFC 9457). */
+ * always application/problem+json (RFC 9457); a 5xx tells the client only
+ * a generic detail and its request id, the real detail goes to the log. */
 #ifndef STRATA_REPLY_H
 #define STRATA_REPLY_H
 
@@ -31,15 +32,22 @@ typedef struct reply {
     int nheaders;
     const char *instance; /* request path, for problem details */
     const char *request_id;
+    const char *method;    /* for the server log of a 5xx; may be NULL */
+    bool close_connection; /* answer with Connection: close */
 } reply;
 
+/* instance and request_id must outlive the reply; method starts NULL. */
 void reply_init(reply *rep, const char *instance, const char *request_id);
 void reply_free(reply *rep);
 
 /* Takes ownership of `value` (decref'd); on serialisation failure a 500 problem is set. */
 void reply_json(reply *rep, int status, json_t *value);
+/* A problem+json answer. For status >= 500 the formatted detail is logged
+ * (with method, path and request id) and the client gets a generic detail
+ * naming the request id, so paths and backend messages never leak. */
 void reply_problem(reply *rep, int status, const char *slug, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* reply_problem with the status and slug of err->kind and its detail. */
 void reply_error(reply *rep, const strata_error *err);
 /* Takes ownership of `data` (malloc'd). */
 void reply_bytes(reply *rep, int status, const char *content_type, unsigned char *data, size_t len);

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -264,6 +266,8 @@ START_TEST(sigterm_finishes_the_request_in_flight)
     ssize_t n = raw_read_response(fd, buf, sizeof buf, 10000);
     ck_assert_int_gt(n, 0);
     ck_assert_msg(strncmp(buf, "HTTP/1.1 405", 12) == 0, "%s", buf);
+    /* the answer tells a keep-alive client to go away */
+    ck_assert_ptr_nonnull(strstr(buf, "\r\nConnection: close\r\n"));
     close(fd);
     int status = 0;
     for (int i = 0; i < 1000; i++) {
@@ -274,6 +278,78 @@ START_TEST(sigterm_finishes_the_request_in_flight)
     ck_assert(WIFEXITED(status));
     ck_assert_int_eq(WEXITSTATUS(status), 0);
     own.pid = 0;
+    server_cleanup(&own);
+}
+END_TEST
+
+static char *read_text_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+/* A 500 names neither server paths nor backend messages: the client gets
+ * a generic detail with the request id, the log gets the real one. */
+START_TEST(server_error_detail_is_generic_and_logged)
+{
+    test_server own;
+    ck_assert_int_eq(server_start(&own, NULL), 0);
+    static char body[100000]; /* past the 64 KiB inline threshold: a blob file */
+    for (size_t i = 0; i < sizeof body; i++)
+        body[i] = (char)('a' + i % 23);
+    const char *ct[] = {"Content-Type: text/plain", NULL};
+    http_resp r;
+    ck_assert_int_eq(http_do(&own, "POST", "/literature/odyssey/versions?title=Odyssey", ct, body,
+                             sizeof body, &r),
+                     0);
+    ck_assert_int_eq(r.status, 201);
+    json_t *rec = body_json(&r);
+    const char *k =
+        json_string_value(json_object_get(json_object_get(rec, "content_location"), "key"));
+    ck_assert_ptr_nonnull(k);
+    char key[80], path[600];
+    snprintf(key, sizeof key, "%s", k);
+    snprintf(path, sizeof path, "%s/blobs/%.2s/%.2s/%s", own.data_dir, key, key + 2, key);
+    json_decref(rec);
+    http_resp_free(&r);
+    /* a directory where the blob file was: reading it fails with an error
+     * that names the full path */
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    const char *rid_h[] = {"X-Request-Id: five-hundred-1", NULL};
+    ck_assert_int_eq(
+        http_do(&own, "GET", "/literature/odyssey/versions/latest/content", rid_h, NULL, 0, &r), 0);
+    assert_problem(&r, 500);
+    json_t *p = body_json(&r);
+    const char *detail = json_string_value(json_object_get(p, "detail"));
+    ck_assert_str_eq(json_string_value(json_object_get(p, "request_id")), "five-hundred-1");
+    ck_assert_msg(strstr(detail, "five-hundred-1") != NULL, "detail: %s", detail);
+    ck_assert_msg(strstr(detail, "server log") != NULL, "detail: %s", detail);
+    ck_assert_msg(strchr(detail, '/') == NULL, "detail: %s", detail);
+    ck_assert_ptr_null(strstr(r.body, own.data_dir));
+    ck_assert_ptr_null(strstr(r.body, "blobs"));
+    ck_assert_ptr_null(strcasestr(r.body, "sqlite"));
+    ck_assert_ptr_null(strstr(r.body, key));
+    json_decref(p);
+    http_resp_free(&r);
+    /* the log has the real detail, with method, path and request id */
+    ck_assert_int_eq(server_stop(&own, 20), 0);
+    const char *log = read_text_file(own.log_path);
+    ck_assert_ptr_nonnull(log);
+    const char *line = strstr(log, "GET /literature/odyssey/versions/latest/content: 500");
+    ck_assert_msg(line != NULL, "no 500 line in the log:\n%s", log);
+    const char *eol = strchr(line, '\n');
+    size_t len = eol ? (size_t)(eol - line) : strlen(line);
+    char copy[1024];
+    snprintf(copy, sizeof copy, "%.*s", (int)(len < sizeof copy ? len : sizeof copy - 1), line);
+    ck_assert_msg(strstr(copy, path) != NULL, "log line lacks the path: %s", copy);
+    ck_assert_msg(strstr(copy, "five-hundred-1") != NULL, "log line lacks the id: %s", copy);
     server_cleanup(&own);
 }
 END_TEST
@@ -338,6 +414,7 @@ static Suite *http_suite(void)
     t = tcase_create("own_server");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, sigterm_finishes_the_request_in_flight);
+    tcase_add_test(t, server_error_detail_is_generic_and_logged);
     tcase_add_test(t, invalid_option_exits_2_with_a_message);
     suite_add_tcase(s, t);
     return s;
