@@ -10,6 +10,7 @@
 #include "../codec/blob_format.h"
 #include "../codec/json_canon.h"
 #include "../common/log.h"
+#include "../common/strset.h"
 #include "record_codec.h"
 #include "resource_types.h"
 #include "vocabulary.h"
@@ -249,6 +250,12 @@ static int parse_dependencies(save_plan *p, const json_t *v, strata_error *err)
                             i, type, resource_type_names());
         if (resource_id_check(what, id, STORE_ID_MAX, err) != 0)
             return -1;
+        for (size_t k = 0; k < p->ndeps; k++)
+            if (strcmp(p->deps[k].type, type) == 0 && strcmp(p->deps[k].id, id) == 0)
+                return serr_set(err, SERR_INVALID,
+                                "dependencies[%zu] names %s/%s again (dependencies[%zu]); a "
+                                "version depends on one version of a resource",
+                                i, type, id, k);
         store_dep *sd = &p->deps[p->ndeps++];
         snprintf(sd->type, sizeof sd->type, "%s", type);
         snprintf(sd->id, sizeof sd->id, "%s", id);
@@ -443,68 +450,127 @@ static int normalize_corpus(save_plan *p, const json_t *json_content, const unsi
 }
 
 /* Would these dependencies make the saved resource depend on itself? A
- * walk over the latest versions' dependencies; names the path if so. */
-static int check_dependency_cycle(versions_svc *svc, const char *type, const char *id,
-                                  const store_dep *deps, size_t ndeps, strata_error *err)
+ * breadth-first walk over the latest versions' dependencies, complete or
+ * refused: a graph past CYCLE_CHECK_MAX nodes, or a store error, fails the
+ * save rather than passing it unchecked. Names the path of a cycle. */
+#define CYCLE_CHECK_MAX 100000
+
+typedef struct dep_node {
+    char type[STORE_TYPE_MAX];
+    char id[STORE_ID_MAX + 1];
+    long from; /* the node that led here, -1 for a direct dependency */
+} dep_node;
+
+typedef struct dep_walk {
+    dep_node *q;
+    size_t n, cap;
+    strset seen; /* "type/id" (ids hold no '/') */
+} dep_walk;
+
+/* Queues a node unless it was seen; -1 with err past the bound. */
+static int walk_push(dep_walk *w, const char *type, const char *id, long from, strata_error *err)
 {
-    typedef struct node {
-        char type[STORE_TYPE_MAX];
-        char id[STORE_ID_MAX + 1];
-        int from; /* the node that led here, -1 for a direct dependency */
-    } node;
-    size_t cap = 256, n = 0;
-    node *q = malloc(cap * sizeof *q);
-    if (q == NULL)
-        return serr_set(err, SERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < ndeps && n < cap; i++) {
-        snprintf(q[n].type, sizeof q[n].type, "%s", deps[i].type);
-        snprintf(q[n].id, sizeof q[n].id, "%s", deps[i].id);
-        q[n++].from = -1;
+    char key[STORE_TYPE_MAX + STORE_ID_MAX + 2];
+    snprintf(key, sizeof key, "%s/%s", type, id);
+    if (strset_has(&w->seen, key))
+        return 0;
+    if (w->n == CYCLE_CHECK_MAX)
+        return serr_set(err, SERR_CONFLICT,
+                        "the dependencies reach more than %d resources: too many to check for "
+                        "cycles",
+                        CYCLE_CHECK_MAX);
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 64;
+        dep_node *q = realloc(w->q, cap * sizeof *q);
+        if (q == NULL)
+            return serr_set(err, SERR_NOMEM, "out of memory");
+        w->q = q;
+        w->cap = cap;
     }
+    if (!strset_add(&w->seen, key) && w->seen.failed)
+        return serr_set(err, SERR_NOMEM, "out of memory");
+    dep_node *d = &w->q[w->n++];
+    snprintf(d->type, sizeof d->type, "%s", type);
+    snprintf(d->id, sizeof d->id, "%s", id);
+    d->from = from;
+    return 0;
+}
+
+static int cycle_error(const dep_walk *w, size_t at, const char *type, const char *id,
+                       strata_error *err)
+{
+    char path[900];
+    int len = snprintf(path, sizeof path, "%s/%s", type, id);
+    long chain[64];
+    int depth = 0;
+    for (long i = (long)at; i >= 0 && depth < 64; i = w->q[i].from)
+        chain[depth++] = i;
+    for (int k = depth - 1; k >= 0 && len > 0 && (size_t)len < sizeof path; k--)
+        len += snprintf(path + len, sizeof path - (size_t)len, " -> %s/%s", w->q[chain[k]].type,
+                        w->q[chain[k]].id);
+    return serr_set(err, SERR_CONFLICT, "dependency cycle: %s", path);
+}
+
+static int check_dependency_cycle(versions_svc *svc, store_txn *txn, const char *type,
+                                  const char *id, const store_dep *deps, size_t ndeps,
+                                  strata_error *err)
+{
+    dep_walk w = {0};
+    strset_init(&w.seen);
     int rc = 0;
-    for (size_t head = 0; head < n && rc == 0; head++) {
-        if (strcmp(q[head].type, type) == 0 && strcmp(q[head].id, id) == 0) {
-            /* name the path: type/id -> ... -> type/id */
-            char path[900];
-            int len = snprintf(path, sizeof path, "%s/%s", type, id);
-            int chain[64], depth = 0;
-            for (int at = (int)head; at >= 0 && depth < 64; at = q[at].from)
-                chain[depth++] = at;
-            for (int k = depth - 1; k >= 0 && len > 0 && (size_t)len < sizeof path; k--)
-                len += snprintf(path + len, sizeof path - (size_t)len, " -> %s/%s",
-                                q[chain[k]].type, q[chain[k]].id);
-            rc = serr_set(err, SERR_CONFLICT, "dependency cycle: %s", path);
+    for (size_t i = 0; i < ndeps && rc == 0; i++)
+        rc = walk_push(&w, deps[i].type, deps[i].id, -1, err);
+    for (size_t head = 0; head < w.n && rc == 0; head++) {
+        if (strcmp(w.q[head].type, type) == 0 && strcmp(w.q[head].id, id) == 0) {
+            rc = cycle_error(&w, head, type, id, err);
             break;
         }
-        bool seen = false;
-        for (size_t k = 0; k < head && !seen; k++)
-            seen = strcmp(q[k].type, q[head].type) == 0 && strcmp(q[k].id, q[head].id) == 0;
-        if (seen)
-            continue;
         store_version v;
-        strata_error e2;
-        if (svc->st->ops->get_version(svc->st, NULL, q[head].type, q[head].id, 0, &v, &e2) != 0)
-            continue; /* not saved yet: nothing to follow */
+        if (svc->st->ops->get_version(svc->st, txn, w.q[head].type, w.q[head].id, 0, &v, err) !=
+            0) {
+            if (err->kind != SERR_NOT_FOUND)
+                rc = -1;
+            continue; /* removed: nothing to follow */
+        }
         size_t i;
         json_t *d;
         json_array_foreach(json_object_get(v.doc, "dependencies"), i, d)
         {
-            if (n == cap) {
-                node *nq = cap < 10000 ? realloc(q, 2 * cap * sizeof *q) : NULL;
-                if (nq == NULL)
-                    break; /* bounded: a graph this large is not walked further */
-                q = nq;
-                cap *= 2;
-            }
-            snprintf(q[n].type, sizeof q[n].type, "%s",
-                     json_string_value(json_object_get(d, "type")));
-            snprintf(q[n].id, sizeof q[n].id, "%s", json_string_value(json_object_get(d, "id")));
-            q[n++].from = (int)head;
+            const char *dt = json_string_value(json_object_get(d, "type"));
+            const char *di = json_string_value(json_object_get(d, "id"));
+            if (rc == 0 && dt != NULL && di != NULL)
+                rc = walk_push(&w, dt, di, (long)head, err);
         }
         store_version_clear(&v);
     }
-    free(q);
+    free(w.q);
+    strset_free(&w.seen);
     return rc;
+}
+
+/* Every dependency names a resource that exists, and a version of it that
+ * exists when it names one (400 naming the dependency otherwise). */
+static int check_dependencies_exist(versions_svc *svc, store_txn *txn, const store_dep *deps,
+                                    size_t ndeps, strata_error *err)
+{
+    for (size_t i = 0; i < ndeps; i++) {
+        store_version v;
+        if (svc->st->ops->get_version(svc->st, txn, deps[i].type, deps[i].id, deps[i].vkey, &v,
+                                      err) == 0) {
+            store_version_clear(&v);
+            continue;
+        }
+        if (err->kind != SERR_NOT_FOUND)
+            return -1;
+        if (deps[i].vkey == 0)
+            return serr_set(err, SERR_INVALID, "dependencies[%zu]: there is no resource %s/%s", i,
+                            deps[i].type, deps[i].id);
+        char vs[SEMVER_STR_MAX];
+        semver_format(deps[i].vkey, vs);
+        return serr_set(err, SERR_INVALID, "dependencies[%zu]: %s/%s has no version %s", i,
+                        deps[i].type, deps[i].id, vs);
+    }
+    return 0;
 }
 
 static bool etag_matches(const char *header, const char *hash)
@@ -593,7 +659,8 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         json_save = true; /* stored as canonical JSON, whatever was sent */
     }
     if (rq->computed == NULL && p.ndeps > 0 &&
-        check_dependency_cycle(svc, rq->type, rq->id, p.deps, p.ndeps, err) != 0)
+        (check_dependencies_exist(svc, rq->txn, p.deps, p.ndeps, err) != 0 ||
+         check_dependency_cycle(svc, rq->txn, rq->type, rq->id, p.deps, p.ndeps, err) != 0))
         goto done;
 
     unsigned char digest[SHA256_LEN];
@@ -1030,8 +1097,7 @@ int versions_content(versions_svc *svc, const store_version *v, unsigned accept_
      * data hash (for raw payloads, the payload hash is the content hash) */
     if (memcmp(h.raw_sha256, want, SHA256_LEN) != 0) {
         sbuf_free(&blob);
-        return serr_set(err, SERR_CORRUPT, "the blob of %s/%s holds other content", v->type,
-                        v->id);
+        return serr_set(err, SERR_CORRUPT, "the blob of %s/%s holds other content", v->type, v->id);
     }
     if (h.codec == SCODEC_NONE || (accept_codecs & (1u << h.codec))) {
         if (h.codec == SCODEC_NONE && memcmp(h.payload_sha256, want, SHA256_LEN) != 0) {

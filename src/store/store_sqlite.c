@@ -1048,7 +1048,8 @@ static int sq_tree_children(store *base, store_txn *txn, const char *parent, tre
     size_t cap = 0;
     if (rc == 0)
         sqlite3_bind_text(st, 1, parent, -1, SQLITE_STATIC);
-    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+    int r = SQLITE_DONE;
+    while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW) {
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
             tree_child *nc = realloc(*out, cap * sizeof **out);
@@ -1062,6 +1063,9 @@ static int sq_tree_children(store *base, store_txn *txn, const char *parent, tre
         (*out)[*n].vkey = (uint64_t)sqlite3_column_int64(st, 1);
         (*n)++;
     }
+    /* a failing step is an error, never a short list */
+    if (rc == 0 && r != SQLITE_DONE)
+        rc = db_error(db, err, "tree children");
     sqlite3_finalize(st);
     read_done(s, txn, db);
     if (rc != 0) {
@@ -1237,7 +1241,7 @@ static int sq_vocab_page(store *base, store_txn *txn, const char *master, const 
         sqlite3_bind_text(st, 2, after ? after : "", -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
     }
-    int r;
+    int r = SQLITE_DONE;
     while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW) {
         vocab_item *it = &(*out)[*n];
         it->word = strdup((const char *)sqlite3_column_text(st, 0));
@@ -1249,6 +1253,9 @@ static int sq_vocab_page(store *base, store_txn *txn, const char *master, const 
         it->frequency = sqlite3_column_int64(st, 2);
         (*n)++;
     }
+    /* a failing step is an error, never the end of the vocabulary */
+    if (rc == 0 && r != SQLITE_DONE)
+        rc = db_error(db, err, "vocabulary page");
     sqlite3_finalize(st);
     read_done(s, txn, db);
     if (rc != 0) {

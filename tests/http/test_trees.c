@@ -336,17 +336,17 @@ END_TEST
 
 START_TEST(a_dependency_cycle_is_refused_and_changes_nothing)
 {
-    save("trie", "a", "\"corpus_ids\": [\"c\"]", "[{\"type\": \"trie\", \"id\": \"b\"}]", 201);
+    save("trie", "a", "\"corpus_ids\": [\"c\"]", "[]", 201);
+    save("trie", "b", "\"corpus_ids\": [\"c\"]", "[{\"type\": \"trie\", \"id\": \"a\"}]", 201);
     json_t *out;
-    ck_assert_int_eq(call("POST", "/trie/b/versions",
+    ck_assert_int_eq(call("POST", "/trie/a/versions",
                           "{\"content\": 1, \"corpus_ids\": [\"c\"], \"dependencies\":"
-                          " [{\"type\": \"trie\", \"id\": \"a\"}]}",
+                          " [{\"type\": \"trie\", \"id\": \"b\"}]}",
                           &out),
                      409);
     const char *detail = json_string_value(json_object_get(out, "detail"));
     ck_assert_msg(strstr(detail, "trie/a") && strstr(detail, "trie/b"), "%s", detail);
     json_decref(out);
-    ck_assert_int_eq(call("GET", "/trie/b", NULL, NULL), 404);
     json_t *list;
     ck_assert_int_eq(call("GET", "/trie/a/versions", NULL, &list), 200);
     ck_assert_uint_eq(json_array_size(json_object_get(list, "items")), 1);
@@ -357,6 +357,35 @@ START_TEST(a_dependency_cycle_is_refused_and_changes_nothing)
                           " [{\"type\": \"trie\", \"id\": \"a\"}]}",
                           NULL),
                      409);
+}
+END_TEST
+
+/* Dependencies name what exists, once each: 400 naming the entry. */
+START_TEST(dependencies_on_what_does_not_exist_are_refused)
+{
+    save("trie", "d", "\"corpus_ids\": [\"c\"]", "[]", 201);
+    static const char *const bad[][2] = {
+        {"[{\"type\": \"trie\", \"id\": \"nothere\"}]", "dependencies[0]"},
+        {"[{\"type\": \"trie\", \"id\": \"d\", \"version\": \"9.9.9\"}]", "dependencies[0]"},
+        {"[{\"type\": \"trie\", \"id\": \"d\"}, {\"type\": \"corpus\", \"id\": \"gone\"}]",
+         "dependencies[1]"},
+        {"[{\"type\": \"trie\", \"id\": \"d\"}, {\"type\": \"trie\", \"id\": \"d\", "
+         "\"version\": \"1.0.0\"}]",
+         "dependencies[1]"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[512];
+        snprintf(body, sizeof body,
+                 "{\"content\": 1, \"corpus_ids\": [\"c\"], \"dependencies\": %s}", bad[i][0]);
+        json_t *out;
+        ck_assert_int_eq(call("POST", "/trie/e/versions", body, &out), 400);
+        const char *detail = json_string_value(json_object_get(out, "detail"));
+        ck_assert_msg(strstr(detail, bad[i][1]) != NULL, "%s", detail);
+        json_decref(out);
+    }
+    ck_assert_int_eq(call("GET", "/trie/e", NULL, NULL), 404);
+    save("trie", "e", "\"corpus_ids\": [\"c\"]",
+         "[{\"type\": \"trie\", \"id\": \"d\", \"version\": \"1.0.0\"}]", 201);
 }
 END_TEST
 
@@ -408,6 +437,7 @@ static Suite *trees_suite(void)
     tcase_add_test(t, changes_climb_a_deep_tree);
     tcase_add_test(t, a_new_version_marks_dependents_stale_and_rebuild_orders_them);
     tcase_add_test(t, a_dependency_cycle_is_refused_and_changes_nothing);
+    tcase_add_test(t, dependencies_on_what_does_not_exist_are_refused);
     tcase_add_test(t, corpus_content_is_normalised);
     suite_add_tcase(s, t);
     return s;
