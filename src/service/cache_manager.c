@@ -151,6 +151,8 @@ typedef struct inflight {
     pthread_cond_t done_cv;
     bool done;
     int waiters;
+    uint64_t epoch; /* the manager's epoch when the load began */
+    bool current;   /* the result was accepted as current (see load_and_fill) */
     cache_value *value;
     strata_error err;
 } inflight;
@@ -437,6 +439,30 @@ static bool l1_copy_current(cache_manager *cm, ns_state *s, const char *key, con
            m.write_id == v->write_id;
 }
 
+/* Runs the loader and fills the tiers with what it produced: L2 unless a
+ * write fenced the key after this load began, L1 only when L2 agreed (or
+ * there is no L2) and no invalidation happened meanwhile. Returns 0 with
+ * *current telling whether the value was accepted as current. */
+static int load_and_fill(cache_manager *cm, ns_state *s, const char *key, cache_loader loader,
+                         void *ctx, cache_value **out, bool *current, strata_error *err)
+{
+    int64_t fill_since = clock_wall_ms();
+    uint64_t epoch = atomic_load(&cm->epoch);
+    atomic_fetch_add(&s->loader_calls, 1);
+    *current = false;
+    if (loader(ctx, out, err) != 0)
+        return -1;
+    strata_error e2;
+    int l2rc = l2_write(cm, s, key, *out, s->cfg.l2_ttl_ms, fill_since, &e2);
+    bool unchanged = atomic_load(&cm->epoch) == epoch;
+    if (l2rc == 0 && unchanged)
+        l1_set(s->l1, key, *out, clock_mono_ms(), s->cfg.l1_ttl_ms);
+    /* a refused fill (a fence) or a local invalidation: another writer may
+     * have committed after this load read the store */
+    *current = unchanged && !(l2rc != 0 && e2.kind == SERR_CONFLICT);
+    return 0;
+}
+
 int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool validate,
                       cache_loader loader, void *ctx, cache_value **out, enum cache_tier *tier,
                       strata_error *err)
@@ -464,21 +490,28 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
     }
     if (err->kind != SERR_NOT_FOUND)
         slog_warn("cache %s: L2 read failed: %s", ns, err->detail);
+    *tier = CACHE_TIER_LOADER;
+    bool current;
 
-    /* a miss: one loader per key, the others wait for its result */
+    /* A miss: one loader per key, the others wait for its result. A load
+     * is joined only if no invalidation happened since it began, and its
+     * result is handed to waiters only if it was accepted as current:
+     * otherwise it may predate a write that was acknowledged before the
+     * waiter arrived, and the waiter loads for itself. */
     pthread_mutex_lock(&cm->fly_mu);
     inflight *f = cm->flying;
     while (f && !(strcmp(f->ns, ns) == 0 && strcmp(f->key, key) == 0))
         f = f->next;
-    if (f != NULL) {
+    if (f != NULL && f->epoch == atomic_load(&cm->epoch)) {
         f->waiters++;
         atomic_fetch_add(&s->coalesced, 1);
         while (!f->done)
             pthread_cond_wait(&f->done_cv, &cm->fly_mu);
+        bool reuse = f->current || f->value == NULL;
         int rc = 0;
-        if (f->value)
+        if (reuse && f->value)
             *out = cache_value_ref(f->value);
-        else {
+        else if (reuse) {
             *err = f->err;
             rc = -1;
         }
@@ -488,8 +521,13 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
             free(f);
         }
         pthread_mutex_unlock(&cm->fly_mu);
-        *tier = CACHE_TIER_LOADER;
-        return rc;
+        if (reuse)
+            return rc;
+        return load_and_fill(cm, s, key, loader, ctx, out, &current, err);
+    }
+    if (f != NULL) { /* a load from before an invalidation: do not join it */
+        pthread_mutex_unlock(&cm->fly_mu);
+        return load_and_fill(cm, s, key, loader, ctx, out, &current, err);
     }
     f = calloc(1, sizeof *f);
     if (f == NULL) {
@@ -500,23 +538,13 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
     snprintf(f->key, sizeof f->key, "%s", key);
     pthread_cond_init(&f->done_cv, NULL);
     f->waiters = 1;
+    f->epoch = atomic_load(&cm->epoch);
     f->next = cm->flying;
     cm->flying = f;
     pthread_mutex_unlock(&cm->fly_mu);
 
-    int64_t fill_since = clock_wall_ms();
-    epoch = atomic_load(&cm->epoch);
-    atomic_fetch_add(&s->loader_calls, 1);
     cache_value *loaded = NULL;
-    int rc = loader(ctx, &loaded, err);
-    if (rc == 0) {
-        /* fill L2 unless a write fenced the key after this load began;
-         * fill L1 only when L2 agreed (or there is no L2) */
-        strata_error e2;
-        int l2rc = l2_write(cm, s, key, loaded, s->cfg.l2_ttl_ms, fill_since, &e2);
-        if (l2rc == 0 && atomic_load(&cm->epoch) == epoch)
-            l1_set(s->l1, key, loaded, clock_mono_ms(), s->cfg.l1_ttl_ms);
-    }
+    int rc = load_and_fill(cm, s, key, loader, ctx, &loaded, &current, err);
 
     pthread_mutex_lock(&cm->fly_mu);
     inflight **pp = &cm->flying;
@@ -524,6 +552,7 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
         pp = &(*pp)->next;
     *pp = f->next;
     f->done = true;
+    f->current = current;
     f->value = loaded ? cache_value_ref(loaded) : NULL;
     if (rc != 0)
         f->err = *err;
@@ -536,7 +565,6 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
     pthread_mutex_unlock(&cm->fly_mu);
     if (rc == 0)
         *out = loaded;
-    *tier = CACHE_TIER_LOADER;
     return rc;
 }
 
