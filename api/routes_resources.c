@@ -426,9 +426,11 @@ static void delete_resource(request *req, reply *rep)
 static void get_dependents(request *req, reply *rep)
 {
     store_page page;
+    store_list_opts o;
     strata_error err;
-    if (cascade_dependents(req->app->cascade, req_param(req, "type"), req_param(req, "id"), &page,
-                           &err) != 0) {
+    if (parse_list_opts(req, &o, &err) != 0 ||
+        cascade_dependents(req->app->cascade, req_param(req, "type"), req_param(req, "id"), &o,
+                           &page, &err) != 0) {
         reply_error(rep, &err);
         return;
     }

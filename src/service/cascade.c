@@ -98,19 +98,31 @@ static int build_closure(cascade *c, const char *type, const char *id, bool skip
     if (graph_add(g, type, id, err) < 0)
         return -1;
     for (size_t at = 0; at < g->n; at++) {
-        store_page page;
         node x = g->nodes[at];
-        if (c->st->ops->dependents(c->st, x.type, x.id, &page, err) != 0)
-            return -1;
+        /* every page of dependents: a cascade is complete or fails */
+        store_list_opts o = {.limit = STORE_LIST_MAX, .stale = -1};
+        char *cursor = NULL;
         int rc = 0;
-        for (size_t i = 0; rc == 0 && i < page.count; i++) {
-            const store_version *d = page.items[i];
-            if (skip_tree_parents && is_tree_parent(c, &x, d))
-                continue;
-            long to = graph_add(g, d->type, d->id, err);
-            rc = to < 0 ? -1 : graph_edge(g, at, (size_t)to, err);
-        }
-        store_page_free(&page);
+        do {
+            store_page page;
+            o.cursor = cursor;
+            rc = c->st->ops->dependents(c->st, x.type, x.id, &o, &page, err);
+            free(cursor);
+            cursor = NULL;
+            if (rc != 0)
+                break;
+            for (size_t i = 0; rc == 0 && i < page.count; i++) {
+                const store_version *d = page.items[i];
+                if (skip_tree_parents && is_tree_parent(c, &x, d))
+                    continue;
+                long to = graph_add(g, d->type, d->id, err);
+                rc = to < 0 ? -1 : graph_edge(g, at, (size_t)to, err);
+            }
+            cursor = page.next;
+            page.next = NULL;
+            store_page_free(&page);
+        } while (rc == 0 && cursor != NULL);
+        free(cursor);
         if (rc != 0)
             return -1;
     }
@@ -193,12 +205,18 @@ void cascade_free(cascade *c)
     free(c);
 }
 
-int cascade_dependents(cascade *c, const char *type, const char *id, store_page *out,
-                       strata_error *err)
+int cascade_dependents(cascade *c, const char *type, const char *id, const store_list_opts *o,
+                       store_page *out, strata_error *err)
 {
     if (versions_check_resource(type, id, err) != 0)
         return -1;
-    return c->st->ops->dependents(c->st, type, id, out, err);
+    if (o->limit < 1 || o->limit > STORE_LIST_MAX)
+        return serr_set(err, SERR_INVALID, "limit must be 1-%d", STORE_LIST_MAX);
+    /* a resource that never existed has no dependents to list: 404 (410
+     * when it was removed) */
+    if (versions_require(c->vs, type, id, err) != 0)
+        return -1;
+    return c->st->ops->dependents(c->st, type, id, o, out, err);
 }
 
 /* Finds a cycle among the nodes Kahn's walk could not order, and names it. */

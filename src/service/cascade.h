@@ -22,7 +22,7 @@ void cascade_free(cascade *c);
 int cascade_rebuild(cascade *c, const char *type, const char *id, json_t **report,
                     strata_error *err);
 /* Latest records of the resources whose latest version depends on (type, id). */
-int cascade_dependents(cascade *c, const char *type, const char *id, store_page *out,
-                       strata_error *err);
+int cascade_dependents(cascade *c, const char *type, const char *id, const store_list_opts *o,
+                       store_page *out, strata_error *err);
 
 #endif

@@ -174,7 +174,7 @@ static int cleanup_one(versions_svc *vs, const retention_rule *r, const char *ty
 int retention_cleanup(versions_svc *vs, const retention_config *cfg, const char *type,
                       const char *id, int keep, bool dry_run, json_t **report, strata_error *err)
 {
-    if (versions_check_resource(type, id, err) != 0)
+    if (versions_require(vs, type, id, err) != 0) /* 404 or 410, never an empty report */
         return -1;
     const retention_rule *r = rule_for((retention_config *)cfg, type);
     if (keep < 0)

@@ -830,6 +830,19 @@ static void gone_or_missing(versions_svc *svc, const char *type, const char *id,
                  t.removed_by, when);
 }
 
+int versions_require(versions_svc *svc, const char *type, const char *id, strata_error *err)
+{
+    if (versions_check_resource(type, id, err) != 0)
+        return -1;
+    store_head head;
+    if (svc->st->ops->get_head(svc->st, NULL, type, id, &head, err) != 0)
+        return -1;
+    if (head.latest_vkey != 0)
+        return 0;
+    gone_or_missing(svc, type, id, 0, "latest", err);
+    return -1;
+}
+
 struct latest_load {
     versions_svc *svc;
     const char *type, *id;

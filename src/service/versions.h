@@ -120,6 +120,11 @@ void versions_etag(const store_version *v, char *out, size_t cap);
 int versions_fence_latest(versions_svc *svc, const char *type, const char *id, strata_error *err);
 void versions_invalidate_latest(versions_svc *svc, const char *type, const char *id);
 
+/* Whether the resource exists now: 0, or SERR_NOT_FOUND (404) when it
+ * never did and SERR_GONE (410, naming who removed it) when it was
+ * removed. Counts no access. */
+int versions_require(versions_svc *svc, const char *type, const char *id, strata_error *err);
+
 /* Checks the type name and id; SERR_NOT_FOUND for an unknown type. */
 int versions_check_resource(const char *type, const char *id, strata_error *err);
 

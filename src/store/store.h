@@ -173,9 +173,12 @@ typedef struct store_ops {
     /* Calls fn for every blob key some version references, once each. */
     int (*blob_refs)(store *s, int (*fn)(void *ctx, const char *key), void *ctx, strata_error *err);
     int (*blob_referenced)(store *s, const char *key, bool *referenced, strata_error *err);
-    /* Resources whose latest version depends on (type, id). */
-    int (*dependents)(store *s, const char *type, const char *id, store_page *out,
-                      strata_error *err);
+    /* Resources whose latest version depends on (type, id): their latest
+     * records ordered by (type, id), o->limit per page, from o->cursor
+     * (only limit and cursor of o are read). SERR_INVALID for a cursor of
+     * another list. */
+    int (*dependents)(store *s, const char *type, const char *id, const store_list_opts *o,
+                      store_page *out, strata_error *err);
     /* Adds access counts gathered in memory (batched; not per read). */
     int (*add_access)(store *s, const char *type, const char *id, uint64_t vkey, uint64_t count,
                       int64_t last_ms, strata_error *err);

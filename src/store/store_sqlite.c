@@ -274,14 +274,17 @@ static int collect_page(sqlite3 *db, sqlite3_stmt *st, size_t limit, store_page 
 
 /* A page holds limit + 1 rows when there is more: drop the extra row and
  * make the cursor from the last one kept ('v': by version key, newest
- * first; 'r': by resource id). Frees the page on failure. */
+ * first; 'r': by resource id; 'd': by type/id). Frees the page on failure. */
 static int finish_page(int rc, store_page *out, size_t limit, char kind, strata_error *err)
 {
     if (rc == 0 && out->count > limit) {
         store_version_free(out->items[--out->count]);
         const store_version *last = out->items[out->count - 1];
-        out->next = kind == 'v' ? store_cursor_encode('v', last->vkey)
-                                : store_cursor_encode_str('r', last->id);
+        char key[STORE_TYPE_MAX + STORE_ID_MAX + 2];
+        snprintf(key, sizeof key, "%s/%s", last->type, last->id);
+        out->next = kind == 'v'   ? store_cursor_encode('v', last->vkey)
+                    : kind == 'd' ? store_cursor_encode_str('d', key)
+                                  : store_cursor_encode_str('r', last->id);
         if (out->next == NULL)
             rc = serr_set(err, SERR_NOMEM, "out of memory");
     }
@@ -806,11 +809,19 @@ static int sq_delete_resource(store *base, store_txn *txn, const char *type, con
     return rc;
 }
 
-static int sq_dependents(store *base, const char *type, const char *id, store_page *out,
-                         strata_error *err)
+static int sq_dependents(store *base, const char *type, const char *id, const store_list_opts *o,
+                         store_page *out, strata_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     memset(out, 0, sizeof *out);
+    /* the cursor is the last (type, id) returned, as "type/id" (ids hold no '/') */
+    char after[STORE_TYPE_MAX + STORE_ID_MAX + 2] = "";
+    if (o->cursor && (store_cursor_decode_str(o->cursor, 'd', after, sizeof after) != 0 ||
+                      strchr(after, '/') == NULL))
+        return serr_set(err, SERR_INVALID, "cursor is not valid for this list");
+    char *after_id = strchr(after, '/');
+    if (after_id != NULL)
+        *after_id++ = '\0';
     sqlite3 *db = reader_get(s, err);
     if (db == NULL)
         return -1;
@@ -820,19 +831,20 @@ static int sq_dependents(store *base, const char *type, const char *id, store_pa
                      " JOIN dependencies d ON d.from_type = r.resource_type"
                      " AND d.from_id = r.resource_id AND d.from_vkey = r.latest_vkey"
                      " WHERE d.to_type = ?1 AND d.to_id = ?2"
+                     " AND (r.resource_type, r.resource_id) > (?4, ?5)"
                      " ORDER BY r.resource_type, r.resource_id LIMIT ?3",
                      &st, err);
     if (rc == 0) {
         sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, STORE_LIST_MAX);
-        rc = collect_page(db, st, STORE_LIST_MAX, out, err);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)o->limit + 1);
+        sqlite3_bind_text(st, 4, after, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, after_id ? after_id : "", -1, SQLITE_STATIC);
+        rc = collect_page(db, st, o->limit, out, err);
     }
     sqlite3_finalize(st);
     reader_put(s, db);
-    if (rc != 0)
-        store_page_free(out);
-    return rc;
+    return finish_page(rc, out, o->limit, 'd', err);
 }
 
 struct access_ctx {

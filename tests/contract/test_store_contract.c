@@ -265,15 +265,51 @@ START_TEST(dependencies_are_indexed_in_reverse)
     ck_assert_int_eq(S->ops->put_version(S, NULL, &v, 0, 0, &d, 1, &err), 0);
     store_version_clear(&v);
     store_page p;
-    ck_assert_int_eq(S->ops->dependents(S, "corpus", "c", &p, &err), 0);
+    store_list_opts all = {.limit = STORE_LIST_MAX, .stale = -1};
+    ck_assert_int_eq(S->ops->dependents(S, "corpus", "c", &all, &p, &err), 0);
     ck_assert_uint_eq(p.count, 1);
     ck_assert_str_eq(p.items[0]->id, "t");
     store_page_free(&p);
     /* a newer trie without the dependency is no longer a dependent */
     ck_assert_int_eq(put("trie", "t", "1.0.1", "t2", NULL, &err), 0);
-    ck_assert_int_eq(S->ops->dependents(S, "corpus", "c", &p, &err), 0);
+    ck_assert_int_eq(S->ops->dependents(S, "corpus", "c", &all, &p, &err), 0);
     ck_assert_uint_eq(p.count, 0);
     store_page_free(&p);
+    /* pages of two, in (type, id) order, every dependent once */
+    const char *types[] = {"search", "trie", "trie", "semantic", "trie"};
+    const char *ids[] = {"s1", "t3", "t0", "m1", "t2"};
+    for (int i = 0; i < 5; i++) {
+        store_version w = {0};
+        snprintf(w.type, sizeof w.type, "%s", types[i]);
+        snprintf(w.id, sizeof w.id, "%s", ids[i]);
+        snprintf(w.data_hash, sizeof w.data_hash, "h%d", i);
+        w.vkey = V("1.0.0");
+        w.doc = json_object();
+        ck_assert_int_eq(S->ops->put_version(S, NULL, &w, 0, 0, &d, 1, &err), 0);
+        store_version_clear(&w);
+    }
+    const char *want[] = {"search/s1", "semantic/m1", "trie/t0", "trie/t2", "trie/t3"};
+    store_list_opts two = {.limit = 2, .stale = -1};
+    char *cursor = NULL;
+    int seen = 0, pages = 0;
+    do {
+        two.cursor = cursor;
+        ck_assert_int_eq(S->ops->dependents(S, "corpus", "c", &two, &p, &err), 0);
+        free(cursor);
+        for (size_t i = 0; i < p.count; i++) {
+            char got[300];
+            snprintf(got, sizeof got, "%s/%s", p.items[i]->type, p.items[i]->id);
+            ck_assert_str_eq(got, want[seen++]);
+        }
+        cursor = p.next;
+        p.next = NULL;
+        store_page_free(&p);
+        pages++;
+    } while (cursor != NULL);
+    ck_assert_int_eq(seen, 5);
+    ck_assert_int_eq(pages, 3);
+    two.cursor = "not-a-cursor";
+    ck_assert_int_ne(S->ops->dependents(S, "corpus", "c", &two, &p, &err), 0);
 }
 END_TEST
 

@@ -360,6 +360,35 @@ START_TEST(a_dependency_cycle_is_refused_and_changes_nothing)
 }
 END_TEST
 
+/* Dependents: 404 for what never existed, pages that cover every one. */
+START_TEST(dependents_are_paginated_and_404_for_nothing)
+{
+    ck_assert_int_eq(call("GET", "/corpus/nothere/dependents", NULL, NULL), 404);
+    ck_assert_int_eq(call("POST", "/trie/nothere/cleanup", NULL, NULL), 404);
+    post_words("p", "[\"x\"]");
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "pt%d", i);
+        save("trie", id, "\"corpus_ids\": [\"p\"]", "[{\"type\": \"corpus\", \"id\": \"p\"}]", 201);
+    }
+    json_t *page;
+    ck_assert_int_eq(call("GET", "/corpus/p/dependents?limit=2", NULL, &page), 200);
+    ck_assert_uint_eq(json_array_size(json_object_get(page, "items")), 2);
+    const char *next = json_string_value(json_object_get(page, "next"));
+    ck_assert_ptr_nonnull(next);
+    char path[512];
+    snprintf(path, sizeof path, "/corpus/p/dependents?limit=2&cursor=%s", next);
+    json_decref(page);
+    ck_assert_int_eq(call("GET", path, NULL, &page), 200);
+    ck_assert_uint_eq(json_array_size(json_object_get(page, "items")), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_array_get(json_object_get(page, "items"), 0), "resource_id")),
+                     "pt2");
+    ck_assert(json_is_null(json_object_get(page, "next")));
+    json_decref(page);
+}
+END_TEST
+
 /* Dependencies name what exists, once each: 400 naming the entry. */
 START_TEST(dependencies_on_what_does_not_exist_are_refused)
 {
@@ -438,6 +467,7 @@ static Suite *trees_suite(void)
     tcase_add_test(t, a_new_version_marks_dependents_stale_and_rebuild_orders_them);
     tcase_add_test(t, a_dependency_cycle_is_refused_and_changes_nothing);
     tcase_add_test(t, dependencies_on_what_does_not_exist_are_refused);
+    tcase_add_test(t, dependents_are_paginated_and_404_for_nothing);
     tcase_add_test(t, corpus_content_is_normalised);
     suite_add_tcase(s, t);
     return s;
