@@ -285,6 +285,19 @@ fail:
 
 /* ---- reading ---------------------------------------------------------------- */
 
+static bool none_match(const char *header, const char *etag)
+{
+    if (header == NULL)
+        return false;
+    if (strcmp(header, "*") == 0)
+        return true;
+    /* a list of ETags, weak or strong: compare the quoted hash */
+    return strstr(header, etag) != NULL;
+}
+
+/* A record's ETag is its version's data hash (as for the content and
+ * If-Match): If-None-Match with it answers 304 while the content a client
+ * holds is still the one served. */
 static void get_record(request *req, reply *rep, const char *version)
 {
     store_version v;
@@ -294,7 +307,14 @@ static void get_record(request *req, reply *rep, const char *version)
         reply_error(rep, &err);
         return;
     }
-    reply_record(req, rep, 200, &v);
+    char etag[SHA256_HEX_LEN + 3];
+    versions_etag(&v, etag, sizeof etag);
+    if (none_match(req_header(req, "If-None-Match"), etag)) {
+        reply_empty(rep, 304);
+        reply_header_set(rep, "ETag", "%s", etag);
+    } else {
+        reply_record(req, rep, 200, &v);
+    }
     store_version_clear(&v);
 }
 
@@ -306,16 +326,6 @@ static void get_latest(request *req, reply *rep)
 static void get_version(request *req, reply *rep)
 {
     get_record(req, rep, req_param(req, "version"));
-}
-
-static bool none_match(const char *header, const char *etag)
-{
-    if (header == NULL)
-        return false;
-    if (strcmp(header, "*") == 0)
-        return true;
-    /* a list of ETags, weak or strong: compare the quoted hash */
-    return strstr(header, etag) != NULL;
 }
 
 static void get_content(request *req, reply *rep)

@@ -453,6 +453,19 @@ START_TEST(etags_and_preconditions)
     ck_assert_int_eq(http_do(&S, "GET", "/search/s/versions/latest/content", h1, NULL, 0, &r), 0);
     ck_assert_int_eq(r.status, 304);
     http_resp_free(&r);
+    /* records too: the latest and an exact version */
+    ck_assert_int_eq(http_do(&S, "GET", "/search/s", h1, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 304);
+    ck_assert_int_eq(http_header(&r, "ETag", got, sizeof got), 0);
+    ck_assert_str_eq(got, etag);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_do(&S, "GET", "/search/s/versions/1.0.0", h1, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 304);
+    http_resp_free(&r);
+    const char *other[] = {"If-None-Match: \"feed\"", NULL};
+    ck_assert_int_eq(http_do(&S, "GET", "/search/s", other, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
     /* If-Match with a stale ETag: 412, nothing written */
     const char *stale[] = {"Content-Type: application/json", "If-Match: \"0000\"", NULL};
     const char *b2 = "{\"content\": {\"q\": 2}, \"corpus_id\": \"en\"}";
