@@ -29,7 +29,7 @@ static const field_def CORPUS[] = {
 
 static const field_def SEMANTIC[] = {
     {"corpus_id", FIELD_STRING, true, false},
-    {"corpus_version", FIELD_STRING, false, false},
+    {"corpus_version", FIELD_STRING, true, false},
     {"model_name", FIELD_STRING, true, false},
     {"embedding_dimension", FIELD_INT, true, false},
     {"index_type", FIELD_STRING, false, false},
@@ -40,15 +40,15 @@ static const field_def SEMANTIC[] = {
 };
 
 static const field_def LITERATURE[] = {
-    {"title", FIELD_STRING, true, false},          {"authors", FIELD_STRINGS, false, false},
-    {"publication_year", FIELD_INT, false, false}, {"source", FIELD_STRING, false, false},
+    {"title", FIELD_STRING, true, false},          {"authors", FIELD_STRINGS, true, false},
+    {"publication_year", FIELD_INT, false, false}, {"source", FIELD_STRING, true, false},
     {"language", FIELD_STRING, false, false},      {"text_stats", FIELD_OBJECT, false, false},
 };
 
 static const field_def TRIE[] = {
     {"corpus_ids", FIELD_STRINGS, true, false},
-    {"node_count", FIELD_INT, false, false},
-    {"max_depth", FIELD_INT, false, false},
+    {"node_count", FIELD_INT, true, false},
+    {"max_depth", FIELD_INT, true, false},
     {"supports_fuzzy", FIELD_BOOL, false, false},
 };
 

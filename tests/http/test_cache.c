@@ -223,9 +223,11 @@ static void *cold_reader(void *arg)
 
 START_TEST(concurrent_cold_reads_load_once)
 {
-    ck_assert_int_eq(req("POST", "/trie/cold/versions", "{\"content\": 1, \"corpus_ids\": [\"c\"]}",
-                         "application/json", NULL),
-                     201);
+    ck_assert_int_eq(
+        req("POST", "/trie/cold/versions",
+            "{\"content\": 1, \"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1}",
+            "application/json", NULL),
+        201);
     json_t *s = internal_stats("trie");
     long long before = json_integer_value(json_object_get(s, "loader_calls"));
     json_decref(s);

@@ -273,7 +273,7 @@ static void op_text_save(http_client *c, writer_ctx *x)
     int p = (int)(rnd(&x->seed) % POOL);
     char id[16], path[96];
     res_id(res, id, sizeof id);
-    snprintf(path, sizeof path, "/literature/%s/versions?title=T", id);
+    snprintf(path, sizeof path, "/literature/%s/versions?title=T&authors=A&source=s", id);
     atomic_fetch_add(&saves_sent, 1);
     http_resp r;
     int64_t t0 = now_ns();

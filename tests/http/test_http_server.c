@@ -305,8 +305,9 @@ START_TEST(server_error_detail_is_generic_and_logged)
         body[i] = (char)('a' + i % 23);
     const char *ct[] = {"Content-Type: text/plain", NULL};
     http_resp r;
-    ck_assert_int_eq(http_do(&own, "POST", "/literature/odyssey/versions?title=Odyssey", ct, body,
-                             sizeof body, &r),
+    ck_assert_int_eq(http_do(&own, "POST",
+                             "/literature/odyssey/versions?title=Odyssey&authors=A&source=s", ct,
+                             body, sizeof body, &r),
                      0);
     ck_assert_int_eq(r.status, 201);
     json_t *rec = body_json(&r);

@@ -284,19 +284,23 @@ START_TEST(byte_save_fields_are_strict)
         {"/corpus/b/versions?corpus_type=language&language=en&fold_case=TRUE", "fold_case"},
         {"/corpus/b/versions?corpus_type=language&language=en&fold_case=%00", "fold_case"},
         {"/corpus/b/versions?corpus_type=language&language=en&is_master=yes", "is_master"},
-        {"/literature/b/versions?title=t&publication_year=%2B1999", "publication_year"},
-        {"/literature/b/versions?title=t&publication_year=1999.0", "publication_year"},
-        {"/literature/b/versions?title=t&publication_year=-44", "publication_year"},
-        {"/semantic/b/versions?corpus_id=c&model_name=m&embedding_dimension=3"
+        {"/literature/b/versions?title=t&authors=A&source=s&publication_year=%2B1999",
+         "publication_year"},
+        {"/literature/b/versions?title=t&authors=A&source=s&publication_year=1999.0",
+         "publication_year"},
+        {"/literature/b/versions?title=t&authors=A&source=s&publication_year=-44",
+         "publication_year"},
+        {"/semantic/b/versions?corpus_id=c&model_name=m&embedding_dimension=3&corpus_version=1.0.0"
          "&build_time_seconds=inf",
          "build_time_seconds"},
-        {"/semantic/b/versions?corpus_id=c&model_name=m&embedding_dimension=3"
+        {"/semantic/b/versions?corpus_id=c&model_name=m&embedding_dimension=3&corpus_version=1.0.0"
          "&build_time_seconds=%201",
          "build_time_seconds"},
-        {"/semantic/b/versions?corpus_id=c&model_name=m&embedding_dimension=3"
+        {"/semantic/b/versions?corpus_id=c&model_name=m&embedding_dimension=3&corpus_version=1.0.0"
          "&build_time_seconds=1.",
          "build_time_seconds"},
-        {"/semantic/b/versions?corpus_id=c&model_name=m&embedding_dimension=0x3",
+        {"/semantic/b/"
+         "versions?corpus_id=c&model_name=m&embedding_dimension=0x3&corpus_version=1.0.0",
          "embedding_dimension"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
@@ -308,8 +312,8 @@ START_TEST(byte_save_fields_are_strict)
     const char *ok[] = {
         "/dictionary/b/versions?word=b&provider=p&ttl=5&tags=a,b&namespace=x&bump=minor",
         "/corpus/b/versions?corpus_type=language&language=en&fold_case=1&is_master=false",
-        "/literature/b/versions?title=t&publication_year=1999",
-        "/semantic/b/versions?corpus_id=c&model_name=m&embedding_dimension=3"
+        "/literature/b/versions?title=t&authors=A&source=s&publication_year=1999",
+        "/semantic/b/versions?corpus_id=c&model_name=m&embedding_dimension=3&corpus_version=1.0.0"
         "&build_time_seconds=1.5e-1&memory_usage_mb=0",
     };
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {

@@ -142,7 +142,8 @@ START_TEST(a_pinned_version_is_kept)
         save_text("fig", i);
     /* a trie whose latest version depends on fig 1.0.0 exactly */
     ck_assert_int_eq(call(NULL, "POST", "/trie/figs/versions",
-                          "{\"content\": 1, \"corpus_ids\": [\"c\"], \"dependencies\":"
+                          "{\"content\": 1, \"corpus_ids\": [\"c\"], \"node_count\": 1, "
+                          "\"max_depth\": 1, \"dependencies\":"
                           " [{\"type\": \"dictionary\", \"id\": \"fig\", \"version\": \"1.0.0\"}]}",
                           NULL),
                      201);

@@ -279,8 +279,11 @@ static bool is_stale(const char *type, const char *id, json_t **reason)
 START_TEST(a_new_version_marks_dependents_stale_and_rebuild_orders_them)
 {
     post_words("c", "[\"alpha\", \"beta\"]");
-    save("trie", "t", "\"corpus_ids\": [\"c\"]", "[{\"type\": \"corpus\", \"id\": \"c\"}]", 201);
-    save("semantic", "s", "\"corpus_id\": \"c\", \"model_name\": \"m\", \"embedding_dimension\": 4",
+    save("trie", "t", "\"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1",
+         "[{\"type\": \"corpus\", \"id\": \"c\"}]", 201);
+    save("semantic", "s",
+         "\"corpus_id\": \"c\", \"model_name\": \"m\", \"embedding_dimension\": 4, "
+         "\"corpus_version\": \"1.0.0\"",
          "[{\"type\": \"corpus\", \"id\": \"c\"}]", 201);
     save("search", "x", "\"corpus_id\": \"c\"",
          "[{\"type\": \"trie\", \"id\": \"t\"}, {\"type\": \"semantic\", \"id\": \"s\"}]", 201);
@@ -329,18 +332,21 @@ START_TEST(a_new_version_marks_dependents_stale_and_rebuild_orders_them)
     ck_assert(pos_t < pos_x && pos_s < pos_x);
     json_decref(report);
     /* a new version of t clears its own staleness */
-    save("trie", "t", "\"corpus_ids\": [\"c\"]", "[{\"type\": \"corpus\", \"id\": \"c\"}]", 201);
+    save("trie", "t", "\"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1",
+         "[{\"type\": \"corpus\", \"id\": \"c\"}]", 201);
     ck_assert(!is_stale("trie", "t", NULL));
 }
 END_TEST
 
 START_TEST(a_dependency_cycle_is_refused_and_changes_nothing)
 {
-    save("trie", "a", "\"corpus_ids\": [\"c\"]", "[]", 201);
-    save("trie", "b", "\"corpus_ids\": [\"c\"]", "[{\"type\": \"trie\", \"id\": \"a\"}]", 201);
+    save("trie", "a", "\"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1", "[]", 201);
+    save("trie", "b", "\"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1",
+         "[{\"type\": \"trie\", \"id\": \"a\"}]", 201);
     json_t *out;
     ck_assert_int_eq(call("POST", "/trie/a/versions",
-                          "{\"content\": 1, \"corpus_ids\": [\"c\"], \"dependencies\":"
+                          "{\"content\": 1, \"corpus_ids\": [\"c\"], \"node_count\": 1, "
+                          "\"max_depth\": 1, \"dependencies\":"
                           " [{\"type\": \"trie\", \"id\": \"b\"}]}",
                           &out),
                      409);
@@ -353,7 +359,8 @@ START_TEST(a_dependency_cycle_is_refused_and_changes_nothing)
     json_decref(list);
     /* and a resource may not depend on itself */
     ck_assert_int_eq(call("POST", "/trie/a/versions",
-                          "{\"content\": 2, \"corpus_ids\": [\"c\"], \"dependencies\":"
+                          "{\"content\": 2, \"corpus_ids\": [\"c\"], \"node_count\": 1, "
+                          "\"max_depth\": 1, \"dependencies\":"
                           " [{\"type\": \"trie\", \"id\": \"a\"}]}",
                           NULL),
                      409);
@@ -369,7 +376,8 @@ START_TEST(dependents_are_paginated_and_404_for_nothing)
     for (int i = 0; i < 3; i++) {
         char id[16];
         snprintf(id, sizeof id, "pt%d", i);
-        save("trie", id, "\"corpus_ids\": [\"p\"]", "[{\"type\": \"corpus\", \"id\": \"p\"}]", 201);
+        save("trie", id, "\"corpus_ids\": [\"p\"], \"node_count\": 1, \"max_depth\": 1",
+             "[{\"type\": \"corpus\", \"id\": \"p\"}]", 201);
     }
     json_t *page;
     ck_assert_int_eq(call("GET", "/corpus/p/dependents?limit=2", NULL, &page), 200);
@@ -392,7 +400,7 @@ END_TEST
 /* Dependencies name what exists, once each: 400 naming the entry. */
 START_TEST(dependencies_on_what_does_not_exist_are_refused)
 {
-    save("trie", "d", "\"corpus_ids\": [\"c\"]", "[]", 201);
+    save("trie", "d", "\"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1", "[]", 201);
     static const char *const bad[][2] = {
         {"[{\"type\": \"trie\", \"id\": \"nothere\"}]", "dependencies[0]"},
         {"[{\"type\": \"trie\", \"id\": \"d\", \"version\": \"9.9.9\"}]", "dependencies[0]"},
@@ -405,7 +413,9 @@ START_TEST(dependencies_on_what_does_not_exist_are_refused)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char body[512];
         snprintf(body, sizeof body,
-                 "{\"content\": 1, \"corpus_ids\": [\"c\"], \"dependencies\": %s}", bad[i][0]);
+                 "{\"content\": 1, \"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1, "
+                 "\"dependencies\": %s}",
+                 bad[i][0]);
         json_t *out;
         ck_assert_int_eq(call("POST", "/trie/e/versions", body, &out), 400);
         const char *detail = json_string_value(json_object_get(out, "detail"));
@@ -413,7 +423,7 @@ START_TEST(dependencies_on_what_does_not_exist_are_refused)
         json_decref(out);
     }
     ck_assert_int_eq(call("GET", "/trie/e", NULL, NULL), 404);
-    save("trie", "e", "\"corpus_ids\": [\"c\"]",
+    save("trie", "e", "\"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1",
          "[{\"type\": \"trie\", \"id\": \"d\", \"version\": \"1.0.0\"}]", 201);
 }
 END_TEST

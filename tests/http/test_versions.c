@@ -144,7 +144,9 @@ END_TEST
 START_TEST(a_b_a_is_three_versions_sharing_one_blob)
 {
     /* semantic content always lives in a blob */
-    const char *q = "/semantic/vecs/versions?corpus_id=en&model_name=minilm&embedding_dimension=4";
+    const char *q =
+        "/semantic/vecs/"
+        "versions?corpus_id=en&model_name=minilm&embedding_dimension=4&corpus_version=1.0.0";
     const char *ct[] = {"Content-Type: application/octet-stream", NULL};
     static char a[5000], b[5000];
     memset(a, 'a', sizeof a);
@@ -185,7 +187,9 @@ static void *writer(void *arg)
     for (int i = 0; i < PER_WRITER; i++) {
         char body[200];
         snprintf(body, sizeof body,
-                 "{\"content\": {\"writer\": %ld, \"n\": %d}, \"corpus_ids\": [\"en\"]}", w, i);
+                 "{\"content\": {\"writer\": %ld, \"n\": %d}, \"corpus_ids\": [\"en\"], "
+                 "\"node_count\": 1, \"max_depth\": 1}",
+                 w, i);
         http_resp r;
         if (http_client_do(c, &S, "POST", "/trie/shared/versions", JSON_CT, body, strlen(body),
                            &r) != 0 ||
@@ -283,8 +287,9 @@ START_TEST(zstd_body_is_stored_and_passed_through)
     http_resp r;
     ck_assert_int_eq(
         http_do(&S, "POST",
-                "/semantic/big/versions?corpus_id=en&model_name=m&embedding_dimension=8", h, z.data,
-                z.len, &r),
+                "/semantic/big/"
+                "versions?corpus_id=en&model_name=m&embedding_dimension=8&corpus_version=1.0.0",
+                h, z.data, z.len, &r),
         0);
     ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
     json_t *rec = parse(&r);
@@ -330,8 +335,9 @@ START_TEST(flipped_byte_on_disk_is_never_served)
         body[i] = (char)('a' + i % 23);
     const char *ct[] = {"Content-Type: text/plain", NULL};
     http_resp r;
-    ck_assert_int_eq(http_do(&T, "POST", "/literature/odyssey/versions?title=Odyssey", ct, body,
-                             sizeof body, &r),
+    ck_assert_int_eq(http_do(&T, "POST",
+                             "/literature/odyssey/versions?title=Odyssey&authors=A&source=s", ct,
+                             body, sizeof body, &r),
                      0);
     ck_assert_int_eq(r.status, 201);
     json_t *rec = parse(&r);
@@ -400,7 +406,8 @@ START_TEST(everything_survives_a_restart)
     memset(big, 'q', sizeof big);
     const char *ct[] = {"Content-Type: application/octet-stream", NULL};
     http_resp r;
-    ck_assert_int_eq(http_do(&S, "POST", "/trie/tr/versions?corpus_ids=en,fr&node_count=20000", ct,
+    ck_assert_int_eq(http_do(&S, "POST",
+                             "/trie/tr/versions?corpus_ids=en,fr&node_count=20000&max_depth=9", ct,
                              big, sizeof big, &r),
                      0);
     ck_assert_int_eq(r.status, 201);
@@ -430,6 +437,38 @@ START_TEST(everything_survives_a_restart)
 END_TEST
 
 /* ---- conditional requests, deletes, lists -------------------------------------------- */
+
+/* Fields the design gives no default and the server cannot compute are
+ * required: 400 naming the field, nothing saved. */
+START_TEST(required_fields_are_enforced)
+{
+    static const char *const cases[][3] = {
+        {"/semantic/rq/versions",
+         "{\"content\": 1, \"corpus_id\": \"c\", \"model_name\": \"m\", \"embedding_dimension\": "
+         "2}",
+         "corpus_version"},
+        {"/literature/rq/versions", "{\"content\": 1, \"title\": \"t\", \"source\": \"s\"}",
+         "authors"},
+        {"/literature/rq/versions", "{\"content\": 1, \"title\": \"t\", \"authors\": [\"a\"]}",
+         "source"},
+        {"/trie/rq/versions", "{\"content\": 1, \"corpus_ids\": [\"c\"], \"max_depth\": 1}",
+         "node_count"},
+        {"/trie/rq/versions", "{\"content\": 1, \"corpus_ids\": [\"c\"], \"node_count\": 1}",
+         "max_depth"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *out;
+        ck_assert_int_eq(post_json(cases[i][0], cases[i][1], &out), 400);
+        const char *detail = json_string_value(json_object_get(out, "detail"));
+        ck_assert_msg(detail && strstr(detail, cases[i][2]), "%s: %s", cases[i][2], detail);
+        json_decref(out);
+    }
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", "/trie/rq", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 404);
+    http_resp_free(&r);
+}
+END_TEST
 
 START_TEST(etags_and_preconditions)
 {
@@ -662,7 +701,7 @@ static const struct bad_case BAD[] = {
      "Content-Encoding"},
     {"zstd bomb",
      "POST",
-     "/semantic/x/versions?corpus_id=c&model_name=m&embedding_dimension=1",
+     "/semantic/x/versions?corpus_id=c&model_name=m&embedding_dimension=1&corpus_version=1.0.0",
      {"Content-Type: application/octet-stream", "Content-Encoding: zstd"},
      NULL,
      413,
@@ -767,6 +806,7 @@ static Suite *versions_suite(void)
     tcase_add_test(t, zstd_body_is_stored_and_passed_through);
     tcase_add_test(t, flipped_byte_on_disk_is_never_served);
     tcase_add_test(t, etags_and_preconditions);
+    tcase_add_test(t, required_fields_are_enforced);
     tcase_add_test(t, deletes_repair_the_chain);
     tcase_add_test(t, resources_list_filters);
     tcase_add_test(t, reads_are_counted_without_a_write_each);
