@@ -363,8 +363,52 @@ static int latest_vkey(trees_svc *t, const char *id, uint64_t *vkey, strata_erro
     return 0;
 }
 
-/* A child may join master unless it is master, already has a parent, or
- * is one of master's ancestors (which would close a loop). */
+/* How many levels of masters stand below id (0 for a corpus with no
+ * children), looked at no deeper than TREE_DEPTH_MAX + 1. */
+static int subtree_height(trees_svc *t, const char *id, int *height, strata_error *err)
+{
+    /* breadth-first, one level at a time */
+    size_t n = 1, cap = 16;
+    char(*level)[STORE_ID_MAX + 1] = malloc(cap * sizeof *level);
+    if (level == NULL)
+        return serr_set(err, SERR_NOMEM, "out of memory");
+    snprintf(level[0], sizeof level[0], "%s", id);
+    int rc = 0;
+    *height = 0;
+    while (rc == 0 && n > 0 && *height <= TREE_DEPTH_MAX) {
+        char(*next)[STORE_ID_MAX + 1] = NULL;
+        size_t nn = 0, ncap = 0;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            tree_child *kids = NULL;
+            size_t nk = 0;
+            rc = t->st->ops->tree_children(t->st, NULL, level[i], &kids, &nk, err);
+            for (size_t k = 0; rc == 0 && k < nk; k++) {
+                if (nn == ncap) {
+                    ncap = ncap ? 2 * ncap : 16;
+                    void *grown = realloc(next, ncap * sizeof *next);
+                    if (grown == NULL) {
+                        rc = serr_set(err, SERR_NOMEM, "out of memory");
+                        break;
+                    }
+                    next = grown;
+                }
+                snprintf(next[nn++], sizeof next[0], "%s", kids[k].id);
+            }
+            free(kids);
+        }
+        free(level);
+        level = next;
+        n = nn;
+        if (rc == 0 && n > 0)
+            (*height)++;
+    }
+    free(level);
+    return rc;
+}
+
+/* A child may join master unless it is master, already has a parent, is
+ * one of master's ancestors (which would close a loop), or would make the
+ * tree deeper than TREE_DEPTH_MAX levels (409 naming the limit). */
 static int check_attachable(trees_svc *t, const char *master, const char *child, strata_error *err)
 {
     if (strcmp(master, child) == 0)
@@ -377,23 +421,37 @@ static int check_attachable(trees_svc *t, const char *master, const char *child,
         return serr_set(err, SERR_CONFLICT, "corpus %s is already a child of %s", child, parent);
     char at[STORE_ID_MAX + 1];
     snprintf(at, sizeof at, "%s", master);
-    for (int depth = 0; depth <= TREE_DEPTH_MAX; depth++) {
+    int above = 0; /* masters above master */
+    for (;; above++) {
+        if (above > TREE_DEPTH_MAX)
+            return serr_set(err, SERR_CONFLICT, "the tree is deeper than %d levels",
+                            TREE_DEPTH_MAX);
         if (t->st->ops->tree_parent(t->st, NULL, at, parent, sizeof parent, &has, err) != 0)
             return -1;
         if (!has)
-            return 0;
+            break;
         if (strcmp(parent, child) == 0)
             return serr_set(err, SERR_CONFLICT,
                             "attaching %s under %s would make %s its own ancestor", child, master,
                             child);
         snprintf(at, sizeof at, "%s", parent);
     }
-    return serr_set(err, SERR_CONFLICT, "the tree is deeper than %d levels", TREE_DEPTH_MAX);
+    int below = 0;
+    if (subtree_height(t, child, &below, err) != 0)
+        return -1;
+    if (above + 1 + below > TREE_DEPTH_MAX)
+        return serr_set(err, SERR_CONFLICT,
+                        "attaching %s under %s would make the tree %d levels deep; the limit is %d",
+                        child, master, above + 1 + below, TREE_DEPTH_MAX);
+    return 0;
 }
 
-/* A child given by id, or created from {"id", "words" | "text", ...}. */
-static int resolve_child(trees_svc *t, const json_t *spec, const char *language, char *id,
-                         size_t cap, strata_error *err)
+/* A child given by id, or created from {"id", "words" | "frequencies",
+ * ...}: its id, and for an inline child the save that creates it (with
+ * validate_only, it checks the save without writing). A child given by
+ * id must exist. */
+static int resolve_child(trees_svc *t, const json_t *spec, const char *language, bool validate_only,
+                         char *id, size_t cap, strata_error *err)
 {
     const char *cid = json_is_string(spec) ? json_string_value(spec)
                                            : json_string_value(json_object_get(spec, "id"));
@@ -404,8 +462,10 @@ static int resolve_child(trees_svc *t, const json_t *spec, const char *language,
     snprintf(id, cap, "%s", cid);
     const json_t *words = json_object_get(spec, "words");
     const json_t *freqs = json_object_get(spec, "frequencies");
-    if (words == NULL && freqs == NULL)
-        return 0; /* a reference to an existing corpus */
+    if (words == NULL && freqs == NULL) {
+        uint64_t vkey; /* a reference to an existing corpus */
+        return validate_only ? latest_vkey(t, cid, &vkey, err) : 0;
+    }
     json_t *env =
         json_pack("{s:{}, s:s, s:s}", "content", "corpus_type", "base", "language", language);
     const char *k;
@@ -417,7 +477,8 @@ static int resolve_child(trees_svc *t, const json_t *spec, const char *language,
         else if (strcmp(k, "id") != 0)
             json_object_set(env, k, v);
     }
-    save_request rq = {.type = "corpus", .id = cid, .envelope = env};
+    save_request rq = {
+        .type = "corpus", .id = cid, .envelope = env, .validate_only = validate_only};
     store_version sv;
     bool created;
     int rc = versions_save(t->vs, &rq, &sv, &created, err);
@@ -508,8 +569,11 @@ int trees_create(trees_svc *t, const json_t *body, json_t **tree, strata_error *
         rc = serr_set(err, SERR_CONFLICT,
                       "corpus %s exists; attach children with POST /trees/%s/children", master,
                       master);
+    /* everything a client can get wrong is checked before anything is
+     * written, so that a 4xx leaves nothing behind */
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = resolve_child(t, json_array_get(children, i), language, ids[i], sizeof ids[i], err);
+        rc = resolve_child(t, json_array_get(children, i), language, true, ids[i], sizeof ids[i],
+                           err);
         for (size_t k = 0; rc == 0 && k < i; k++)
             if (strcmp(ids[k], ids[i]) == 0)
                 rc = serr_set(err, SERR_INVALID, "child %s is listed twice", ids[i]);
@@ -517,6 +581,9 @@ int trees_create(trees_svc *t, const json_t *body, json_t **tree, strata_error *
             rc = check_attachable(t, master, ids[i], err);
         names[i] = ids[i];
     }
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = resolve_child(t, json_array_get(children, i), language, false, ids[i], sizeof ids[i],
+                           err);
     if (rc == 0) {
         json_t *base = json_pack("{s:s, s:s}", "corpus_type",
                                  corpus_type ? corpus_type : "language", "language", language);
@@ -552,12 +619,16 @@ int trees_attach(trees_svc *t, const char *master, const json_t *child, json_t *
     if (rc == 0)
         rc = t->st->ops->get_version(t->st, NULL, "corpus", master, 0, &mv, err);
     if (rc == 0) {
+        /* checked in full before the inline child is saved: a 4xx leaves
+         * nothing behind */
         const char *language = json_string_value(json_object_get(mv.doc, "language"));
-        rc = resolve_child(t, child, language ? language : "", id, sizeof id, err);
+        rc = resolve_child(t, child, language ? language : "", true, id, sizeof id, err);
+        if (rc == 0)
+            rc = check_attachable(t, master, id, err);
+        if (rc == 0)
+            rc = resolve_child(t, child, language ? language : "", false, id, sizeof id, err);
         store_version_clear(&mv);
     }
-    if (rc == 0)
-        rc = check_attachable(t, master, id, err);
     if (rc == 0) {
         const char *names[1] = {id};
         struct attach_ctx c = {master, names, 1, NULL};

@@ -662,6 +662,10 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         (check_dependencies_exist(svc, rq->txn, p.deps, p.ndeps, err) != 0 ||
          check_dependency_cycle(svc, rq->txn, rq->type, rq->id, p.deps, p.ndeps, err) != 0))
         goto done;
+    if (rq->validate_only) {
+        rc = 0;
+        goto done;
+    }
 
     unsigned char digest[SHA256_LEN];
     char hash[SHA256_HEX_LEN + 1];

@@ -47,6 +47,10 @@ typedef struct save_request {
      * size of a master, ...), set as they are; the content is a manifest,
      * not a vocabulary. NULL for client saves. */
     const json_t *computed;
+    /* Check everything a save checks (envelope, fields, content,
+     * dependencies) and stop before writing anything: 0 when the save
+     * would be accepted as far as its input goes. */
+    bool validate_only;
 } save_request;
 
 /* Called after a version is created outside a batch (and after the cache

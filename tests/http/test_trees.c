@@ -367,6 +367,104 @@ START_TEST(a_dependency_cycle_is_refused_and_changes_nothing)
 }
 END_TEST
 
+static long versions_count(const char *id)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/corpus/%s/versions", id);
+    json_t *list;
+    if (call("GET", path, NULL, &list) != 200) {
+        json_decref(list);
+        return -1;
+    }
+    long n = (long)json_array_size(json_object_get(list, "items"));
+    json_decref(list);
+    return n;
+}
+
+/* The depth limit holds where a tree changes: 409 naming it, nothing
+ * changed. */
+START_TEST(tree_depth_is_enforced_where_a_tree_changes)
+{
+    post_words("leaf", "[\"w\"]");
+    char body[256], prev[16] = "leaf";
+    for (int level = 1; level <= 32; level++) {
+        snprintf(body, sizeof body,
+                 "{\"master\": \"m%d\", \"language\": \"en\", \"children\": [\"%s\"]}", level,
+                 prev);
+        ck_assert_int_eq(call("POST", "/trees", body, NULL), 201);
+        snprintf(prev, sizeof prev, "m%d", level);
+    }
+    json_t *out;
+    ck_assert_int_eq(call("POST", "/trees",
+                          "{\"master\": \"m33\", \"language\": \"en\", \"children\": [\"m32\"]}",
+                          &out),
+                     409);
+    ck_assert_msg(strstr(json_string_value(json_object_get(out, "detail")), "32") != NULL, "%s",
+                  json_string_value(json_object_get(out, "detail")));
+    json_decref(out);
+    ck_assert_int_eq(call("GET", "/corpus/m33", NULL, NULL), 404);
+    /* attaching under the deepest master: a plain corpus fits at 32 ... */
+    post_words("x1", "[\"a\"]");
+    ck_assert_int_eq(call("POST", "/trees/m1/children", "{\"id\": \"x1\"}", NULL), 201);
+    /* ... a master with children of its own does not */
+    post_words("x2", "[\"b\"]");
+    ck_assert_int_eq(call("POST", "/trees",
+                          "{\"master\": \"sub\", \"language\": \"en\", \"children\": [\"x2\"]}",
+                          NULL),
+                     201);
+    long before = versions_count("m32");
+    ck_assert_int_eq(call("POST", "/trees/m1/children", "{\"id\": \"sub\"}", NULL), 409);
+    ck_assert_int_eq(versions_count("m32"), before);
+    /* and the leaf's masters follow it all the way up */
+    post_words("leaf", "[\"w\", \"deep\"]");
+    json_t *voc = vocabulary_json("m32");
+    char *text = json_dumps(voc, 0);
+    bool deep = strstr(text, "deep") != NULL;
+    free(text);
+    json_decref(voc);
+    ck_assert(deep);
+}
+END_TEST
+
+/* Tree requests answering 4xx leave nothing behind. */
+START_TEST(refused_tree_requests_leave_nothing_behind)
+{
+    ck_assert_int_eq(
+        call("POST", "/trees",
+             "{\"master\": \"dup\", \"language\": \"en\", \"children\":"
+             " [{\"id\": \"da\", \"words\": [\"x\"]}, {\"id\": \"da\", \"words\": [\"y\"]}]}",
+             NULL),
+        400);
+    ck_assert_int_eq(call("GET", "/corpus/da", NULL, NULL), 404);
+    ck_assert_int_eq(
+        call("POST", "/trees",
+             "{\"master\": \"bad\", \"language\": \"en\", \"children\":"
+             " [{\"id\": \"okc\", \"words\": [\"x\"]}, {\"id\": \"badc\", \"words\": [1]}]}",
+             NULL),
+        400);
+    ck_assert_int_eq(call("GET", "/corpus/okc", NULL, NULL), 404);
+    ck_assert_int_eq(call("POST", "/trees",
+                          "{\"master\": \"ghostm\", \"language\": \"en\", \"children\":"
+                          " [{\"id\": \"g1\", \"words\": [\"x\"]}, \"ghost\"]}",
+                          NULL),
+                     404);
+    ck_assert_int_eq(call("GET", "/corpus/g1", NULL, NULL), 404);
+    /* an inline child that already has another master: 409 before any save */
+    ck_assert_int_eq(call("POST", "/trees",
+                          "{\"master\": \"t1\", \"language\": \"en\", \"children\":"
+                          " [{\"id\": \"shared\", \"words\": [\"x\"]}]}",
+                          NULL),
+                     201);
+    ck_assert_int_eq(call("POST", "/trees", "{\"master\": \"t2\", \"language\": \"en\"}", NULL),
+                     201);
+    long child_before = versions_count("shared"), t1_before = versions_count("t1");
+    ck_assert_int_eq(
+        call("POST", "/trees/t2/children", "{\"id\": \"shared\", \"words\": [\"y\"]}", NULL), 409);
+    ck_assert_int_eq(versions_count("shared"), child_before);
+    ck_assert_int_eq(versions_count("t1"), t1_before);
+}
+END_TEST
+
 /* Dependents: 404 for what never existed, pages that cover every one. */
 START_TEST(dependents_are_paginated_and_404_for_nothing)
 {
@@ -478,6 +576,8 @@ static Suite *trees_suite(void)
     tcase_add_test(t, a_dependency_cycle_is_refused_and_changes_nothing);
     tcase_add_test(t, dependencies_on_what_does_not_exist_are_refused);
     tcase_add_test(t, dependents_are_paginated_and_404_for_nothing);
+    tcase_add_test(t, tree_depth_is_enforced_where_a_tree_changes);
+    tcase_add_test(t, refused_tree_requests_leave_nothing_behind);
     tcase_add_test(t, corpus_content_is_normalised);
     suite_add_tcase(s, t);
     return s;
