@@ -526,6 +526,34 @@ START_TEST(dependencies_on_what_does_not_exist_are_refused)
 }
 END_TEST
 
+/* Client numbers are checked: frequencies past the bound, or summing past
+ * it, are 400 (they used to overflow a signed 64-bit sum). */
+START_TEST(frequencies_are_bounded)
+{
+    static const char *const bad[] = {
+        "{\"frequencies\": {\"a\": 9223372036854775807, \"a \": 9223372036854775807}}",
+        "{\"frequencies\": {\"a\": 1000000000001}}",
+        "{\"frequencies\": {\"a\": 600000000000, \" a\": 600000000000}}",
+        "{\"frequencies\": {\"a\": -1}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[512];
+        snprintf(body, sizeof body,
+                 "{\"content\": %s, \"corpus_type\": \"base\", \"language\": \"en\"}", bad[i]);
+        json_t *out;
+        ck_assert_int_eq(call("POST", "/corpus/fq/versions", body, &out), 400);
+        ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(out, "detail")), "frequen"));
+        json_decref(out);
+    }
+    ck_assert_int_eq(call("GET", "/corpus/fq", NULL, NULL), 404);
+    ck_assert_int_eq(call("POST", "/corpus/fq/versions",
+                          "{\"content\": {\"frequencies\": {\"a\": 500000000000, \" a\": "
+                          "500000000000}}, \"corpus_type\": \"base\", \"language\": \"en\"}",
+                          NULL),
+                     201);
+}
+END_TEST
+
 START_TEST(corpus_content_is_normalised)
 {
     const char *h[] = {"Content-Type: text/plain", NULL};
@@ -578,6 +606,7 @@ static Suite *trees_suite(void)
     tcase_add_test(t, dependents_are_paginated_and_404_for_nothing);
     tcase_add_test(t, tree_depth_is_enforced_where_a_tree_changes);
     tcase_add_test(t, refused_tree_requests_leave_nothing_behind);
+    tcase_add_test(t, frequencies_are_bounded);
     tcase_add_test(t, corpus_content_is_normalised);
     suite_add_tcase(s, t);
     return s;
