@@ -1,5 +1,7 @@
 #include "reply.h"
 
+#include "../src/common/utf8.h"
+
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -110,6 +112,8 @@ void reply_problem(reply *rep, int status, const char *slug, const char *fmt, ..
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
+    /* a detail may quote client bytes: JSON needs valid UTF-8 */
+    utf8_scrub(detail);
     if (status >= 500) {
         /* 503 is expected while starting, stopping or overloaded: a warning */
         slog(status == 503 ? SLOG_WARN : SLOG_ERROR, "%s %s: %d %s: %s (request id %s)",
@@ -122,8 +126,12 @@ void reply_problem(reply *rep, int status, const char *slug, const char *fmt, ..
     const char *title = MHD_get_reason_phrase_for((unsigned)status);
     json_t *p = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title",
                           title && *title ? title : "Error", "status", status, "detail", detail);
-    if (p && rep->instance)
-        json_object_set_new(p, "instance", json_string(rep->instance));
+    if (p && rep->instance) {
+        char instance[1024];
+        snprintf(instance, sizeof instance, "%s", rep->instance);
+        utf8_scrub(instance);
+        json_object_set_new(p, "instance", json_string(instance));
+    }
     if (p && rep->request_id)
         json_object_set_new(p, "request_id", json_string(rep->request_id));
     char *s = p ? json_dumps(p, JSON_COMPACT) : NULL;

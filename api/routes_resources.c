@@ -23,6 +23,8 @@ static int parse_list_opts(request *req, store_list_opts *o, strata_error *err)
     if (req_query_uint(req, "limit", 1, STORE_LIST_MAX, NULL, &limit, err) != 0 ||
         req_query_str(req, "cursor", &o->cursor, err) != 0)
         return -1;
+    if (o->cursor != NULL && o->cursor[0] == '\0')
+        o->cursor = NULL; /* an empty cursor is the first page */
     o->limit = (size_t)limit;
     return 0;
 }

@@ -154,6 +154,8 @@ static void get_vocabulary(request *req, reply *rep)
         return;
     }
     char after[VOCAB_WORD_MAX + 1] = "";
+    if (cursor != NULL && cursor[0] == '\0')
+        cursor = NULL; /* an empty cursor is the first page */
     if (cursor != NULL && store_cursor_decode_str(cursor, 'w', after, sizeof after) != 0) {
         reply_problem(rep, 400, "invalid-input", "cursor is not valid for this list");
         return;

@@ -1,5 +1,7 @@
 #include "resource_types.h"
 
+#include "../common/utf8.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,23 +212,6 @@ enum scodec resource_codec_for(const resource_type_def *t, const json_t *fields,
     return policy_codec_for(t->name, raw_size);
 }
 
-/* Length of the UTF-8 sequence starting at p, or 0 when invalid. */
-static size_t utf8_len(const unsigned char *p)
-{
-    if (p[0] < 0x80)
-        return 1;
-    size_t n = (p[0] & 0xe0) == 0xc0   ? 2
-               : (p[0] & 0xf0) == 0xe0 ? 3
-               : (p[0] & 0xf8) == 0xf0 ? 4
-                                       : 0;
-    if (n == 0 || (n == 2 && p[0] < 0xc2))
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    return n;
-}
-
 int resource_id_check(const char *what, const char *id, size_t max, strata_error *err)
 {
     size_t len = id ? strlen(id) : 0;
@@ -242,7 +227,7 @@ int resource_id_check(const char *what, const char *id, size_t max, strata_error
             return serr_set(err, SERR_INVALID, "%s contains a control character", what);
         if (*p == '/' || *p == '\\')
             return serr_set(err, SERR_INVALID, "%s must not contain '/' or '\\'", what);
-        size_t n = utf8_len(p);
+        size_t n = utf8_seq_len(p);
         if (n == 0)
             return serr_set(err, SERR_INVALID, "%s is not valid UTF-8", what);
         p += n;

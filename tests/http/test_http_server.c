@@ -142,6 +142,21 @@ START_TEST(unknown_path_is_404_problem)
     ck_assert_int_eq(http_do(&S, "GET", "/bad%00path", NULL, NULL, 0, &r), 0);
     assert_problem(&r, 400);
     http_resp_free(&r);
+    /* bytes that are not UTF-8 still get a problem+json body */
+    ck_assert_int_eq(http_do(&S, "GET", "/%A3", NULL, NULL, 0, &r), 0);
+    assert_problem(&r, 404);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_do(&S, "GET", "/dictionary/%A3", NULL, NULL, 0, &r), 0);
+    assert_problem(&r, 400);
+    http_resp_free(&r);
+    /* a UTF-16 surrogate encoded as UTF-8 is not valid UTF-8 for JSON */
+    ck_assert_int_eq(http_do(&S, "GET", "/dictionary/a%ED%A0%80", NULL, NULL, 0, &r), 0);
+    assert_problem(&r, 400);
+    http_resp_free(&r);
+    /* an empty cursor is the first page */
+    ck_assert_int_eq(http_do(&S, "GET", "/dictionary?cursor=", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
 }
 END_TEST
 
