@@ -605,7 +605,8 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         return -1;
     save_plan p = {.type = resource_type_find(rq->type)};
     bool json_save = rq->bytes == NULL;
-    bool blob_locked = false, fenced = false;
+    bool blob_locked = false, fenced = false, run_hook = false;
+    uint64_t prev_latest = 0;
     char *canon = NULL;
     json_t *doc = NULL, *loc = NULL;
     int rc = -1;
@@ -776,8 +777,8 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
             if (rq->txn == NULL) {
                 versions_invalidate_latest(svc, rq->type, rq->id);
                 fenced = false;
-                if (svc->hook)
-                    svc->hook(svc->hook_ctx, &v, latest, rq);
+                run_hook = svc->hook != NULL;
+                prev_latest = latest;
             }
             *out = v;
             *created = true;
@@ -796,6 +797,10 @@ done:
         versions_invalidate_latest(svc, rq->type, rq->id);
     if (blob_locked)
         versions_blob_unlock(svc);
+    /* the cascade runs with no lock of ours held (it takes the trees
+     * service's lock, which is taken before the blob lock elsewhere) */
+    if (run_hook)
+        svc->hook(svc->hook_ctx, out, prev_latest, rq);
     free(canon);
     json_decref(doc);
     json_decref(loc);

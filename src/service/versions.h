@@ -54,8 +54,13 @@ typedef struct save_request {
 } save_request;
 
 /* Called after a version is created outside a batch (and after the cache
- * was invalidated): the cascade to dependents hangs here. prev_latest is
- * the version it replaced (0 for the first). */
+ * was invalidated), with no lock of the versions service held, so it may
+ * take the trees service's lock: the cascade to dependents hangs here.
+ * prev_latest is the version it replaced (0 for the first).
+ *
+ * Lock order: trees service mutex, then the blob lock (shared or
+ * exclusive), then the store's own locks. Nothing takes the trees mutex
+ * while holding the blob lock. */
 typedef void (*versions_hook)(void *ctx, const store_version *created, uint64_t prev_latest,
                               const save_request *rq);
 void versions_set_hook(versions_svc *svc, versions_hook hook, void *ctx);
