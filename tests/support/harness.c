@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,13 +207,16 @@ struct http_client {
     CURL *curl;
 };
 
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 http_client *http_client_new(void)
 {
-    static int global_init;
-    if (!global_init) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        global_init = 1;
-    }
+    /* tests create clients from many threads at once */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, curl_init_once);
     http_client *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
