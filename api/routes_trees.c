@@ -34,8 +34,10 @@ static void post_tree(request *req, reply *rep)
     if (trees_create(req->app->trees, body, &tree, &err) != 0)
         reply_error(rep, &err);
     else {
-        reply_header_set(rep, "Location", "/trees/%s",
-                         json_string_value(json_object_get(body, "master")));
+        char enc[3 * STORE_ID_MAX + 1];
+        if (url_encode_segment(json_string_value(json_object_get(body, "master")), enc,
+                               sizeof enc) == 0)
+            reply_header_set(rep, "Location", "/trees/%s", enc);
         reply_json(rep, 201, tree);
     }
     json_decref(body);

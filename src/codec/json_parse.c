@@ -44,3 +44,19 @@ json_t *json_parse_bounded(const void *data, size_t len, size_t max_depth, const
                  je.line, je.column);
     return v;
 }
+
+bool json_whole_number(const json_t *v, long long *out)
+{
+    if (json_is_integer(v)) {
+        *out = (long long)json_integer_value(v);
+        return true;
+    }
+    if (!json_is_real(v))
+        return false;
+    double d = json_real_value(v);
+    const double limit = 9007199254740992.0; /* 2^53: every whole double up to it is exact */
+    if (!(d >= -limit && d <= limit) || d != (double)(long long)d)
+        return false;
+    *out = (long long)d;
+    return true;
+}

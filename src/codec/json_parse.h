@@ -5,6 +5,7 @@
 #define STRATA_JSON_PARSE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "../common/error.h"
@@ -15,5 +16,10 @@
  * (and its line and column). `what` names the document ("the body"). */
 json_t *json_parse_bounded(const void *data, size_t len, size_t max_depth, const char *what,
                            strata_error *err);
+
+/* Reads v as a whole number: a JSON integer, or a real with an integral
+ * value within +-2^53 (JSON, and JSON Schema's "integer", count 5.0 as
+ * the number 5). Returns false (out untouched) for anything else. */
+bool json_whole_number(const json_t *v, long long *out);
 
 #endif

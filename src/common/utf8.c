@@ -1,7 +1,11 @@
 #include "utf8.h"
 
-size_t utf8_seq_len(const unsigned char *p)
+#include <string.h>
+
+size_t utf8_seq_len(const unsigned char *p, size_t avail)
 {
+    if (avail == 0)
+        return 0;
     unsigned char c = p[0];
     if (c < 0x80)
         return 1;
@@ -24,7 +28,7 @@ size_t utf8_seq_len(const unsigned char *p)
     } else {
         return 0;
     }
-    if (p[1] < lo || p[1] > hi)
+    if (avail < n || p[1] < lo || p[1] > hi)
         return 0;
     for (size_t i = 2; i < n; i++)
         if ((p[i] & 0xc0) != 0x80)
@@ -35,12 +39,15 @@ size_t utf8_seq_len(const unsigned char *p)
 void utf8_scrub(char *s)
 {
     unsigned char *p = (unsigned char *)s;
+    size_t left = strlen(s);
     while (*p) {
-        size_t n = utf8_seq_len(p);
+        size_t n = utf8_seq_len(p, left);
         if (n == 0) {
             *p++ = '?';
+            left--;
             continue;
         }
         p += n;
+        left -= n;
     }
 }

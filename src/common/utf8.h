@@ -5,9 +5,9 @@
 
 #include <stddef.h>
 
-/* Length of the valid UTF-8 sequence starting at p (1-4), or 0 when the
- * bytes there are not one. p must be NUL-terminated. */
-size_t utf8_seq_len(const unsigned char *p);
+/* Length of the valid UTF-8 sequence starting at p (1-4, reading no more
+ * than avail bytes), or 0 when the bytes there are not one. */
+size_t utf8_seq_len(const unsigned char *p, size_t avail);
 
 /* Replaces every byte that is not part of a valid sequence with '?', so
  * that text from a client can go into a JSON string. */

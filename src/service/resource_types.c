@@ -1,5 +1,6 @@
 #include "resource_types.h"
 
+#include "../codec/json_parse.h"
 #include "../common/utf8.h"
 
 #include <errno.h>
@@ -118,9 +119,11 @@ int field_check(const field_def *f, const json_t *v, strata_error *err)
     case FIELD_STRING:
         ok = json_is_string(v) && json_string_length(v) <= 4096;
         break;
-    case FIELD_INT:
-        ok = json_is_integer(v) && json_integer_value(v) >= 0;
+    case FIELD_INT: {
+        long long n;
+        ok = json_whole_number(v, &n) && n >= 0;
         break;
+    }
     case FIELD_NUMBER:
         ok = json_is_number(v);
         break;
@@ -227,7 +230,7 @@ int resource_id_check(const char *what, const char *id, size_t max, strata_error
             return serr_set(err, SERR_INVALID, "%s contains a control character", what);
         if (*p == '/' || *p == '\\')
             return serr_set(err, SERR_INVALID, "%s must not contain '/' or '\\'", what);
-        size_t n = utf8_seq_len(p);
+        size_t n = utf8_seq_len(p, strlen((const char *)p));
         if (n == 0)
             return serr_set(err, SERR_INVALID, "%s is not valid UTF-8", what);
         p += n;

@@ -549,6 +549,14 @@ int trees_create(trees_svc *t, const json_t *body, json_t **tree, strata_error *
         return -1;
     if (language == NULL)
         return serr_set(err, SERR_INVALID, "a tree needs \"language\"");
+    /* a master's content and dependencies are its manifest, never a client's */
+    static const char *const not_for_masters[] = {"content", "dependencies", "bump"};
+    for (size_t i = 0; i < sizeof not_for_masters / sizeof *not_for_masters; i++)
+        if (json_object_get(body, not_for_masters[i]) != NULL)
+            return serr_set(err, SERR_INVALID,
+                            "\"%s\" cannot be given for a master: its versions follow its "
+                            "children",
+                            not_for_masters[i]);
     if (children != NULL && (!json_is_array(children) || json_array_size(children) > CHILDREN_MAX))
         return serr_set(err, SERR_INVALID, "\"children\" must be an array of at most %d",
                         CHILDREN_MAX);

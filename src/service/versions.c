@@ -9,6 +9,7 @@
 
 #include "../codec/blob_format.h"
 #include "../codec/json_canon.h"
+#include "../codec/json_parse.h"
 #include "../common/log.h"
 #include "../common/strset.h"
 #include "record_codec.h"
@@ -177,6 +178,8 @@ static int parse_version(const char *version, uint64_t *vkey, strata_error *err)
     if (semver_parse(version, vkey) != 0)
         return serr_set(err, SERR_INVALID, "version '%.32s' is not MAJOR.MINOR.PATCH or 'latest'",
                         version);
+    if (*vkey == 0) /* 0 stands for "latest" inside; no version is numbered 0.0.0 */
+        return serr_set(err, SERR_NOT_FOUND, "there is no version 0.0.0 (versions start at 1.0.0)");
     return 0;
 }
 
@@ -265,6 +268,11 @@ static int parse_dependencies(save_plan *p, const json_t *v, strata_error *err)
                 return serr_set(err, SERR_INVALID,
                                 "dependencies[%zu].version must be MAJOR.MINOR.PATCH or 'latest'",
                                 i);
+            if (sd->vkey == 0)
+                return serr_set(err, SERR_INVALID,
+                                "dependencies[%zu]: %s/%s has no version 0.0.0 (versions start at "
+                                "1.0.0)",
+                                i, type, id);
         }
         char vs[SEMVER_STR_MAX];
         semver_format(sd->vkey, vs);
@@ -300,10 +308,11 @@ static int plan_from_envelope(save_plan *p, const json_t *env, bool json_save, s
             if (parse_dependencies(p, v, err) != 0)
                 return -1;
         } else if (strcmp(key, "ttl") == 0) {
-            if (!json_is_null(v) && (!json_is_integer(v) || json_integer_value(v) < 0))
+            long long ttl = 0;
+            if (!json_is_null(v) && (!json_whole_number(v, &ttl) || ttl < 0))
                 return serr_set(err, SERR_INVALID,
                                 "'ttl' must be a non-negative integer (seconds)");
-            p->ttl = json_incref((json_t *)v);
+            p->ttl = json_is_null(v) ? json_null() : json_integer(ttl);
         } else if (strcmp(key, "bump") == 0) {
             if (!json_is_string(v) || semver_parse_bump(json_string_value(v), &p->bump) != 0)
                 return serr_set(err, SERR_INVALID, "'bump' must be patch, minor or major");
@@ -328,7 +337,11 @@ static int plan_from_envelope(save_plan *p, const json_t *env, bool json_save, s
                 continue; /* the service computes it */
             if (field_check(f, v, err) != 0)
                 return -1;
-            json_object_set(p->fields, key, (json_t *)v);
+            long long whole;
+            if (f->kind == FIELD_INT && json_whole_number(v, &whole))
+                json_object_set_new(p->fields, key, json_integer(whole)); /* 5.0 is stored as 5 */
+            else
+                json_object_set(p->fields, key, (json_t *)v);
         }
     }
     for (size_t i = 0; i < p->type->nfields; i++) {
@@ -939,7 +952,11 @@ int versions_list(versions_svc *svc, const char *type, const char *id, const sto
 {
     if (versions_check_resource(type, id, err) != 0 || check_limit(o, err) != 0)
         return -1;
-    return svc->st->ops->list_versions(svc->st, type, id, o, out, err);
+    if (svc->st->ops->list_versions(svc->st, type, id, o, out, err) == 0)
+        return 0;
+    if (err->kind == SERR_NOT_FOUND) /* 410 for a removed resource, as its latest */
+        gone_or_missing(svc, type, id, 0, "latest", err);
+    return -1;
 }
 
 int versions_list_resources(versions_svc *svc, const char *type, const store_list_opts *o,
@@ -953,6 +970,46 @@ int versions_list_resources(versions_svc *svc, const char *type, const store_lis
     if (o->ns && resource_id_check("namespace", o->ns, STORE_NS_MAX, err) != 0)
         return -1;
     return svc->st->ops->list_resources(svc->st, type, o, out, err);
+}
+
+/* A corpus version a master aggregates (the child version its master
+ * records), or a master's latest manifest, cannot be deleted: the tree
+ * would name a version that is gone. 409, saying to detach first. */
+static int check_tree_version_deletable(versions_svc *svc, store_txn *txn, const char *id,
+                                        uint64_t vkey, strata_error *err)
+{
+    char parent[STORE_ID_MAX + 1];
+    bool has_parent = false;
+    tree_child *kids = NULL;
+    size_t nkids = 0;
+    if (svc->st->ops->tree_parent(svc->st, txn, id, parent, sizeof parent, &has_parent, err) != 0)
+        return -1;
+    if (has_parent) {
+        if (svc->st->ops->tree_children(svc->st, txn, parent, &kids, &nkids, err) != 0)
+            return -1;
+        bool held = false;
+        for (size_t i = 0; i < nkids; i++)
+            held |= strcmp(kids[i].id, id) == 0 && kids[i].vkey == vkey;
+        free(kids);
+        if (held) {
+            char vs[SEMVER_STR_MAX];
+            semver_format(vkey, vs);
+            return serr_set(err, SERR_CONFLICT,
+                            "version %s of corpus %s is aggregated by master %s: detach it first "
+                            "(DELETE /trees/%s/children/%s)",
+                            vs, id, parent, parent, id);
+        }
+    }
+    if (svc->st->ops->tree_children(svc->st, txn, id, &kids, &nkids, err) != 0)
+        return -1;
+    free(kids);
+    store_head head;
+    if (nkids > 0 && svc->st->ops->get_head(svc->st, txn, "corpus", id, &head, err) != 0)
+        return -1;
+    if (nkids > 0 && head.latest_vkey == vkey)
+        return serr_set(err, SERR_CONFLICT,
+                        "corpus %s is a master: its latest version is its tree's manifest", id);
+    return 0;
 }
 
 int versions_delete(versions_svc *svc, const char *type, const char *id, const char *version,
@@ -969,6 +1026,8 @@ int versions_delete(versions_svc *svc, const char *type, const char *id, const c
         if (vkey == 0)
             return serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", type, id);
     }
+    if (strcmp(type, "corpus") == 0 && check_tree_version_deletable(svc, txn, id, vkey, err) != 0)
+        return -1;
     /* Blobs stay: only the collector removes a blob, once no version
      * references it and its grace period has passed (invariant 4). */
     if (txn == NULL && versions_fence_latest(svc, type, id, err) != 0)

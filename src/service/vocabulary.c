@@ -1,5 +1,8 @@
 #include "vocabulary.h"
 
+#include "../codec/json_parse.h"
+#include "../common/utf8.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +56,14 @@ static int add_word(builder *b, const char *p, size_t len, int64_t freq, bool ex
         return serr_set(err, SERR_INVALID, "a word is longer than %d bytes", VOCAB_WORD_MAX);
     if (memchr(p, '\0', len) != NULL)
         return serr_set(err, SERR_INVALID, "a word contains a NUL byte");
+    /* words go into JSON: text that is not UTF-8 is refused, never dropped */
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq_len((const unsigned char *)p + i, len - i);
+        if (n == 0) /* the answer's detail shows the bad bytes as '?' */
+            return serr_set(err, SERR_INVALID, "the word '%.*s' is not valid UTF-8",
+                            (int)(len < 64 ? len : 64), p);
+        i += n;
+    }
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 1024;
         vocab_word *nw = realloc(b->w, cap * sizeof *nw);
@@ -171,14 +182,14 @@ int vocabulary_from_json(const json_t *content, bool fold_case, vocabulary *out,
     {
         if (rc != 0)
             break;
-        if (!json_is_integer(val) || json_integer_value(val) < 0 ||
-            json_integer_value(val) > VOCAB_FREQ_MAX) {
+        long long freq = -1;
+        if (!json_whole_number(val, &freq) || freq < 0 || freq > VOCAB_FREQ_MAX) {
             rc = serr_set(err, SERR_INVALID,
                           "content.frequencies['%.64s'] must be an integer from 0 to %lld", key,
                           (long long)VOCAB_FREQ_MAX);
             break;
         }
-        rc = add_word(&b, key, strlen(key), json_integer_value(val), true, err);
+        rc = add_word(&b, key, strlen(key), freq, true, err);
     }
     if (rc != 0 || finish(&b, out, err) != 0) {
         builder_free(&b);

@@ -554,6 +554,79 @@ START_TEST(frequencies_are_bounded)
 }
 END_TEST
 
+/* Contract findings: whole reals are integers, 0.0.0 is no version, a
+ * tree's versions cannot be deleted from under it, words are UTF-8, a
+ * master's manifest is not a client's, Location is encoded, and a removed
+ * resource's versions list is 410. */
+START_TEST(contract_findings_hold)
+{
+    ck_assert_int_eq(call("POST", "/trie/real/versions",
+                          "{\"content\": 1, \"corpus_ids\": [\"c\"], \"node_count\": 2.0,"
+                          " \"max_depth\": 1, \"ttl\": 5.0}",
+                          NULL),
+                     201);
+    json_t *rec;
+    ck_assert_int_eq(call("GET", "/trie/real", NULL, &rec), 200);
+    ck_assert(json_is_integer(json_object_get(rec, "node_count")));
+    json_decref(rec);
+    ck_assert_int_eq(call("POST", "/corpus/realf/versions",
+                          "{\"content\": {\"frequencies\": {\"a\": 3.0}}, \"corpus_type\": "
+                          "\"base\", \"language\": \"en\"}",
+                          NULL),
+                     201);
+    ck_assert_int_eq(call("POST", "/trie/real/versions",
+                          "{\"content\": 2, \"corpus_ids\": [\"c\"], \"node_count\": 2.5,"
+                          " \"max_depth\": 1}",
+                          NULL),
+                     400);
+    /* 0.0.0 */
+    ck_assert_int_eq(call("GET", "/trie/real/versions/0.0.0", NULL, NULL), 404);
+    ck_assert_int_eq(call("DELETE", "/trie/real/versions/0.0.0", NULL, NULL), 404);
+    ck_assert_int_eq(call("GET", "/trie/real", NULL, NULL), 200);
+    ck_assert_int_eq(call("POST", "/trie/dep0/versions",
+                          "{\"content\": 1, \"corpus_ids\": [\"c\"], \"node_count\": 1,"
+                          " \"max_depth\": 1, \"dependencies\": [{\"type\": \"trie\", \"id\":"
+                          " \"real\", \"version\": \"0.0.0\"}]}",
+                          NULL),
+                     400);
+    /* a tree's versions */
+    post_words("kid", "[\"k\"]");
+    ck_assert_int_eq(call("POST", "/trees",
+                          "{\"master\": \"mum\", \"language\": \"en\", \"children\": [\"kid\"]}",
+                          NULL),
+                     201);
+    ck_assert_int_eq(call("DELETE", "/corpus/kid/versions/latest", NULL, NULL), 409);
+    ck_assert_int_eq(call("DELETE", "/corpus/mum/versions/latest", NULL, NULL), 409);
+    ck_assert_int_eq(call("GET", "/trees/mum", NULL, NULL), 200);
+    /* words */
+    const char *ct[] = {"Content-Type: text/plain", NULL};
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "POST", "/corpus/badw/versions?corpus_type=base&language=en", ct,
+                             "ab\xff"
+                             "cd\nok\n",
+                             8, &r),
+                     0);
+    ck_assert_int_eq(r.status, 400);
+    http_resp_free(&r);
+    /* a master's manifest */
+    ck_assert_int_eq(call("POST", "/trees",
+                          "{\"master\": \"m-c\", \"language\": \"en\", \"content\": {\"x\": 1}}",
+                          NULL),
+                     400);
+    /* Location is percent-encoded */
+    const char *cafe = "{\"master\": \"caf\xc3\xa9 m\", \"language\": \"fr\"}";
+    ck_assert_int_eq(http_do(&S, "POST", "/trees", JSON_CT, cafe, strlen(cafe), &r), 0);
+    ck_assert_int_eq(r.status, 201);
+    char loc[128];
+    ck_assert_int_eq(http_header(&r, "Location", loc, sizeof loc), 0);
+    ck_assert_str_eq(loc, "/trees/caf%C3%A9%20m");
+    http_resp_free(&r);
+    /* a removed resource's list */
+    ck_assert_int_eq(call("DELETE", "/trie/real", NULL, NULL), 200);
+    ck_assert_int_eq(call("GET", "/trie/real/versions", NULL, NULL), 410);
+}
+END_TEST
+
 START_TEST(corpus_content_is_normalised)
 {
     const char *h[] = {"Content-Type: text/plain", NULL};
@@ -607,6 +680,7 @@ static Suite *trees_suite(void)
     tcase_add_test(t, tree_depth_is_enforced_where_a_tree_changes);
     tcase_add_test(t, refused_tree_requests_leave_nothing_behind);
     tcase_add_test(t, frequencies_are_bounded);
+    tcase_add_test(t, contract_findings_hold);
     tcase_add_test(t, corpus_content_is_normalised);
     suite_add_tcase(s, t);
     return s;
