@@ -550,7 +550,7 @@ int trees_create(trees_svc *t, const json_t *body, json_t **tree, strata_error *
     if (language == NULL)
         return serr_set(err, SERR_INVALID, "a tree needs \"language\"");
     /* a master's content and dependencies are its manifest, never a client's */
-    static const char *const not_for_masters[] = {"content", "dependencies", "bump"};
+    static const char *const not_for_masters[] = {"content", "dependencies"};
     for (size_t i = 0; i < sizeof not_for_masters / sizeof *not_for_masters; i++)
         if (json_object_get(body, not_for_masters[i]) != NULL)
             return serr_set(err, SERR_INVALID,
