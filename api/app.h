@@ -1,5 +1,5 @@
-/* What every handler can reach: configuration, routing, metrics, and
- * (from later modules) the services. Owned by main. */
+/* What every handler can reach: configuration, routing, metrics, access
+ * control, TLS, and the services. Owned by main. */
 #ifndef STRATA_APP_H
 #define STRATA_APP_H
 
@@ -15,8 +15,10 @@
 #include "../src/service/trees.h"
 #include "../src/service/versions.h"
 #include "../src/store/store.h"
+#include "auth.h"
 #include "metrics.h"
 #include "router.h"
+#include "tls.h"
 
 typedef struct app {
     const strata_config *cfg;
@@ -31,6 +33,8 @@ typedef struct app {
     cascade *cascade;
     retention_config *retention;
     maintenance *maintenance;
+    auth *auth;        /* access control; never NULL once the server starts (may be disabled) */
+    tls_ctx *tls;      /* NULL: plain HTTP */
     atomic_bool ready; /* false while starting and once shutdown began */
 } app;
 

@@ -20,13 +20,23 @@
 #include "request.h"
 
 /* One open connection, so that the drain can close the idle ones: MHD
- * 0.9.75 has no call for that. Guarded by http_server.conns_lock. */
+ * 0.9.75 has no call for that. The list links, busy and closing are
+ * guarded by http_server.conns_lock; creds and client_verified belong to
+ * the connection's own thread. */
 typedef struct conn_entry {
     struct conn_entry *prev, *next;
     MHD_socket fd;
-    bool busy;    /* a request began and is not complete */
-    bool closing; /* shut down by the drain: no request may begin on it */
+    bool busy;            /* a request began and is not complete */
+    bool closing;         /* shut down by the drain: no request may begin on it */
+    bool client_verified; /* its TLS client certificate passed the check */
+    tls_creds *creds;     /* the TLS credentials its session uses (a reference) */
 } conn_entry;
+
+/* A request as the server keeps it: what handlers see, and who asked. */
+typedef struct server_request {
+    request req;                       /* first: a request * is a server_request * */
+    char principal[AUTH_NAME_MAX + 1]; /* the token's name for the access log, "" none */
+} server_request;
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -83,7 +93,7 @@ static void request_free(request *req)
         free(t);
     }
     free(req->path);
-    free(req);
+    free((server_request *)req);
 }
 
 static enum MHD_Result queue_reply(http_server *s, request *req)
@@ -226,6 +236,89 @@ static int check_framing(struct MHD_Connection *conn, char *detail, size_t cap)
     return -1;
 }
 
+typedef struct authz_headers {
+    int count;
+    const char *first;
+} authz_headers;
+
+static enum MHD_Result count_authz(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    authz_headers *h = cls;
+    if (key != NULL && strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0 && h->count++ == 0)
+        h->first = value != NULL ? value : "";
+    return MHD_YES;
+}
+
+/* Whether body bytes may follow the headers: a Transfer-Encoding, or a
+ * Content-Length that is not plainly 0. */
+static bool body_pending(struct MHD_Connection *conn)
+{
+    if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return true;
+    uint64_t n = 0;
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return cl != NULL && (parse_content_length(cl, &n) != 0 || n > 0);
+}
+
+/* Answers now, before any body byte is read, and closes the connection
+ * after the answer: what follows on it cannot be trusted to start a
+ * request (libmicrohttpd closes after any answer queued this early). */
+static enum MHD_Result refuse_now(http_server *s, request *req)
+{
+    req->failed = true;
+    req->rep.close_connection = true;
+    return queue_reply(s, req);
+}
+
+/* With client CAs: the connection's certificate is checked once, before
+ * its first request is served. 0 to go on; -1 with the refusal set. */
+static int check_client_cert(http_server *s, request *req, conn_entry *e)
+{
+    tls_ctx *tls = s->app->tls;
+    if (tls == NULL || !tls_requires_client_cert(tls) || (e != NULL && e->client_verified))
+        return 0;
+    char detail[160] = "no TLS session";
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (ci != NULL && ci->tls_session != NULL &&
+        tls_verify_client(tls, ci->tls_session, detail, sizeof detail) == 0) {
+        if (e != NULL)
+            e->client_verified = true;
+        return 0;
+    }
+    reply_problem(&req->rep, 403, "client-certificate", "%s", detail);
+    return -1;
+}
+
+/* Access control, decided once the route is known. 0 to go on; -1 with
+ * the refusal set. The token's name is kept for the access log. */
+static int check_access(http_server *s, server_request *sr)
+{
+    request *req = &sr->req;
+    bool metrics_open = s->app->cfg->metrics_open;
+    enum auth_need need = auth_need_for(req->match.status == ROUTE_FOUND ? req->match.route : NULL,
+                                        req->method, metrics_open);
+    authz_headers h = {0, NULL};
+    if (auth_enabled(s->app->auth) && need != AUTH_NEED_NONE)
+        MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_authz, &h);
+    auth_result r;
+    auth_check(s->app->auth, need, h.first, h.count, &r);
+    snprintf(sr->principal, sizeof sr->principal, "%s", r.name);
+    if (r.status == 0)
+        return 0;
+    reply_problem(&req->rep, r.status, r.slug, "%s", r.detail);
+    if (r.status == 401)
+        reply_header_set(&req->rep, "WWW-Authenticate", "Bearer realm=\"strata\"");
+    else if (r.status == 403)
+        reply_header_set(&req->rep, "WWW-Authenticate",
+                         "Bearer realm=\"strata\", error=\"insufficient_scope\", scope=\"%s\"",
+                         auth_need_name(need));
+    return -1;
+}
+
 /* First call for a request: headers are complete, no body yet. */
 static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn, const char *url,
                                      const char *method, void **con_cls)
@@ -233,9 +326,10 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
     /* nothing ran yet, so a request the drain cut off is simply not served */
     if (conn_begin_request(s, conn) != 0)
         return MHD_NO;
-    request *req = calloc(1, sizeof *req);
-    if (req == NULL)
+    server_request *sr = calloc(1, sizeof *sr);
+    if (sr == NULL)
         return MHD_NO;
+    request *req = &sr->req;
     req->conn = conn;
     req->app = s->app;
     req->start_ns = clock_mono_ns();
@@ -244,7 +338,7 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
     size_t plen = strlen(url);
     req->path = malloc(2 * (plen + 1));
     if (req->path == NULL) {
-        free(req);
+        free(sr);
         return MHD_NO;
     }
     memcpy(req->path, url, plen + 1);
@@ -260,15 +354,26 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
     metrics_request_started(s->app->metrics);
     *con_cls = req;
 
-    /* Errors that leave the body unread are answered now, before any body
-     * byte is read, and close the connection: what follows on it cannot be
-     * trusted to start a request. */
+    /* Who may ask comes first: a refused request with a body pending is
+     * answered now, before any body byte is read, so nothing it sent is
+     * read or stored; one without a body is answered when complete, so
+     * the connection stays open. A refused client certificate closes it. */
+    router_match(s->app->router, req->method, url, &req->match, req->path_scratch, plen + 1);
+    if (check_client_cert(s, req, conn_entry_of(conn)) != 0)
+        return refuse_now(s, req);
+    if (check_access(s, sr) != 0) {
+        if (body_pending(conn))
+            return refuse_now(s, req);
+        req->failed = true; /* answered when complete, keeping the connection */
+        return MHD_YES;
+    }
+
+    /* Errors that leave the body unread are answered now and close the
+     * connection. */
     char detail[STRATA_ERR_DETAIL_MAX];
     if (check_framing(conn, detail, sizeof detail) != 0) {
         reply_problem(&req->rep, 400, "bad-framing", "%s", detail);
-        req->failed = true;
-        req->rep.close_connection = true;
-        return queue_reply(s, req);
+        return refuse_now(s, req);
     }
     strata_error err;
     uint64_t clen = 0;
@@ -278,12 +383,10 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
         serr_set(&err, SERR_TOO_LARGE,
                  "request body of %" PRIu64 " bytes exceeds the limit of %" PRIu64 " bytes", clen,
                  s->max_body);
-        fail(req, &err);
-        req->rep.close_connection = true;
-        return queue_reply(s, req);
+        reply_error(&req->rep, &err);
+        return refuse_now(s, req);
     }
 
-    router_match(s->app->router, req->method, url, &req->match, req->path_scratch, plen + 1);
     switch (req->match.status) {
     case ROUTE_FOUND:
         break;
@@ -309,6 +412,28 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
     return MHD_YES;
 }
 
+/* The /metrics answer also carries the server's own counters: access
+ * control and TLS. */
+static void append_server_metrics(http_server *s, request *req)
+{
+    reply *rep = &req->rep;
+    if (req->match.route == NULL || strcmp(req->match.route->pattern, "/metrics") != 0 ||
+        rep->status != 200 || rep->response != NULL || rep->body_static)
+        return;
+    strata_buf out;
+    strata_error err;
+    sbuf_init(&out, 0);
+    if (sbuf_append(&out, rep->body, rep->body_len, &err) != 0 ||
+        auth_metrics_render(s->app->auth, &out, &err) != 0 ||
+        (s->app->tls != NULL && tls_metrics_render(s->app->tls, &out, &err) != 0)) {
+        sbuf_free(&out);
+        return; /* the handler's answer stands */
+    }
+    size_t len;
+    unsigned char *data = sbuf_take(&out, &len);
+    reply_bytes(rep, 200, rep->content_type, data, len);
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
@@ -318,6 +443,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     request *req = *con_cls;
     if (req == NULL)
         return request_begin(s, conn, url, method, con_cls);
+    if (req->responded) {
+        *upload_data_size = 0; /* answered already; nothing more is read */
+        return MHD_YES;
+    }
 
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
@@ -359,6 +488,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             req->match.route->handler(req, &req->rep);
             if (!req->rep.set)
                 reply_problem(&req->rep, 500, "internal", "the handler gave no answer");
+            append_server_metrics(s, req);
         }
     }
     return queue_reply(s, req);
@@ -379,12 +509,34 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int route_index = req->match.route != NULL ? req->match.route->index : -1;
     metrics_request_finished(s->app->metrics, route_index, status, micros);
     if (slog_access_fd() >= 0) {
+        const char *who = ((server_request *)req)->principal;
         char line[1024];
-        int n = snprintf(line, sizeof line, "%s %.512s %d %zu %" PRIu64 "us %s", req->method_name,
-                         req->path, status, req->rep.body_len, micros, req->request_id);
+        int n = snprintf(line, sizeof line, "%s %.512s %d %zu %" PRIu64 "us %s %s",
+                         req->method_name, req->path, status, req->rep.body_len, micros,
+                         req->request_id, who[0] ? who : "-");
         slog_access_line(line, n < (int)sizeof line ? n : (int)sizeof line - 1);
     }
     request_free(req);
+}
+
+/* A new connection's TLS session (made, not yet shaking hands) takes the
+ * current credentials: a reloaded certificate reaches new connections
+ * without restarting the daemon. Without it (out of memory) the session
+ * keeps the daemon's start-up certificate and no client certificate is
+ * asked for, so with client CAs its requests are refused. */
+static void attach_tls(http_server *s, struct MHD_Connection *conn, conn_entry *e)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (ci == NULL || ci->tls_session == NULL)
+        return;
+    strata_error err;
+    e->creds = tls_acquire(s->app->tls);
+    if (tls_attach(e->creds, ci->tls_session, &err) != 0) {
+        slog_warn("TLS: %s", err.detail);
+        tls_release(e->creds);
+        e->creds = NULL;
+    }
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -401,6 +553,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         if (e == NULL)
             return;
         e->fd = ci->connect_fd;
+        if (s->app->tls != NULL)
+            attach_tls(s, conn, e);
         pthread_mutex_lock(&s->conns_lock);
         e->next = s->conns;
         if (s->conns)
@@ -422,6 +576,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         e->next->prev = e->prev;
     s->nconns--;
     pthread_mutex_unlock(&s->conns_lock);
+    tls_release(e->creds); /* MHD already ended the TLS session */
     free(e);
     *socket_context = NULL;
 }
@@ -475,6 +630,19 @@ http_server *http_server_start(app *a, strata_error *err)
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* TLS: the daemon needs a certificate of its own to start; each
+     * connection then gets the current one (attach_tls). */
+    struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
+    if (a->tls != NULL) {
+        flags |= MHD_USE_TLS;
+        tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
+                                              (void *)(uintptr_t)tls_start_cert_pem(a->tls)};
+        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
+                                              (void *)(uintptr_t)tls_start_key_pem(a->tls)};
+        tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                              (void *)(uintptr_t)tls_priorities()};
+        tls_opts[3] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
     s->daemon = MHD_start_daemon(
         flags, cfg->listen_port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
@@ -482,7 +650,7 @@ http_server *http_server_start(app *a, strata_error *err)
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
         s, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_CONNECTION_LIMIT,
-        4096u, MHD_OPTION_END);
+        4096u, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (s->daemon == NULL) {
         serr_set(err, SERR_UNAVAILABLE, "cannot listen on %s:%u (address in use, or not local?)",
                  cfg->listen_host, cfg->listen_port);

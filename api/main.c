@@ -1,6 +1,9 @@
-/* strata: parse configuration, start the HTTP server, wait for SIGTERM or
- * SIGINT, then stop gracefully: stop accepting, let requests in flight
- * finish (bounded by --shutdown-timeout), close everything, exit 0. */
+/* strata: parse configuration, start the HTTP server, wait for signals:
+ * SIGHUP reloads the token file and the TLS certificate (a file that fails
+ * keeps what was loaded, and says why in the log); SIGTERM or SIGINT stop
+ * gracefully: stop accepting, let requests in flight finish (bounded by
+ * --shutdown-timeout), close everything, exit 0.
+ * `strata --hash-token` prints the hash of a token read on stdin. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -16,6 +19,86 @@
 #include "routes.h"
 
 #define STRATA_VERSION "0.1.0"
+
+/* --hash-token: one token on stdin (one trailing newline dropped), its
+ * "sha256:HEX" on stdout. 0, or 2 with a message. */
+static int hash_token_main(void)
+{
+    char buf[AUTH_TOKEN_MAX + 4];
+    size_t len = fread(buf, 1, sizeof buf, stdin);
+    if (len > 0 && buf[len - 1] == '\n')
+        len--;
+    if (len > 0 && buf[len - 1] == '\r')
+        len--;
+    char line[80];
+    strata_error err;
+    if (len > AUTH_TOKEN_MAX || auth_hash_token(buf, len, line, sizeof line, &err) != 0) {
+        fprintf(stderr, "strata: --hash-token: %s\n",
+                len > AUTH_TOKEN_MAX ? "the token is longer than 1024 characters" : err.detail);
+        return 2;
+    }
+    if (len < 16)
+        fprintf(stderr,
+                "strata: warning: a token of %zu characters is easy to guess; use 32 "
+                "random bytes (openssl rand -hex 32)\n",
+                len);
+    printf("%s\n", line);
+    return 0;
+}
+
+/* SIGHUP: the token file and the certificate, each kept on failure. */
+static void reload(app *a)
+{
+    strata_error err;
+    if (auth_enabled(a->auth)) {
+        if (auth_reload(a->auth, &err) == 0)
+            slog_info("SIGHUP: access control reloaded: %zu tokens from %s",
+                      auth_token_count(a->auth), a->cfg->auth_tokens);
+        else
+            slog_error("SIGHUP: the token file was not reloaded, the previous tokens stay: %s",
+                       err.detail);
+    }
+    if (a->tls != NULL) {
+        char desc[400];
+        if (tls_reload(a->tls, &err) == 0) {
+            tls_describe(a->tls, desc, sizeof desc);
+            slog_info("SIGHUP: TLS certificate reloaded for new connections: %s", desc);
+        } else {
+            slog_error("SIGHUP: the TLS certificate was not reloaded, the previous one stays: %s",
+                       err.detail);
+        }
+    }
+    if (!auth_enabled(a->auth) && a->tls == NULL)
+        slog_info("SIGHUP: nothing to reload (no --auth-tokens, no --tls-cert)");
+}
+
+static void log_access_control(const app *a)
+{
+    const strata_config *cfg = a->cfg;
+    if (!auth_enabled(a->auth)) {
+        slog_warn("access control is off (no --auth-tokens): every route is open to anyone "
+                  "who can connect");
+        return;
+    }
+    slog_info("access control: %zu tokens from %s (scopes read, write, admin, none implied); "
+              "open: /health, /ready, /openapi.yaml%s",
+              auth_token_count(a->auth), cfg->auth_tokens,
+              cfg->metrics_open ? ", /metrics" : " (/metrics needs read)");
+}
+
+static void log_tls(const app *a)
+{
+    if (a->tls == NULL) {
+        slog_info("TLS is off (no --tls-cert): plain HTTP");
+        return;
+    }
+    char desc[400];
+    tls_describe(a->tls, desc, sizeof desc);
+    slog_info("TLS: %s%s%s", desc,
+              tls_requires_client_cert(a->tls) ? "; client certificates required, CAs from "
+                                               : "; no client certificates asked for",
+              tls_requires_client_cert(a->tls) ? a->cfg->tls_client_ca : "");
+}
 
 static int open_access_log(const char *dest)
 {
@@ -44,31 +127,50 @@ int main(int argc, char **argv)
         printf("strata %s\n", STRATA_VERSION);
         return 0;
     }
+    if (rc == CONFIG_EXIT_HASH_TOKEN)
+        return hash_token_main();
     if (rc < 0) {
         fprintf(stderr, "strata: %s\n", err.detail);
         return 2;
     }
     slog_set_level(cfg.log_level);
-    int access_fd = open_access_log(cfg.access_log);
-    if (access_fd == -2)
-        return 2;
-    if (slog_access_open(access_fd) != 0) {
-        fprintf(stderr, "strata: cannot start the access log writer\n");
-        return 1;
-    }
 
-    /* Block the stop signals before any thread starts so that only
-     * sigwait below sees them; the pool threads inherit the mask. */
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    /* Block the signals before any thread starts so that only sigwait
+     * below sees them; every thread inherits the mask. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int exit_code = 1;
+    /* The token file and the certificate are checked before anything
+     * else starts: a bad one is a configuration error. */
     app a = {.cfg = &cfg};
     atomic_init(&a.ready, false);
+    if ((a.auth = auth_open(cfg.auth_tokens, &err)) == NULL) {
+        fprintf(stderr, "strata: %s\n", err.detail);
+        return err.kind == SERR_NOMEM ? 1 : 2;
+    }
+    if (cfg.tls_cert[0] &&
+        (a.tls = tls_open(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca, &err)) == NULL) {
+        fprintf(stderr, "strata: %s\n", err.detail);
+        auth_close(a.auth);
+        return err.kind == SERR_NOMEM ? 1 : 2;
+    }
+    int access_fd = open_access_log(cfg.access_log);
+    if (access_fd == -2 || slog_access_open(access_fd) != 0) {
+        if (access_fd != -2)
+            fprintf(stderr, "strata: cannot start the access log writer\n");
+        tls_close(a.tls);
+        auth_close(a.auth);
+        if (access_fd > 2)
+            close(access_fd);
+        return access_fd == -2 ? 2 : 1;
+    }
+
+    int exit_code = 1;
     a.router = router_new();
     if (a.router == NULL || routes_register_all(a.router) != 0) {
         slog_error("cannot build the routing table");
@@ -131,14 +233,22 @@ int main(int argc, char **argv)
         goto out;
     }
     atomic_store(&a.ready, true);
-    printf("strata listening on http://%s:%u\n", cfg.listen_host, http_server_port(srv));
+    printf("strata listening on %s://%s:%u\n", a.tls ? "https" : "http", cfg.listen_host,
+           http_server_port(srv));
     fflush(stdout);
     slog_info("strata %s: %u threads, store %s, blobs %s, cache L2 %s", STRATA_VERSION, cfg.threads,
               cfg.store_url, cfg.blobs_url, cfg.cache_l2_url);
+    log_access_control(&a);
+    log_tls(&a);
 
     int sig = 0;
-    while (sigwait(&stop_signals, &sig) != 0)
-        ;
+    for (;;) {
+        if (sigwait(&signals, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            break;
+        reload(&a);
+    }
     slog_info("received %s: draining requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     atomic_store(&a.ready, false);
     http_server_quiesce(srv);
@@ -160,6 +270,8 @@ out:
     slog_access_close();
     metrics_free(a.metrics);
     router_free(a.router);
+    tls_close(a.tls);
+    auth_close(a.auth);
     if (access_fd > 2)
         close(access_fd);
     return exit_code;

@@ -255,6 +255,43 @@ static int set_config_file(strata_config *cfg, const char *v, strata_error *err)
     return copy_str(cfg->config_file, sizeof cfg->config_file, "config", v, err);
 }
 
+static int set_auth_tokens(strata_config *cfg, const char *v, strata_error *err)
+{
+    return copy_str(cfg->auth_tokens, sizeof cfg->auth_tokens, "auth-tokens", v, err);
+}
+
+/* A switch: a flag passes "true"; the environment and the file spell it. */
+static int set_switch(const char *name, bool *dst, const char *v, strata_error *err)
+{
+    if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+        *dst = true;
+    else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+        *dst = false;
+    else
+        return serr_set(err, SERR_INVALID, "--%s: expected true, false, 1 or 0, got '%s'", name, v);
+    return 0;
+}
+
+static int set_metrics_open(strata_config *cfg, const char *v, strata_error *err)
+{
+    return set_switch("metrics-open", &cfg->metrics_open, v, err);
+}
+
+static int set_tls_cert(strata_config *cfg, const char *v, strata_error *err)
+{
+    return copy_str(cfg->tls_cert, sizeof cfg->tls_cert, "tls-cert", v, err);
+}
+
+static int set_tls_key(strata_config *cfg, const char *v, strata_error *err)
+{
+    return copy_str(cfg->tls_key, sizeof cfg->tls_key, "tls-key", v, err);
+}
+
+static int set_tls_client_ca(strata_config *cfg, const char *v, strata_error *err)
+{
+    return copy_str(cfg->tls_client_ca, sizeof cfg->tls_client_ca, "tls-client-ca", v, err);
+}
+
 static const struct opt_def OPTIONS[] = {
     {"config", "STRATA_CONFIG", "FILE", "read options from FILE (lines of 'key = value')",
      set_config_file},
@@ -294,6 +331,18 @@ static const struct opt_def OPTIONS[] = {
     {"log-level", "STRATA_LOG_LEVEL", "LEVEL", "debug, info, warn or error [info]", set_log_level},
     {"access-log", "STRATA_ACCESS_LOG", "DEST", "'-' for stderr, 'off', or a file path [-]",
      set_access_log},
+    {"auth-tokens", "STRATA_AUTH_TOKENS", "FILE",
+     "bearer tokens ('sha256:HEX SCOPES NAME' lines), reloaded on SIGHUP [none: open]",
+     set_auth_tokens},
+    {"metrics-open", "STRATA_METRICS_OPEN", NULL,
+     "serve /metrics without a token even with --auth-tokens [off: needs 'read']",
+     set_metrics_open},
+    {"tls-cert", "STRATA_TLS_CERT", "FILE",
+     "serve HTTPS with this PEM certificate chain, reloaded on SIGHUP [none: HTTP]", set_tls_cert},
+    {"tls-key", "STRATA_TLS_KEY", "FILE", "the PEM private key of --tls-cert, unencrypted",
+     set_tls_key},
+    {"tls-client-ca", "STRATA_TLS_CLIENT_CA", "FILE",
+     "require client certificates issued by these PEM CAs [none]", set_tls_client_ca},
 };
 #define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
 
@@ -316,11 +365,17 @@ void config_print_help(FILE *out, const char *argv0)
             argv0);
     for (size_t i = 0; i < N_OPTIONS; i++) {
         char flag[64];
-        snprintf(flag, sizeof flag, "--%s=%s", OPTIONS[i].name, OPTIONS[i].arg);
+        if (OPTIONS[i].arg)
+            snprintf(flag, sizeof flag, "--%s=%s", OPTIONS[i].name, OPTIONS[i].arg);
+        else
+            snprintf(flag, sizeof flag, "--%s", OPTIONS[i].name);
         fprintf(out, "  %-30s %s\n  %-30s   (env %s)\n", flag, OPTIONS[i].help, "", OPTIONS[i].env);
     }
     fprintf(out, "  %-30s %s\n  %-30s %s\n", "-h, --help", "show this help and exit", "--version",
             "print the version and exit");
+    fprintf(out, "  %-30s %s\n  %-30s   %s\n", "--hash-token",
+            "read a token on stdin, print its 'sha256:HEX' for --auth-tokens, exit", "",
+            "(the SHA-256 of the token's bytes, one trailing newline dropped)");
 }
 
 static void set_defaults(strata_config *cfg)
@@ -407,6 +462,20 @@ static int derive_urls(strata_config *cfg, strata_error *err)
     return 0;
 }
 
+/* The TLS options only make sense together. */
+static int check_tls(const strata_config *cfg, strata_error *err)
+{
+    if (cfg->tls_cert[0] && !cfg->tls_key[0])
+        return serr_set(err, SERR_INVALID, "--tls-cert needs --tls-key (the certificate's key)");
+    if (cfg->tls_key[0] && !cfg->tls_cert[0])
+        return serr_set(err, SERR_INVALID, "--tls-key needs --tls-cert");
+    if (cfg->tls_client_ca[0] && !cfg->tls_cert[0])
+        return serr_set(err, SERR_INVALID,
+                        "--tls-client-ca needs --tls-cert and --tls-key (client certificates "
+                        "are only asked for over TLS)");
+    return 0;
+}
+
 static const char *process_getenv(const char *name)
 {
     return getenv(name);
@@ -419,12 +488,14 @@ int config_load(strata_config *cfg, int argc, char **argv, config_getenv_fn gete
     if (getenv_fn == NULL)
         getenv_fn = process_getenv;
 
-    struct option longopts[N_OPTIONS + 3];
+    struct option longopts[N_OPTIONS + 4];
     for (size_t i = 0; i < N_OPTIONS; i++)
-        longopts[i] = (struct option){OPTIONS[i].name, required_argument, NULL, (int)i + 256};
+        longopts[i] = (struct option){
+            OPTIONS[i].name, OPTIONS[i].arg ? required_argument : no_argument, NULL, (int)i + 256};
     longopts[N_OPTIONS] = (struct option){"help", no_argument, NULL, 'h'};
     longopts[N_OPTIONS + 1] = (struct option){"version", no_argument, NULL, 'V'};
-    longopts[N_OPTIONS + 2] = (struct option){NULL, 0, NULL, 0};
+    longopts[N_OPTIONS + 2] = (struct option){"hash-token", no_argument, NULL, 'T'};
+    longopts[N_OPTIONS + 3] = (struct option){NULL, 0, NULL, 0};
 
     /* Pass 1: find --config, --help, --version and reject unknown flags. */
     const char *config_path = getenv_fn("STRATA_CONFIG");
@@ -436,6 +507,11 @@ int config_load(strata_config *cfg, int argc, char **argv, config_getenv_fn gete
             return CONFIG_EXIT_HELP;
         if (c == 'V')
             return CONFIG_EXIT_VERSION;
+        if (c == 'T')
+            return CONFIG_EXIT_HASH_TOKEN;
+        if (c == '?' && optopt >= 256 && (size_t)(optopt - 256) < N_OPTIONS)
+            return serr_set(err, SERR_INVALID, "option '--%s' takes no value",
+                            OPTIONS[optopt - 256].name);
         if (c == '?')
             return serr_set(err, SERR_INVALID, "unknown option '%s' (see --help)",
                             argv[optind - 1]);
@@ -462,8 +538,10 @@ int config_load(strata_config *cfg, int argc, char **argv, config_getenv_fn gete
     optind = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         if (c >= 256 && OPTIONS[c - 256].set != set_config_file &&
-            OPTIONS[c - 256].set(cfg, optarg, err) != 0)
+            OPTIONS[c - 256].set(cfg, OPTIONS[c - 256].arg ? optarg : "true", err) != 0)
             return -1;
     }
+    if (check_tls(cfg, err) != 0)
+        return -1;
     return derive_urls(cfg, err);
 }

@@ -3,6 +3,7 @@
 #ifndef STRATA_CONFIG_H
 #define STRATA_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,15 +35,30 @@ typedef struct strata_config {
     enum slog_level log_level;
     char access_log[CONFIG_STR_MAX]; /* "-" stderr, "off", or a file path */
     char config_file[CONFIG_STR_MAX];
+    char auth_tokens[CONFIG_STR_MAX];   /* token file; "" leaves every route open */
+    bool metrics_open;                  /* /metrics needs no token even with a token file */
+    char tls_cert[CONFIG_STR_MAX];      /* PEM certificate chain; "" serves plain HTTP */
+    char tls_key[CONFIG_STR_MAX];       /* PEM private key of tls_cert */
+    char tls_client_ca[CONFIG_STR_MAX]; /* PEM CAs client certificates must chain to; "" none */
 } strata_config;
 
 /* Returns the value of an environment variable or NULL (tests inject one). */
 typedef const char *(*config_getenv_fn)(const char *name);
 
-enum config_result { CONFIG_OK = 0, CONFIG_EXIT_HELP = 1, CONFIG_EXIT_VERSION = 2 };
+enum config_result {
+    CONFIG_OK = 0,
+    CONFIG_EXIT_HELP = 1,
+    CONFIG_EXIT_VERSION = 2,
+    CONFIG_EXIT_HASH_TOKEN = 3, /* --hash-token: print a token's hash and exit */
+};
 
 /* Fills cfg from all sources. Returns a config_result, or -1 with err set
- * (the caller prints err->detail and exits with status 2). */
+ * (the caller prints err->detail and exits with status 2). Switches
+ * (--metrics-open) take no value as flags and a boolean (true, false, 1,
+ * 0) in the environment or the file. --tls-cert and --tls-key go
+ * together, and --tls-client-ca needs them: -1 naming the option
+ * otherwise. Files named by options are only read later, by their users.
+ * Not thread-safe (getopt). */
 int config_load(strata_config *cfg, int argc, char **argv, config_getenv_fn getenv_fn,
                 strata_error *err);
 

@@ -157,12 +157,92 @@ START_TEST(help_and_version)
     FILE *f = open_memstream(&text, &len);
     config_print_help(f, "strata");
     fclose(f);
-    const char *names[] = {"--listen",   "--data-dir",   "--store",    "--blobs",
-                           "--cache-l2", "--threads",    "--max-body", "--max-decoded-body",
-                           "--config",   "STRATA_LISTEN"};
+    const char *names[] = {"--listen",        "--data-dir",         "--store",
+                           "--blobs",         "--cache-l2",         "--threads",
+                           "--max-body",      "--max-decoded-body", "--config",
+                           "STRATA_LISTEN",   "--auth-tokens=FILE", "--metrics-open ",
+                           "--tls-cert=FILE", "--tls-key=FILE",     "--tls-client-ca=FILE",
+                           "--hash-token",    "STRATA_AUTH_TOKENS"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         ck_assert_msg(strstr(text, names[i]) != NULL, "help lacks %s", names[i]);
     free(text);
+}
+END_TEST
+
+START_TEST(access_control_and_tls_options)
+{
+    strata_config cfg;
+    strata_error err;
+    ck_assert_int_eq(load(&cfg, &err, NULL), CONFIG_OK);
+    ck_assert_str_eq(cfg.auth_tokens, "");
+    ck_assert(!cfg.metrics_open);
+    ck_assert_str_eq(cfg.tls_cert, "");
+    const char *args[] = {"--auth-tokens",  "/etc/strata/tokens",
+                          "--metrics-open", "--tls-cert",
+                          "/c.pem",         "--tls-key",
+                          "/k.pem",         "--tls-client-ca",
+                          "/ca.pem",        NULL};
+    ck_assert_msg(load(&cfg, &err, args) == CONFIG_OK, "%s", err.detail);
+    ck_assert_str_eq(cfg.auth_tokens, "/etc/strata/tokens");
+    ck_assert(cfg.metrics_open);
+    ck_assert_str_eq(cfg.tls_cert, "/c.pem");
+    ck_assert_str_eq(cfg.tls_key, "/k.pem");
+    ck_assert_str_eq(cfg.tls_client_ca, "/ca.pem");
+    /* the environment spells switches as booleans */
+    set_env(0, "STRATA_METRICS_OPEN", "true");
+    set_env(1, "STRATA_AUTH_TOKENS", "/env/tokens");
+    set_env(2, "STRATA_TLS_CERT", "/env/c.pem");
+    set_env(3, "STRATA_TLS_KEY", "/env/k.pem");
+    ck_assert_msg(load(&cfg, &err, NULL) == CONFIG_OK, "%s", err.detail);
+    ck_assert(cfg.metrics_open);
+    ck_assert_str_eq(cfg.auth_tokens, "/env/tokens");
+    ck_assert_str_eq(cfg.tls_cert, "/env/c.pem");
+    set_env(0, "STRATA_METRICS_OPEN", "0");
+    ck_assert_int_eq(load(&cfg, &err, NULL), CONFIG_OK);
+    ck_assert(!cfg.metrics_open);
+    set_env(0, "STRATA_METRICS_OPEN", "yes");
+    ck_assert_int_eq(load(&cfg, &err, NULL), -1);
+    ck_assert_msg(strstr(err.detail, "STRATA_METRICS_OPEN") && strstr(err.detail, "metrics-open"),
+                  "%s", err.detail);
+    setup();
+    /* and so does the config file */
+    char path[] = "/tmp/strata-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    const char *text = "metrics-open = 1\nauth-tokens = /file/tokens\n";
+    ck_assert_int_eq(write(fd, text, strlen(text)), (int)strlen(text));
+    close(fd);
+    const char *fargs[] = {"--config", path, NULL};
+    ck_assert_msg(load(&cfg, &err, fargs) == CONFIG_OK, "%s", err.detail);
+    unlink(path);
+    ck_assert(cfg.metrics_open);
+    ck_assert_str_eq(cfg.auth_tokens, "/file/tokens");
+    /* a switch takes no value as a flag */
+    const char *valued[] = {"--metrics-open=1", NULL};
+    ck_assert_int_eq(load(&cfg, &err, valued), -1);
+    ck_assert_msg(strstr(err.detail, "--metrics-open") && strstr(err.detail, "no value"), "%s",
+                  err.detail);
+    const char *hash[] = {"--hash-token", NULL};
+    ck_assert_int_eq(load(&cfg, &err, hash), CONFIG_EXIT_HASH_TOKEN);
+}
+END_TEST
+
+/* The TLS files go together: each missing partner is named. */
+static const char *const TLS_BAD[][5] = {
+    {"--tls-cert", "/c.pem", NULL, NULL, "--tls-key"},
+    {"--tls-key", "/k.pem", NULL, NULL, "--tls-cert"},
+    {"--tls-client-ca", "/ca.pem", NULL, NULL, "--tls-cert"},
+    {"--tls-client-ca", "/ca.pem", "--tls-key", "/k.pem", "--tls-cert"},
+    {"--auth-tokens", "", NULL, NULL, "auth-tokens"},
+};
+
+START_TEST(tls_options_go_together)
+{
+    strata_config cfg;
+    strata_error err;
+    const char *args[] = {TLS_BAD[_i][0], TLS_BAD[_i][1], TLS_BAD[_i][2], TLS_BAD[_i][3], NULL};
+    ck_assert_int_eq(load(&cfg, &err, args), -1);
+    ck_assert_msg(strstr(err.detail, TLS_BAD[_i][4]) != NULL, "'%s' does not name %s", err.detail,
+                  TLS_BAD[_i][4]);
 }
 END_TEST
 
@@ -191,6 +271,8 @@ static Suite *config_suite(void)
     tcase_add_loop_test(t, invalid_values_are_refused, 0, sizeof BAD / sizeof BAD[0]);
     tcase_add_test(t, invalid_env_and_file_are_refused);
     tcase_add_test(t, help_and_version);
+    tcase_add_test(t, access_control_and_tls_options);
+    tcase_add_loop_test(t, tls_options_go_together, 0, sizeof TLS_BAD / sizeof TLS_BAD[0]);
     tcase_add_test(t, size_parsing);
     suite_add_tcase(s, t);
     return s;
