@@ -134,7 +134,9 @@ def _ensure_dependency():
     body = json.dumps({"content": {"for": "contract tests"}, "word": "dependency",
                        "provider": "contract"}).encode()
     req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": "Bearer "
+                                          + os.environ["STRATA_CONTRACT_TOKEN"]})
     with urllib.request.urlopen(req, timeout=30) as r:
         r.read()
 

@@ -11,7 +11,11 @@ declare const process: { argv: string[]; exit(code: number): never };
 
 type Record_ = components["schemas"]["Record"];
 const base = process.argv[2];
-const client = createClient<paths>({ baseUrl: base });
+const token = process.argv[3]; // access control is on: every request carries it
+const client = createClient<paths>({
+  baseUrl: base,
+  headers: { Authorization: `Bearer ${token}` },
+});
 
 let checks = 0;
 let failures = 0;

@@ -149,7 +149,7 @@ def main():
     sys.path.insert(0, GEN_DIR)
     try:
         with StrataServer(binary) as srv:
-            roundtrip(s, srv.url)
+            roundtrip(s, srv.url, srv.token)
             alive = srv.alive()
     except ServerError as e:
         print(f"ERROR server: {e}")
@@ -164,7 +164,7 @@ def main():
     return 0 if s.failed == 0 and s.errors == 0 else 1
 
 
-def roundtrip(s, base_url):
+def roundtrip(s, base_url, token):
     c = importlib.import_module(PACKAGE)
 
     class api:  # the generated modules of one tag, imported on first use
@@ -178,7 +178,8 @@ def roundtrip(s, base_url):
     T = importlib.import_module(f"{PACKAGE}.types")
     versions, cache, trees, maint, system = (api("versions"), api("cache"), api("trees"),
                                              api("maintenance"), api("system"))
-    client = c.Client(base_url=base_url, raise_on_unexpected_status=True, timeout=60)
+    client = c.AuthenticatedClient(base_url=base_url, token=token,
+                                   raise_on_unexpected_status=True, timeout=60)
     st = {}
 
     def status(resp, *want):

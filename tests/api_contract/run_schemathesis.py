@@ -123,6 +123,7 @@ def main():
             cmd = [st, "--config-file", os.path.join(HERE, "schemathesis.toml"), "--no-color",
                    "run", spec, "--url", srv.url, "--checks", "all", "--phases", PHASES,
                    "--seed", str(args.seed), "--max-examples", str(args.examples),
+                   "--header", f"Authorization: Bearer {srv.token}",
                    "--workers", args.workers, "--request-timeout", "30",
                    "--report", "ndjson,json", "--report-dir", report_dir,
                    "--output-truncate", "true"]

@@ -95,7 +95,7 @@ def main():
 
     try:
         with StrataServer(binary) as srv:
-            p = subprocess.run([node, os.path.join(BUILD, "roundtrip.mjs"), srv.url], cwd=BUILD,
+            p = subprocess.run([node, os.path.join(BUILD, "roundtrip.mjs"), srv.url, srv.token], cwd=BUILD,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                timeout=300)
             # the round trip's own summary is folded into ours below; only

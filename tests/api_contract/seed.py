@@ -7,6 +7,7 @@ cache entries in configured and client-created namespaces.
 
 The ids used here are the ones the examples in openapi.yaml name."""
 import json
+import os
 import random
 import urllib.error
 import urllib.parse
@@ -20,6 +21,9 @@ class SeedError(RuntimeError):
 def request(base, method, path, body=None, ctype=None, headers=None, expect=(200, 201, 204)):
     data = None
     hdrs = dict(headers or {})
+    token = os.environ.get("STRATA_CONTRACT_TOKEN")
+    if token:
+        hdrs.setdefault("Authorization", f"Bearer {token}")
     if body is not None:
         if isinstance(body, (dict, list)):
             data = json.dumps(body).encode()

@@ -7,7 +7,9 @@ directory, and stops it. Shared by the contract drivers.
 A binary that is missing, does not start, or does not print its listening
 line within the timeout raises ServerError: the drivers turn that into a
 failed run, never a pass."""
+import hashlib
 import os
+import secrets
 import re
 import select
 import shutil
@@ -38,10 +40,19 @@ class StrataServer:
             raise ServerError(f"no strata binary at {self.binary} (build it first)")
         self.data_dir = tempfile.mkdtemp(prefix="strata-contract-")
         self.log_path = os.path.join(self.data_dir, "server.log")
+        # Access control on: every suite sends this token (all three scopes),
+        # as a deployed client would; its hash alone is in the token file.
+        self.token = secrets.token_hex(32)
+        tokens = os.path.join(self.data_dir, "tokens")
+        with open(tokens, "w") as f:
+            digest = hashlib.sha256(self.token.encode()).hexdigest()
+            f.write(f"sha256:{digest} read,write,admin contract-suite\n")
+        os.environ["STRATA_CONTRACT_TOKEN"] = self.token
         log = open(self.log_path, "wb")
         args = [self.binary, "--listen", "127.0.0.1:0", "--data-dir",
                 os.path.join(self.data_dir, "data"), "--threads", "2",
-                "--access-log", "off", "--log-level", "warn"] + self.extra_args
+                "--access-log", "off", "--log-level", "warn", "--auth-tokens", tokens
+                ] + self.extra_args
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log,
                                      stdin=subprocess.DEVNULL)
         log.close()
