@@ -17,6 +17,7 @@
 
 #include "../src/common/clock.h"
 #include "../src/common/log.h"
+#include "listener.h"
 #include "request.h"
 
 /* One open connection, so that the drain can close the idle ones: MHD
@@ -40,6 +41,7 @@ typedef struct server_request {
 
 struct http_server {
     struct MHD_Daemon *daemon;
+    listener *listener; /* the socket and its accept thread */
     app *app;
     uint64_t max_body;
     uint64_t max_decoded;
@@ -600,6 +602,17 @@ static int resolve_listen(const strata_config *cfg, struct sockaddr_storage *ss,
     return 0;
 }
 
+/* The accept thread's hand-over: the daemon owns the socket from here
+ * (MHD_add_connection closes it when it cannot take it). */
+static int hand_over(void *ctx, int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+    http_server *s = ctx;
+    if (MHD_add_connection(s->daemon, fd, addr, addrlen) == MHD_YES)
+        return 0;
+    slog_warn("a new connection was refused by the HTTP daemon: %s", strerror(errno));
+    return -1;
+}
+
 http_server *http_server_start(app *a, strata_error *err)
 {
     const strata_config *cfg = a->cfg;
@@ -621,13 +634,16 @@ http_server *http_server_start(app *a, strata_error *err)
         s->id_prefix = (uint32_t)time(NULL) ^ (uint32_t)getpid();
 
     struct sockaddr_storage ss;
-    socklen_t sslen;
+    socklen_t sslen = 0;
     if (resolve_listen(cfg, &ss, &sslen, err) != 0) {
         pthread_mutex_destroy(&s->conns_lock);
         free(s);
         return NULL;
     }
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* Strata listens itself (listener.h says why) and hands connections to
+     * the daemon, which needs ITC to see them at once. */
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* TLS: the daemon needs a certificate of its own to start; each
@@ -644,16 +660,24 @@ http_server *http_server_start(app *a, strata_error *err)
         tls_opts[3] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     }
     s->daemon = MHD_start_daemon(
-        flags, cfg->listen_port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        s, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_CONNECTION_LIMIT,
+        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->connection_timeout, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped,
+        NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
         4096u, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (s->daemon == NULL) {
-        serr_set(err, SERR_UNAVAILABLE, "cannot listen on %s:%u (address in use, or not local?)",
-                 cfg->listen_host, cfg->listen_port);
+        serr_set(err, SERR_UNAVAILABLE, "cannot start the HTTP daemon");
+        pthread_mutex_destroy(&s->conns_lock);
+        free(s);
+        return NULL;
+    }
+    strata_error lerr;
+    s->listener = listener_start((struct sockaddr *)&ss, sslen, 1024, hand_over, s, &lerr);
+    if (s->listener == NULL) {
+        serr_set(err, SERR_UNAVAILABLE, "cannot listen on %s:%u (%s)", cfg->listen_host,
+                 cfg->listen_port, lerr.detail);
+        MHD_stop_daemon(s->daemon);
         pthread_mutex_destroy(&s->conns_lock);
         free(s);
         return NULL;
@@ -663,16 +687,13 @@ http_server *http_server_start(app *a, strata_error *err)
 
 uint16_t http_server_port(const http_server *s)
 {
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    return info ? info->port : 0;
+    return listener_port(s->listener);
 }
 
 void http_server_quiesce(http_server *s)
 {
     atomic_store(&s->stopping, true);
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    listener_close(s->listener); /* connection attempts are refused from now on */
 }
 
 /* Shuts down every connection with no request under way and returns how
@@ -713,6 +734,7 @@ void http_server_stop(http_server *s)
 {
     if (s == NULL)
         return;
+    listener_free(s->listener);
     MHD_stop_daemon(s->daemon);
     pthread_mutex_destroy(&s->conns_lock);
     free(s);
