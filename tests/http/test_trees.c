@@ -251,16 +251,18 @@ END_TEST
 
 static void save(const char *type, const char *id, const char *fields, const char *deps, long want)
 {
-    char body[1024], path[128];
+    char path[128];
     static int n;
-    snprintf(body, sizeof body, "{\"content\": {\"n\": %d}, %s, \"dependencies\": %s}", ++n, fields,
-             deps);
+    size_t cap = strlen(fields) + strlen(deps) + 128;
+    char *body = malloc(cap);
+    snprintf(body, cap, "{\"content\": {\"n\": %d}, %s, \"dependencies\": %s}", ++n, fields, deps);
     snprintf(path, sizeof path, "/%s/%s/versions", type, id);
     json_t *out = NULL;
     long status = call("POST", path, body, &out);
     ck_assert_msg(status == want, "%s/%s: %ld %s", type, id, status,
                   json_string_value(json_object_get(out, "detail")));
     json_decref(out);
+    free(body);
 }
 
 static bool is_stale(const char *type, const char *id, json_t **reason)
@@ -495,6 +497,30 @@ START_TEST(dependents_are_paginated_and_404_for_nothing)
 }
 END_TEST
 
+/* The cycle check sees every dependency, not the first 256: a cycle
+ * through the 300th is found. */
+START_TEST(the_cycle_check_is_complete)
+{
+    save("trie", "hub", "\"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1", "[]", 201);
+    for (int i = 0; i < 299; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "leaf%d", i);
+        save("trie", id, "\"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1", "[]", 201);
+    }
+    save("trie", "leaf299", "\"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1",
+         "[{\"type\": \"trie\", \"id\": \"hub\"}]", 201);
+    size_t cap = 300 * 48 + 256;
+    char *deps = malloc(cap);
+    size_t n = (size_t)snprintf(deps, cap, "[");
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(deps + n, cap - n, "%s{\"type\": \"trie\", \"id\": \"leaf%d\"}",
+                              i ? ", " : "", i);
+    snprintf(deps + n, cap - n, "]");
+    save("trie", "hub", "\"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1", deps, 409);
+    free(deps);
+}
+END_TEST
+
 /* Dependencies name what exists, once each: 400 naming the entry. */
 START_TEST(dependencies_on_what_does_not_exist_are_refused)
 {
@@ -681,6 +707,7 @@ static Suite *trees_suite(void)
     tcase_add_test(t, refused_tree_requests_leave_nothing_behind);
     tcase_add_test(t, frequencies_are_bounded);
     tcase_add_test(t, contract_findings_hold);
+    tcase_add_test(t, the_cycle_check_is_complete);
     tcase_add_test(t, corpus_content_is_normalised);
     suite_add_tcase(s, t);
     return s;
