@@ -1,6 +1,7 @@
 #include "request.h"
 
 #include "../src/codec/json_parse.h"
+#include "../src/common/hex.h"
 
 #include <inttypes.h>
 #include <microhttpd.h>
@@ -18,17 +19,6 @@ const char *req_header(const request *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Compares a still-encoded query name with name: 1 equal, 0 not, -1 when
  * the raw name has a bad escape or %00 (checked to the end either way). */
 static int raw_name_is(const char *raw, size_t raw_len, const char *name, size_t name_len)
@@ -40,7 +30,7 @@ static int raw_name_is(const char *raw, size_t raw_len, const char *name, size_t
         if (c == '%') {
             if (i + 2 >= raw_len)
                 return -1;
-            int hi = hex_value(raw[i + 1]), lo = hex_value(raw[i + 2]);
+            int hi = hex_digit(raw[i + 1]), lo = hex_digit(raw[i + 2]);
             if (hi < 0 || lo < 0 || (hi | lo) == 0)
                 return -1;
             c = (char)(hi << 4 | lo);
