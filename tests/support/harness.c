@@ -257,6 +257,10 @@ int http_client_do(http_client *c, const test_server *s, const char *method, con
     if (body != NULL) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        /* a large body goes with Expect: 100-continue: wait for the server's
+         * verdict however slow it is (a sanitizer build), so that a body it
+         * refuses up front (413, 401) is not sent into a closing socket */
+        curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 60000L);
     }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
