@@ -861,7 +861,9 @@ json_t *trees_children(trees_svc *t, const char *master, strata_error *err)
     if (node == NULL)
         return NULL;
     json_t *kids = json_object_get(node, "children");
-    json_t *out = json_pack("{s:s, s:O}", "master", master, "items", kids ? kids : json_array());
+    /* "o" steals the reference: a fresh empty array must not leak */
+    json_t *out =
+        json_pack("{s:s, s:o}", "master", master, "items", kids ? json_incref(kids) : json_array());
     json_decref(node);
     return out;
 }
