@@ -150,7 +150,7 @@ def main():
         return 1
     extra_checks += 1
     if srv.exit_code != 0:
-        print(f"FAILED: the server exited with {srv.exit_code} after SIGTERM; its log:\n{srv.log_tail()}")
+        print(f"FAILED: the server exited with {srv.exit_code} after SIGTERM; its log:\n{srv.log_tail(6000)}")
         errors += 1
 
     events = glob.glob(os.path.join(report_dir, "*.ndjson"))

@@ -76,6 +76,8 @@ class StrataServer:
         raise ServerError(f"{self.binary} did not start: stdout {seen[-300:]!r}; log: {tail}")
 
     def log_tail(self, n=2000):
+        if getattr(self, "final_log", ""):
+            return self.final_log[-n:]
         try:
             with open(self.log_path, "rb") as f:
                 return f.read()[-n:].decode(errors="replace")
@@ -96,6 +98,8 @@ class StrataServer:
         if self.proc is not None and self.proc.stdout:
             self.proc.stdout.close()
         self.exit_code = self.proc.returncode if self.proc else None
+        # keep the end of the log (a sanitizer's report) before the directory goes
+        self.final_log = self.log_tail(6000) if self.exit_code not in (0, None) else ""
         if self.data_dir and not os.environ.get("STRATA_CONTRACT_KEEP"):
             shutil.rmtree(self.data_dir, ignore_errors=True)
         return False
