@@ -1,6 +1,7 @@
 /* The store contract: what every store backend must do, run against a
  * real backend. STRATA_STORE_URL names it; by default a fresh SQLite file. */
 #include <check.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -507,12 +508,77 @@ START_TEST(a_deleted_resource_in_a_batch)
 }
 END_TEST
 
+/* A failing step while reading rows is an error, never a short list:
+ * with the pages of the tree and vocabulary tables damaged on disk,
+ * reading a master's children or vocabulary fails where it used to answer
+ * "no rows". SQLite only: it damages the file. */
+static void damage_pages_of(const char *path, const char *table)
+{
+    sqlite3 *x = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &x), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(x, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(x,
+                                        "SELECT rootpage, (SELECT page_size FROM pragma_page_size)"
+                                        " FROM sqlite_master WHERE tbl_name = ?1 AND rootpage > 0",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    int damaged = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        long page = sqlite3_column_int64(st, 0), size = sqlite3_column_int64(st, 1);
+        static unsigned char junk[65536];
+        memset(junk, 0xA5, sizeof junk);
+        ck_assert_int_eq(fseek(f, (page - 1) * size, SEEK_SET), 0);
+        ck_assert_uint_eq(fwrite(junk, 1, (size_t)size, f), (size_t)size);
+        damaged++;
+    }
+    fclose(f);
+    sqlite3_finalize(st);
+    sqlite3_close(x);
+    ck_assert_int_gt(damaged, 0);
+}
+
+START_TEST(a_failing_read_is_an_error_not_an_empty_list)
+{
+    if (getenv("STRATA_STORE_URL") != NULL)
+        return; /* another backend: there is no file to damage */
+    strata_error err;
+    store_txn *txn = S->ops->begin(S, &err);
+    ck_assert_ptr_nonnull(txn);
+    ck_assert_int_eq(S->ops->tree_link(S, txn, "m", "c", 1, &err), 0);
+    vocab_delta d = {"word", 1, 1, 0};
+    int64_t size_delta = 0;
+    ck_assert_int_eq(S->ops->vocab_apply(S, txn, "m", &d, 1, &size_delta, &err), 0);
+    ck_assert_int_eq(S->ops->commit(txn, &err), 0);
+    /* fresh connections after the damage: nothing cached */
+    store_close(S);
+    char path[256], url[300];
+    snprintf(path, sizeof path, "%s/store.db", dir);
+    damage_pages_of(path, "tree_edges");
+    damage_pages_of(path, "vocab");
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    S = store_open(url, &err);
+    ck_assert_msg(S != NULL, "%s", err.detail);
+    tree_child *kids = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(S->ops->tree_children(S, NULL, "m", &kids, &n, &err), -1);
+    ck_assert_uint_eq(n, 0);
+    vocab_item *words = NULL;
+    ck_assert_int_eq(S->ops->vocab_page(S, NULL, "m", "", 10, &words, &n, &err), -1);
+}
+END_TEST
+
 static Suite *contract_suite(void)
 {
     Suite *s = suite_create("store_contract");
     TCase *t = tcase_create("store");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, first_version_and_head);
+    tcase_add_test(t, a_failing_read_is_an_error_not_an_empty_list);
     tcase_add_test(t, compare_and_swap_refuses_a_moved_head);
     tcase_add_test(t, chain_is_repaired_and_keys_never_reused);
     tcase_add_test(t, versions_page_newest_first);
