@@ -359,13 +359,15 @@ static int fs_set(l2_cache *base, const char *ns, const char *key, const void *d
     snprintf(tmp, sizeof tmp, "%s.%llx", path, (unsigned long long)id);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return serr_set(err, SERR_IO, "L2: cannot write %s: %s", tmp, strerror(errno));
-    ssize_t w1 = write(fd, header, HEADER_SIZE);
-    ssize_t w2 = len ? write(fd, data, len) : 0;
+        return serr_set(err, fs_errno_kind(errno), "L2: cannot write %s: %s", tmp, strerror(errno));
+    int wrc = fs_write_all(fd, header, HEADER_SIZE);
+    if (wrc == 0)
+        wrc = fs_write_all(fd, data, len);
+    int e = errno;
     close(fd);
-    if (w1 != HEADER_SIZE || w2 != (ssize_t)len) {
+    if (wrc != 0) {
         unlink(tmp);
-        return serr_set(err, SERR_IO, "L2: short write to %s", tmp);
+        return serr_set(err, fs_errno_kind(e), "L2: cannot write %s: %s", tmp, strerror(e));
     }
     pthread_mutex_lock(&c->mu);
     row r;

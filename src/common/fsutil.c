@@ -42,7 +42,12 @@ int fs_sync_dir(const char *dir, strata_error *err)
     return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+enum strata_err_kind fs_errno_kind(int e)
+{
+    return e == ENOSPC || e == EDQUOT ? SERR_UNAVAILABLE : SERR_IO;
+}
+
+int fs_write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;
     while (len > 0) {
@@ -65,18 +70,18 @@ int fs_write_atomic(const char *path, const void *data, size_t len, strata_error
         return serr_set(err, SERR_INVALID, "path too long: %s", path);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
-        return serr_set(err, SERR_IO, "cannot create a temp file for %s: %s", path,
+        return serr_set(err, fs_errno_kind(errno), "cannot create a temp file for %s: %s", path,
                         strerror(errno));
-    if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+    if (fs_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
-        return serr_set(err, SERR_IO, "cannot write %s: %s", path, strerror(e));
+        return serr_set(err, fs_errno_kind(e), "cannot write %s: %s", path, strerror(e));
     }
     if (close(fd) != 0 || rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        return serr_set(err, SERR_IO, "cannot move %s into place: %s", path, strerror(e));
+        return serr_set(err, fs_errno_kind(e), "cannot move %s into place: %s", path, strerror(e));
     }
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');

@@ -17,6 +17,11 @@ int fs_write_atomic(const char *path, const void *data, size_t len, strata_error
 /* Reads a whole file, refusing files larger than max_len. SERR_NOT_FOUND
  * when it does not exist. */
 int fs_read_file(const char *path, size_t max_len, strata_buf *out, strata_error *err);
+/* Writes all of data, retrying short writes and EINTR; -1 with errno set. */
+int fs_write_all(int fd, const void *data, size_t len);
+/* The error kind for a failed write: a full disk or quota is
+ * SERR_UNAVAILABLE (503: retry once space is freed), anything else SERR_IO. */
+enum strata_err_kind fs_errno_kind(int e);
 /* fsyncs a directory so that a rename or unlink in it is durable. */
 int fs_sync_dir(const char *dir, strata_error *err);
 
