@@ -414,28 +414,6 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
     return MHD_YES;
 }
 
-/* The /metrics answer also carries the server's own counters: access
- * control and TLS. */
-static void append_server_metrics(http_server *s, request *req)
-{
-    reply *rep = &req->rep;
-    if (req->match.route == NULL || strcmp(req->match.route->pattern, "/metrics") != 0 ||
-        rep->status != 200 || rep->response != NULL || rep->body_static)
-        return;
-    strata_buf out;
-    strata_error err;
-    sbuf_init(&out, 0);
-    if (sbuf_append(&out, rep->body, rep->body_len, &err) != 0 ||
-        auth_metrics_render(s->app->auth, &out, &err) != 0 ||
-        (s->app->tls != NULL && tls_metrics_render(s->app->tls, &out, &err) != 0)) {
-        sbuf_free(&out);
-        return; /* the handler's answer stands */
-    }
-    size_t len;
-    unsigned char *data = sbuf_take(&out, &len);
-    reply_bytes(rep, 200, rep->content_type, data, len);
-}
-
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
@@ -490,7 +468,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             req->match.route->handler(req, &req->rep);
             if (!req->rep.set)
                 reply_problem(&req->rep, 500, "internal", "the handler gave no answer");
-            append_server_metrics(s, req);
         }
     }
     return queue_reply(s, req);

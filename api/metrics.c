@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const int STATUSES[] = {200, 201, 204, 206, 304, 400, 404, 405, 409, 410,
-                               412, 413, 415, 416, 422, 500, 501, 503, 0};
+static const int STATUSES[] = {200, 201, 204, 206, 304, 400, 401, 403, 404, 405, 409,
+                               410, 412, 413, 415, 416, 422, 500, 501, 503, 0};
 #define N_STATUS (sizeof STATUSES / sizeof STATUSES[0]) /* last slot: any other */
 
 static const double BUCKETS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,

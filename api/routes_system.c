@@ -29,8 +29,11 @@ static void get_metrics(request *req, reply *rep)
     strata_buf out;
     strata_error err;
     sbuf_init(&out, 0);
-    if (metrics_render(req->app->metrics, &out, &err) != 0 ||
-        (req->app->cache && cache_metrics(req->app->cache, &out, &err) != 0)) {
+    app *a = req->app;
+    if (metrics_render(a->metrics, &out, &err) != 0 ||
+        (a->cache && cache_metrics(a->cache, &out, &err) != 0) ||
+        (a->auth && auth_metrics_render(a->auth, &out, &err) != 0) ||
+        (a->tls && tls_metrics_render(a->tls, &out, &err) != 0)) {
         sbuf_free(&out);
         reply_error(rep, &err);
         return;
