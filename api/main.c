@@ -221,8 +221,8 @@ int main(int argc, char **argv)
         goto out;
     }
     a.retention = &rcfg;
-    a.maintenance =
-        maintenance_start(a.versions, a.retention, cfg.maintenance_interval, cfg.gc_grace, &err);
+    a.maintenance = maintenance_start(a.versions, a.trees, a.retention, cfg.maintenance_interval,
+                                      cfg.gc_grace, &err);
     if (a.maintenance == NULL && err.kind != SERR_OK) {
         slog_error("%s", err.detail);
         goto out;

@@ -9,6 +9,7 @@
 #include "../src/service/resource_types.h"
 #include "../src/service/versions.h"
 #include "app.h"
+#include "record_json.h"
 #include "negotiate.h"
 #include "request.h"
 #include "routes.h"
@@ -33,7 +34,7 @@ static void reply_page(request *req, reply *rep, store_page *page)
 {
     json_t *items = json_array();
     for (size_t i = 0; i < page->count; i++)
-        json_array_append_new(items, versions_record_json(req->app->versions, page->items[i]));
+        json_array_append_new(items, record_json(req->app->versions, page->items[i]));
     reply_json(rep, 200,
                json_pack("{s:o, s:o}", "items", items, "next",
                          page->next ? json_string(page->next) : json_null()));
@@ -43,13 +44,13 @@ static void reply_page(request *req, reply *rep, store_page *page)
 static void set_record_headers(reply *rep, const store_version *v)
 {
     char etag[SHA256_HEX_LEN + 3];
-    versions_etag(v, etag, sizeof etag);
+    record_etag(v, etag, sizeof etag);
     reply_header_set(rep, "ETag", "%s", etag);
 }
 
 static void reply_record(request *req, reply *rep, int status, const store_version *v)
 {
-    json_t *rec = versions_record_json(req->app->versions, v);
+    json_t *rec = record_json(req->app->versions, v);
     reply_json(rep, status, rec);
     set_record_headers(rep, v);
 }
@@ -310,7 +311,7 @@ static void get_record(request *req, reply *rep, const char *version)
         return;
     }
     char etag[SHA256_HEX_LEN + 3];
-    versions_etag(&v, etag, sizeof etag);
+    record_etag(&v, etag, sizeof etag);
     if (none_match(req_header(req, "If-None-Match"), etag)) {
         reply_empty(rep, 304);
         reply_header_set(rep, "ETag", "%s", etag);
@@ -340,7 +341,7 @@ static void get_content(request *req, reply *rep)
         return;
     }
     char etag[SHA256_HEX_LEN + 3];
-    versions_etag(&v, etag, sizeof etag);
+    record_etag(&v, etag, sizeof etag);
     if (none_match(req_header(req, "If-None-Match"), etag)) {
         reply_empty(rep, 304);
         reply_header_set(rep, "ETag", "%s", etag);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/common/log.h"
 #include "app.h"
 #include "openapi_spec.h"
 #include "request.h"
@@ -19,6 +20,14 @@ static void get_ready(request *req, reply *rep)
 {
     if (!atomic_load(&req->app->ready)) {
         reply_problem(rep, 503, "not-ready", "the server is starting or shutting down");
+        return;
+    }
+    /* ready means the store answers: a node that cannot reach it takes
+     * no traffic (the cache is optional, the store is not) */
+    strata_error err;
+    if (req->app->store->ops->ping(req->app->store, &err) != 0) {
+        slog_warn("not ready: the store does not answer: %s", err.detail);
+        reply_problem(rep, 503, "not-ready", "the store is not reachable");
         return;
     }
     reply_json(rep, 200, json_pack("{s:s}", "status", "ready"));

@@ -44,6 +44,7 @@ int serr_http_status(enum strata_err_kind kind)
         return 415;
     case SERR_NOMEM:
     case SERR_UNAVAILABLE:
+    case SERR_RETRY:
         return 503;
     case SERR_CORRUPT:
     case SERR_IO:
@@ -82,6 +83,8 @@ const char *serr_slug(enum strata_err_kind kind)
         return "unavailable";
     case SERR_INTERNAL:
         return "internal";
+    case SERR_RETRY:
+        return "busy-retry";
     }
     return "internal";
 }

@@ -17,6 +17,9 @@ enum strata_err_kind {
     SERR_NOMEM,        /* 503: allocation failed */
     SERR_UNAVAILABLE,  /* 503: a dependency is not reachable */
     SERR_INTERNAL,     /* 500: a bug */
+    SERR_RETRY,        /* 503: writers met (a lost compare-and-swap, a blob being collected,
+                        * a busy store); the operation may be run again as a whole, and
+                        * store transact() does so itself before giving up */
 };
 
 #define STRATA_ERR_DETAIL_MAX 256

@@ -70,6 +70,44 @@ static int run_op(versions_svc *vs, store_txn *txn, const json_t *op, done_op *d
     return 0;
 }
 
+/* One attempt at the whole batch, inside the store's transaction (which
+ * transact() may run again: everything is reset on entry). */
+struct batch_job {
+    versions_svc *vs;
+    const json_t *ops;
+    size_t n;
+    done_op *done;
+    json_t *out;
+    size_t fenced, fenced_max; /* resources fenced in the cache (this run, any run) */
+};
+
+static int batch_in(store_txn *txn, void *ctx, strata_error *err)
+{
+    struct batch_job *b = ctx;
+    for (size_t i = 0; i < b->n; i++)
+        store_version_clear(&b->done[i].v);
+    memset(b->done, 0, b->n * sizeof *b->done);
+    json_array_clear(b->out);
+    b->fenced = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        json_t *result = NULL;
+        if (run_op(b->vs, txn, json_array_get(b->ops, i), &b->done[i], &result, err) != 0)
+            return fail_at(err, i);
+        json_object_set_new(result, "index", json_integer((json_int_t)i));
+        json_array_append_new(b->out, result);
+    }
+    /* invariant 6: every resource the batch changes is fenced in the cache
+     * before the commit makes the change visible */
+    while (b->fenced < b->n) {
+        const done_op *d = &b->done[b->fenced];
+        if (versions_fence_latest(b->vs, d->type, d->id, err) != 0)
+            return -1;
+        if (++b->fenced > b->fenced_max)
+            b->fenced_max = b->fenced;
+    }
+    return 0;
+}
+
 int batch_run(versions_svc *vs, const json_t *body, json_t **results, strata_error *err)
 {
     const json_t *ops = json_object_get(body, "operations");
@@ -80,51 +118,31 @@ int batch_run(versions_svc *vs, const json_t *body, json_t **results, strata_err
         return serr_set(err, SERR_TOO_LARGE, "a batch holds at most %d operations",
                         BATCH_MAX_OPERATIONS);
     store *st = versions_store(vs);
-    done_op *done = calloc(n, sizeof *done);
-    json_t *out = json_array();
-    if (done == NULL || out == NULL) {
-        free(done);
-        json_decref(out);
+    if (!(st->ops->caps & STORE_CAP_TRANSACTIONS))
+        return serr_set(err, SERR_UNAVAILABLE,
+                        "batches need a store with transactions; the %s store has none",
+                        st->ops->name);
+    struct batch_job b = {.vs = vs, .ops = ops, .n = n};
+    b.done = calloc(n, sizeof *b.done);
+    b.out = json_array();
+    if (b.done == NULL || b.out == NULL) {
+        free(b.done);
+        json_decref(b.out);
         return serr_set(err, SERR_NOMEM, "out of memory");
     }
-    versions_blob_lock(vs, false); /* blobs this batch shares stay until it commits */
-    store_txn *txn = st->ops->begin(st, err);
-    int rc = txn ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        json_t *result = NULL;
-        if (run_op(vs, txn, json_array_get(ops, i), &done[i], &result, err) != 0) {
-            rc = fail_at(err, i);
-            break;
-        }
-        json_object_set_new(result, "index", json_integer((json_int_t)i));
-        json_array_append_new(out, result);
-    }
-    /* invariant 6: every resource the batch changes is fenced in the cache
-     * before the commit makes the change visible */
-    size_t fenced = 0;
-    while (rc == 0 && fenced < n && done[fenced].type[0]) {
-        if (versions_fence_latest(vs, done[fenced].type, done[fenced].id, err) != 0)
-            rc = -1;
-        else
-            fenced++;
-    }
-    if (txn && rc != 0)
-        st->ops->rollback(txn);
-    else if (txn)
-        rc = st->ops->commit(txn, err);
-    versions_blob_unlock(vs);
+    int rc = st->ops->transact(st, batch_in, &b, err);
     for (size_t i = 0; i < n; i++) {
-        if (rc == 0 && done[i].created) /* now visible: cascade for new versions */
-            versions_notify_created(vs, &done[i].v, done[i].prev);
-        else if (i < fenced)
-            versions_invalidate_latest(vs, done[i].type, done[i].id);
-        store_version_clear(&done[i].v);
+        if (rc == 0 && b.done[i].created) /* now visible: cascade for new versions */
+            versions_notify_created(vs, &b.done[i].v, b.done[i].prev);
+        else if (i < b.fenced_max && b.done[i].type[0])
+            versions_invalidate_latest(vs, b.done[i].type, b.done[i].id);
+        store_version_clear(&b.done[i].v);
     }
-    free(done);
+    free(b.done);
     if (rc != 0) {
-        json_decref(out);
+        json_decref(b.out);
         return -1;
     }
-    *results = json_pack("{s:o}", "results", out);
+    *results = json_pack("{s:o}", "results", b.out);
     return 0;
 }

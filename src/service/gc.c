@@ -1,6 +1,7 @@
 #include "gc.h"
 
 #include "../common/clock.h"
+#include "../common/node_id.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -62,11 +63,105 @@ static int visit(void *ctx, const char *key, uint64_t size, int64_t mtime_ms)
     return 0;
 }
 
+int gc_lease(versions_svc *vs, bool *held, uint64_t *token, strata_error *err)
+{
+    store *st = versions_store(vs);
+    return st->ops->lease_acquire(st, MAINTENANCE_LEASE, node_id(), MAINTENANCE_LEASE_MS, held,
+                                  token, err);
+}
+
+/* The lease is renewed as the run goes: a holder that can no longer renew
+ * it stops before its next removal (another node may be collecting). */
+typedef struct lease_keeper {
+    versions_svc *vs;
+    uint64_t token;
+    uint64_t renewed_ms;
+} lease_keeper;
+
+static int keep_lease(lease_keeper *k, strata_error *err)
+{
+    if (clock_mono_ms() - k->renewed_ms < MAINTENANCE_LEASE_MS / 3)
+        return 0;
+    bool held = false;
+    uint64_t token = 0;
+    if (gc_lease(k->vs, &held, &token, err) != 0)
+        return -1;
+    if (!held || token != k->token)
+        return serr_set(err, SERR_CONFLICT, "the maintenance lease passed to another node");
+    k->renewed_ms = clock_mono_ms();
+    return 0;
+}
+
+typedef struct orphan_list {
+    uint64_t token;
+    keyset keys;
+    int failed;
+} orphan_list;
+
+static int note_orphan(void *ctx, const char *key, uint64_t token)
+{
+    orphan_list *o = ctx;
+    /* doomed under an older token: its collector lost the lease (died) */
+    if (token != o->token && keyset_add(&o->keys, key) != 0) {
+        o->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Removes a doomed blob and frees its key for claims again. */
+static int finish_doomed(versions_svc *vs, const char *key, uint64_t *size, strata_error *err)
+{
+    blob_store *blobs = versions_blobs(vs);
+    store *st = versions_store(vs);
+    int64_t mtime = 0;
+    *size = 0;
+    if (blobs->ops->stat(blobs, key, size, &mtime, err) != 0 && err->kind != SERR_NOT_FOUND)
+        return -1;
+    if (blobs->ops->remove(blobs, key, err) != 0 && err->kind != SERR_NOT_FOUND)
+        return -1;
+    versions_forget_blob(vs, key);
+    return st->ops->blob_collect_end(st, key, err);
+}
+
 int gc_run(versions_svc *vs, uint64_t grace_seconds, bool dry_run, json_t **report,
            strata_error *err)
 {
     store *st = versions_store(vs);
     blob_store *blobs = versions_blobs(vs);
+    lease_keeper lk = {.vs = vs};
+    size_t finished = 0;
+    const unsigned need = STORE_CAP_BLOB_CLAIMS | STORE_CAP_LEASES;
+    if ((st->ops->caps & need) != need) /* without them a removal could race a save */
+        return serr_set(err, SERR_UNAVAILABLE,
+                        "blob collection needs a store with blob claims and leases; the %s store "
+                        "has not both",
+                        st->ops->name);
+    if (!dry_run) {
+        bool held = false;
+        if (gc_lease(vs, &held, &lk.token, err) != 0)
+            return -1;
+        if (!held)
+            return serr_set(err, SERR_CONFLICT,
+                            "blob collection is running on another node; retry later");
+        lk.renewed_ms = clock_mono_ms();
+        /* keys a dead collector doomed and never ended */
+        orphan_list o = {.token = lk.token};
+        int orc = st->ops->blob_collecting(st, note_orphan, &o, err);
+        if (orc == 0 && o.failed)
+            orc = serr_set(err, SERR_NOMEM, "out of memory listing doomed blobs");
+        for (size_t i = 0; orc == 0 && i < o.keys.n; i++) {
+            uint64_t size;
+            orc = keep_lease(&lk, err);
+            if (orc == 0)
+                orc = finish_doomed(vs, o.keys.keys[i], &size, err);
+            if (orc == 0)
+                finished++;
+        }
+        free(o.keys.keys);
+        if (orc != 0)
+            return -1;
+    }
     keyset marked = {0};
     /* the grace cutoff is taken before marking: a blob written after it
      * is young whatever the mark saw */
@@ -81,36 +176,36 @@ int gc_run(versions_svc *vs, uint64_t grace_seconds, bool dry_run, json_t **repo
     int rc = blobs->ops->list(blobs, visit, &s, err);
     if (rc == 0 && s.failed)
         rc = serr_set(err, SERR_NOMEM, "out of memory listing blobs");
-    size_t removed = 0, raced = 0;
+    size_t removed = 0, kept = 0;
     uint64_t freed = 0;
+    int64_t claims_before = clock_wall_ms() - BLOB_CLAIM_TTL_MS;
     for (size_t i = 0; rc == 0 && !dry_run && i < s.candidates.n; i++) {
         const char *key = s.candidates.keys[i];
-        versions_blob_lock(vs, true);
-        bool referenced = false;
+        bool doomed = false;
         uint64_t size = 0;
-        int64_t mtime = 0;
-        strata_error e2;
-        /* again, under the lock: a save may have shared it since the mark */
-        int ok = st->ops->blob_referenced(st, key, &referenced, &e2) == 0 && !referenced &&
-                 blobs->ops->stat(blobs, key, &size, &mtime, &e2) == 0 && mtime <= cutoff &&
-                 blobs->ops->remove(blobs, key, &e2) == 0;
-        versions_blob_unlock(vs);
-        if (ok) {
+        /* the store decides: still unreferenced, and no save claims it */
+        rc = keep_lease(&lk, err);
+        if (rc == 0)
+            rc = st->ops->blob_collect_begin(st, key, lk.token, claims_before, &doomed, err);
+        if (rc == 0 && !doomed) {
+            kept++; /* shared or claimed since the mark */
+            continue;
+        }
+        if (rc == 0)
+            rc = finish_doomed(vs, key, &size, err);
+        if (rc == 0) {
             removed++;
             freed += size;
-            versions_forget_blob(vs, key);
-        } else {
-            raced++;
         }
     }
     if (rc == 0)
-        *report = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "dry_run", dry_run,
-                            "grace_seconds", (json_int_t)grace_seconds, "blobs_scanned",
-                            (json_int_t)s.scanned, "blobs_referenced", (json_int_t)marked.n,
-                            "blobs_in_grace", (json_int_t)s.in_grace, "blobs_removed",
-                            (json_int_t)(dry_run ? s.candidates.n : removed), "bytes_freed",
-                            (json_int_t)(dry_run ? s.candidate_bytes : freed),
-                            "blobs_kept_on_recheck", (json_int_t)raced);
+        *report = json_pack(
+            "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "dry_run", dry_run, "grace_seconds",
+            (json_int_t)grace_seconds, "blobs_scanned", (json_int_t)s.scanned, "blobs_referenced",
+            (json_int_t)marked.n, "blobs_in_grace", (json_int_t)s.in_grace, "blobs_removed",
+            (json_int_t)(dry_run ? s.candidates.n : removed), "bytes_freed",
+            (json_int_t)(dry_run ? s.candidate_bytes : freed), "blobs_kept_on_recheck",
+            (json_int_t)kept, "interrupted_collections_finished", (json_int_t)finished);
     free(marked.keys);
     free(s.candidates.keys);
     return rc;

@@ -6,10 +6,12 @@
 #include <time.h>
 
 #include "../common/log.h"
+#include "../common/node_id.h"
 #include "gc.h"
 
 struct maintenance {
     versions_svc *vs;
+    trees_svc *trees;
     const retention_config *rules;
     unsigned interval_s;
     uint64_t grace_s;
@@ -23,6 +25,19 @@ static void run_once(maintenance *m)
 {
     json_t *report = NULL;
     strata_error err;
+    bool held = false;
+    uint64_t token = 0;
+    if (gc_lease(m->vs, &held, &token, &err) != 0) {
+        slog_warn("maintenance lease not taken: %s", err.detail);
+        return;
+    }
+    if (!held)
+        return; /* another node runs maintenance now */
+    size_t caught_up = 0;
+    if (trees_sweep(m->trees, &caught_up, &err) != 0)
+        slog_warn("tree sweep failed: %s", err.detail);
+    else if (caught_up > 0)
+        slog_info("tree sweep rolled %zu masters forward", caught_up);
     if (retention_cleanup_all(m->vs, m->rules, false, &report, &err) != 0)
         slog_warn("scheduled cleanup failed: %s", err.detail);
     else
@@ -56,8 +71,8 @@ static void *loop(void *arg)
     return NULL;
 }
 
-maintenance *maintenance_start(versions_svc *vs, const retention_config *rules, unsigned interval_s,
-                               uint64_t gc_grace_s, strata_error *err)
+maintenance *maintenance_start(versions_svc *vs, trees_svc *trees, const retention_config *rules,
+                               unsigned interval_s, uint64_t gc_grace_s, strata_error *err)
 {
     serr_clear(err);
     if (interval_s == 0)
@@ -68,6 +83,7 @@ maintenance *maintenance_start(versions_svc *vs, const retention_config *rules, 
         return NULL;
     }
     m->vs = vs;
+    m->trees = trees;
     m->rules = rules;
     m->interval_s = interval_s;
     m->grace_s = gc_grace_s;
@@ -92,6 +108,10 @@ void maintenance_stop(maintenance *m)
     pthread_cond_signal(&m->cv);
     pthread_mutex_unlock(&m->mu);
     pthread_join(m->thread, NULL);
+    store *st = versions_store(m->vs);
+    strata_error err;
+    if (st->ops->lease_release(st, MAINTENANCE_LEASE, node_id(), &err) != 0)
+        slog_warn("maintenance lease not released (it lapses): %s", err.detail);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);
     free(m);

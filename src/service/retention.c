@@ -79,6 +79,32 @@ typedef struct counts {
     size_t removed, protected_, kept;
 } counts;
 
+static void note_protected(json_t *protected_, counts *c, const char *type, const char *id,
+                           const char *ver, const char *by)
+{
+    c->protected_++;
+    c->kept++;
+    if (json_array_size(protected_) < REPORT_LIST_MAX)
+        json_array_append_new(protected_, json_pack("{s:s, s:s, s:s, s:s}", "type", type, "id", id,
+                                                    "version", ver, "depended_on_by", by));
+}
+
+/* Takes a version listed as removed back off the report (it was kept). */
+static void drop_removed(json_t *removed, const char *type, const char *id, const char *ver)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(removed, i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "version")), ver) == 0 &&
+            strcmp(json_string_value(json_object_get(e, "id")), id) == 0 &&
+            strcmp(json_string_value(json_object_get(e, "type")), type) == 0) {
+            json_array_remove(removed, i);
+            return;
+        }
+    }
+}
+
 /* Decides (and unless dry_run, removes) the versions of one resource. */
 static int cleanup_one(versions_svc *vs, const retention_rule *r, const char *type, const char *id,
                        int keep, bool dry_run, json_t *removed, json_t *protected_, counts *c,
@@ -118,19 +144,16 @@ static int cleanup_one(versions_svc *vs, const retention_rule *r, const char *ty
                 c->kept++;
                 continue;
             }
-            char by[STORE_ID_MAX + STORE_TYPE_MAX + 2] = "";
-            bool pinned = false;
-            rc = st->ops->version_pinned(st, type, id, v->vkey, &pinned, by, sizeof by, err);
             char ver[SEMVER_STR_MAX];
             semver_format(v->vkey, ver);
-            if (rc == 0 && pinned) {
-                c->protected_++;
-                c->kept++;
-                if (json_array_size(protected_) < REPORT_LIST_MAX)
-                    json_array_append_new(protected_,
-                                          json_pack("{s:s, s:s, s:s, s:s}", "type", type, "id", id,
-                                                    "version", ver, "depended_on_by", by));
-                continue;
+            if (dry_run) { /* a real run decides this again, atomically, as it deletes */
+                char by[STORE_ID_MAX + STORE_TYPE_MAX + 2] = "";
+                bool pinned = false;
+                rc = st->ops->version_pinned(st, type, id, v->vkey, &pinned, by, sizeof by, err);
+                if (rc == 0 && pinned) {
+                    note_protected(protected_, c, type, id, ver, by);
+                    continue;
+                }
             }
             if (rc == 0 && n == cap) {
                 uint64_t *nv = realloc(victims, 2 * cap * sizeof *victims);
@@ -156,15 +179,28 @@ static int cleanup_one(versions_svc *vs, const retention_rule *r, const char *ty
     snprintf(reason, sizeof reason, "retention (keep newest %d%s)", keep,
              r && r->max_age_s ? ", or younger than max_age" : "");
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        c->removed++;
-        if (dry_run)
-            continue;
         char ver[SEMVER_STR_MAX];
         semver_format(victims[i], ver);
-        if (versions_delete(vs, type, id, ver, NULL, reason, err) != 0) {
-            if (err->kind == SERR_NOT_FOUND || err->kind == SERR_GONE)
-                continue; /* removed meanwhile: fine */
+        if (dry_run) {
+            c->removed++;
+            continue;
+        }
+        /* pinned or not is decided with the delete, in one transaction */
+        bool pinned = false;
+        char by[STORE_ID_MAX + STORE_TYPE_MAX + 2] = "";
+        if (versions_delete_unpinned(vs, type, id, victims[i], reason, &pinned, by, sizeof by,
+                                     err) != 0) {
+            if (err->kind == SERR_NOT_FOUND || err->kind == SERR_GONE ||
+                err->kind == SERR_CONFLICT) {
+                drop_removed(removed, type, id, ver); /* removed meanwhile, or held by a tree */
+                continue;
+            }
             rc = -1;
+        } else if (pinned) {
+            note_protected(protected_, c, type, id, ver, by);
+            drop_removed(removed, type, id, ver);
+        } else {
+            c->removed++;
         }
     }
     free(victims);

@@ -316,46 +316,76 @@ static int propagate(trees_svc *t, store_txn *txn, const char *start, vocab_delt
     return serr_set(err, SERR_CONFLICT, "the tree is deeper than %d levels", TREE_DEPTH_MAX);
 }
 
-/* Runs fn in one store transaction; then drops cached records of the
- * masters it changed and announces their new versions. */
+/* Runs fn in one store transaction (which the store may run again: fn
+ * starts from an empty saved list each time); the masters it changes are
+ * fenced in the cache before the commit, their cached records dropped
+ * after it, and their new versions announced. The transaction, not the
+ * process mutex, is what makes a tree change atomic for every node. */
 typedef int (*tree_change_fn)(trees_svc *t, store_txn *txn, void *ctx, saved_list *saved,
                               strata_error *err);
 
-static int in_tree_txn(trees_svc *t, tree_change_fn fn, void *ctx, strata_error *err)
+#define FENCED_MAX 64
+
+struct tree_job {
+    trees_svc *t;
+    tree_change_fn fn;
+    void *ctx;
+    saved_list saved;
+    /* every master fenced by any attempt: each gets its invalidation */
+    char fenced[FENCED_MAX][STORE_ID_MAX + 1];
+    int nfenced;
+};
+
+static int remember_fence(struct tree_job *j, const char *id, strata_error *err)
 {
-    saved_list saved = {.n = 0};
-    versions_blob_lock(t->vs, false); /* a large manifest may become a blob */
-    store_txn *txn = t->st->ops->begin(t->st, err);
-    int rc = txn ? fn(t, txn, ctx, &saved, err) : -1;
+    for (int i = 0; i < j->nfenced; i++)
+        if (strcmp(j->fenced[i], id) == 0)
+            return 0;
+    if (j->nfenced == FENCED_MAX)
+        return serr_set(err, SERR_RETRY, "too many masters changed at once; retry");
+    snprintf(j->fenced[j->nfenced++], sizeof j->fenced[0], "%s", id);
+    return 0;
+}
+
+static int tree_in(store_txn *txn, void *arg, strata_error *err)
+{
+    struct tree_job *j = arg;
+    j->saved.n = 0;
+    if (j->fn(j->t, txn, j->ctx, &j->saved, err) != 0)
+        return -1;
     /* invariant 6: the masters' cached records are fenced before the
      * commit makes their new versions visible */
-    int fenced = 0;
-    while (rc == 0 && fenced < saved.n) {
-        if (versions_fence_latest(t->vs, "corpus", saved.items[fenced].id, err) != 0)
-            rc = -1;
-        else
-            fenced++;
-    }
-    if (txn && rc != 0)
-        t->st->ops->rollback(txn);
-    else if (txn)
-        rc = t->st->ops->commit(txn, err);
-    versions_blob_unlock(t->vs);
-    for (int i = 0; i < fenced; i++)
-        versions_invalidate_latest(t->vs, "corpus", saved.items[i].id);
-    if (rc != 0)
-        return -1;
-    for (int i = 0; t->saved && i < saved.n; i++)
-        t->saved(t->saved_ctx, saved.items[i].id, saved.items[i].vkey);
+    for (int i = 0; i < j->saved.n; i++)
+        if (remember_fence(j, j->saved.items[i].id, err) != 0 ||
+            versions_fence_latest(j->t->vs, "corpus", j->saved.items[i].id, err) != 0)
+            return -1;
     return 0;
+}
+
+static int in_tree_txn(trees_svc *t, tree_change_fn fn, void *ctx, strata_error *err)
+{
+    struct tree_job *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        return serr_set(err, SERR_NOMEM, "out of memory");
+    j->t = t;
+    j->fn = fn;
+    j->ctx = ctx;
+    int rc = t->st->ops->transact(t->st, tree_in, j, err);
+    for (int i = 0; i < j->nfenced; i++)
+        versions_invalidate_latest(t->vs, "corpus", j->fenced[i]);
+    for (int i = 0; rc == 0 && t->saved && i < j->saved.n; i++)
+        t->saved(t->saved_ctx, j->saved.items[i].id, j->saved.items[i].vkey);
+    free(j);
+    return rc;
 }
 
 /* ---- checks ---------------------------------------------------------------------- */
 
-static int latest_vkey(trees_svc *t, const char *id, uint64_t *vkey, strata_error *err)
+static int latest_vkey(trees_svc *t, store_txn *txn, const char *id, uint64_t *vkey,
+                       strata_error *err)
 {
     store_head h;
-    if (t->st->ops->get_head(t->st, NULL, "corpus", id, &h, err) != 0)
+    if (t->st->ops->get_head(t->st, txn, "corpus", id, &h, err) != 0)
         return -1;
     *vkey = h.latest_vkey;
     if (*vkey == 0)
@@ -464,7 +494,7 @@ static int resolve_child(trees_svc *t, const json_t *spec, const char *language,
     const json_t *freqs = json_object_get(spec, "frequencies");
     if (words == NULL && freqs == NULL) {
         uint64_t vkey; /* a reference to an existing corpus */
-        return validate_only ? latest_vkey(t, cid, &vkey, err) : 0;
+        return validate_only ? latest_vkey(t, NULL, cid, &vkey, err) : 0;
     }
     json_t *env =
         json_pack("{s:{}, s:s, s:s}", "content", "corpus_type", "base", "language", language);
@@ -506,7 +536,11 @@ static int do_attach(trees_svc *t, store_txn *txn, void *arg, saved_list *saved,
     for (size_t i = 0; rc == 0 && i < c->n; i++) {
         uint64_t vkey;
         vocabulary v;
-        rc = latest_vkey(t, c->children[i], &vkey, err);
+        /* checked again here, atomically with the link: another node may
+         * have attached the child (or changed the tree) since */
+        rc = check_attachable(t, c->master, c->children[i], err);
+        if (rc == 0)
+            rc = latest_vkey(t, txn, c->children[i], &vkey, err);
         if (rc == 0)
             rc = t->st->ops->tree_link(t->st, txn, c->master, c->children[i], vkey, err);
         if (rc == 0)
@@ -623,7 +657,7 @@ int trees_attach(trees_svc *t, const char *master, const json_t *child, json_t *
     uint64_t mk;
     char id[STORE_ID_MAX + 1];
     store_version mv;
-    int rc = latest_vkey(t, master, &mk, err);
+    int rc = latest_vkey(t, NULL, master, &mk, err);
     if (rc == 0)
         rc = t->st->ops->get_version(t->st, NULL, "corpus", master, 0, &mv, err);
     if (rc == 0) {
@@ -650,14 +684,26 @@ int trees_attach(trees_svc *t, const char *master, const json_t *child, json_t *
 
 struct detach_ctx {
     const char *master, *child;
-    uint64_t child_vkey;
 };
 
 static int do_detach(trees_svc *t, store_txn *txn, void *arg, saved_list *saved, strata_error *err)
 {
     struct detach_ctx *c = arg;
+    /* the version the master holds, read in the transaction that removes
+     * it: a concurrent re-link on another node cannot slip in between */
+    tree_child *kids = NULL;
+    size_t nk = 0;
+    if (t->st->ops->tree_children(t->st, txn, c->master, &kids, &nk, err) != 0)
+        return -1;
+    uint64_t held = 0;
+    for (size_t i = 0; i < nk; i++)
+        if (strcmp(kids[i].id, c->child) == 0)
+            held = kids[i].vkey;
+    free(kids);
+    if (held == 0)
+        return serr_set(err, SERR_NOT_FOUND, "%s is not a child of %s", c->child, c->master);
     vocabulary v;
-    if (load_vocab(t, txn, c->child, c->child_vkey, &v, err) != 0)
+    if (load_vocab(t, txn, c->child, held, &v, err) != 0)
         return -1;
     vocab_delta *d = whole_delta(&v, -1, err);
     int rc = d ? t->st->ops->tree_unlink(t->st, txn, c->master, c->child, err) : -1;
@@ -672,48 +718,57 @@ int trees_detach(trees_svc *t, const char *master, const char *child, json_t **t
                  strata_error *err)
 {
     pthread_mutex_lock(&t->mu);
-    tree_child *kids = NULL;
-    size_t nk = 0;
-    int rc = t->st->ops->tree_children(t->st, NULL, master, &kids, &nk, err);
-    struct detach_ctx c = {master, child, 0};
-    bool found = false;
-    for (size_t i = 0; rc == 0 && i < nk && !found; i++)
-        if (strcmp(kids[i].id, child) == 0) {
-            found = true;
-            c.child_vkey = kids[i].vkey;
-        }
-    free(kids);
-    if (rc == 0 && !found)
-        rc = serr_set(err, SERR_NOT_FOUND, "%s is not a child of %s", child, master);
-    if (rc == 0)
-        rc = in_tree_txn(t, do_detach, &c, err);
+    struct detach_ctx c = {master, child};
+    int rc = in_tree_txn(t, do_detach, &c, err);
     pthread_mutex_unlock(&t->mu);
     if (rc == 0 && tree)
         *tree = trees_get(t, master, 1, err);
     return rc;
 }
 
-struct change_ctx {
-    const char *parent, *child;
-    uint64_t old_vkey, new_vkey;
-};
-
+/* A child's master follows the child's latest version: the delta from the
+ * version the master records to the latest, both read in the transaction
+ * that applies it and moves the record. Idempotent (a master already at
+ * the latest is left alone) and order-free (two nodes announcing v2 and v3
+ * in either order end at v3, counted once), so it is safe to run it again
+ * from anywhere: after a save, from a batch, from the maintenance sweep. */
 static int do_child_changed(trees_svc *t, store_txn *txn, void *arg, saved_list *saved,
                             strata_error *err)
 {
-    struct change_ctx *c = arg;
-    vocabulary a, b;
-    if (load_vocab(t, txn, c->child, c->old_vkey, &a, err) != 0)
+    const char *child = arg;
+    char parent[STORE_ID_MAX + 1];
+    bool has = false;
+    if (t->st->ops->tree_parent(t->st, txn, child, parent, sizeof parent, &has, err) != 0)
         return -1;
-    if (load_vocab(t, txn, c->child, c->new_vkey, &b, err) != 0) {
+    if (!has)
+        return 0;
+    tree_child *kids = NULL;
+    size_t nk = 0;
+    if (t->st->ops->tree_children(t->st, txn, parent, &kids, &nk, err) != 0)
+        return -1;
+    uint64_t held = 0, cur = 0;
+    for (size_t i = 0; i < nk; i++)
+        if (strcmp(kids[i].id, child) == 0)
+            held = kids[i].vkey;
+    free(kids);
+    store_head h;
+    if (t->st->ops->get_head(t->st, txn, "corpus", child, &h, err) != 0)
+        return -1;
+    cur = h.latest_vkey;
+    if (held == 0 || cur == 0 || held == cur)
+        return 0;
+    vocabulary a, b;
+    if (load_vocab(t, txn, child, held, &a, err) != 0)
+        return -1;
+    if (load_vocab(t, txn, child, cur, &b, err) != 0) {
         vocabulary_free(&a);
         return -1;
     }
     size_t n = 0;
     vocab_delta *d = diff_delta(&a, &b, &n, err);
-    int rc = d ? t->st->ops->tree_link(t->st, txn, c->parent, c->child, c->new_vkey, err) : -1;
+    int rc = d ? t->st->ops->tree_link(t->st, txn, parent, child, cur, err) : -1;
     if (rc == 0)
-        rc = propagate(t, txn, c->parent, d, n, saved, err);
+        rc = propagate(t, txn, parent, d, n, saved, err);
     free(d);
     vocabulary_free(&a);
     vocabulary_free(&b);
@@ -723,25 +778,66 @@ static int do_child_changed(trees_svc *t, store_txn *txn, void *arg, saved_list 
 int trees_child_changed(trees_svc *t, const char *child, uint64_t old_vkey, uint64_t new_vkey,
                         strata_error *err)
 {
-    (void)old_vkey; /* the edge says which version the master holds */
-    pthread_mutex_lock(&t->mu);
+    (void)old_vkey; /* the edge, read in the transaction, says what the master holds */
+    (void)new_vkey; /* and the head what the child's latest is now */
+    /* no parent now: an attach made later reads the child's latest in its
+     * own transaction, so it includes this version */
     char parent[STORE_ID_MAX + 1];
     bool has = false;
-    int rc = t->st->ops->tree_parent(t->st, NULL, child, parent, sizeof parent, &has, err);
-    tree_child *kids = NULL;
-    size_t nk = 0;
-    uint64_t held = 0;
-    if (rc == 0 && has)
-        rc = t->st->ops->tree_children(t->st, NULL, parent, &kids, &nk, err);
-    for (size_t i = 0; rc == 0 && i < nk; i++)
-        if (strcmp(kids[i].id, child) == 0)
-            held = kids[i].vkey;
-    free(kids);
-    if (rc == 0 && has && held != new_vkey) {
-        struct change_ctx c = {parent, child, held, new_vkey};
-        rc = in_tree_txn(t, do_child_changed, &c, err);
-    }
+    if (t->st->ops->tree_parent(t->st, NULL, child, parent, sizeof parent, &has, err) != 0)
+        return -1;
+    if (!has)
+        return 0;
+    pthread_mutex_lock(&t->mu);
+    int rc = in_tree_txn(t, do_child_changed, (void *)(uintptr_t)child, err);
     pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+struct sweep_ctx {
+    trees_svc *t;
+    char (*behind)[STORE_ID_MAX + 1];
+    size_t n, cap;
+    int failed;
+};
+
+static int note_edge(void *ctx, const char *parent, const char *child, uint64_t vkey)
+{
+    (void)parent;
+    struct sweep_ctx *c = ctx;
+    store_head h;
+    strata_error err;
+    if (c->t->st->ops->get_head(c->t->st, NULL, "corpus", child, &h, &err) != 0 ||
+        h.latest_vkey == 0 || h.latest_vkey == vkey)
+        return 0;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        char(*nb)[STORE_ID_MAX + 1] = realloc(c->behind, cap * sizeof *nb);
+        if (nb == NULL) {
+            c->failed = 1;
+            return 1;
+        }
+        c->behind = nb;
+        c->cap = cap;
+    }
+    snprintf(c->behind[c->n++], sizeof c->behind[0], "%s", child);
+    return 0;
+}
+
+int trees_sweep(trees_svc *t, size_t *caught_up, strata_error *err)
+{
+    struct sweep_ctx c = {.t = t};
+    *caught_up = 0;
+    int rc = t->st->ops->tree_edges(t->st, note_edge, &c, err);
+    if (rc == 0 && c.failed)
+        rc = serr_set(err, SERR_NOMEM, "out of memory listing tree edges");
+    for (size_t i = 0; rc == 0 && i < c.n; i++) {
+        if (trees_child_changed(t, c.behind[i], 0, 0, err) != 0)
+            rc = -1;
+        else
+            (*caught_up)++;
+    }
+    free(c.behind);
     return rc;
 }
 
@@ -875,7 +971,7 @@ int trees_vocabulary(trees_svc *t, const char *master, const char *after, size_t
         return -1;
     if (!trees_is_master(t, master)) {
         uint64_t vkey;
-        if (latest_vkey(t, master, &vkey, err) != 0)
+        if (latest_vkey(t, NULL, master, &vkey, err) != 0)
             return -1;
         /* a master whose last child left has an empty vocabulary */
     }

@@ -8,6 +8,10 @@
  * versions (and whose dependencies say the same); changes climb the tree
  * as vocabulary deltas, each master passing on only the words that
  * entered or left it and the frequency changes. */
+/* Concurrency: every change runs in one store transaction (transact()),
+ * which is what keeps a master's aggregate exact when several nodes change
+ * one tree; the process mutex only spares this node's threads from
+ * retrying against each other. */
 #ifndef STRATA_TREES_H
 #define STRATA_TREES_H
 
@@ -43,9 +47,15 @@ json_t *trees_children(trees_svc *t, const char *master, strata_error *err);
 int trees_vocabulary(trees_svc *t, const char *master, const char *after, size_t limit,
                      vocab_item **items, size_t *n, strata_error *err);
 
-/* A child got a new version (a client save): its masters follow. */
+/* A child got a new version (a client save): its masters follow the
+ * child's latest version, whatever old_vkey and new_vkey say (they are
+ * hints). Idempotent; safe to call from any node at any time. */
 int trees_child_changed(trees_svc *t, const char *child, uint64_t old_vkey, uint64_t new_vkey,
                         strata_error *err);
+/* Rolls forward every master that records a child version older than the
+ * child's latest (a node that died between a child's save and its
+ * master's update leaves one behind); *caught_up counts them. */
+int trees_sweep(trees_svc *t, size_t *caught_up, strata_error *err);
 /* Rebuilds a master's aggregate from its children, from scratch. */
 int trees_reaggregate(trees_svc *t, const char *master, strata_error *err);
 bool trees_is_master(trees_svc *t, const char *id);

@@ -24,6 +24,9 @@
  * never ends it (a crash between the fence and the commit): longer than
  * any fence-to-commit interval, short enough to lose little caching. */
 #define LATEST_FENCE_HOLD_MS 60000
+/* How long a save waits for a collector to finish with a blob it wants:
+ * past a maintenance lease's life, so a dead collector's key is freed. */
+#define CLAIM_WAIT_MS 45000
 
 struct versions_svc {
     store *st;
@@ -33,25 +36,11 @@ struct versions_svc {
     access_stats *access;
     versions_hook hook;
     void *hook_ctx;
-    pthread_rwlock_t blob_lock;
 };
 
 blob_store *versions_blobs(versions_svc *svc)
 {
     return svc->blobs;
-}
-
-void versions_blob_lock(versions_svc *svc, bool exclusive)
-{
-    if (exclusive)
-        pthread_rwlock_wrlock(&svc->blob_lock);
-    else
-        pthread_rwlock_rdlock(&svc->blob_lock);
-}
-
-void versions_blob_unlock(versions_svc *svc)
-{
-    pthread_rwlock_unlock(&svc->blob_lock);
 }
 
 void versions_forget_blob(versions_svc *svc, const char *key)
@@ -125,12 +114,6 @@ void versions_invalidate_latest(versions_svc *svc, const char *type, const char 
         slog_error("cache invalidation of %s/%s failed: %s", type, id, err.detail);
 }
 
-static void on_access_flushed(void *ctx, const char *type, const char *id)
-{
-    /* the cached record carries the old count: refresh it */
-    versions_invalidate_latest(ctx, type, id);
-}
-
 versions_svc *versions_new(store *st, blob_store *blobs, cache_manager *cache,
                            const versions_config *cfg, strata_error *err)
 {
@@ -142,9 +125,8 @@ versions_svc *versions_new(store *st, blob_store *blobs, cache_manager *cache,
     svc->st = st;
     svc->blobs = blobs;
     svc->cache = cache;
-    pthread_rwlock_init(&svc->blob_lock, NULL);
     svc->cfg = *cfg;
-    svc->access = access_stats_new(st, cfg->access_flush_ms, on_access_flushed, svc, err);
+    svc->access = access_stats_new(st, cfg->access_flush_ms, err);
     if (svc->access == NULL) {
         free(svc);
         return NULL;
@@ -157,7 +139,6 @@ void versions_free(versions_svc *svc)
     if (svc == NULL)
         return;
     access_stats_free(svc->access);
-    pthread_rwlock_destroy(&svc->blob_lock);
     free(svc);
 }
 
@@ -402,9 +383,9 @@ static int place_external(versions_svc *svc, const save_request *rq, const save_
                           const unsigned char *bytes, size_t len, const char *hash_hex, json_t *loc,
                           strata_error *err)
 {
-    /* The caller holds the shared blob lock until the version commits, so
-     * the collector cannot remove a blob this save decided to share; the
-     * touch restarts its age for collectors in other processes. */
+    /* The caller holds a claim on the key in the store until the version
+     * commits, so no collector anywhere removes a blob this save decided
+     * to share; the touch restarts its age for the grace period. */
     bool exists = false;
     int lrc = svc->blobs->ops->exists(svc->blobs, hash_hex, &exists, err);
     if (lrc == 0 && exists)
@@ -609,6 +590,24 @@ static bool etag_matches(const char *header, const char *hash)
     return false;
 }
 
+/* Claims blob `key` in the store. A key a collector has doomed is free
+ * again once it ends (milliseconds; a collector that died is relieved when
+ * its lease lapses): outside a transaction, wait for that; inside one,
+ * SERR_RETRY makes transact() run the whole transaction again. */
+static int claim_blob(versions_svc *svc, store_txn *txn, const char *key, uint64_t *claim,
+                      strata_error *err)
+{
+    uint64_t give_up = clock_mono_ms() + CLAIM_WAIT_MS;
+    for (;;) {
+        if (svc->st->ops->blob_claim(svc->st, txn, key, claim, err) == 0)
+            return 0;
+        if (err->kind != SERR_RETRY || txn != NULL || clock_mono_ms() > give_up)
+            return -1;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int versions_save(versions_svc *svc, const save_request *rq, store_version *out, bool *created,
                   strata_error *err)
 {
@@ -618,7 +617,8 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         return -1;
     save_plan p = {.type = resource_type_find(rq->type)};
     bool json_save = rq->bytes == NULL;
-    bool blob_locked = false, fenced = false, run_hook = false;
+    bool fenced = false, run_hook = false;
+    uint64_t claim = 0; /* our claim on the blob in the store, until put_version consumes it */
     uint64_t prev_latest = 0;
     char *canon = NULL;
     json_t *doc = NULL, *loc = NULL;
@@ -687,14 +687,12 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         goto done;
     sha256_to_hex(digest, hash);
 
-    /* from here until the version commits, the collector waits (a batch
-     * or a tree change holds the lock for its whole transaction) */
-    if (rq->txn == NULL) {
-        versions_blob_lock(svc, false);
-        blob_locked = true;
-    }
-    /* place the content: inline in the store, or a shared external blob */
+    /* place the content: inline in the store, or a shared external blob,
+     * claimed in the store first so that no collector removes it before
+     * the version that uses it commits */
     bool external = p.type->always_external || len > svc->cfg.inline_threshold;
+    if (external && claim_blob(svc, rq->txn, hash, &claim, err) != 0)
+        goto done;
     loc = json_object();
     const char *ctype = json_save
                             ? "application/json"
@@ -727,28 +725,28 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         store_head head;
         if (svc->st->ops->get_head(svc->st, rq->txn, rq->type, rq->id, &head, err) != 0)
             goto done;
+        /* the head carries the latest's hash: no record is read here
+         * unless it is the answer */
         uint64_t latest = head.latest_vkey, max = head.max_vkey;
-        store_version cur = {0};
-        if (latest != 0 &&
-            svc->st->ops->get_version(svc->st, rq->txn, rq->type, rq->id, latest, &cur, err) != 0) {
-            if (err->kind == SERR_NOT_FOUND)
-                continue; /* deleted meanwhile: read the head again */
-            goto done;
-        }
-        if (rq->if_match != NULL && (latest == 0 || !etag_matches(rq->if_match, cur.data_hash))) {
+        if (rq->if_match != NULL &&
+            (latest == 0 || !etag_matches(rq->if_match, head.latest_hash))) {
             serr_set(err, SERR_PRECONDITION,
                      latest == 0 ? "If-Match given but %s/%s has no version yet"
                                  : "If-Match does not match the latest version of %s/%s",
                      rq->type, rq->id);
-            store_version_clear(&cur);
             goto done;
         }
-        if (latest != 0 && strcmp(cur.data_hash, hash) == 0) {
-            *out = cur; /* same as the latest: no new version (invariant 5) */
+        if (latest != 0 && strcmp(head.latest_hash, hash) == 0) {
+            /* same as the latest: no new version (invariant 5) */
+            if (svc->st->ops->get_version(svc->st, rq->txn, rq->type, rq->id, latest, out, err) !=
+                0) {
+                if (err->kind == SERR_NOT_FOUND)
+                    continue; /* deleted meanwhile: read the head again */
+                goto done;
+            }
             rc = 0;
             goto done;
         }
-        store_version_clear(&cur);
         uint64_t vkey = semver_next(max, p.bump);
         if (vkey == 0) {
             serr_set(err, SERR_CONFLICT, "%s/%s has used up its version numbers", rq->type, rq->id);
@@ -784,8 +782,9 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
             }
             fenced = true;
         }
-        if (svc->st->ops->put_version(svc->st, rq->txn, &v, latest, max, p.deps, p.ndeps, err) ==
-            0) {
+        if (svc->st->ops->put_version(svc->st, rq->txn, &v, latest, max, p.deps, p.ndeps, claim,
+                                      err) == 0) {
+            claim = 0; /* consumed */
             /* the fence's end: the cache may fill again from the new head */
             if (rq->txn == NULL) {
                 versions_invalidate_latest(svc, rq->type, rq->id);
@@ -799,6 +798,19 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
             goto done;
         }
         store_version_clear(&v);
+        if (err->kind == SERR_RETRY && rq->txn == NULL && claim != 0) {
+            /* the claim lapsed (a save slower than claims live): claim the
+             * blob again and make sure it is still there */
+            claim = 0;
+            json_object_clear(loc);
+            if (claim_blob(svc, NULL, hash, &claim, err) != 0 ||
+                place_external(svc, &placed, &p, bytes, len, hash, loc, err) != 0)
+                goto done;
+            json_object_set_new(loc, "size_bytes", json_integer((json_int_t)len));
+            json_object_set_new(loc, "checksum", json_string(checksum));
+            json_object_set_new(loc, "content_type", json_string(ctype));
+            continue;
+        }
         if (err->kind != SERR_CONFLICT || rq->txn != NULL)
             goto done;
         /* another writer moved the head first: try again on the new head */
@@ -808,8 +820,11 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
 done:
     if (fenced) /* nothing committed: lift the fence early */
         versions_invalidate_latest(svc, rq->type, rq->id);
-    if (blob_locked)
-        versions_blob_unlock(svc);
+    if (claim != 0 && rq->txn == NULL) { /* not consumed: give it back */
+        strata_error e2;
+        if (svc->st->ops->blob_release(svc->st, hash, claim, &e2) != 0)
+            slog_warn("claim on blob %.12s not released (it lapses): %s", hash, e2.detail);
+    }
     /* the cascade runs with no lock of ours held (it takes the trees
      * service's lock, which is taken before the blob lock elsewhere) */
     if (run_hook)
@@ -1012,31 +1027,122 @@ static int check_tree_version_deletable(versions_svc *svc, store_txn *txn, const
     return 0;
 }
 
-int versions_delete(versions_svc *svc, const char *type, const char *id, const char *version,
-                    store_txn *txn, const char *removed_by, strata_error *err)
+/* One delete, its checks and its write in one store transaction, so that
+ * no other node can attach, pin or re-link the version in between. */
+struct delete_job {
+    versions_svc *svc;
+    const char *type, *id, *removed_by;
+    uint64_t vkey;      /* 0: the resource */
+    bool unless_pinned; /* retention: keep a version a latest depends on */
+    bool pinned;        /* out: kept because of that */
+    char pinned_by[STORE_TYPE_MAX + STORE_ID_MAX + 2];
+    size_t count; /* out: versions removed (resource deletes) */
+};
+
+static int check_corpus_deletable(versions_svc *svc, store_txn *txn, const char *id,
+                                  strata_error *err)
 {
-    uint64_t vkey;
-    if (versions_check_resource(type, id, err) != 0 || parse_version(version, &vkey, err) != 0)
+    /* a corpus in a tree: its masters aggregate it; detach it first */
+    char parent[STORE_ID_MAX + 1];
+    bool has_parent = false;
+    tree_child *kids = NULL;
+    size_t nkids = 0;
+    if (svc->st->ops->tree_parent(svc->st, txn, id, parent, sizeof parent, &has_parent, err) != 0 ||
+        svc->st->ops->tree_children(svc->st, txn, id, &kids, &nkids, err) != 0)
         return -1;
-    if (vkey == 0) {
+    free(kids);
+    if (has_parent)
+        return serr_set(err, SERR_CONFLICT, "corpus %s is a child of %s: detach it first", id,
+                        parent);
+    if (nkids > 0)
+        return serr_set(err, SERR_CONFLICT,
+                        "corpus %s is a master with %zu children: detach them first", id, nkids);
+    return 0;
+}
+
+static int delete_in(store_txn *txn, void *ctx, strata_error *err)
+{
+    struct delete_job *j = ctx;
+    versions_svc *svc = j->svc;
+    bool corpus = strcmp(j->type, "corpus") == 0;
+    j->pinned = false;
+    j->count = 0;
+    if (j->vkey == 0) {
+        if (corpus && check_corpus_deletable(svc, txn, j->id, err) != 0)
+            return -1;
+        return svc->st->ops->delete_resource(svc->st, txn, j->type, j->id, j->removed_by, &j->count,
+                                             err);
+    }
+    if (corpus && check_tree_version_deletable(svc, txn, j->id, j->vkey, err) != 0)
+        return -1;
+    if (j->unless_pinned) {
+        if (svc->st->ops->version_pinned(svc->st, j->type, j->id, j->vkey, &j->pinned, j->pinned_by,
+                                         sizeof j->pinned_by, err) != 0)
+            return -1;
+        if (j->pinned)
+            return 0;
+    }
+    /* Blobs stay: only the collector removes a blob, once no version
+     * references it and no save claims it (invariant 4). */
+    return svc->st->ops->delete_version(svc->st, txn, j->type, j->id, j->vkey, j->removed_by, err);
+}
+
+/* Runs a delete in txn, or fenced in its own transaction. */
+static int run_delete(versions_svc *svc, store_txn *txn, struct delete_job *j, strata_error *err)
+{
+    if (txn != NULL)
+        return delete_in(txn, j, err);
+    if (versions_fence_latest(svc, j->type, j->id, err) != 0)
+        return -1;
+    int rc = svc->st->ops->transact(svc->st, delete_in, j, err);
+    versions_invalidate_latest(svc, j->type, j->id);
+    return rc;
+}
+
+static int resolve_vkey(versions_svc *svc, store_txn *txn, const char *type, const char *id,
+                        const char *version, uint64_t *vkey, strata_error *err)
+{
+    if (versions_check_resource(type, id, err) != 0 || parse_version(version, vkey, err) != 0)
+        return -1;
+    if (*vkey == 0) {
         store_head head;
         if (svc->st->ops->get_head(svc->st, txn, type, id, &head, err) != 0)
             return -1;
-        vkey = head.latest_vkey;
-        if (vkey == 0)
+        *vkey = head.latest_vkey;
+        if (*vkey == 0)
             return serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", type, id);
     }
-    if (strcmp(type, "corpus") == 0 && check_tree_version_deletable(svc, txn, id, vkey, err) != 0)
+    return 0;
+}
+
+int versions_delete(versions_svc *svc, const char *type, const char *id, const char *version,
+                    store_txn *txn, const char *removed_by, strata_error *err)
+{
+    struct delete_job j = {.svc = svc, .type = type, .id = id, .removed_by = removed_by};
+    if (resolve_vkey(svc, txn, type, id, version, &j.vkey, err) != 0)
         return -1;
-    /* Blobs stay: only the collector removes a blob, once no version
-     * references it and its grace period has passed (invariant 4). */
-    if (txn == NULL && versions_fence_latest(svc, type, id, err) != 0)
-        return -1;
-    int rc = svc->st->ops->delete_version(svc->st, txn, type, id, vkey, removed_by, err);
-    if (txn == NULL)
-        versions_invalidate_latest(svc, type, id);
+    int rc = run_delete(svc, txn, &j, err);
     if (rc != 0 && err->kind == SERR_NOT_FOUND)
-        gone_or_missing(svc, type, id, vkey, version, err);
+        gone_or_missing(svc, type, id, j.vkey, version, err);
+    return rc;
+}
+
+int versions_delete_unpinned(versions_svc *svc, const char *type, const char *id, uint64_t vkey,
+                             const char *removed_by, bool *pinned, char *by, size_t by_cap,
+                             strata_error *err)
+{
+    struct delete_job j = {.svc = svc,
+                           .type = type,
+                           .id = id,
+                           .removed_by = removed_by,
+                           .vkey = vkey,
+                           .unless_pinned = true};
+    if (versions_check_resource(type, id, err) != 0)
+        return -1;
+    int rc = run_delete(svc, NULL, &j, err);
+    *pinned = rc == 0 && j.pinned;
+    if (by != NULL && by_cap > 0)
+        snprintf(by, by_cap, "%s", *pinned ? j.pinned_by : "");
     return rc;
 }
 
@@ -1045,30 +1151,10 @@ int versions_delete_resource(versions_svc *svc, const char *type, const char *id
 {
     if (versions_check_resource(type, id, err) != 0)
         return -1;
-    if (strcmp(type, "corpus") == 0) {
-        /* a corpus in a tree: its masters aggregate it; detach it first */
-        char parent[STORE_ID_MAX + 1];
-        bool has_parent = false;
-        tree_child *kids = NULL;
-        size_t nkids = 0;
-        if (svc->st->ops->tree_parent(svc->st, txn, id, parent, sizeof parent, &has_parent, err) !=
-                0 ||
-            svc->st->ops->tree_children(svc->st, txn, id, &kids, &nkids, err) != 0)
-            return -1;
-        free(kids);
-        if (has_parent)
-            return serr_set(err, SERR_CONFLICT, "corpus %s is a child of %s: detach it first", id,
-                            parent);
-        if (nkids > 0)
-            return serr_set(err, SERR_CONFLICT,
-                            "corpus %s is a master with %zu children: detach them first", id,
-                            nkids);
-    }
-    if (txn == NULL && versions_fence_latest(svc, type, id, err) != 0)
-        return -1;
-    int rc = svc->st->ops->delete_resource(svc->st, txn, type, id, removed_by, count, err);
-    if (txn == NULL)
-        versions_invalidate_latest(svc, type, id);
+    struct delete_job j = {.svc = svc, .type = type, .id = id, .removed_by = removed_by};
+    int rc = run_delete(svc, txn, &j, err);
+    if (rc == 0 && count)
+        *count = j.count;
     if (rc != 0 && err->kind == SERR_NOT_FOUND)
         gone_or_missing(svc, type, id, 0, "latest", err);
     return rc;
@@ -1209,71 +1295,9 @@ int versions_content(versions_svc *svc, const store_version *v, unsigned accept_
 
 /* ---- records ------------------------------------------------------------------- */
 
-static json_t *iso_time(int64_t ms)
+void versions_access_counts(versions_svc *svc, const store_version *v, uint64_t *count,
+                            int64_t *last_ms)
 {
-    if (ms <= 0)
-        return json_null();
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char buf[96];
-    snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-    return json_string(buf);
-}
-
-static json_t *version_or_null(uint64_t vkey)
-{
-    if (vkey == 0)
-        return json_null();
-    char s[SEMVER_STR_MAX];
-    semver_format(vkey, s);
-    return json_string(s);
-}
-
-void versions_etag(const store_version *v, char *out, size_t cap)
-{
-    snprintf(out, cap, "\"%s\"", v->data_hash);
-}
-
-json_t *versions_record_json(versions_svc *svc, const store_version *v)
-{
-    json_t *r = json_object();
-    if (r == NULL)
-        return NULL;
-    /* the type's own fields at the top level, then the record fields */
-    const char *key;
-    json_t *val;
-    json_object_foreach(v->doc, key, val)
-    {
-        if (strcmp(key, "dependencies") != 0)
-            json_object_set(r, key, val);
-    }
-    json_object_set_new(r, "resource_id", json_string(v->id));
-    json_object_set_new(r, "resource_type", json_string(v->type));
-    json_object_set_new(r, "namespace", json_string(v->ns));
-    json_t *deps = json_object_get(v->doc, "dependencies");
-    json_object_set_new(
-        r, "version_info",
-        json_pack("{s:o, s:o, s:s, s:b, s:o, s:o, s:o}", "version", version_or_null(v->vkey),
-                  "created_at", iso_time(v->created_at_ms), "data_hash", v->data_hash, "is_latest",
-                  v->is_latest, "supersedes", version_or_null(v->supersedes), "superseded_by",
-                  version_or_null(v->superseded_by), "dependencies",
-                  deps ? json_incref(deps) : json_array()));
-    const char *ctype = json_string_value(
-        json_object_get(json_object_get(v->doc, "content_location"), "content_type"));
-    if (v->blob_key[0] == '\0' && ctype && strcmp(ctype, "application/json") == 0 && v->content) {
-        json_t *c = json_loadb((const char *)v->content, v->content_len, JSON_DECODE_ANY, NULL);
-        if (c)
-            json_object_set_new(r, "content", c);
-    }
-    int64_t last = 0;
-    uint64_t pending = access_stats_pending(svc->access, v->type, v->id, v->vkey, &last);
-    json_object_set_new(r, "access_count", json_integer((json_int_t)(v->access_count + pending)));
-    json_object_set_new(r, "last_accessed",
-                        iso_time(last > v->last_accessed_ms ? last : v->last_accessed_ms));
-    json_object_set_new(r, "stale", json_boolean(v->stale));
-    if (v->stale && v->stale_reason)
-        json_object_set(r, "stale_reason", v->stale_reason);
-    return r;
+    access_stats_merge(svc->access, v->type, v->id, v->vkey, v->access_count, v->last_accessed_ms,
+                       count, last_ms);
 }

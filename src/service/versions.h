@@ -58,19 +58,16 @@ typedef struct save_request {
  * take the trees service's lock: the cascade to dependents hangs here.
  * prev_latest is the version it replaced (0 for the first).
  *
- * Lock order: trees service mutex, then the blob lock (shared or
- * exclusive), then the store's own locks. Nothing takes the trees mutex
- * while holding the blob lock. */
+ * Lock order (process-local locks, none of which guards an invariant):
+ * the trees service mutex, then the store's writer mutex (held only inside
+ * a store call or a transact() body), then the cache's mutexes. A hook
+ * runs after every lock of the call that triggered it was released. */
 typedef void (*versions_hook)(void *ctx, const store_version *created, uint64_t prev_latest,
                               const save_request *rq);
 void versions_set_hook(versions_svc *svc, versions_hook hook, void *ctx);
 store *versions_store(versions_svc *svc);
 blob_store *versions_blobs(versions_svc *svc);
 
-/* The collector deletes a blob only while it holds this exclusively; a
- * save holds it shared while it decides to reuse (and touches) a blob. */
-void versions_blob_lock(versions_svc *svc, bool exclusive);
-void versions_blob_unlock(versions_svc *svc);
 /* Drops cached copies of a blob from every resource type's namespace. */
 void versions_forget_blob(versions_svc *svc, const char *key);
 /* Runs the after-save hook for a version a batch created, once the batch
@@ -92,6 +89,12 @@ int versions_list_resources(versions_svc *svc, const char *type, const store_lis
  * "batch", "retention: keep newest 5"). */
 int versions_delete(versions_svc *svc, const char *type, const char *id, const char *version,
                     store_txn *txn, const char *removed_by, strata_error *err);
+/* Retention's delete: version vkey goes unless the latest version of some
+ * resource depends on it exactly (*pinned, and *by names it: "type/id"),
+ * decided in the same store transaction as the delete. */
+int versions_delete_unpinned(versions_svc *svc, const char *type, const char *id, uint64_t vkey,
+                             const char *removed_by, bool *pinned, char *by, size_t by_cap,
+                             strata_error *err);
 int versions_delete_resource(versions_svc *svc, const char *type, const char *id, store_txn *txn,
                              const char *removed_by, size_t *count, strata_error *err);
 
@@ -111,10 +114,10 @@ int versions_content(versions_svc *svc, const store_version *v, unsigned accept_
                      content_out *out, strata_error *err);
 void content_out_free(content_out *c);
 
-/* The record as clients see it (a new reference). */
-json_t *versions_record_json(versions_svc *svc, const store_version *v);
-/* The ETag of a version: its data hash, quoted. */
-void versions_etag(const store_version *v, char *out, size_t cap);
+/* The access counts to show for v (read with v, possibly from a cached
+ * copy): stored, written by this node since, and pending here. */
+void versions_access_counts(versions_svc *svc, const store_version *v, uint64_t *count,
+                            int64_t *last_ms);
 
 /* Invariant 6, in two steps around any change of a resource's latest
  * version made outside versions_save and versions_delete* (which do it

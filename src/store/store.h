@@ -1,12 +1,17 @@
-/* The store: version records, the one role that may never lose data.
+/* The store: version records, the one role that may never lose data, and
+ * the place where every node agrees (see "Coordination" below).
  *
- * Each resource (type, id) has a head: the key of its latest version and
- * the highest key ever issued. A new version is written with a
- * compare-and-swap on the head (expected latest and expected max), so
- * backends without multi-document transactions (MongoDB: a head document
- * moved by findAndModify plus a unique (type, id, vkey) index) keep the
- * invariants: versions unique and strictly increasing, exactly one latest,
- * and a key never issued twice even after deletions. A lost race returns
+ * Versions. Each resource (type, id) has a head: the key of its latest
+ * version and the highest key ever issued. A version record is immutable
+ * once written; whether it is the latest, and what it supersedes or is
+ * superseded by, are derived from the head and from its neighbours when it
+ * is read. A new version is written with a compare-and-swap on the head
+ * (expected latest and expected max), so backends without multi-document
+ * transactions (MongoDB: a head document moved by findAndModify plus a
+ * unique (type, id, vkey) index) keep the invariants: versions unique and
+ * strictly increasing, exactly one latest, and a key never issued twice
+ * even after deletions. A version written but not linked by the head (a
+ * crash in between) is ignored by every reader. A lost race returns
  * SERR_CONFLICT and the service retries from a fresh head.
  *
  * A head outlives its versions: deleting a resource (or every version of
@@ -16,7 +21,30 @@
  * list_versions, list_resources, dependents, version_pinned, set_stale)
  * until a version is put again.
  *
- * Backends sit behind a vtable chosen by URL (sqlite:PATH, mongodb://...). */
+ * Coordination. Several processes (nodes) may use one store at once; the
+ * store is where they agree, never a lock of one process:
+ *  - blobs: a save claims a blob key (blob_claim) before it relies on the
+ *    blob, and put_version consumes the claim in the version's own write;
+ *    the collector dooms a key (blob_collect_begin) only when no version
+ *    references it and no claim stands, and a claim is refused while a key
+ *    is doomed. So a blob a 2xx acknowledged is never collected.
+ *  - maintenance runs under a lease (lease_acquire) that expires when its
+ *    holder stops renewing it; its token fences a holder that lost it.
+ *  - read-check-write sequences (batches, tree changes, guarded deletes)
+ *    run in transact(), which the backend may run again from the start.
+ *
+ * Errors. Every operation returns 0, or -1 with err set: SERR_NOT_FOUND
+ * as documented per operation, SERR_CONFLICT for a lost compare-and-swap,
+ * SERR_RETRY for a transient conflict between writers (retryable as a
+ * whole), SERR_UNAVAILABLE or SERR_IO when the backend fails, SERR_NOMEM.
+ * Outputs are undefined on failure unless stated; nothing is left written
+ * by a failed write. Thread safety: every operation may be called from any
+ * thread at once; a store_txn belongs to the one thread that runs the
+ * transact() callback it was handed to. Callbacks (blob_refs, tree_edges,
+ * blob_collecting) run on the caller's thread and must not call the store.
+ *
+ * Backends sit behind a vtable chosen by URL (sqlite:PATH, mongodb://...)
+ * and declare what they can do in caps (STORE_CAP_*). */
 #ifndef STRATA_STORE_H
 #define STRATA_STORE_H
 
@@ -65,6 +93,7 @@ typedef struct store_head {
     bool exists;          /* some key was ever issued (true after a delete too) */
     uint64_t latest_vkey; /* 0 when there is no version: never saved, deleted, or emptied */
     uint64_t max_vkey;    /* the highest key ever issued, never lowered */
+    char latest_hash[SHA256_HEX_LEN + 1]; /* data hash of the latest ("" when none) */
 } store_head;
 
 /* A dependency as stored: (type, id) and an optional exact version. */
@@ -99,6 +128,19 @@ typedef struct store_tombstone {
     char removed_by[128];
 } store_tombstone;
 
+/* Access counts gathered in memory, added in bulk: count and last_ms in,
+ * total and total_last_ms out (the stored totals after the addition; 0
+ * when the version no longer exists). */
+typedef struct store_access {
+    const char *type;
+    const char *id;
+    uint64_t vkey;
+    uint64_t count;
+    int64_t last_ms;
+    uint64_t total;
+    int64_t total_last_ms;
+} store_access;
+
 typedef struct store_list_opts {
     const char *cursor; /* opaque, from a previous page; NULL for the first */
     size_t limit;
@@ -121,8 +163,30 @@ void vocab_items_free(vocab_item *items, size_t n);
 typedef struct store store;
 typedef struct store_txn store_txn;
 
+/* A transaction body: reads and writes through txn. Return 0 to commit,
+ * -1 with err set to roll back; SERR_RETRY asks transact() to run it
+ * again. It may run more than once, so it must not keep effects outside
+ * the store from an earlier run (reset what it collects on entry). */
+typedef int (*store_txn_fn)(store_txn *txn, void *ctx, strata_error *err);
+
+/* Capabilities (store_ops.caps). */
+#define STORE_CAP_TRANSACTIONS (1u << 0) /* transact() is atomic across records */
+#define STORE_CAP_BLOB_CLAIMS  (1u << 1) /* blob_claim / blob_collect_* coordinate collectors */
+#define STORE_CAP_LEASES       (1u << 2) /* lease_acquire / lease_release */
+
+#define STORE_TRANSACT_ATTEMPTS 8
+
 typedef struct store_ops {
     const char *name;
+    unsigned caps; /* STORE_CAP_* */
+    /* 0 when the backend answers (for /ready); SERR_UNAVAILABLE otherwise. */
+    int (*ping)(store *s, strata_error *err);
+    /* Runs fn in one transaction and commits it; runs it again (up to
+     * STORE_TRANSACT_ATTEMPTS times, backing off) when it fails with
+     * SERR_RETRY or the backend reports a transient conflict. Returns fn's
+     * error, or SERR_RETRY when the attempts ran out. Not re-entrant: fn
+     * must not call transact() (pass txn down instead). */
+    int (*transact)(store *s, store_txn_fn fn, void *ctx, strata_error *err);
     /* Reads take txn to see a batch's own writes; NULL reads committed data. */
     int (*get_head)(store *s, store_txn *txn, const char *type, const char *id, store_head *out,
                     strata_error *err);
@@ -134,9 +198,13 @@ typedef struct store_ops {
      * (supersedes / superseded_by) and indexes the dependencies. From a
      * head with no latest (expected_latest 0, expected_max as read, which
      * is above 0 after a delete) v starts a new life: the tombstones of
-     * earlier versions stay, the resource's own (vkey 0) is cleared. */
+     * earlier versions stay, the resource's own (vkey 0) is cleared.
+     * claim: for a version in a blob, the claim blob_claim gave for
+     * v->blob_key, consumed by this write (SERR_RETRY when it no longer
+     * stands: claim again); 0 for inline content. On success v's derived
+     * fields (is_latest, supersedes, superseded_by) are set. */
     int (*put_version)(store *s, store_txn *txn, store_version *v, uint64_t expected_latest,
-                       uint64_t expected_max, const store_dep *deps, size_t ndeps,
+                       uint64_t expected_max, const store_dep *deps, size_t ndeps, uint64_t claim,
                        strata_error *err);
     int (*list_versions)(store *s, const char *type, const char *id, const store_list_opts *o,
                          store_page *out, strata_error *err);
@@ -179,9 +247,10 @@ typedef struct store_ops {
      * another list. */
     int (*dependents)(store *s, const char *type, const char *id, const store_list_opts *o,
                       store_page *out, strata_error *err);
-    /* Adds access counts gathered in memory (batched; not per read). */
-    int (*add_access)(store *s, const char *type, const char *id, uint64_t vkey, uint64_t count,
-                      int64_t last_ms, strata_error *err);
+    /* Adds access counts gathered in memory, all n in one write; fills
+     * each item's totals. Counts live beside the version records, which
+     * they never change. */
+    int (*add_access)(store *s, store_access *items, size_t n, strata_error *err);
     /* Marks a resource stale (reason: a JSON object, borrowed), or clears it.
      * SERR_NOT_FOUND when it has no latest version. */
     int (*set_stale)(store *s, store_txn *txn, const char *type, const char *id, bool stale,
@@ -208,10 +277,43 @@ typedef struct store_ops {
                       vocab_item **out, size_t *n, strata_error *err);
     int (*vocab_size)(store *s, store_txn *txn, const char *master, uint64_t *n, strata_error *err);
 
-    /* Batches: everything written through txn lands together or not at all. */
-    store_txn *(*begin)(store *s, strata_error *err);
-    int (*commit)(store_txn *txn, strata_error *err);
-    void (*rollback)(store_txn *txn);
+    /* Every tree edge (parent, child, the child version the parent
+     * aggregates), in no particular order; fn returning non-zero stops. */
+    int (*tree_edges)(store *s,
+                      int (*fn)(void *ctx, const char *parent, const char *child, uint64_t vkey),
+                      void *ctx, strata_error *err);
+
+    /* Blob claims. Records that a save is about to rely on blob `key`
+     * (write it, or share the one there) and returns the claim's id in
+     * *claim. SERR_RETRY while a collector has doomed the key (try again
+     * in a moment: the key is free once the collector ends). With txn the
+     * claim is part of that transaction. */
+    int (*blob_claim)(store *s, store_txn *txn, const char *key, uint64_t *claim,
+                      strata_error *err);
+    /* Drops a claim that will not be consumed (a save that failed). */
+    int (*blob_release)(store *s, const char *key, uint64_t claim, strata_error *err);
+    /* The collector's decision, atomic: claims made before claims_before_ms
+     * are dropped as abandoned; then, if no version references key and no
+     * claim stands, the key is doomed under the collector's lease token
+     * and *doomed is true: no claim is granted until blob_collect_end. */
+    int (*blob_collect_begin)(store *s, const char *key, uint64_t token, int64_t claims_before_ms,
+                              bool *doomed, strata_error *err);
+    int (*blob_collect_end)(store *s, const char *key, strata_error *err);
+    /* Doomed keys (a collector may have died before it ended them), with
+     * the lease token that doomed each. */
+    int (*blob_collecting)(store *s, int (*fn)(void *ctx, const char *key, uint64_t token),
+                           void *ctx, strata_error *err);
+
+    /* Leases: takes or renews lease `name` for holder (any string unique
+     * to the process) until ttl_ms from now. *held tells whether holder
+     * has it; *token grows each time the lease changes hands (a fencing
+     * token). Expiry uses the clock of the machine the store lives on
+     * (SQLite: this host; a server: the server's). */
+    int (*lease_acquire)(store *s, const char *name, const char *holder, uint64_t ttl_ms,
+                         bool *held, uint64_t *token, strata_error *err);
+    /* Gives the lease up if holder has it. */
+    int (*lease_release)(store *s, const char *name, const char *holder, strata_error *err);
+
     void (*close)(store *s);
 } store_ops;
 

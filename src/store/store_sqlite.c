@@ -2,7 +2,16 @@
  * writer at a time anyway) running BEGIN IMMEDIATE transactions, and a
  * small pool of reader connections that WAL lets run beside the writer.
  * synchronous=FULL: an acknowledged version survives power loss, not
- * just a process crash. */
+ * just a process crash.
+ *
+ * Several processes may open one file: SQLite's own file locks serialise
+ * their writers (busy_timeout waits for the lock), and every
+ * read-check-write runs inside one BEGIN IMMEDIATE transaction, so the
+ * process mutex only keeps this process's threads off the one writer
+ * connection; it guards no invariant. Version rows are written once and
+ * never updated: latest, supersedes and superseded_by are derived from the
+ * head and the neighbouring rows when read; access counts live in their
+ * own table. */
 #include "store_sqlite.h"
 #include "../common/clock.h"
 
@@ -50,9 +59,6 @@ static const char SCHEMA[] =
     "  access_count INTEGER NOT NULL DEFAULT 0, last_accessed INTEGER,"
     "  PRIMARY KEY(resource_type, resource_id, vkey),"
     "  UNIQUE(resource_type, resource_id, version));"
-    "CREATE UNIQUE INDEX IF NOT EXISTS versions_one_latest"
-    "  ON versions(resource_type, resource_id) WHERE is_latest = 1;"
-    "CREATE INDEX IF NOT EXISTS versions_id_latest ON versions(resource_id, is_latest);"
     "CREATE INDEX IF NOT EXISTS versions_ns_type ON versions(namespace, resource_type);"
     "CREATE INDEX IF NOT EXISTS versions_created ON versions(created_at DESC);"
     "CREATE INDEX IF NOT EXISTS versions_hash ON versions(data_hash);"
@@ -73,12 +79,26 @@ static const char SCHEMA[] =
     "  removed_at INTEGER NOT NULL, removed_by TEXT NOT NULL,"
     "  PRIMARY KEY(resource_type, resource_id, vkey)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS vocab_sizes("
-    "  master TEXT PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID;";
+    "  master TEXT PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID;"
+    /* access counts beside the (immutable) version rows */
+    "CREATE TABLE IF NOT EXISTS access("
+    "  resource_type TEXT NOT NULL, resource_id TEXT NOT NULL, vkey INTEGER NOT NULL,"
+    "  count INTEGER NOT NULL, last INTEGER,"
+    "  PRIMARY KEY(resource_type, resource_id, vkey)) WITHOUT ROWID;"
+    /* coordination between processes: blob claims, doomed blobs, leases */
+    "CREATE TABLE IF NOT EXISTS blob_claims("
+    "  key TEXT NOT NULL, claim INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(key, claim)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS blob_doomed("
+    "  key TEXT PRIMARY KEY, token INTEGER NOT NULL, doomed_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS leases("
+    "  name TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL) WITHOUT ROWID;";
 
 /* The layout's version, kept in PRAGMA user_version. MIGRATIONS[i] takes a
  * database from version i to i + 1; open runs the ones a database lacks in
  * the same transaction as SCHEMA, so a crash leaves it as it was. */
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 static const char *const MIGRATIONS[SCHEMA_VERSION] = {
     /* 0 -> 1: a deleted resource keeps its head (no latest, max_vkey
@@ -97,15 +117,33 @@ static const char *const MIGRATIONS[SCHEMA_VERSION] = {
     " WHERE max_vkey < (SELECT max(t.vkey) FROM tombstones t"
     "   WHERE t.resource_type = resources.resource_type"
     "   AND t.resource_id = resources.resource_id);",
+    /* 1 -> 2: version rows become immutable. The latest flag and the chain
+     * columns are derived when read (the columns stay, unused, so that
+     * older files open); access counts move to their own table. */
+    "DROP INDEX IF EXISTS versions_one_latest;"
+    "DROP INDEX IF EXISTS versions_id_latest;"
+    "INSERT OR IGNORE INTO access(resource_type, resource_id, vkey, count, last)"
+    " SELECT resource_type, resource_id, vkey, access_count, last_accessed FROM versions"
+    " WHERE access_count > 0;",
 };
 
+/* A version as readers see it: the row as written, its place in the
+ * chain derived from the head and its neighbours, its access counts. A
+ * row above the head's max_vkey (written, never linked) is ignored. */
 #define VERSION_COLS                                                                               \
     "v.resource_type, v.resource_id, v.vkey, v.namespace, v.created_at, v.data_hash,"              \
-    " v.blob_key, v.is_latest, v.supersedes, v.superseded_by, v.doc, v.content,"                   \
-    " v.access_count, v.last_accessed, r.stale, r.stale_reason"
+    " v.blob_key, v.vkey = r.latest_vkey,"                                                         \
+    " (SELECT max(p.vkey) FROM versions p WHERE p.resource_type = v.resource_type"                 \
+    "   AND p.resource_id = v.resource_id AND p.vkey < v.vkey),"                                   \
+    " (SELECT min(n.vkey) FROM versions n WHERE n.resource_type = v.resource_type"                 \
+    "   AND n.resource_id = v.resource_id AND n.vkey > v.vkey AND n.vkey <= r.max_vkey),"          \
+    " v.doc, v.content, coalesce(a.count, 0), a.last, r.stale, r.stale_reason"
 #define VERSION_FROM                                                                               \
     " FROM versions v JOIN resources r"                                                            \
-    " ON r.resource_type = v.resource_type AND r.resource_id = v.resource_id"
+    " ON r.resource_type = v.resource_type AND r.resource_id = v.resource_id"                      \
+    " AND v.vkey <= r.max_vkey"                                                                    \
+    " LEFT JOIN access a ON a.resource_type = v.resource_type"                                     \
+    " AND a.resource_id = v.resource_id AND a.vkey = v.vkey"
 
 static int db_error(sqlite3 *db, strata_error *err, const char *what)
 {
@@ -114,7 +152,7 @@ static int db_error(sqlite3 *db, strata_error *err, const char *what)
     if ((code & 0xff) == SQLITE_CONSTRAINT)
         kind = SERR_CONFLICT;
     else if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED)
-        kind = SERR_UNAVAILABLE;
+        kind = SERR_RETRY; /* another process held the lock past busy_timeout */
     else if ((code & 0xff) == SQLITE_NOMEM)
         kind = SERR_NOMEM;
     return serr_set(err, kind, "store: %s: %s", what, sqlite3_errmsg(db));
@@ -123,8 +161,10 @@ static int db_error(sqlite3 *db, strata_error *err, const char *what)
 static int exec(sqlite3 *db, const char *sql, strata_error *err)
 {
     char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        serr_set(err, SERR_IO, "store: %s", msg ? msg : sqlite3_errmsg(db));
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        bool busy = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+        serr_set(err, busy ? SERR_RETRY : SERR_IO, "store: %s", msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return -1;
     }
@@ -301,8 +341,10 @@ static int sq_get_head_on(sqlite3 *db, const char *type, const char *id, store_h
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st = NULL;
     if (prepare(db,
-                "SELECT latest_vkey, max_vkey FROM resources"
-                " WHERE resource_type = ?1 AND resource_id = ?2",
+                "SELECT r.latest_vkey, r.max_vkey, v.data_hash FROM resources r"
+                " LEFT JOIN versions v ON v.resource_type = r.resource_type"
+                " AND v.resource_id = r.resource_id AND v.vkey = r.latest_vkey"
+                " WHERE r.resource_type = ?1 AND r.resource_id = ?2",
                 &st, err) != 0)
         return -1;
     sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
@@ -313,6 +355,7 @@ static int sq_get_head_on(sqlite3 *db, const char *type, const char *id, store_h
         out->exists = true;
         out->latest_vkey = (uint64_t)sqlite3_column_int64(st, 0);
         out->max_vkey = (uint64_t)sqlite3_column_int64(st, 1);
+        copy_text(out->latest_hash, sizeof out->latest_hash, st, 2);
     } else if (rc != SQLITE_DONE) {
         result = db_error(db, err, "read head");
     }
@@ -343,7 +386,7 @@ static int sq_get_version(store *base, store_txn *txn, const char *type, const c
     sqlite3_stmt *st = NULL;
     const char *sql = vkey == 0 ? "SELECT " VERSION_COLS VERSION_FROM
                                   " WHERE v.resource_type = ?1 AND v.resource_id = ?2"
-                                  " AND v.is_latest = 1"
+                                  " AND v.vkey = r.latest_vkey"
                                 : "SELECT " VERSION_COLS VERSION_FROM
                                   " WHERE v.resource_type = ?1 AND v.resource_id = ?2"
                                   " AND v.vkey = ?3";
@@ -371,10 +414,16 @@ static int sq_get_version(store *base, store_txn *txn, const char *type, const c
 /* Runs fn inside the caller's transaction, or its own when txn is NULL. */
 typedef int (*write_fn)(sqlite3 *db, void *ctx, strata_error *err);
 
+/* The store whose transaction this thread is running, if any: a write
+ * with no txn from inside it would wait for itself on write_mu. */
+static _Thread_local const sqlite_store *tls_in_txn;
+
 static int in_write(sqlite_store *s, store_txn *txn, write_fn fn, void *ctx, strata_error *err)
 {
     if (txn != NULL)
         return fn(s->writer, ctx, err);
+    if (tls_in_txn == s)
+        return serr_set(err, SERR_INTERNAL, "store: a write outside the transaction it runs in");
     pthread_mutex_lock(&s->write_mu);
     int rc = exec(s->writer, "BEGIN IMMEDIATE", err);
     if (rc == 0) {
@@ -401,6 +450,7 @@ struct put_ctx {
     uint64_t expected_latest, expected_max;
     const store_dep *deps;
     size_t ndeps;
+    uint64_t claim;
 };
 
 static int do_put(sqlite3 *db, void *arg, strata_error *err)
@@ -430,30 +480,27 @@ static int do_put(sqlite3 *db, void *arg, strata_error *err)
         if (step_done(db, del, "clear tombstones", err) != 0)
             return -1;
     }
-    char version[SEMVER_STR_MAX], prev[SEMVER_STR_MAX];
-    semver_format(v->vkey, version);
-    semver_format(cur_latest, prev);
     sqlite3_stmt *st = NULL;
-    if (cur_latest != 0) {
-        if (prepare(db,
-                    "UPDATE versions SET is_latest = 0, superseded_by = ?3"
-                    " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?4",
-                    &st, err) != 0)
+    if (c->claim != 0) {
+        /* the save's claim on its blob ends with the version that uses it */
+        if (prepare(db, "DELETE FROM blob_claims WHERE key = ?1 AND claim = ?2", &st, err) != 0)
             return -1;
-        sqlite3_bind_text(st, 1, v->type, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, v->id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)v->vkey);
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)cur_latest);
-        if (step_done(db, st, "unmark latest", err) != 0)
+        sqlite3_bind_text(st, 1, v->blob_key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)c->claim);
+        if (step_done(db, st, "consume blob claim", err) != 0)
             return -1;
+        if (sqlite3_changes(db) == 0)
+            return serr_set(err, SERR_RETRY, "the claim on blob %.12s lapsed", v->blob_key);
     }
+    char version[SEMVER_STR_MAX];
+    semver_format(v->vkey, version);
     char *doc = json_dumps(v->doc ? v->doc : json_object(), JSON_COMPACT);
     if (doc == NULL)
         return serr_set(err, SERR_NOMEM, "out of memory serialising a record");
     if (prepare(db,
                 "INSERT INTO versions(resource_type, resource_id, vkey, version, namespace,"
                 " created_at, data_hash, blob_key, is_latest, supersedes, superseded_by, doc,"
-                " content) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, NULL, ?10, ?11)",
+                " content) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, NULL, NULL, ?10, ?11)",
                 &st, err) != 0) {
         free(doc);
         return -1;
@@ -467,8 +514,6 @@ static int do_put(sqlite3 *db, void *arg, strata_error *err)
     sqlite3_bind_text(st, 7, v->data_hash, -1, SQLITE_STATIC);
     if (v->blob_key[0])
         sqlite3_bind_text(st, 8, v->blob_key, -1, SQLITE_STATIC);
-    if (cur_latest)
-        sqlite3_bind_int64(st, 9, (sqlite3_int64)cur_latest);
     sqlite3_bind_text(st, 10, doc, -1, free);
     if (v->content)
         sqlite3_bind_blob64(st, 11, v->content, v->content_len, SQLITE_STATIC);
@@ -514,9 +559,11 @@ static int do_put(sqlite3 *db, void *arg, strata_error *err)
 
 static int sq_put_version(store *base, store_txn *txn, store_version *v, uint64_t expected_latest,
                           uint64_t expected_max, const store_dep *deps, size_t ndeps,
-                          strata_error *err)
+                          uint64_t claim, strata_error *err)
 {
-    struct put_ctx c = {v, expected_latest, expected_max, deps, ndeps};
+    if (claim == 0 && v->blob_key[0])
+        return serr_set(err, SERR_INTERNAL, "a version in a blob needs the save's claim on it");
+    struct put_ctx c = {v, expected_latest, expected_max, deps, ndeps, claim};
     return in_write((sqlite_store *)base, txn, do_put, &c, err);
 }
 
@@ -568,8 +615,9 @@ static int sq_list_resources(store *base, const char *type, const store_list_opt
         return -1;
     sqlite3_stmt *st = NULL;
     int rc = prepare(db,
-                     "SELECT " VERSION_COLS VERSION_FROM " AND v.vkey = r.latest_vkey"
-                     " WHERE r.resource_type = ?1 AND r.resource_id > ?2"
+                     "SELECT " VERSION_COLS VERSION_FROM
+                     " WHERE v.vkey = r.latest_vkey AND r.resource_type = ?1"
+                     " AND r.resource_id > ?2"
                      " AND (?3 IS NULL OR r.namespace = ?3)"
                      " AND (?4 < 0 OR r.stale = ?4)"
                      " AND (?5 IS NULL OR EXISTS(SELECT 1 FROM json_each(v.doc, '$.tags')"
@@ -652,85 +700,47 @@ static int bind_tiv(sqlite3_stmt *st, const char *type, const char *id, uint64_t
     return sqlite3_bind_int64(st, 3, (sqlite3_int64)vkey);
 }
 
-/* Sets a chain column (supersedes or superseded_by) of one version. */
-static int set_link(sqlite3 *db, const char *sql, const char *type, const char *id, uint64_t vkey,
-                    uint64_t value, strata_error *err)
-{
-    sqlite3_stmt *st = NULL;
-    if (prepare(db, sql, &st, err) != 0)
-        return -1;
-    bind_tiv(st, type, id, vkey);
-    if (value)
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)value);
-    return step_done(db, st, "repair chain", err);
-}
-
+/* The row goes, with its dependencies and counts, and a tombstone stays.
+ * Rows are never updated: the neighbours' chain fields are derived, so
+ * only the head moves, to the newest remaining version, when the latest
+ * goes. */
 static int do_delete_version(sqlite3 *db, void *arg, strata_error *err)
 {
     struct del_ctx *c = arg;
-    sqlite3_stmt *st = NULL;
-    if (prepare(db,
-                "SELECT supersedes, superseded_by, is_latest FROM versions"
-                " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
-                &st, err) != 0)
+    store_head head;
+    if (sq_get_head_on(db, c->type, c->id, &head, err) != 0)
         return -1;
-    bind_tiv(st, c->type, c->id, c->vkey);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return rc == SQLITE_DONE ? serr_set(err, SERR_NOT_FOUND, "no such version")
-                                 : db_error(db, err, "read version");
+    static const char *const sql[] = {
+        "DELETE FROM versions WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
+        "DELETE FROM dependencies WHERE from_type = ?1 AND from_id = ?2 AND from_vkey = ?3",
+        "DELETE FROM access WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
+    };
+    for (int i = 0; i < 3; i++) {
+        sqlite3_stmt *st = NULL;
+        if (prepare(db, sql[i], &st, err) != 0)
+            return -1;
+        bind_tiv(st, c->type, c->id, c->vkey);
+        if (step_done(db, st, "delete version", err) != 0)
+            return -1;
+        if (i == 0 && (sqlite3_changes(db) == 0 || !head.exists || c->vkey > head.max_vkey))
+            return serr_set(err, SERR_NOT_FOUND, "no such version");
     }
-    uint64_t prev = (uint64_t)sqlite3_column_int64(st, 0);
-    uint64_t next = (uint64_t)sqlite3_column_int64(st, 1);
-    bool was_latest = sqlite3_column_int(st, 2) != 0;
-    sqlite3_finalize(st);
-
-    if (prepare(db,
-                "DELETE FROM versions WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
-                &st, err) != 0)
-        return -1;
-    bind_tiv(st, c->type, c->id, c->vkey);
-    if (step_done(db, st, "delete version", err) != 0)
-        return -1;
-    if (prepare(db,
-                "DELETE FROM dependencies WHERE from_type = ?1 AND from_id = ?2 AND from_vkey = ?3",
-                &st, err) != 0)
-        return -1;
-    bind_tiv(st, c->type, c->id, c->vkey);
-    if (step_done(db, st, "delete dependencies", err) != 0)
-        return -1;
     if (put_tombstone(db, c->type, c->id, c->vkey, c->removed_by, err) != 0)
         return -1;
-    /* the neighbours now point at each other */
-    if (prev &&
-        set_link(db,
-                 was_latest ? "UPDATE versions SET superseded_by = ?4, is_latest = 1"
-                              " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3"
-                            : "UPDATE versions SET superseded_by = ?4"
-                              " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
-                 c->type, c->id, prev, next, err) != 0)
+    if (c->vkey != head.latest_vkey)
+        return 0;
+    sqlite3_stmt *st = NULL;
+    if (prepare(
+            db,
+            "UPDATE resources SET updated_at = ?3, latest_vkey = (SELECT max(vkey) FROM versions"
+            "  WHERE resource_type = ?1 AND resource_id = ?2 AND vkey <= max_vkey)"
+            " WHERE resource_type = ?1 AND resource_id = ?2",
+            &st, err) != 0)
         return -1;
-    if (next && set_link(db,
-                         "UPDATE versions SET supersedes = ?4"
-                         " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
-                         c->type, c->id, next, prev, err) != 0)
-        return -1;
-    if (was_latest) {
-        if (prepare(db,
-                    "UPDATE resources SET latest_vkey = ?3, updated_at = ?4"
-                    " WHERE resource_type = ?1 AND resource_id = ?2",
-                    &st, err) != 0)
-            return -1;
-        sqlite3_bind_text(st, 1, c->type, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
-        if (prev)
-            sqlite3_bind_int64(st, 3, (sqlite3_int64)prev);
-        sqlite3_bind_int64(st, 4, clock_wall_ms());
-        if (step_done(db, st, "move head", err) != 0)
-            return -1;
-    }
-    return 0;
+    sqlite3_bind_text(st, 1, c->type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, clock_wall_ms());
+    return step_done(db, st, "move head", err);
 }
 
 static int sq_delete_version(store *base, store_txn *txn, const char *type, const char *id,
@@ -776,18 +786,19 @@ static int do_delete_resource(sqlite3 *db, void *arg, strata_error *err)
         " removed_by) SELECT resource_type, resource_id, vkey, ?3, ?4 FROM versions"
         " WHERE resource_type = ?1 AND resource_id = ?2",
         "DELETE FROM versions WHERE resource_type = ?1 AND resource_id = ?2",
-        "DELETE FROM dependencies WHERE from_type = ?1 AND from_id = ?2",
         "UPDATE resources SET latest_vkey = NULL, stale = 0, stale_reason = NULL, updated_at = ?3"
         " WHERE resource_type = ?1 AND resource_id = ?2",
+        "DELETE FROM dependencies WHERE from_type = ?1 AND from_id = ?2",
+        "DELETE FROM access WHERE resource_type = ?1 AND resource_id = ?2",
     };
     int64_t now = clock_wall_ms();
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         sqlite3_stmt *st = NULL;
         if (prepare(db, sql[i], &st, err) != 0)
             return -1;
         sqlite3_bind_text(st, 1, c->type, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
-        if (i == 0 || i == 3)
+        if (i == 0 || i == 2)
             sqlite3_bind_int64(st, 3, now);
         if (i == 0)
             sqlite3_bind_text(st, 4, c->removed_by ? c->removed_by : "request", -1, SQLITE_STATIC);
@@ -827,10 +838,10 @@ static int sq_dependents(store *base, const char *type, const char *id, const st
         return -1;
     sqlite3_stmt *st = NULL;
     int rc = prepare(db,
-                     "SELECT " VERSION_COLS VERSION_FROM " AND v.vkey = r.latest_vkey"
+                     "SELECT " VERSION_COLS VERSION_FROM
                      " JOIN dependencies d ON d.from_type = r.resource_type"
                      " AND d.from_id = r.resource_id AND d.from_vkey = r.latest_vkey"
-                     " WHERE d.to_type = ?1 AND d.to_id = ?2"
+                     " WHERE v.vkey = r.latest_vkey AND d.to_type = ?1 AND d.to_id = ?2"
                      " AND (r.resource_type, r.resource_id) > (?4, ?5)"
                      " ORDER BY r.resource_type, r.resource_id LIMIT ?3",
                      &st, err);
@@ -848,32 +859,48 @@ static int sq_dependents(store *base, const char *type, const char *id, const st
 }
 
 struct access_ctx {
-    const char *type, *id;
-    uint64_t vkey, count;
-    int64_t last_ms;
+    store_access *items;
+    size_t n;
 };
 
+/* One upsert per version, all in one transaction; a version deleted
+ * meanwhile gets no row (its total reads 0). */
 static int do_add_access(sqlite3 *db, void *arg, strata_error *err)
 {
     struct access_ctx *c = arg;
     sqlite3_stmt *st = NULL;
     if (prepare(db,
-                "UPDATE versions SET access_count = access_count + ?4,"
-                " last_accessed = max(coalesce(last_accessed, 0), ?5)"
-                " WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3",
+                "INSERT INTO access(resource_type, resource_id, vkey, count, last)"
+                " SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS(SELECT 1 FROM versions"
+                "  WHERE resource_type = ?1 AND resource_id = ?2 AND vkey = ?3)"
+                " ON CONFLICT(resource_type, resource_id, vkey) DO UPDATE SET"
+                " count = count + excluded.count, last = max(coalesce(last, 0), excluded.last)"
+                " RETURNING count, last",
                 &st, err) != 0)
         return -1;
-    bind_tiv(st, c->type, c->id, c->vkey);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)c->count);
-    sqlite3_bind_int64(st, 5, c->last_ms);
-    return step_done(db, st, "record access", err);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < c->n; i++) {
+        store_access *a = &c->items[i];
+        bind_tiv(st, a->type, a->id, a->vkey);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)a->count);
+        sqlite3_bind_int64(st, 5, a->last_ms);
+        int r = sqlite3_step(st);
+        a->total = r == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+        a->total_last_ms = r == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0;
+        while (r == SQLITE_ROW)
+            r = sqlite3_step(st);
+        if (r != SQLITE_DONE)
+            rc = db_error(db, err, "record access");
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return rc;
 }
 
-static int sq_add_access(store *base, const char *type, const char *id, uint64_t vkey,
-                         uint64_t count, int64_t last_ms, strata_error *err)
+static int sq_add_access(store *base, store_access *items, size_t n, strata_error *err)
 {
-    struct access_ctx c = {type, id, vkey, count, last_ms};
-    return in_write((sqlite_store *)base, NULL, do_add_access, &c, err);
+    struct access_ctx c = {items, n};
+    return n == 0 ? 0 : in_write((sqlite_store *)base, NULL, do_add_access, &c, err);
 }
 
 /* ---- tombstones, pins and blob references ------------------------------------ */
@@ -1301,41 +1328,271 @@ static int sq_vocab_size(store *base, store_txn *txn, const char *master, uint64
     return rc;
 }
 
-static store_txn *sq_begin(store *base, strata_error *err)
+/* ---- transactions ------------------------------------------------------------ */
+
+/* Runs fn in BEGIN IMMEDIATE ... COMMIT on the writer connection, again
+ * (after a short, growing pause) when it or the commit fails with
+ * SERR_RETRY: a claim refused while a blob is being collected, a lapsed
+ * claim, or the file lock held by another process past busy_timeout. */
+static int sq_transact(store *base, store_txn_fn fn, void *ctx, strata_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    store_txn *txn = malloc(sizeof *txn);
-    if (txn == NULL) {
-        serr_set(err, SERR_NOMEM, "out of memory");
-        return NULL;
-    }
-    txn->s = s;
-    pthread_mutex_lock(&s->write_mu);
-    if (exec(s->writer, "BEGIN IMMEDIATE", err) != 0) {
+    store_txn txn = {s};
+    for (int attempt = 1;; attempt++) {
+        pthread_mutex_lock(&s->write_mu);
+        int rc = exec(s->writer, "BEGIN IMMEDIATE", err);
+        if (rc == 0) {
+            tls_in_txn = s;
+            rc = fn(&txn, ctx, err);
+            tls_in_txn = NULL;
+            if (rc == 0 && exec(s->writer, "COMMIT", err) != 0)
+                rc = -1;
+            if (rc != 0)
+                sqlite3_exec(s->writer, "ROLLBACK", NULL, NULL, NULL);
+        }
         pthread_mutex_unlock(&s->write_mu);
-        free(txn);
-        return NULL;
+        if (rc == 0 || err->kind != SERR_RETRY)
+            return rc;
+        if (attempt >= STORE_TRANSACT_ATTEMPTS)
+            return serr_set(err, SERR_RETRY, "store: writers kept meeting (%d attempts)", attempt);
+        unsigned r = 0;
+        sqlite3_randomness(sizeof r, &r);
+        struct timespec ts = {0, (long)((1000000u << (attempt < 7 ? attempt : 7)) +
+                                        r % 1000000u)}; /* 2 ms .. 129 ms, jittered */
+        nanosleep(&ts, NULL);
     }
-    return txn;
 }
 
-static int sq_commit(store_txn *txn, strata_error *err)
+static int sq_ping(store *base, strata_error *err)
 {
-    sqlite_store *s = txn->s;
-    int rc = exec(s->writer, "COMMIT", err);
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3 *db = reader_get(s, err);
+    if (db == NULL)
+        return serr_set(err, SERR_UNAVAILABLE, "store: no connection");
+    int rc = exec(db, "SELECT 1 FROM resources LIMIT 1", err);
+    reader_put(s, db);
     if (rc != 0)
-        sqlite3_exec(s->writer, "ROLLBACK", NULL, NULL, NULL);
-    pthread_mutex_unlock(&s->write_mu);
-    free(txn);
+        err->kind = SERR_UNAVAILABLE;
     return rc;
 }
 
-static void sq_rollback(store_txn *txn)
+static int sq_tree_edges(store *base,
+                         int (*fn)(void *ctx, const char *parent, const char *child, uint64_t vkey),
+                         void *ctx, strata_error *err)
 {
-    sqlite_store *s = txn->s;
-    sqlite3_exec(s->writer, "ROLLBACK", NULL, NULL, NULL);
-    pthread_mutex_unlock(&s->write_mu);
-    free(txn);
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3 *db = reader_get(s, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db, "SELECT parent, child, child_vkey FROM tree_edges", &st, err);
+    int r = SQLITE_DONE;
+    while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW)
+        if (fn(ctx, (const char *)sqlite3_column_text(st, 0),
+               (const char *)sqlite3_column_text(st, 1),
+               (uint64_t)sqlite3_column_int64(st, 2)) != 0)
+            break;
+    if (rc == 0 && r != SQLITE_DONE && r != SQLITE_ROW)
+        rc = db_error(db, err, "tree edges");
+    sqlite3_finalize(st);
+    reader_put(s, db);
+    return rc;
+}
+
+/* ---- blob claims and collection --------------------------------------------- */
+
+/* Runs one statement binding (text ?1, int ?2, int ?3); *changes gets the
+ * rows it changed, *exists whether it returned a row. */
+static int run1(sqlite3 *db, const char *sql, const char *t1, int64_t i2, int64_t i3, bool *exists,
+                int *changes, strata_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (prepare(db, sql, &st, err) != 0)
+        return -1;
+    sqlite3_bind_text(st, 1, t1, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, i2);
+    sqlite3_bind_int64(st, 3, i3);
+    int r = sqlite3_step(st);
+    if (exists)
+        *exists = r == SQLITE_ROW;
+    while (r == SQLITE_ROW)
+        r = sqlite3_step(st);
+    int rc = r == SQLITE_DONE ? 0 : db_error(db, err, "coordination");
+    if (changes)
+        *changes = sqlite3_changes(db);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+struct claim_ctx {
+    const char *key;
+    uint64_t claim;
+    int64_t before;
+    uint64_t token;
+    bool doomed;
+};
+
+static int do_claim(sqlite3 *db, void *arg, strata_error *err)
+{
+    struct claim_ctx *c = arg;
+    bool doomed = false;
+    if (run1(db, "SELECT 1 FROM blob_doomed WHERE key = ?1", c->key, 0, 0, &doomed, NULL, err) != 0)
+        return -1;
+    if (doomed)
+        return serr_set(err, SERR_RETRY, "blob %.12s is being collected", c->key);
+    do
+        sqlite3_randomness(sizeof c->claim, &c->claim);
+    while ((int64_t)c->claim <= 0);
+    return run1(db, "INSERT INTO blob_claims(key, claim, created_at) VALUES(?1, ?2, ?3)", c->key,
+                (int64_t)c->claim, clock_wall_ms(), NULL, NULL, err);
+}
+
+static int sq_blob_claim(store *base, store_txn *txn, const char *key, uint64_t *claim,
+                         strata_error *err)
+{
+    struct claim_ctx c = {.key = key};
+    int rc = in_write((sqlite_store *)base, txn, do_claim, &c, err);
+    *claim = rc == 0 ? c.claim : 0;
+    return rc;
+}
+
+static int do_release(sqlite3 *db, void *arg, strata_error *err)
+{
+    struct claim_ctx *c = arg;
+    return run1(db, "DELETE FROM blob_claims WHERE key = ?1 AND claim = ?2", c->key,
+                (int64_t)c->claim, 0, NULL, NULL, err);
+}
+
+static int sq_blob_release(store *base, const char *key, uint64_t claim, strata_error *err)
+{
+    struct claim_ctx c = {.key = key, .claim = claim};
+    return in_write((sqlite_store *)base, NULL, do_release, &c, err);
+}
+
+static int do_collect_begin(sqlite3 *db, void *arg, strata_error *err)
+{
+    struct claim_ctx *c = arg;
+    bool used = false;
+    c->doomed = false;
+    if (run1(db, "DELETE FROM blob_claims WHERE key = ?1 AND created_at < ?2", c->key, c->before, 0,
+             NULL, NULL, err) != 0 ||
+        run1(db,
+             "SELECT 1 WHERE EXISTS(SELECT 1 FROM blob_claims WHERE key = ?1)"
+             " OR EXISTS(SELECT 1 FROM versions WHERE blob_key = ?1)"
+             " OR EXISTS(SELECT 1 FROM blob_doomed WHERE key = ?1)",
+             c->key, 0, 0, &used, NULL, err) != 0)
+        return -1;
+    if (used)
+        return 0;
+    c->doomed = true;
+    return run1(db, "INSERT INTO blob_doomed(key, token, doomed_at) VALUES(?1, ?2, ?3)", c->key,
+                (int64_t)c->token, clock_wall_ms(), NULL, NULL, err);
+}
+
+static int sq_blob_collect_begin(store *base, const char *key, uint64_t token,
+                                 int64_t claims_before_ms, bool *doomed, strata_error *err)
+{
+    struct claim_ctx c = {.key = key, .token = token, .before = claims_before_ms};
+    int rc = in_write((sqlite_store *)base, NULL, do_collect_begin, &c, err);
+    *doomed = rc == 0 && c.doomed;
+    return rc;
+}
+
+static int do_collect_end(sqlite3 *db, void *arg, strata_error *err)
+{
+    return run1(db, "DELETE FROM blob_doomed WHERE key = ?1", arg, 0, 0, NULL, NULL, err);
+}
+
+static int sq_blob_collect_end(store *base, const char *key, strata_error *err)
+{
+    return in_write((sqlite_store *)base, NULL, do_collect_end, (void *)(uintptr_t)key, err);
+}
+
+static int sq_blob_collecting(store *base, int (*fn)(void *ctx, const char *key, uint64_t token),
+                              void *ctx, strata_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3 *db = reader_get(s, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db, "SELECT key, token FROM blob_doomed", &st, err);
+    int r = SQLITE_DONE;
+    while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW)
+        if (fn(ctx, (const char *)sqlite3_column_text(st, 0),
+               (uint64_t)sqlite3_column_int64(st, 1)) != 0)
+            break;
+    if (rc == 0 && r != SQLITE_DONE && r != SQLITE_ROW)
+        rc = db_error(db, err, "doomed blobs");
+    sqlite3_finalize(st);
+    reader_put(s, db);
+    return rc;
+}
+
+/* ---- leases ------------------------------------------------------------------- */
+
+struct lease_ctx {
+    const char *name, *holder;
+    uint64_t ttl_ms;
+    bool release, held;
+    uint64_t token;
+};
+
+static int do_lease(sqlite3 *db, void *arg, strata_error *err)
+{
+    struct lease_ctx *c = arg;
+    int64_t now = clock_wall_ms();
+    sqlite3_stmt *st = NULL;
+    if (c->release) {
+        if (prepare(db, "DELETE FROM leases WHERE name = ?1 AND holder = ?2", &st, err) != 0)
+            return -1;
+        sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, c->holder, -1, SQLITE_STATIC);
+        return step_done(db, st, "release lease", err);
+    }
+    /* taken when free, expired or already ours; the token moves whenever
+     * the holder changes, so a holder that lost the lease can tell */
+    if (prepare(db,
+                "INSERT INTO leases(name, holder, token, expires_at) VALUES(?1, ?2, 1, ?4)"
+                " ON CONFLICT(name) DO UPDATE SET"
+                " token = CASE WHEN holder = excluded.holder THEN token ELSE token + 1 END,"
+                " holder = excluded.holder, expires_at = excluded.expires_at"
+                " WHERE holder = excluded.holder OR expires_at <= ?3",
+                &st, err) != 0)
+        return -1;
+    sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, c->holder, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int64(st, 4, now + (int64_t)c->ttl_ms);
+    if (step_done(db, st, "take lease", err) != 0)
+        return -1;
+    if (prepare(db, "SELECT holder, token FROM leases WHERE name = ?1", &st, err) != 0)
+        return -1;
+    sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        c->held = strcmp((const char *)sqlite3_column_text(st, 0), c->holder) == 0;
+        c->token = (uint64_t)sqlite3_column_int64(st, 1);
+    }
+    int rc = r == SQLITE_ROW ? 0 : db_error(db, err, "read lease");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sq_lease_acquire(store *base, const char *name, const char *holder, uint64_t ttl_ms,
+                            bool *held, uint64_t *token, strata_error *err)
+{
+    struct lease_ctx c = {.name = name, .holder = holder, .ttl_ms = ttl_ms};
+    int rc = in_write((sqlite_store *)base, NULL, do_lease, &c, err);
+    *held = rc == 0 && c.held;
+    *token = rc == 0 ? c.token : 0;
+    return rc;
+}
+
+static int sq_lease_release(store *base, const char *name, const char *holder, strata_error *err)
+{
+    struct lease_ctx c = {.name = name, .holder = holder, .release = true};
+    return in_write((sqlite_store *)base, NULL, do_lease, &c, err);
 }
 
 static void sq_close(store *base)
@@ -1384,6 +1641,9 @@ static int migrate(sqlite3 *db, strata_error *err)
 
 static const store_ops SQLITE_OPS = {
     .name = "sqlite",
+    .caps = STORE_CAP_TRANSACTIONS | STORE_CAP_BLOB_CLAIMS | STORE_CAP_LEASES,
+    .ping = sq_ping,
+    .transact = sq_transact,
     .get_head = sq_get_head,
     .get_version = sq_get_version,
     .put_version = sq_put_version,
@@ -1407,9 +1667,14 @@ static const store_ops SQLITE_OPS = {
     .vocab_clear = sq_vocab_clear,
     .vocab_page = sq_vocab_page,
     .vocab_size = sq_vocab_size,
-    .begin = sq_begin,
-    .commit = sq_commit,
-    .rollback = sq_rollback,
+    .tree_edges = sq_tree_edges,
+    .blob_claim = sq_blob_claim,
+    .blob_release = sq_blob_release,
+    .blob_collect_begin = sq_blob_collect_begin,
+    .blob_collect_end = sq_blob_collect_end,
+    .blob_collecting = sq_blob_collecting,
+    .lease_acquire = sq_lease_acquire,
+    .lease_release = sq_lease_release,
     .close = sq_close,
 };
 

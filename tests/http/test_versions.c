@@ -625,6 +625,58 @@ START_TEST(reads_are_counted_without_a_write_each)
 }
 END_TEST
 
+/* The internal latest-record namespace of dictionary: its L1 hits and
+ * its loader calls (reads that went to the store). */
+static void hot_stats(long long *l1_hits, long long *loads)
+{
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", "/cache", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    json_t *j = parse(&r);
+    json_t *ns = json_object_get(json_object_get(j, "internal"), "dictionary");
+    ck_assert_ptr_nonnull(ns);
+    *l1_hits = json_integer_value(json_object_get(json_object_get(ns, "l1"), "hits"));
+    *loads = json_integer_value(json_object_get(ns, "loader_calls"));
+    json_decref(j);
+    http_resp_free(&r);
+}
+
+/* Counting reads rewrites no record and drops no cached copy: a hot record
+ * stays an L1 hit across access-count flushes (every 5 s), and its count
+ * still grows with every read. */
+START_TEST(hot_record_stays_cached_across_flushes)
+{
+    ck_assert_int_eq(post_json("/dictionary/hot/versions",
+                               "{\"content\": 1, \"word\": \"hot\", \"provider\": \"p\"}", NULL),
+                     201);
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", "/dictionary/hot", NULL, NULL, 0, &r), 0); /* fills */
+    http_resp_free(&r);
+    long long hits0, loads0;
+    hot_stats(&hits0, &loads0);
+    long long count = 0;
+    int reads = 0;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 5; i++, reads++) {
+            ck_assert_int_eq(http_do(&S, "GET", "/dictionary/hot", NULL, NULL, 0, &r), 0);
+            ck_assert_int_eq(r.status, 200);
+            json_t *rec = parse(&r);
+            long long c = json_integer_value(json_object_get(rec, "access_count"));
+            ck_assert_int_gt(c, count); /* each read counted, never going back */
+            count = c;
+            json_decref(rec);
+            http_resp_free(&r);
+        }
+        sleep(3); /* three rounds span at least one flush */
+    }
+    long long hits1, loads1;
+    hot_stats(&hits1, &loads1);
+    ck_assert_int_eq(loads1, loads0);       /* never reloaded from the store */
+    ck_assert_int_ge(hits1 - hits0, reads); /* every read an L1 hit */
+    ck_assert_int_eq(count, 1 + reads);     /* the fill's read and the 15 after it */
+}
+END_TEST
+
 /* ---- bad input ------------------------------------------------------------------------- */
 
 struct bad_case {
@@ -812,6 +864,7 @@ static Suite *versions_suite(void)
     tcase_add_test(t, deletes_repair_the_chain);
     tcase_add_test(t, resources_list_filters);
     tcase_add_test(t, reads_are_counted_without_a_write_each);
+    tcase_add_test(t, hot_record_stays_cached_across_flushes);
     tcase_add_loop_test(t, bad_input_is_a_4xx_problem, 0, sizeof BAD / sizeof BAD[0]);
     suite_add_tcase(s, t);
     /* the restart test stops and starts the shared server itself */
