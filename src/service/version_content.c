@@ -1,0 +1,143 @@
+/* Reading a version's content: inline from the record, or its blob
+ * through the cache, verified against its hash before it is returned. */
+#include "versions_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../codec/blob_format.h"
+#include "../common/log.h"
+
+struct blob_load {
+    versions_svc *svc;
+    const char *key;
+};
+
+static int load_blob(void *ctx, cache_value **out, strata_error *err)
+{
+    struct blob_load *l = ctx;
+    strata_buf b;
+    sbuf_init(&b, 0);
+    blob_header h;
+    int rc = blobs_get_verified(l->svc->blobs, l->key, l->svc->cfg.max_content + BLOB_HEADER_SIZE,
+                                &b, &h, err);
+    if (rc == 0) {
+        *out = cache_value_new(b.data, b.len, "application/x-strata-blob");
+        if (*out == NULL)
+            rc = serr_set(err, SERR_NOMEM, "out of memory");
+    }
+    sbuf_free(&b);
+    return rc;
+}
+
+/* A stored blob, through the cache (immutable: found by its hash, never
+ * stale). Whatever tier it came from, its header, payload hash and raw
+ * hash are checked against the key before anything is served (invariant
+ * 3); a cached copy that fails is dropped and the blob store answers. */
+static int read_blob(versions_svc *svc, const store_version *v, strata_buf *out, blob_header *h,
+                     strata_error *err)
+{
+    size_t max = svc->cfg.max_content + BLOB_HEADER_SIZE;
+    int rc;
+    if (svc->cache != NULL) {
+        char key[SHA256_HEX_LEN + 8], ns[L2_NS_MAX + 1];
+        versions_blob_cache_key(v->blob_key, key, sizeof key);
+        cache_internal_ns(v->type, ns, sizeof ns);
+        struct blob_load l = {svc, v->blob_key};
+        cache_value *cv = NULL;
+        enum cache_tier tier;
+        strata_error cerr;
+        if (cache_get_or_load(svc->cache, ns, key, false, load_blob, &l, &cv, &tier, &cerr) == 0) {
+            if (blob_check_copy(cv->data, cv->len, v->blob_key, h, &cerr) == 0) {
+                rc = sbuf_append(out, cv->data, cv->len, err);
+                cache_value_unref(cv);
+                return rc;
+            }
+            slog_error("cached copy of blob %s is damaged (%s); dropped", v->blob_key, cerr.detail);
+            cache_invalidate(svc->cache, ns, key, false, NULL, &cerr);
+            cache_value_unref(cv);
+        }
+        /* a failed or damaged copy: the blob store itself decides */
+    }
+    rc = blobs_get_verified(svc->blobs, v->blob_key, max, out, h, err);
+    if (rc != 0 && err->kind == SERR_NOT_FOUND)
+        serr_set(err, SERR_CORRUPT, "the content of %s/%s is missing from the blob store", v->type,
+                 v->id);
+    return rc;
+}
+
+void content_out_free(content_out *c)
+{
+    free(c->data);
+    c->data = NULL;
+}
+
+int versions_content(versions_svc *svc, const store_version *v, unsigned accept_codecs,
+                     content_out *out, strata_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const json_t *loc = json_object_get(v->doc, "content_location");
+    const char *ctype = json_string_value(json_object_get(loc, "content_type"));
+    snprintf(out->content_type, sizeof out->content_type, "%s",
+             ctype ? ctype : "application/octet-stream");
+    unsigned char digest[SHA256_LEN], want[SHA256_LEN];
+    if (sha256_from_hex(v->data_hash, want) != 0)
+        return serr_set(err, SERR_CORRUPT, "the record of %s/%s has a bad data hash", v->type,
+                        v->id);
+    if (v->blob_key[0] == '\0') {
+        /* inline: small, so verify by hashing it again */
+        if (sha256_oneshot(v->content ? v->content : (const unsigned char *)"", v->content_len,
+                           digest, err) != 0)
+            return -1;
+        if (memcmp(digest, want, SHA256_LEN) != 0)
+            return serr_set(err, SERR_CORRUPT, "stored content of %s/%s does not match its hash",
+                            v->type, v->id);
+        out->data = malloc(v->content_len ? v->content_len : 1);
+        if (out->data == NULL)
+            return serr_set(err, SERR_NOMEM, "out of memory");
+        if (v->content_len)
+            memcpy(out->data, v->content, v->content_len);
+        out->len = v->content_len;
+        return 0;
+    }
+    strata_buf blob;
+    sbuf_init(&blob, 0);
+    blob_header h;
+    if (read_blob(svc, v, &blob, &h, err) != 0) {
+        sbuf_free(&blob);
+        return -1;
+    }
+    size_t plen = blob.len - BLOB_HEADER_SIZE;
+    /* the blob was checked against its key; the key must be this record's
+     * data hash (for raw payloads, the payload hash is the content hash) */
+    if (memcmp(h.raw_sha256, want, SHA256_LEN) != 0) {
+        sbuf_free(&blob);
+        return serr_set(err, SERR_CORRUPT, "the blob of %s/%s holds other content", v->type, v->id);
+    }
+    if (h.codec == SCODEC_NONE || (accept_codecs & (1u << h.codec))) {
+        if (h.codec == SCODEC_NONE && memcmp(h.payload_sha256, want, SHA256_LEN) != 0) {
+            sbuf_free(&blob);
+            return serr_set(err, SERR_CORRUPT, "stored content of %s/%s does not match its hash",
+                            v->type, v->id);
+        }
+        memmove(blob.data, blob.data + BLOB_HEADER_SIZE, plen);
+        out->data = sbuf_take(&blob, NULL);
+        out->len = plen;
+        out->encoding = h.codec;
+    } else {
+        strata_buf raw;
+        sbuf_init(&raw, 0);
+        if (blob_decode(blob.data, blob.len, svc->cfg.max_content, &raw, &h, err) != 0) {
+            sbuf_free(&blob);
+            sbuf_free(&raw);
+            return -1;
+        }
+        sbuf_free(&blob);
+        out->len = raw.len;
+        out->data = sbuf_take(&raw, NULL);
+        if (out->data == NULL)
+            out->data = malloc(1);
+    }
+    return 0;
+}
