@@ -650,8 +650,13 @@ START_TEST(hot_record_stays_cached_across_flushes)
                                "{\"content\": 1, \"word\": \"hot\", \"provider\": \"p\"}", NULL),
                      201);
     http_resp r;
-    ck_assert_int_eq(http_do(&S, "GET", "/dictionary/hot", NULL, NULL, 0, &r), 0); /* fills */
-    http_resp_free(&r);
+    /* fill the cache (a fill that begins in the same millisecond as the
+     * save's fence is refused, so read twice, apart) */
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(http_do(&S, "GET", "/dictionary/hot", NULL, NULL, 0, &r), 0);
+        http_resp_free(&r);
+        usleep(20 * 1000);
+    }
     long long hits0, loads0;
     hot_stats(&hits0, &loads0);
     long long count = 0;
@@ -673,7 +678,7 @@ START_TEST(hot_record_stays_cached_across_flushes)
     hot_stats(&hits1, &loads1);
     ck_assert_int_eq(loads1, loads0);       /* never reloaded from the store */
     ck_assert_int_ge(hits1 - hits0, reads); /* every read an L1 hit */
-    ck_assert_int_eq(count, 1 + reads);     /* the fill's read and the 15 after it */
+    ck_assert_int_eq(count, 2 + reads);     /* the two fills' reads and the 15 after them */
 }
 END_TEST
 
