@@ -16,6 +16,7 @@ typedef struct l1_entry {
     uint64_t stamp;      /* the shard's clock when last moved to the front */
     uint64_t expires_ms; /* 0: never */
     size_t charge;
+    l2_token tag; /* zero: untagged (never current) */
     cache_value *value;
     size_t key_len;
     char key[];
@@ -31,7 +32,7 @@ typedef struct l1_shard {
     l1_entry *head, *tail;
     size_t items, bytes;
     size_t max_items, max_bytes;
-    uint64_t hits, misses, evictions, expirations;
+    uint64_t hits, misses, evictions, expirations, stale;
     uint64_t clock; /* counts moves to the front */
     char pad[64];
 } l1_shard;
@@ -140,7 +141,7 @@ static l1_shard *shard_of(l1_cache *c, uint64_t h)
     return &c->shards[(h >> 56) % (uint64_t)c->nshards];
 }
 
-cache_value *l1_get(l1_cache *c, const char *key, uint64_t now_ms)
+cache_value *l1_get_current(l1_cache *c, const char *key, uint64_t now_ms, const l2_token *current)
 {
     size_t len = strlen(key);
     uint64_t h = hash_key(key, len);
@@ -152,6 +153,11 @@ cache_value *l1_get(l1_cache *c, const char *key, uint64_t now_ms)
     if (e != NULL && e->expires_ms != 0 && e->expires_ms <= now_ms) {
         remove_entry(c, s, slot);
         s->expirations++;
+        e = NULL;
+    }
+    if (e != NULL && current != NULL && !l2_token_equal(&e->tag, current)) {
+        remove_entry(c, s, slot); /* changed elsewhere since it was filled */
+        s->stale++;
         e = NULL;
     }
     if (e != NULL) {
@@ -171,22 +177,35 @@ cache_value *l1_get(l1_cache *c, const char *key, uint64_t now_ms)
     return v;
 }
 
-bool l1_set(l1_cache *c, const char *key, cache_value *v, uint64_t now_ms, uint64_t ttl_ms)
+cache_value *l1_get(l1_cache *c, const char *key, uint64_t now_ms)
+{
+    return l1_get_current(c, key, now_ms, NULL);
+}
+
+bool l1_set_tagged(l1_cache *c, const char *key, cache_value *v, uint64_t now_ms, uint64_t ttl_ms,
+                   const l2_token *tag)
 {
     size_t len = strlen(key);
     uint64_t h = hash_key(key, len);
     l1_shard *s = shard_of(c, h);
     size_t charge = cache_value_charge(v, len);
-    if (charge > s->max_bytes || charge > c->global->limit)
-        return false; /* would evict everything and still not fit */
-    l1_entry *e = malloc(sizeof *e + len + 1);
-    if (e == NULL)
+    l1_entry *e = NULL;
+    /* too big (it would evict everything and still not fit), never
+     * current, or no memory: not cached, and no older copy stays */
+    if (charge > s->max_bytes || charge > c->global->limit ||
+        (tag != NULL && !l2_token_usable(tag)) || (e = malloc(sizeof *e + len + 1)) == NULL) {
+        l1_delete(c, key);
         return false;
+    }
     memcpy(e->key, key, len + 1);
     e->key_len = len;
     e->hash = h;
     e->charge = charge;
     e->expires_ms = ttl_ms ? now_ms + ttl_ms : 0;
+    if (tag != NULL)
+        e->tag = *tag;
+    else
+        memset(&e->tag, 0, sizeof e->tag);
     e->value = cache_value_ref(v);
     e->prev = e->next = e->hnext = NULL;
 
@@ -216,6 +235,11 @@ bool l1_set(l1_cache *c, const char *key, cache_value *v, uint64_t now_ms, uint6
         free(e);
     }
     return stored;
+}
+
+bool l1_set(l1_cache *c, const char *key, cache_value *v, uint64_t now_ms, uint64_t ttl_ms)
+{
+    return l1_set_tagged(c, key, v, now_ms, ttl_ms, NULL);
 }
 
 bool l1_delete(l1_cache *c, const char *key)
@@ -271,6 +295,7 @@ void l1_get_stats(l1_cache *c, l1_stats *out)
         out->misses += s->misses;
         out->evictions += s->evictions;
         out->expirations += s->expirations;
+        out->stale += s->stale;
         out->items += s->items;
         out->bytes += s->bytes;
         pthread_mutex_unlock(&s->mu);

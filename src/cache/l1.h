@@ -6,7 +6,15 @@
  * shared by every namespace: a set that would pass it evicts from its own
  * shard first, and is not cached when that cannot make room.
  * Eviction is approximately LRU: a hit moves an entry to the front only
- * once it has drifted a quarter of the shard's capacity back. */
+ * once it has drifted a quarter of the shard's capacity back.
+ *
+ * Coherence with other processes: an entry may carry a tag, the L2 token
+ * (l2.h) under which its value was current when it was filled. A lookup
+ * given the key's current token returns the entry only when its tag still
+ * equals it, and removes it otherwise; the L1 itself never asks the L2.
+ *
+ * Thread safety: every function may be called from any thread, on any
+ * cache, except l1_free (no other call on that cache may run or follow). */
 #ifndef STRATA_L1_H
 #define STRATA_L1_H
 
@@ -16,9 +24,11 @@
 #include <stdint.h>
 
 #include "cache_value.h"
+#include "l2.h"
 
 typedef struct l1_stats {
     uint64_t hits, misses, evictions, expirations, items, bytes;
+    uint64_t stale; /* entries removed because their tag no longer matched (also misses) */
 } l1_stats;
 
 typedef struct l1_cache l1_cache;
@@ -29,14 +39,30 @@ typedef struct l1_budget {
     uint64_t limit;
 } l1_budget;
 
+/* A cache of at most max_items entries and max_bytes (bookkeeping
+ * included, see cache_value_charge), drawing on global as well. NULL when
+ * out of memory. */
 l1_cache *l1_new(size_t max_items, size_t max_bytes, l1_budget *global);
+/* NULL is a no-op. */
 void l1_free(l1_cache *c);
 
-/* A referenced value (release with cache_value_unref) or NULL. */
+/* A referenced value (release with cache_value_unref) or NULL (a miss,
+ * or an entry past its TTL, which is removed). The tag is not looked at. */
 cache_value *l1_get(l1_cache *c, const char *key, uint64_t now_ms);
-/* Stores v (taking a new reference) until now_ms + ttl_ms (0: no expiry).
- * Returns false when it could not be cached (too big for the budgets). */
+/* As l1_get, but current (non-NULL) is the key's token now: an entry
+ * whose tag is not l2_token_equal to it is removed and NULL returned
+ * (an untagged entry never matches). current NULL: as l1_get. */
+cache_value *l1_get_current(l1_cache *c, const char *key, uint64_t now_ms, const l2_token *current);
+/* Stores v (taking a new reference) until now_ms + ttl_ms (0: no expiry),
+ * replacing any entry of key, untagged. Returns false when it could not
+ * be cached (too big for the budgets, out of memory); any older entry of
+ * key is then gone as well. */
 bool l1_set(l1_cache *c, const char *key, cache_value *v, uint64_t now_ms, uint64_t ttl_ms);
+/* As l1_set, tagged with *tag (NULL: untagged). An unusable tag stores
+ * nothing (returns false, and the older entry is gone). */
+bool l1_set_tagged(l1_cache *c, const char *key, cache_value *v, uint64_t now_ms, uint64_t ttl_ms,
+                   const l2_token *tag);
+/* Whether an entry of key was there (and is now gone). */
 bool l1_delete(l1_cache *c, const char *key);
 /* Called with each key a deletion removed (under the shard's lock: do not
  * call back into the cache). */

@@ -1,14 +1,39 @@
-/* L2 on local disk: one file per entry, named by the SHA-256 of
- * (namespace, key), so no key can reach outside the directory; an SQLite
- * index (namespace, key, size, expiry, last access) for LRU eviction past
- * the size limit, TTLs and glob clears that never read the files. Writes
- * go through a temp file and a rename; each file carries a CRC, so a file
- * torn by a crash reads as a miss, never as a wrong value. */
+/* L2 on local disk, shared by every process that opens the same
+ * directory (several strata processes on one data directory):
+ *
+ * - values: one file per entry, named by the SHA-256 of (namespace, key),
+ *   so no key can reach outside the directory. Writes go through a temp
+ *   file and a rename; each file carries a CRC and the write id its index
+ *   row names, so a file torn by a crash or replaced under a reader reads
+ *   as a miss, never as a wrong value;
+ * - DIR/index.db: an SQLite index (namespace, key, size, expiry, last
+ *   access, write id) for LRU eviction past the size limit, TTLs and glob
+ *   clears that never read the files; the open fences; the total size.
+ *   Every change runs in one BEGIN IMMEDIATE transaction, which is what
+ *   serialises the processes' writers;
+ * - DIR/generations: the generation table behind tokens, write ids and
+ *   fence ids, mapped MAP_SHARED by every process: a header (magic,
+ *   layout), a counter for ids, 65536 key slots (hash(ns, key)) and 1024
+ *   namespace slots (hash(ns)) of 64-bit generations. A change makes its
+ *   slot odd inside its index transaction and even again after the
+ *   commit (a seqlock across processes): a token is the pair of
+ *   generations, usable when both are even. A slot left odd by a process
+ *   that died in between is settled by the next writer (under the index's
+ *   write lock nobody else can be mid-change). The file is created whole
+ *   (allocated, header written, synced) under a temp name and linked into
+ *   place, so two processes opening at once both map the same complete
+ *   table; it needs no process-local state to be read, and survives
+ *   kill -9 of anyone. The generations are compared, never ordered by
+ *   time: they need not survive a crash of the host (every L1 dies with
+ *   it), while open fences, in the index, are synced and do. */
 #ifndef STRATA_L2_FS_H
 #define STRATA_L2_FS_H
 
 #include "l2.h"
 
+/* See l2_open. Fails (SERR_IO, SERR_UNAVAILABLE on a full disk,
+ * SERR_CORRUPT for a generation table of another layout) when the index
+ * or the generation table cannot be opened, created or mapped. */
 l2_cache *l2_fs_open(const char *dir, const l2_config *cfg, strata_error *err);
 
 #endif

@@ -152,6 +152,7 @@ typedef struct inflight {
     bool done;
     int waiters;
     uint64_t epoch; /* the manager's epoch when the load began */
+    l2_token token; /* the key's L2 token read before the load (with an L2) */
     bool current;   /* the result was accepted as current (see load_and_fill) */
     cache_value *value;
     strata_error err;
@@ -167,8 +168,27 @@ struct cache_manager {
     int nclient; /* client-created among them */
     pthread_mutex_t fly_mu;
     inflight *flying;
-    atomic_ullong epoch; /* bumped by every invalidation: guards L1 fills */
+    /* bumped by every invalidation in this process: with no L2 it is what
+     * guards L1 fills; with one, only a fast path (the L2's tokens are
+     * what keeps every process's L1 coherent) */
+    atomic_ullong epoch;
+    pthread_mutex_t fence_mu;
+    struct open_fence *fences; /* the open fences this process's threads hold */
 };
+
+/* An open fence begun by a thread of this process (cache_fence_begin):
+ * the change's own cache_invalidate(fence=true), on the same thread,
+ * closes it by its id, and no other. Only which fences to close is kept
+ * here; what a fence refuses is the L2's, for every process, and outlives
+ * this list (a crash) until it expires. */
+typedef struct open_fence {
+    struct open_fence *next;
+    pthread_t thread;
+    uint64_t until_mono; /* past its hold: expired in the L2 too, forgotten */
+    l2_fence_id id;
+    char ns[L2_NS_MAX + 1];
+    char key[CACHE_KEY_MAX + 1];
+} open_fence;
 
 static ns_state *ns_add(cache_manager *cm, const char *name, const cache_ns_config *c,
                         enum ns_kind kind, strata_error *err);
@@ -185,6 +205,7 @@ cache_manager *cache_new(const cache_config *cfg, l2_cache *l2, strata_error *er
     cm->budget.limit = cfg->l1_global_bytes;
     pthread_mutex_init(&cm->ns_mu, NULL);
     pthread_mutex_init(&cm->fly_mu, NULL);
+    pthread_mutex_init(&cm->fence_mu, NULL);
     if (config_find(&cm->cfg, "default") == NULL) {
         cache_free(cm);
         serr_set(err, SERR_INVALID, "the cache configuration has no \"default\" namespace");
@@ -210,8 +231,14 @@ void cache_free(cache_manager *cm)
         l1_free(cm->ns[i]->l1);
         free(cm->ns[i]);
     }
+    while (cm->fences != NULL) {
+        open_fence *f = cm->fences;
+        cm->fences = f->next;
+        free(f);
+    }
     pthread_mutex_destroy(&cm->ns_mu);
     pthread_mutex_destroy(&cm->fly_mu);
+    pthread_mutex_destroy(&cm->fence_mu);
     free(cm);
 }
 
@@ -377,12 +404,12 @@ static int l2_read(cache_manager *cm, ns_state *s, const char *key, cache_value 
     return rc;
 }
 
-/* Writes to L2, compressed as the namespace says when that pays. */
+/* Writes to L2, compressed as the namespace says when that pays. fill:
+ * the token read before v was loaded (a read-through fill), or NULL (an
+ * unconditional write). *tag: the token under which v is current. */
 static int l2_write(cache_manager *cm, ns_state *s, const char *key, cache_value *v,
-                    uint64_t ttl_ms, int64_t fill_since, strata_error *err)
+                    uint64_t ttl_ms, const l2_token *fill, l2_token *tag, strata_error *err)
 {
-    if (cm->l2 == NULL)
-        return 0;
     l2_meta m = {0};
     snprintf(m.content_type, sizeof m.content_type, "%s", v->content_type);
     m.raw_size = v->len;
@@ -398,12 +425,24 @@ static int l2_write(cache_manager *cm, ns_state *s, const char *key, cache_value
         len = z.len;
     }
     uint64_t id = 0;
-    int rc =
-        cm->l2->ops->set(cm->l2, s->cfg.name, key, data, len, &m, ttl_ms, fill_since, &id, err);
+    int rc = cm->l2->ops->set(cm->l2, s->cfg.name, key, data, len, &m, ttl_ms, fill, tag, &id, err);
     sbuf_free(&z);
     if (rc == 0)
         v->write_id = id;
     return rc;
+}
+
+/* The key's current L2 token into *tok, returned; NULL with no L2 (the L1
+ * is then this process's alone, and the epoch guards it). A token the L2
+ * cannot give is unusable: it validates no L1 copy and tags none. */
+static const l2_token *token_now(cache_manager *cm, ns_state *s, const char *key, l2_token *tok)
+{
+    if (cm->l2 == NULL)
+        return NULL;
+    strata_error err;
+    if (cm->l2->ops->token(cm->l2, s->cfg.name, key, tok, &err) != 0)
+        memset(tok, 0, sizeof *tok);
+    return tok;
 }
 
 int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **out,
@@ -412,7 +451,10 @@ int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **
     ns_state *s = ns_get(cm, ns, err);
     if (s == NULL)
         return -1;
-    cache_value *v = l1_get(s->l1, key, clock_mono_ms());
+    /* the token first: it must predate whatever value is read */
+    l2_token tok;
+    const l2_token *cur = token_now(cm, s, key, &tok);
+    cache_value *v = l1_get_current(s->l1, key, clock_mono_ms(), cur);
     if (v != NULL) {
         *out = v;
         *tier = CACHE_TIER_L1;
@@ -422,43 +464,40 @@ int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **
     if (l2_read(cm, s, key, &v, err) != 0)
         return -1;
     if (atomic_load(&cm->epoch) == epoch) /* promote, unless invalidated meanwhile */
-        l1_set(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v));
+        l1_set_tagged(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v), cur);
     *out = v;
     *tier = CACHE_TIER_L2;
     return 0;
 }
 
-/* L1 copy still current? Compared with what L2 holds now. */
-static bool l1_copy_current(cache_manager *cm, ns_state *s, const char *key, const cache_value *v)
+/* Runs the loader and fills the tiers with what it produced: L2 unless the
+ * key changed or was fenced since fill (the token read before this load
+ * began), L1 only when L2 took it (or there is no L2: then unless an
+ * invalidation happened in this process meanwhile). L1 never takes a
+ * value L2 refused or failed to store: L2's check is the only one that
+ * sees open fences. Returns 0 with *current telling whether the value was
+ * accepted as current. */
+static int load_and_fill(cache_manager *cm, ns_state *s, const char *key, const l2_token *fill,
+                         cache_loader loader, void *ctx, cache_value **out, bool *current,
+                         strata_error *err)
 {
-    if (cm->l2 == NULL)
-        return true; /* invalidations are all local */
-    l2_meta m;
-    strata_error err;
-    return cm->l2->ops->get_meta(cm->l2, s->cfg.name, key, &m, &err) == 0 &&
-           m.write_id == v->write_id;
-}
-
-/* Runs the loader and fills the tiers with what it produced: L2 unless a
- * write fenced the key after this load began, L1 only when L2 agreed (or
- * there is no L2) and no invalidation happened meanwhile. Returns 0 with
- * *current telling whether the value was accepted as current. */
-static int load_and_fill(cache_manager *cm, ns_state *s, const char *key, cache_loader loader,
-                         void *ctx, cache_value **out, bool *current, strata_error *err)
-{
-    int64_t fill_since = clock_wall_ms();
     uint64_t epoch = atomic_load(&cm->epoch);
     atomic_fetch_add(&s->loader_calls, 1);
     *current = false;
     if (loader(ctx, out, err) != 0)
         return -1;
     strata_error e2;
-    int l2rc = l2_write(cm, s, key, *out, s->cfg.l2_ttl_ms, fill_since, &e2);
+    l2_token tag;
+    int l2rc = 0;
+    if (fill != NULL)
+        l2rc = l2_write(cm, s, key, *out, s->cfg.l2_ttl_ms, fill, &tag, &e2);
     bool unchanged = atomic_load(&cm->epoch) == epoch;
     if (l2rc == 0 && unchanged)
-        l1_set(s->l1, key, *out, clock_mono_ms(), s->cfg.l1_ttl_ms);
-    /* a refused fill (a fence) or a local invalidation: another writer may
-     * have committed after this load read the store */
+        l1_set_tagged(s->l1, key, *out, clock_mono_ms(), s->cfg.l1_ttl_ms,
+                      fill != NULL ? &tag : NULL);
+    /* a refused fill (the key changed, or a change is in progress) or a
+     * local invalidation: another writer may have committed after this
+     * load read the store */
     *current = unchanged && !(l2rc != 0 && e2.kind == SERR_CONFLICT);
     return 0;
 }
@@ -467,23 +506,23 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
                       cache_loader loader, void *ctx, cache_value **out, enum cache_tier *tier,
                       strata_error *err)
 {
+    (void)validate; /* every L1 copy is checked against the L2's token now */
     ns_state *s = ns_get(cm, ns, err);
     if (s == NULL)
         return -1;
-    cache_value *v = l1_get(s->l1, key, clock_mono_ms());
-    if (v != NULL && (!validate || l1_copy_current(cm, s, key, v))) {
+    /* the token first: it must predate the value, from L2 or the loader */
+    l2_token tok;
+    const l2_token *cur = token_now(cm, s, key, &tok);
+    cache_value *v = l1_get_current(s->l1, key, clock_mono_ms(), cur);
+    if (v != NULL) {
         *out = v;
         *tier = CACHE_TIER_L1;
         return 0;
     }
-    if (v != NULL) {
-        l1_delete(s->l1, key);
-        cache_value_unref(v);
-    }
     uint64_t epoch = atomic_load(&cm->epoch);
     if (l2_read(cm, s, key, &v, err) == 0) {
         if (atomic_load(&cm->epoch) == epoch)
-            l1_set(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v));
+            l1_set_tagged(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v), cur);
         *out = v;
         *tier = CACHE_TIER_L2;
         return 0;
@@ -494,15 +533,18 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
     bool current;
 
     /* A miss: one loader per key, the others wait for its result. A load
-     * is joined only if no invalidation happened since it began, and its
-     * result is handed to waiters only if it was accepted as current:
-     * otherwise it may predate a write that was acknowledged before the
-     * waiter arrived, and the waiter loads for itself. */
+     * is joined only if no invalidation happened since it began (in this
+     * process: the epoch; in any: the key's token, read before each of
+     * the two), and its result is handed to waiters only if it was
+     * accepted as current: otherwise it may predate a write that was
+     * acknowledged before the waiter arrived, and the waiter loads for
+     * itself. */
     pthread_mutex_lock(&cm->fly_mu);
     inflight *f = cm->flying;
     while (f && !(strcmp(f->ns, ns) == 0 && strcmp(f->key, key) == 0))
         f = f->next;
-    if (f != NULL && f->epoch == atomic_load(&cm->epoch)) {
+    if (f != NULL && f->epoch == atomic_load(&cm->epoch) &&
+        (cur == NULL || l2_token_equal(&f->token, cur))) {
         f->waiters++;
         atomic_fetch_add(&s->coalesced, 1);
         while (!f->done)
@@ -523,11 +565,11 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
         pthread_mutex_unlock(&cm->fly_mu);
         if (reuse)
             return rc;
-        return load_and_fill(cm, s, key, loader, ctx, out, &current, err);
+        return load_and_fill(cm, s, key, cur, loader, ctx, out, &current, err);
     }
     if (f != NULL) { /* a load from before an invalidation: do not join it */
         pthread_mutex_unlock(&cm->fly_mu);
-        return load_and_fill(cm, s, key, loader, ctx, out, &current, err);
+        return load_and_fill(cm, s, key, cur, loader, ctx, out, &current, err);
     }
     f = calloc(1, sizeof *f);
     if (f == NULL) {
@@ -539,12 +581,14 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
     pthread_cond_init(&f->done_cv, NULL);
     f->waiters = 1;
     f->epoch = atomic_load(&cm->epoch);
+    if (cur != NULL)
+        f->token = *cur;
     f->next = cm->flying;
     cm->flying = f;
     pthread_mutex_unlock(&cm->fly_mu);
 
     cache_value *loaded = NULL;
-    int rc = load_and_fill(cm, s, key, loader, ctx, &loaded, &current, err);
+    int rc = load_and_fill(cm, s, key, cur, loader, ctx, &loaded, &current, err);
 
     pthread_mutex_lock(&cm->fly_mu);
     inflight **pp = &cm->flying;
@@ -578,27 +622,67 @@ int cache_set(cache_manager *cm, const char *ns, const char *key, cache_value *v
     v->expires_ms = l2_ttl ? clock_wall_ms() + (int64_t)l2_ttl : 0;
     atomic_fetch_add(&cm->epoch, 1); /* a fill in flight must not overwrite this */
     l1_delete(s->l1, key);
-    if (l2_write(cm, s, key, v, l2_ttl, 0, err) != 0)
+    l2_token tag;
+    if (cm->l2 != NULL && l2_write(cm, s, key, v, l2_ttl, NULL, &tag, err) != 0)
         return -1;
-    l1_set(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v));
+    /* (the write moved the key's token: every other process's copy is
+     * stale from now on) */
+    l1_set_tagged(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v), cm->l2 ? &tag : NULL);
     return 0;
 }
 
-/* Drops a key from both tiers, leaving an L2 fence stamped fence_ms when
- * fence_ms > 0. L2 first: a concurrent L2 hit cannot then promote the
- * old value, and the epoch bump stops L1 fills that raced with this. */
-static int drop_key(cache_manager *cm, ns_state *s, const char *key, int64_t fence_ms, bool *found,
-                    strata_error *err)
+/* Drops a key from both tiers, closing the L2 fences named in close. L2
+ * first: its delete moves the key's token, so no copy of the old value,
+ * in any process, validates afterwards; the epoch bump stops this
+ * process's fills that raced with it. */
+static int drop_key(cache_manager *cm, ns_state *s, const char *key, const l2_fence_id *close,
+                    size_t nclose, bool *found, strata_error *err)
 {
     atomic_fetch_add(&cm->epoch, 1);
     bool in_l2 = false;
     int rc = 0;
     if (cm->l2)
-        rc = cm->l2->ops->del(cm->l2, s->cfg.name, key, fence_ms, &in_l2, err);
+        rc = cm->l2->ops->del(cm->l2, s->cfg.name, key, close, nclose, &in_l2, err);
     bool in_l1 = l1_delete(s->l1, key);
     if (found)
         *found = in_l1 || in_l2;
     return rc;
+}
+
+/* Takes out of the list the open fences this thread began on (ns, key);
+ * *ids (free it) gets their ids. Forgets fences past their hold. */
+static size_t fences_take(cache_manager *cm, const char *ns, const char *key, l2_fence_id **ids)
+{
+    size_t n = 0, cap = 0;
+    *ids = NULL;
+    pthread_t self = pthread_self();
+    uint64_t now = clock_mono_ms();
+    pthread_mutex_lock(&cm->fence_mu);
+    for (open_fence **pp = &cm->fences; *pp != NULL;) {
+        open_fence *f = *pp;
+        bool mine =
+            pthread_equal(f->thread, self) && strcmp(f->ns, ns) == 0 && strcmp(f->key, key) == 0;
+        if (mine && n == cap) {
+            size_t ncap = cap ? 2 * cap : 4;
+            l2_fence_id *grown = realloc(*ids, ncap * sizeof **ids);
+            if (grown == NULL) {
+                mine = false; /* left to expire */
+            } else {
+                *ids = grown;
+                cap = ncap;
+            }
+        }
+        if (mine)
+            (*ids)[n++] = f->id;
+        if (mine || f->until_mono <= now) {
+            *pp = f->next;
+            free(f);
+        } else {
+            pp = &f->next;
+        }
+    }
+    pthread_mutex_unlock(&cm->fence_mu);
+    return n;
 }
 
 int cache_invalidate(cache_manager *cm, const char *ns, const char *key, bool fence, bool *found,
@@ -607,7 +691,11 @@ int cache_invalidate(cache_manager *cm, const char *ns, const char *key, bool fe
     ns_state *s = ns_get(cm, ns, err);
     if (s == NULL)
         return -1;
-    return drop_key(cm, s, key, fence ? clock_wall_ms() : 0, found, err);
+    l2_fence_id *ids = NULL;
+    size_t n = fence && cm->l2 ? fences_take(cm, ns, key, &ids) : 0;
+    int rc = drop_key(cm, s, key, ids, n, found, err);
+    free(ids);
+    return rc;
 }
 
 int cache_fence_begin(cache_manager *cm, const char *ns, const char *key, uint64_t hold_ms,
@@ -616,14 +704,35 @@ int cache_fence_begin(cache_manager *cm, const char *ns, const char *key, uint64
     ns_state *s = ns_get(cm, ns, err);
     if (s == NULL)
         return -1;
-    /* a fence stamped in the future refuses every fill that begins before
-     * it: the change's own invalidation moves it back to "now" */
-    if (drop_key(cm, s, key, clock_wall_ms() + (int64_t)hold_ms, NULL, err) != 0) {
+    atomic_fetch_add(&cm->epoch, 1);
+    if (cm->l2 == NULL) { /* this process's L1 is the only copy */
+        l1_delete(s->l1, key);
+        return 0;
+    }
+    open_fence *f = calloc(1, sizeof *f);
+    l2_fence_id id = 0;
+    int rc = cm->l2->ops->fence_open(cm->l2, s->cfg.name, key, hold_ms, &id, err);
+    l1_delete(s->l1, key);
+    if (rc != 0) {
+        free(f);
         slog_error("cache %s: cannot fence %s before a change: %s", ns, key, err->detail);
         return serr_set(err, SERR_UNAVAILABLE,
                         "the cache cannot record an invalidation right now, so the change was "
                         "not made; retry later");
     }
+    if (f == NULL) { /* safe: the fence then stands until its hold ends */
+        slog_warn("cache %s: out of memory; the fence on %s will stand until it expires", ns, key);
+        return 0;
+    }
+    f->thread = pthread_self();
+    f->until_mono = clock_mono_ms() + (hold_ms ? hold_ms : 24 * HOUR_MS);
+    f->id = id;
+    snprintf(f->ns, sizeof f->ns, "%s", ns);
+    snprintf(f->key, sizeof f->key, "%s", key);
+    pthread_mutex_lock(&cm->fence_mu);
+    f->next = cm->fences;
+    cm->fences = f;
+    pthread_mutex_unlock(&cm->fence_mu);
     return 0;
 }
 
@@ -654,8 +763,10 @@ int cache_invalidate_pattern(cache_manager *cm, const char *ns, const char *patt
     if (s == NULL)
         return -1;
     /* L1 first, remembering its keys, so that the count is of distinct
-     * keys (a key in both tiers counts once); then L2; then L1 again for
-     * copies promoted from L2 in between (the epoch bumps stop most) */
+     * keys (a key in both tiers counts once); then L2, whose clear moves
+     * the token of every key of the namespace (every process's copies
+     * fail validation); then L1 again for copies promoted from L2 in
+     * between (the epoch bumps stop most) */
     strset keys;
     strset_init(&keys);
     atomic_fetch_add(&cm->epoch, 1);

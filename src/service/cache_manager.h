@@ -84,33 +84,64 @@ bool cache_ns_exists(cache_manager *cm, const char *ns);
  * namespaces exist already; SERR_INVALID for an internal name. */
 int cache_ns_create(cache_manager *cm, const char *ns, strata_error *err);
 
-/* L1, then L2. SERR_NOT_FOUND on a miss or an unknown namespace. */
+/* Coherence (with an L2): every L1 copy is tagged with the L2 token
+ * (l2.h) of its key read before the value was read or loaded, and an L1
+ * hit is served only while the key's token still equals it (an atomic
+ * load for the disk L2, no query). So a change made through any process
+ * sharing the L2 (a set, an invalidation, a fence, a pattern clear) is
+ * seen by every other process's next read, with no TTL to wait out. With
+ * no L2 the L1 is this process's alone and its own invalidations are all
+ * there is. */
+
+/* L1, then L2 (promoting to L1). SERR_NOT_FOUND on a miss or an unknown
+ * namespace (*out untouched); other kinds: L2 failed. On success *out is
+ * a reference for the caller and *tier tells where it came from. */
 int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **out,
               enum cache_tier *tier, strata_error *err);
-/* Read-through. validate: an L1 hit is checked against L2's current write
- * (for values that a write elsewhere may replace, like latest records). */
+/* Read-through: L1, L2, then the loader, whose value fills L2 only when
+ * no change or open fence of the key came since the load began (the L2
+ * decides, atomically with the write) and L1 only when L2 took it.
+ * Concurrent misses on one key in this process run the loader once when
+ * nothing changed in between. validate is kept for callers and ignored:
+ * every L1 copy is checked (see above). Errors: the loader's, or
+ * SERR_NOT_FOUND for an unknown namespace; an L2 failure is not one (the
+ * loader answers). */
 int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool validate,
                       cache_loader loader, void *ctx, cache_value **out, enum cache_tier *tier,
                       strata_error *err);
-/* Both tiers; ttl_ms 0 takes the namespace's TTLs. */
+/* Both tiers (an unconditional write: every process's copy of the old
+ * value is stale from here on); ttl_ms 0 takes the namespace's TTLs.
+ * On failure (L2 refused or failed) this process's L1 holds no copy of
+ * the key and L2 holds no value this call wrote. */
 int cache_set(cache_manager *cm, const char *ns, const char *key, cache_value *v, uint64_t ttl_ms,
               strata_error *err);
-/* Both tiers. fence: refuse read-through fills that began before now.
- * Returns -1 only when L2 could not record the removal (the L1 copy is
- * gone either way). */
+/* Both tiers: removes the key and makes every process's copy of it stale
+ * (the L2 moves the key's token whether or not it held a value); a fill
+ * that began before this call can no longer land. fence: this is the end
+ * of a change begun with cache_fence_begin on this thread: the open
+ * fences this thread holds on the key are closed as well (only those;
+ * other writers' fences stay). *found (may be NULL): whether either tier
+ * held a value. Returns -1 only when L2 could not record the removal (the
+ * L1 copy is gone either way; a fence that could not be closed stands
+ * until its hold ends, which is safe). */
 int cache_invalidate(cache_manager *cm, const char *ns, const char *key, bool fence, bool *found,
                      strata_error *err);
 /* Starts a change that replaces a value other readers fill through the
  * cache (a resource's latest record), before the change is made durable:
- * drops the value from both tiers and leaves an L2 fence that refuses
- * every fill, and makes every L1 copy fail validation, for hold_ms. The
- * caller then commits its change and calls cache_invalidate(fence=true),
- * which ends the hold; if it never does (a crash), readers bypass the
- * cache for that key until the hold ends, so none is served a value
- * older than the change. Returns -1 (SERR_UNAVAILABLE) when L2 cannot
- * record the fence durably: the caller must not make its change. */
+ * drops the value from both tiers, makes every process's L1 copy stale,
+ * and leaves a durable L2 fence that refuses every fill, in every
+ * process, for hold_ms by the L2's clock. The caller then commits its
+ * change and calls cache_invalidate(fence=true) on the same thread, which
+ * closes this fence; if it never does (a crash), readers bypass the cache
+ * for that key until the hold ends, so none is served a value older than
+ * the change. Returns -1 (SERR_UNAVAILABLE) when L2 cannot record the
+ * fence durably: the caller must not make its change. With no L2 it only
+ * drops this process's L1 copy, and succeeds. */
 int cache_fence_begin(cache_manager *cm, const char *ns, const char *key, uint64_t hold_ms,
                       strata_error *err);
+/* Removes the keys of ns matching a glob from both tiers (and makes every
+ * process's copies of the namespace's keys stale); *count gets how many
+ * distinct keys held a value (0 on failure). */
 int cache_invalidate_pattern(cache_manager *cm, const char *ns, const char *pattern, size_t *count,
                              strata_error *err);
 

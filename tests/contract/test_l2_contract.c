@@ -1,11 +1,16 @@
 /* The L2 contract: what every L2 backend must do, run against a real
- * backend. STRATA_L2_URL names it; by default a fresh disk cache. */
+ * backend. STRATA_L2_URL names it; by default a fresh disk cache. Besides
+ * storage (TTL, eviction, glob clears, stats): the coherence primitives,
+ * tokens, guarded fills and open fences, between two handles on one L2
+ * and between processes (fork), including one killed with SIGKILL. */
 #include <check.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,13 +49,56 @@ static void teardown(void)
     ck_assert_int_eq(system(cmd), 0);
 }
 
-static int set(const char *ns, const char *key, const char *val, uint64_t ttl, int64_t since)
+/* fill NULL: an unconditional write; otherwise a fill guarded by it. */
+static int set_on(l2_cache *c, const char *ns, const char *key, const char *val, uint64_t ttl,
+                  const l2_token *fill, l2_token *tag, strata_error *err)
 {
     l2_meta m = {0};
     snprintf(m.content_type, sizeof m.content_type, "text/plain");
     m.raw_size = strlen(val);
+    return c->ops->set(c, ns, key, val, strlen(val), &m, ttl, fill, tag, NULL, err);
+}
+
+static int set(const char *ns, const char *key, const char *val, uint64_t ttl, const l2_token *fill)
+{
     strata_error err;
-    return C->ops->set(C, ns, key, val, strlen(val), &m, ttl, since, NULL, &err);
+    return set_on(C, ns, key, val, ttl, fill, NULL, &err);
+}
+
+/* A fill that must be refused for a change: SERR_CONFLICT, not a failure. */
+static void fill_refused(l2_cache *c, const char *key, const l2_token *fill)
+{
+    strata_error err;
+    ck_assert_int_ne(set_on(c, "ns", key, "stale", 0, fill, NULL, &err), 0);
+    ck_assert_int_eq(err.kind, SERR_CONFLICT);
+}
+
+static l2_token token_on(l2_cache *c, const char *ns, const char *key)
+{
+    l2_token t;
+    strata_error err;
+    ck_assert_int_eq(c->ops->token(c, ns, key, &t, &err), 0);
+    return t;
+}
+
+static l2_token token(const char *key)
+{
+    return token_on(C, "ns", key);
+}
+
+static int del_on(l2_cache *c, const char *key, const l2_fence_id *close, size_t n)
+{
+    strata_error err;
+    return c->ops->del(c, "ns", key, close, n, NULL, &err);
+}
+
+static l2_fence_id fence_on(l2_cache *c, const char *key, uint64_t hold_ms)
+{
+    l2_fence_id id = 0;
+    strata_error err;
+    ck_assert_int_eq(c->ops->fence_open(c, "ns", key, hold_ms, &id, &err), 0);
+    ck_assert_uint_ne(id, 0);
+    return id;
 }
 
 static int get(const char *ns, const char *key, char *out, size_t cap)
@@ -66,26 +114,19 @@ static int get(const char *ns, const char *key, char *out, size_t cap)
     return rc;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 START_TEST(set_get_delete)
 {
     char out[64];
-    ck_assert_int_eq(set("ns", "a", "one", 0, 0), 0);
+    ck_assert_int_eq(set("ns", "a", "one", 0, NULL), 0);
     ck_assert_int_eq(get("ns", "a", out, sizeof out), 0);
     ck_assert_str_eq(out, "one");
-    ck_assert_int_eq(set("ns", "a", "two", 0, 0), 0);
+    ck_assert_int_eq(set("ns", "a", "two", 0, NULL), 0);
     ck_assert_int_eq(get("ns", "a", out, sizeof out), 0);
     ck_assert_str_eq(out, "two");
     ck_assert_int_ne(get("other", "a", out, sizeof out), 0); /* namespaces are apart */
     bool found = false;
     strata_error err;
-    ck_assert_int_eq(C->ops->del(C, "ns", "a", 0, &found, &err), 0);
+    ck_assert_int_eq(C->ops->del(C, "ns", "a", NULL, 0, &found, &err), 0);
     ck_assert(found);
     ck_assert_int_ne(get("ns", "a", out, sizeof out), 0);
 }
@@ -94,7 +135,7 @@ END_TEST
 START_TEST(ttl_is_honoured)
 {
     char out[64];
-    ck_assert_int_eq(set("ns", "t", "x", 300, 0), 0);
+    ck_assert_int_eq(set("ns", "t", "x", 300, NULL), 0);
     ck_assert_int_eq(get("ns", "t", out, sizeof out), 0);
     usleep(400 * 1000);
     ck_assert_int_ne(get("ns", "t", out, sizeof out), 0);
@@ -106,25 +147,415 @@ START_TEST(ttl_is_honoured)
 }
 END_TEST
 
-START_TEST(fences_refuse_older_fills)
+START_TEST(tokens_are_stable_until_a_change)
+{
+    l2_token a = token("k"), b = token("k");
+    ck_assert(l2_token_usable(&a));
+    ck_assert(l2_token_equal(&a, &b));
+    /* reads, misses and fills change nothing a node may hold */
+    char out[16];
+    ck_assert_int_ne(get("ns", "k", out, sizeof out), 0);
+    l2_token tag;
+    strata_error err;
+    ck_assert_int_eq(set_on(C, "ns", "k", "filled", 0, &a, &tag, &err), 0);
+    ck_assert(l2_token_equal(&tag, &a));
+    ck_assert_int_eq(get("ns", "k", out, sizeof out), 0);
+    b = token("k");
+    ck_assert(l2_token_equal(&a, &b));
+    /* an unconditional write moves it, and tags its value with the new one */
+    ck_assert_int_eq(set_on(C, "ns", "k", "written", 0, NULL, &tag, &err), 0);
+    b = token("k");
+    ck_assert(!l2_token_equal(&a, &b));
+    ck_assert(l2_token_equal(&tag, &b));
+    /* so does a delete, of a value or of nothing (a node may hold a copy) */
+    ck_assert_int_eq(del_on(C, "k", NULL, 0), 0);
+    a = token("k");
+    ck_assert(!l2_token_equal(&a, &b));
+    ck_assert_int_eq(del_on(C, "k", NULL, 0), 0);
+    b = token("k");
+    ck_assert(!l2_token_equal(&a, &b));
+    /* a clear moves every token of its namespace, matched or not, and no
+     * other namespace's */
+    l2_token other = token_on(C, "elsewhere", "k");
+    size_t n;
+    ck_assert_int_eq(C->ops->clear(C, "ns", "nothing-matches-*", &n, NULL, NULL, &err), 0);
+    ck_assert_uint_eq(n, 0);
+    a = token("k");
+    ck_assert(!l2_token_equal(&a, &b));
+    l2_token other2 = token_on(C, "elsewhere", "k");
+    ck_assert(l2_token_equal(&other, &other2));
+    /* an unusable token equals nothing, not even itself */
+    l2_token zero;
+    memset(&zero, 0, sizeof zero);
+    ck_assert(!l2_token_usable(&zero));
+    ck_assert(!l2_token_equal(&zero, &zero));
+    fill_refused(C, "k", &zero);
+}
+END_TEST
+
+START_TEST(a_fill_token_taken_before_a_change_is_refused)
 {
     char out[64];
-    int64_t before = now_ms() - 10;
-    ck_assert_int_eq(set("ns", "latest", "old", 0, 0), 0);
-    strata_error err;
-    ck_assert_int_eq(C->ops->del(C, "ns", "latest", now_ms(), NULL, &err), 0);
-    /* a fill that began before the fence is refused, and does not show */
-    ck_assert_int_ne(set("ns", "latest", "stale", 0, before), 0);
+    ck_assert_int_eq(set("ns", "latest", "old", 0, NULL), 0);
+    /* a delete between the token and the fill */
+    l2_token before = token("latest");
+    ck_assert_int_eq(del_on(C, "latest", NULL, 0), 0);
+    fill_refused(C, "latest", &before);
     ck_assert_int_ne(get("ns", "latest", out, sizeof out), 0);
-    /* one that began after it lands */
-    usleep(5000);
-    ck_assert_int_eq(set("ns", "latest", "fresh", 0, now_ms()), 0);
+    /* a token taken after it lands */
+    l2_token after = token("latest");
+    ck_assert_int_eq(set("ns", "latest", "fresh", 0, &after), 0);
     ck_assert_int_eq(get("ns", "latest", out, sizeof out), 0);
     ck_assert_str_eq(out, "fresh");
-    /* and a fill older than a value written since is refused too */
-    ck_assert_int_ne(set("ns", "latest", "older", 0, before), 0);
+    /* a write between: the older fill does not replace it */
+    before = token("latest");
+    ck_assert_int_eq(set("ns", "latest", "newer", 0, NULL), 0);
+    fill_refused(C, "latest", &before);
     ck_assert_int_eq(get("ns", "latest", out, sizeof out), 0);
-    ck_assert_str_eq(out, "fresh");
+    ck_assert_str_eq(out, "newer");
+    /* a fence (opened and closed) between */
+    before = token("latest");
+    l2_fence_id f = fence_on(C, "latest", 60000);
+    ck_assert_int_eq(del_on(C, "latest", &f, 1), 0);
+    fill_refused(C, "latest", &before);
+    /* a clear of the namespace between */
+    before = token("latest");
+    size_t n;
+    strata_error err;
+    ck_assert_int_eq(C->ops->clear(C, "ns", "unrelated*", &n, NULL, NULL, &err), 0);
+    fill_refused(C, "latest", &before);
+    after = token("latest");
+    ck_assert_int_eq(set("ns", "latest", "again", 0, &after), 0);
+}
+END_TEST
+
+START_TEST(an_open_fence_refuses_fills_until_closed)
+{
+    char out[64];
+    ck_assert_int_eq(set("ns", "latest", "old", 0, NULL), 0);
+    l2_fence_id mine = fence_on(C, "latest", 60000);
+    ck_assert_int_ne(get("ns", "latest", out, sizeof out), 0); /* the value went */
+    /* even a fill whose token was taken after the fence opened */
+    l2_token t = token("latest");
+    fill_refused(C, "latest", &t);
+    /* a plain invalidation does not close it, nor does another id */
+    ck_assert_int_eq(del_on(C, "latest", NULL, 0), 0);
+    l2_fence_id wrong = mine + 1000;
+    ck_assert_int_eq(del_on(C, "latest", &wrong, 1), 0);
+    t = token("latest");
+    fill_refused(C, "latest", &t);
+    /* a second writer's fence stays when the first closes its own */
+    l2_fence_id theirs = fence_on(C, "latest", 60000);
+    ck_assert_uint_ne(theirs, mine);
+    ck_assert_int_eq(del_on(C, "latest", &mine, 1), 0);
+    t = token("latest");
+    fill_refused(C, "latest", &t);
+    ck_assert_int_eq(del_on(C, "latest", &theirs, 1), 0);
+    t = token("latest");
+    ck_assert_int_eq(set("ns", "latest", "new", 0, &t), 0);
+    ck_assert_int_eq(get("ns", "latest", out, sizeof out), 0);
+    ck_assert_str_eq(out, "new");
+    /* fences survive a reopen (they are durable) */
+    l2_fence_id f = fence_on(C, "latest", 60000);
+    l2_close(C);
+    open_cache(1 << 20);
+    t = token("latest");
+    fill_refused(C, "latest", &t);
+    ck_assert_int_eq(del_on(C, "latest", &f, 1), 0);
+    t = token("latest");
+    ck_assert_int_eq(set("ns", "latest", "after", 0, &t), 0);
+}
+END_TEST
+
+/* A writer that dies between its fence and its commit never closes the
+ * fence: it refuses fills until its hold ends, then fills work again. */
+START_TEST(an_unclosed_fence_expires)
+{
+    (void)fence_on(C, "orphan", 400);
+    l2_token t = token("orphan");
+    fill_refused(C, "orphan", &t);
+    usleep(600 * 1000);
+    t = token("orphan");
+    ck_assert_int_eq(set("ns", "orphan", "v", 0, &t), 0);
+}
+END_TEST
+
+/* Two handles on one L2, as two processes have: each sees the other's
+ * changes through tokens (an L1-style check: tag, then compare). */
+START_TEST(two_handles_see_each_others_changes)
+{
+    l2_config cfg = {.max_bytes = 1 << 20, .fence_ttl_ms = 60000};
+    strata_error err;
+    l2_cache *D = l2_open(url, &cfg, &err);
+    ck_assert_msg(D != NULL, "%s", err.detail);
+    /* C fills "k" and keeps a copy tagged with its token */
+    l2_token tag = token_on(C, "ns", "k");
+    ck_assert_int_eq(set_on(C, "ns", "k", "v1", 0, &tag, &tag, &err), 0);
+    l2_token now = token_on(C, "ns", "k");
+    ck_assert(l2_token_equal(&tag, &now)); /* the copy is current */
+    /* D writes: C's copy is stale */
+    ck_assert_int_eq(set_on(D, "ns", "k", "v2", 0, NULL, NULL, &err), 0);
+    now = token_on(C, "ns", "k");
+    ck_assert(!l2_token_equal(&tag, &now));
+    /* D deletes: stale again; a fill C began before it is refused */
+    tag = token_on(C, "ns", "k");
+    l2_token fill = tag;
+    ck_assert_int_eq(del_on(D, "k", NULL, 0), 0);
+    now = token_on(C, "ns", "k");
+    ck_assert(!l2_token_equal(&tag, &now));
+    fill_refused(C, "k", &fill);
+    /* D clears the namespace: every copy C holds of it is stale */
+    tag = token_on(C, "ns", "other");
+    size_t n;
+    ck_assert_int_eq(D->ops->clear(D, "ns", "*", &n, NULL, NULL, &err), 0);
+    now = token_on(C, "ns", "other");
+    ck_assert(!l2_token_equal(&tag, &now));
+    /* D's open fence refuses C's fills; D closes it and C fills */
+    l2_fence_id f = fence_on(D, "k", 60000);
+    fill = token_on(C, "ns", "k");
+    fill_refused(C, "k", &fill);
+    ck_assert_int_eq(del_on(D, "k", &f, 1), 0);
+    fill = token_on(C, "ns", "k");
+    ck_assert_int_eq(set_on(C, "ns", "k", "v3", 0, &fill, NULL, &err), 0);
+    /* and what either wrote, the other reads */
+    strata_buf b;
+    sbuf_init(&b, 0);
+    l2_meta m;
+    ck_assert_int_eq(D->ops->get(D, "ns", "k", 1 << 20, &b, &m, &err), 0);
+    ck_assert_int_eq((int)b.len, 2);
+    ck_assert_int_eq(memcmp(b.data, "v3", 2), 0);
+    sbuf_free(&b);
+    l2_close(D);
+}
+END_TEST
+
+/* Runs fn in a child process with its own handle on the L2; returns its
+ * exit status (0: fn returned 0). */
+static int in_child(int (*fn)(l2_cache *c))
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        l2_config cfg = {.max_bytes = 1 << 20, .fence_ttl_ms = 60000};
+        strata_error err;
+        l2_cache *c = l2_open(url, &cfg, &err);
+        int rc = c != NULL ? fn(c) : 2;
+        _exit(rc); /* no l2_close: as a process that just ends */
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int child_deletes(l2_cache *c)
+{
+    return del_on(c, "k", NULL, 0) == 0 ? 0 : 1;
+}
+
+static int child_writes(l2_cache *c)
+{
+    strata_error err;
+    return set_on(c, "ns", "k", "child", 0, NULL, NULL, &err) == 0 ? 0 : 1;
+}
+
+static int child_fences_and_dies(l2_cache *c)
+{
+    l2_fence_id id = 0;
+    strata_error err;
+    if (c->ops->fence_open(c, "ns", "k", 500, &id, &err) != 0)
+        return 1;
+    raise(SIGKILL); /* before its commit and its closing invalidation */
+    return 1;
+}
+
+START_TEST(another_process_invalidates_while_a_token_is_held)
+{
+    char out[16];
+    ck_assert_int_eq(set("ns", "k", "parent", 0, NULL), 0);
+    l2_token held = token("k"), unrelated = token("unrelated");
+    ck_assert_int_eq(in_child(child_deletes), 0);
+    l2_token now = token("k");
+    ck_assert(!l2_token_equal(&held, &now)); /* an L1 copy tagged held is stale */
+    fill_refused(C, "k", &held);
+    now = token("unrelated");
+    ck_assert(l2_token_equal(&unrelated, &now)); /* and only that key's */
+
+    held = token("k");
+    ck_assert_int_eq(in_child(child_writes), 0);
+    now = token("k");
+    ck_assert(!l2_token_equal(&held, &now));
+    fill_refused(C, "k", &held);
+    ck_assert_int_eq(get("ns", "k", out, sizeof out), 0);
+    ck_assert_str_eq(out, "child");
+
+    /* a child killed with its fence open: fills stay refused until the
+     * fence's hold ends */
+    ck_assert_int_eq(in_child(child_fences_and_dies), 128 + SIGKILL);
+    ck_assert_int_ne(get("ns", "k", out, sizeof out), 0);
+    now = token("k");
+    fill_refused(C, "k", &now);
+    usleep(700 * 1000);
+    now = token("k");
+    ck_assert_int_eq(set("ns", "k", "after", 0, &now), 0);
+}
+END_TEST
+
+static int child_churns(l2_cache *c)
+{
+    strata_error err;
+    for (unsigned i = 0;; i++) {
+        l2_token t;
+        l2_fence_id f = 0;
+        c->ops->token(c, "ns", "k", &t, &err);
+        switch (i % 4) {
+        case 0:
+            set_on(c, "ns", "k", "churn", 0, NULL, NULL, &err);
+            break;
+        case 1:
+            set_on(c, "ns", "k", "fill", 0, &t, NULL, &err);
+            break;
+        case 2:
+            c->ops->fence_open(c, "ns", "k", 300, &f, &err);
+            c->ops->del(c, "ns", "k", &f, 1, NULL, &err);
+            break;
+        default:
+            c->ops->clear(c, "ns", "k*", &(size_t){0}, NULL, NULL, &err);
+        }
+    }
+    return 0;
+}
+
+/* Children killed with SIGKILL at random moments of their changes: the
+ * L2 stays usable, no key stays stuck (a change left half-done is
+ * settled by the next writer), and tokens keep working. */
+START_TEST(writers_killed_mid_change_leave_nothing_stuck)
+{
+    srand((unsigned)getpid());
+    for (int round = 0; round < 15; round++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            l2_config cfg = {.max_bytes = 1 << 20, .fence_ttl_ms = 60000};
+            strata_error err;
+            l2_cache *c = l2_open(url, &cfg, &err);
+            _exit(c != NULL ? child_churns(c) : 2);
+        }
+        usleep((useconds_t)(20000 + rand() % 30000));
+        kill(pid, SIGKILL);
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFSIGNALED(status)); /* it was running, not failing */
+        /* a change the child left half-done makes the token unusable
+         * until a writer settles it: a refused fill is enough */
+        l2_token t = token("k");
+        if (!l2_token_usable(&t)) {
+            fill_refused(C, "k", &t);
+            t = token("k");
+        }
+        ck_assert(l2_token_usable(&t));
+        l2_token tag;
+        strata_error err;
+        if (set_on(C, "ns", "k", "mine", 0, &t, &tag, &err) != 0) {
+            /* only a fence the child left open may refuse it, until its
+             * hold ends */
+            ck_assert_int_eq(err.kind, SERR_CONFLICT);
+            usleep(400 * 1000);
+            t = token("k");
+            ck_assert_int_eq(set_on(C, "ns", "k", "mine", 0, &t, &tag, &err), 0);
+        }
+        char out[16];
+        ck_assert_int_eq(get("ns", "k", out, sizeof out), 0);
+        ck_assert_str_eq(out, "mine");
+        l2_token now = token("k");
+        ck_assert(l2_token_equal(&tag, &now));
+    }
+}
+END_TEST
+
+/* Processes that open a fresh L2 at the same moment share one table. */
+START_TEST(concurrent_first_opens_share_one_table)
+{
+    if (getenv("STRATA_L2_URL") != NULL)
+        return; /* a disk-only check */
+    l2_close(C);
+    C = NULL;
+    char fresh[400];
+    snprintf(fresh, sizeof fresh, "file:%s/fresh", dir);
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    pid_t kids[8];
+    fflush(NULL);
+    for (int i = 0; i < 8; i++) {
+        kids[i] = fork();
+        ck_assert_int_ge(kids[i], 0);
+        if (kids[i] == 0) {
+            close(go[1]);
+            char b;
+            if (read(go[0], &b, 1) != 0) /* everyone starts when the pipe closes */
+                _exit(3);
+            l2_config cfg = {.max_bytes = 1 << 20, .fence_ttl_ms = 60000};
+            strata_error err;
+            l2_cache *c = l2_open(fresh, &cfg, &err);
+            if (c == NULL) {
+                fprintf(stderr, "child %d: %s\n", i, err.detail);
+                _exit(2);
+            }
+            char key[8];
+            snprintf(key, sizeof key, "k%d", i);
+            _exit(set_on(c, "ns", key, "v", 0, NULL, NULL, &err) == 0 ? 0 : 1);
+        }
+    }
+    close(go[0]);
+    close(go[1]);
+    for (int i = 0; i < 8; i++) {
+        int status;
+        ck_assert_int_eq(waitpid(kids[i], &status, 0), kids[i]);
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+    }
+    l2_config cfg = {.max_bytes = 1 << 20, .fence_ttl_ms = 60000};
+    strata_error err;
+    C = l2_open(fresh, &cfg, &err);
+    ck_assert_msg(C != NULL, "%s", err.detail);
+    char out[8], key[8];
+    for (int i = 0; i < 8; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        ck_assert_int_eq(get("ns", key, out, sizeof out), 0);
+    }
+    /* one table, no temp file left behind */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls %s/fresh | grep -c generations", dir);
+    FILE *p = popen(cmd, "r");
+    int tables = -1;
+    ck_assert_int_eq(fscanf(p, "%d", &tables), 1);
+    pclose(p);
+    ck_assert_int_eq(tables, 1);
+}
+END_TEST
+
+/* A table that is not one (a truncated or foreign file) refuses the open:
+ * an L2 that could not keep nodes coherent is never used. */
+START_TEST(an_unusable_table_fails_the_open)
+{
+    if (getenv("STRATA_L2_URL") != NULL)
+        return; /* a disk-only check */
+    l2_close(C);
+    C = NULL;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "truncate -s 100 %s/generations", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    l2_config cfg = {.max_bytes = 1 << 20, .fence_ttl_ms = 60000};
+    strata_error err;
+    ck_assert_ptr_null(l2_open(url, &cfg, &err));
+    ck_assert_int_eq(err.kind, SERR_CORRUPT);
+    snprintf(cmd, sizeof cmd, "rm %s/generations && mkdir %s/generations", dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_ptr_null(l2_open(url, &cfg, &err));
+    snprintf(cmd, sizeof cmd, "rmdir %s/generations", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    open_cache(1 << 20); /* made afresh */
 }
 END_TEST
 
@@ -132,8 +563,8 @@ START_TEST(glob_clear_stays_in_its_namespace)
 {
     const char *keys[] = {"apple", "apple:1", "applesauce", "banana", "pineapple"};
     for (int i = 0; i < 5; i++)
-        ck_assert_int_eq(set("dictionary", keys[i], "v", 0, 0), 0);
-    ck_assert_int_eq(set("corpus", "apple", "v", 0, 0), 0);
+        ck_assert_int_eq(set("dictionary", keys[i], "v", 0, NULL), 0);
+    ck_assert_int_eq(set("corpus", "apple", "v", 0, NULL), 0);
     size_t n = 0;
     strata_error err;
     ck_assert_int_eq(C->ops->clear(C, "dictionary", "apple*", &n, NULL, NULL, &err), 0);
@@ -158,7 +589,7 @@ START_TEST(glob_dialect_is_the_shared_one)
 {
     const char *keys[] = {"apple", "banana", "caf\xc3\xa9", "cafe", "]x"};
     for (int i = 0; i < 5; i++)
-        ck_assert_int_eq(set("g", keys[i], "v", 0, 0), 0);
+        ck_assert_int_eq(set("g", keys[i], "v", 0, NULL), 0);
     size_t n = 0;
     int seen = 0;
     strata_error err;
@@ -183,7 +614,7 @@ START_TEST(size_limit_evicts_least_recently_used)
     char key[16];
     for (int i = 0; i < 20; i++) {
         snprintf(key, sizeof key, "k%d", i);
-        ck_assert_int_eq(set("ns", key, big, 0, 0), 0);
+        ck_assert_int_eq(set("ns", key, big, 0, NULL), 0);
     }
     l2_stats s;
     strata_error err;
@@ -198,8 +629,8 @@ END_TEST
 
 START_TEST(contents_survive_a_reopen_and_keys_stay_inside)
 {
-    ck_assert_int_eq(set("ns", "../../../../etc/passwd", "inside", 0, 0), 0);
-    ck_assert_int_eq(set("ns", "/absolute", "inside", 0, 0), 0);
+    ck_assert_int_eq(set("ns", "../../../../etc/passwd", "inside", 0, NULL), 0);
+    ck_assert_int_eq(set("ns", "/absolute", "inside", 0, NULL), 0);
     l2_close(C);
     open_cache(1 << 20);
     char out[16];
@@ -209,7 +640,7 @@ START_TEST(contents_survive_a_reopen_and_keys_stay_inside)
         /* every file under the directory is the index or a hashed name */
         char cmd[400];
         snprintf(cmd, sizeof cmd,
-                 "find %s -type f | grep -v -E '/index\\.db(-wal|-shm)?$' |"
+                 "find %s -type f | grep -v -E '/(index\\.db(-wal|-shm)?|generations)$' |"
                  " grep -v -E '/[0-9a-f]{2}/[0-9a-f]{64}$' | wc -l",
                  dir);
         FILE *p = popen(cmd, "r");
@@ -225,7 +656,7 @@ START_TEST(a_corrupted_entry_is_a_miss)
 {
     if (getenv("STRATA_L2_URL") != NULL)
         return; /* a disk-only check */
-    ck_assert_int_eq(set("ns", "k", "precious", 0, 0), 0);
+    ck_assert_int_eq(set("ns", "k", "precious", 0, NULL), 0);
     char cmd[400];
     snprintf(cmd, sizeof cmd,
              "f=$(find %s -mindepth 2 -type f | head -1); printf X | dd of=$f bs=1 seek=140 "
@@ -245,7 +676,15 @@ static Suite *l2_suite(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, set_get_delete);
     tcase_add_test(t, ttl_is_honoured);
-    tcase_add_test(t, fences_refuse_older_fills);
+    tcase_add_test(t, tokens_are_stable_until_a_change);
+    tcase_add_test(t, a_fill_token_taken_before_a_change_is_refused);
+    tcase_add_test(t, an_open_fence_refuses_fills_until_closed);
+    tcase_add_test(t, an_unclosed_fence_expires);
+    tcase_add_test(t, two_handles_see_each_others_changes);
+    tcase_add_test(t, another_process_invalidates_while_a_token_is_held);
+    tcase_add_test(t, writers_killed_mid_change_leave_nothing_stuck);
+    tcase_add_test(t, concurrent_first_opens_share_one_table);
+    tcase_add_test(t, an_unusable_table_fails_the_open);
     tcase_add_test(t, glob_clear_stays_in_its_namespace);
     tcase_add_test(t, glob_dialect_is_the_shared_one);
     tcase_add_test(t, size_limit_evicts_least_recently_used);

@@ -1,6 +1,8 @@
 /* The cache over real HTTP: TTLs in both tiers, byte budgets, the L2
  * surviving a restart, request coalescing, pattern invalidation kept in
- * its namespace, and no stale latest after a write. */
+ * its namespace, no stale latest after a write, and two processes on one
+ * data directory (one disk L2) whose L1 copies never outlive a change the
+ * other made. */
 #include <check.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -253,15 +255,15 @@ static atomic_int writer_done;
 
 static void *writer(void *arg)
 {
-    (void)arg;
+    test_server *srv = arg ? arg : &S;
     http_client *c = http_client_new();
     const char *h[] = {"Content-Type: application/json", NULL};
     for (int i = 1; i <= 150; i++) {
         char body[128];
         snprintf(body, sizeof body, "{\"content\": %d, \"word\": \"w\", \"provider\": \"p\"}", i);
         http_resp r;
-        if (http_client_do(c, &S, "POST", "/dictionary/poll/versions", h, body, strlen(body), &r) ==
-                0 &&
+        if (http_client_do(c, srv, "POST", "/dictionary/poll/versions", h, body, strlen(body),
+                           &r) == 0 &&
             r.status == 201)
             atomic_store(&acked, i);
         http_resp_free(&r);
@@ -271,22 +273,23 @@ static void *writer(void *arg)
     return NULL;
 }
 
-START_TEST(latest_is_never_older_than_an_acknowledged_write)
+/* Reads /dictionary/poll through `reader` while writer() saves through
+ * `through`; returns how many reads were older than the last acknowledged
+ * save when they began. */
+static int poll_while_writing(test_server *reader, test_server *through, int *reads)
 {
-    ck_assert_int_eq(req("POST", "/dictionary/poll/versions",
-                         "{\"content\": 0, \"word\": \"w\", \"provider\": \"p\"}",
-                         "application/json", NULL),
-                     201);
     atomic_store(&acked, 0);
     atomic_store(&writer_done, 0);
     pthread_t w;
-    pthread_create(&w, NULL, writer, NULL);
+    pthread_create(&w, NULL, writer, through);
     http_client *c = http_client_new();
-    int reads = 0, violations = 0;
+    int violations = 0;
+    *reads = 0;
     while (!atomic_load(&writer_done)) {
         int floor = atomic_load(&acked);
         http_resp r;
-        ck_assert_int_eq(http_client_do(c, &S, "GET", "/dictionary/poll", NULL, NULL, 0, &r), 0);
+        ck_assert_int_eq(http_client_do(c, reader, "GET", "/dictionary/poll", NULL, NULL, 0, &r),
+                         0);
         ck_assert_int_eq(r.status, 200);
         json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
         const char *v =
@@ -294,15 +297,25 @@ START_TEST(latest_is_never_older_than_an_acknowledged_write)
         int patch = atoi(strrchr(v, '.') + 1);
         if (patch < floor)
             violations++;
-        reads++;
+        (*reads)++;
         json_decref(j);
         http_resp_free(&r);
     }
     pthread_join(w, NULL);
     http_client_free(c);
     ck_assert_int_eq(atomic_load(&acked), 150);
+    return violations;
+}
+
+START_TEST(latest_is_never_older_than_an_acknowledged_write)
+{
+    ck_assert_int_eq(req("POST", "/dictionary/poll/versions",
+                         "{\"content\": 0, \"word\": \"w\", \"provider\": \"p\"}",
+                         "application/json", NULL),
+                     201);
+    int reads = 0;
+    ck_assert_int_eq(poll_while_writing(&S, &S, &reads), 0);
     ck_assert_int_gt(reads, 20);
-    ck_assert_int_eq(violations, 0);
     /* and the cache did serve some of them */
     json_t *s = internal_stats("dictionary");
     ck_assert_int_gt(stat_of(s, "l1", "hits") + stat_of(s, "l2", "hits"), 0);
@@ -338,6 +351,150 @@ START_TEST(after_a_restart_l2_then_l1)
 }
 END_TEST
 
+/* ---- two processes on one data directory ---------------------------------- */
+
+static test_server B; /* a second server on S's data directory */
+
+static void start_two(void)
+{
+    start();
+    ck_assert_int_eq(server_start_shared(&B, S.data_dir, ARGS), 0);
+}
+
+static void stop_two(void)
+{
+    int code = server_stop(&B, 30);
+    server_forget_log(&B);
+    if (code != 0) {
+        fprintf(stderr, "second server exited with %d\n", code);
+        stop();
+        exit(1);
+    }
+    stop();
+}
+
+/* A request to one of the two servers; the body and X-Cache go to out. */
+static long on(test_server *srv, const char *method, const char *path, const char *body, char *out,
+               size_t cap, char *tier)
+{
+    const char *h[] = {"Content-Type: application/json", NULL};
+    http_resp r;
+    ck_assert_int_eq(http_do(srv, method, path, body ? h : NULL, body, body ? strlen(body) : 0, &r),
+                     0);
+    long status = r.status;
+    if (out)
+        snprintf(out, cap, "%s", r.body);
+    if (tier && http_header(&r, "X-Cache", tier, 8) != 0)
+        tier[0] = '\0';
+    http_resp_free(&r);
+    return status;
+}
+
+/* B holds a client's value in L1; A overwrites it, then deletes it: B
+ * answers with the new value, then 404, at once (no TTL to wait out). */
+START_TEST(a_change_through_one_process_is_seen_by_the_other_at_once)
+{
+    char body[256], tier[8];
+    ck_assert_int_eq(on(&S, "PUT", "/cache/dictionary/shared", "\"one\"", NULL, 0, NULL), 201);
+    ck_assert_int_eq(on(&B, "GET", "/cache/dictionary/shared", NULL, body, sizeof body, tier), 200);
+    ck_assert_str_eq(body, "\"one\"");
+    ck_assert_int_eq(on(&B, "GET", "/cache/dictionary/shared", NULL, body, sizeof body, tier), 200);
+    ck_assert_str_eq(tier, "L1"); /* B now serves it from its own memory */
+
+    ck_assert_int_eq(on(&S, "PUT", "/cache/dictionary/shared", "\"two\"", NULL, 0, NULL), 201);
+    ck_assert_int_eq(on(&B, "GET", "/cache/dictionary/shared", NULL, body, sizeof body, tier), 200);
+    ck_assert_str_eq(body, "\"two\"");
+    ck_assert_int_eq(on(&B, "GET", "/cache/dictionary/shared", NULL, body, sizeof body, tier), 200);
+    ck_assert_str_eq(body, "\"two\"");
+    ck_assert_str_eq(tier, "L1"); /* and caches the new value again */
+
+    ck_assert_int_eq(on(&S, "DELETE", "/cache/dictionary/shared", NULL, NULL, 0, NULL), 200);
+    ck_assert_int_eq(on(&B, "GET", "/cache/dictionary/shared", NULL, NULL, 0, NULL), 404);
+
+    /* a pattern clear through B reaches A's L1 copy just the same */
+    ck_assert_int_eq(on(&S, "PUT", "/cache/search/q:1", "\"r\"", NULL, 0, NULL), 201);
+    ck_assert_int_eq(on(&S, "GET", "/cache/search/q:1", NULL, NULL, 0, tier), 200);
+    ck_assert_str_eq(tier, "L1");
+    ck_assert_int_eq(on(&B, "DELETE", "/cache/search?pattern=q:*", NULL, NULL, 0, NULL), 200);
+    ck_assert_int_eq(on(&S, "GET", "/cache/search/q:1", NULL, NULL, 0, NULL), 404);
+}
+END_TEST
+
+static void version_of(test_server *srv, const char *path, char *out, size_t cap)
+{
+    char body[8192];
+    ck_assert_int_eq(on(srv, "GET", path, NULL, body, sizeof body, NULL), 200);
+    json_t *j = json_loads(body, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    const char *v =
+        json_string_value(json_object_get(json_object_get(j, "version_info"), "version"));
+    ck_assert_ptr_nonnull(v);
+    snprintf(out, cap, "%s", v);
+    json_decref(j);
+}
+
+/* The L1 hits on a server of the store's own entries of a type. */
+static long long internal_l1_hits(test_server *srv, const char *ns)
+{
+    http_resp r;
+    ck_assert_int_eq(http_do(srv, "GET", "/cache", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    json_t *all = json_loadb(r.body, r.body_len, 0, NULL);
+    http_resp_free(&r);
+    ck_assert_ptr_nonnull(all);
+    json_t *j = json_object_get(json_object_get(all, "internal"), ns);
+    ck_assert_ptr_nonnull(j);
+    long long hits = stat_of(j, "l1", "hits");
+    json_decref(all);
+    return hits;
+}
+
+/* A resource's latest record: B reads it twice (the second from its L1),
+ * A saves a new version, B's next read is the new version. */
+START_TEST(a_save_through_one_process_is_the_latest_for_the_other_at_once)
+{
+    char v1[32], v2[32], seen[32];
+    ck_assert_int_eq(on(&S, "POST", "/dictionary/x/versions",
+                        "{\"content\": 1, \"word\": \"x\", \"provider\": \"p\"}", NULL, 0, NULL),
+                     201);
+    version_of(&S, "/dictionary/x", v1, sizeof v1);
+    version_of(&B, "/dictionary/x", seen, sizeof seen);
+    ck_assert_str_eq(seen, v1);
+    long long hits = internal_l1_hits(&B, "dictionary");
+    version_of(&B, "/dictionary/x", seen, sizeof seen);
+    ck_assert_str_eq(seen, v1);
+    ck_assert_int_eq(internal_l1_hits(&B, "dictionary"), hits + 1); /* B's L1 holds it */
+    for (int round = 0; round < 5; round++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"content\": %d, \"word\": \"x\", \"provider\": \"p\"}",
+                 round + 2);
+        ck_assert_int_eq(on(&S, "POST", "/dictionary/x/versions", body, NULL, 0, NULL), 201);
+        version_of(&S, "/dictionary/x", v2, sizeof v2);
+        ck_assert_str_ne(v2, v1);
+        version_of(&B, "/dictionary/x", seen, sizeof seen);
+        ck_assert_str_eq(seen, v2);
+        version_of(&B, "/dictionary/x", seen, sizeof seen);
+        ck_assert_str_eq(seen, v2);
+        snprintf(v1, sizeof v1, "%s", v2);
+    }
+}
+END_TEST
+
+/* The same race as latest_is_never_older_than_an_acknowledged_write, with
+ * the writer on one process and the reader on the other. */
+START_TEST(a_read_through_one_process_is_never_older_than_a_save_acknowledged_by_the_other)
+{
+    ck_assert_int_eq(on(&S, "POST", "/dictionary/poll/versions",
+                        "{\"content\": 0, \"word\": \"w\", \"provider\": \"p\"}", NULL, 0, NULL),
+                     201);
+    long long hits = internal_l1_hits(&B, "dictionary");
+    int reads = 0;
+    ck_assert_int_eq(poll_while_writing(&B, &S, &reads), 0);
+    ck_assert_int_gt(reads, 20);
+    ck_assert_int_gt(internal_l1_hits(&B, "dictionary"), hits); /* B's L1 did serve some */
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
     Suite *s = suite_create("cache");
@@ -355,6 +512,14 @@ static Suite *cache_suite(void)
     tcase_set_timeout(t, 300);
     tcase_add_checked_fixture(t, start, stop);
     tcase_add_test(t, after_a_restart_l2_then_l1);
+    suite_add_tcase(s, t);
+    t = tcase_create("two processes");
+    tcase_set_timeout(t, 300);
+    tcase_add_checked_fixture(t, start_two, stop_two);
+    tcase_add_test(t, a_change_through_one_process_is_seen_by_the_other_at_once);
+    tcase_add_test(t, a_save_through_one_process_is_the_latest_for_the_other_at_once);
+    tcase_add_test(t,
+                   a_read_through_one_process_is_never_older_than_a_save_acknowledged_by_the_other);
     suite_add_tcase(s, t);
     return s;
 }

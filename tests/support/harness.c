@@ -425,3 +425,48 @@ void make_zstd_bomb(strata_buf *out, int pledged)
     ck_assert_int_eq(sencoder_finish(e, buf_sink, out, NULL), 0);
     sencoder_free(e);
 }
+
+/* ---- several servers on one data directory ---------------------------- */
+
+int server_start_shared(test_server *s, const char *data_dir, const char *const *extra_args)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static int started;
+    pthread_mutex_lock(&mu);
+    int n = ++started;
+    pthread_mutex_unlock(&mu);
+    memset(s, 0, sizeof *s);
+    if (strlen(data_dir) >= sizeof s->data_dir)
+        return -1;
+    snprintf(s->data_dir, sizeof s->data_dir, "%s", data_dir);
+    snprintf(s->log_path, sizeof s->log_path, "%s.%d.log", data_dir, n);
+    return spawn(s, extra_args);
+}
+
+int server_kill9(test_server *s)
+{
+    if (s->pid <= 0)
+        return -1;
+    int status = 0;
+    kill(s->pid, SIGKILL);
+    pid_t r = waitpid(s->pid, &status, 0);
+    s->pid = 0;
+    return r > 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL ? 0 : -1;
+}
+
+int server_reap(test_server *s)
+{
+    if (s->pid <= 0)
+        return -1;
+    int status = 0;
+    if (waitpid(s->pid, &status, WNOHANG) != s->pid)
+        return -1;
+    s->pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void server_forget_log(test_server *s)
+{
+    if (s->log_path[0] != '\0' && getenv("STRATA_KEEP_LOGS") == NULL)
+        unlink(s->log_path);
+}

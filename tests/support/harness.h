@@ -70,4 +70,20 @@ void make_zstd_bomb(strata_buf *out, int pledged);
 struct Suite;
 int run_suite(struct Suite *suite);
 
+/* ---- several servers on one data directory --------------------------- */
+
+/* Starts a server on the data directory of another (data_dir must exist);
+ * its log is data_dir.N.log, N counting the servers started this way. The
+ * directory belongs to the server that made it: clean up this one with
+ * server_forget_log, never server_cleanup. */
+int server_start_shared(test_server *s, const char *data_dir, const char *const *extra_args);
+/* kill -9 and reap; returns 0 when SIGKILL ended it, -1 otherwise. */
+int server_kill9(test_server *s);
+/* Without waiting: when the server has exited, reaps it and returns its
+ * exit status or 128+signal (pid becomes 0); -1 while it runs. */
+int server_reap(test_server *s);
+/* Removes the server's log unless STRATA_KEEP_LOGS is set; keeps the data
+ * directory. */
+void server_forget_log(test_server *s);
+
 #endif

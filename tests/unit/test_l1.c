@@ -1,5 +1,5 @@
 /* L1: LRU order, item and byte bounds, TTLs, the global budget, glob
- * deletes, and many threads at once. */
+ * deletes, entries tagged with L2 tokens, and many threads at once. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -188,6 +188,59 @@ static void *hammer(void *arg)
     return NULL;
 }
 
+static l2_token tok(uint64_t ns_gen, uint64_t key_gen)
+{
+    l2_token t = {{ns_gen, key_gen, 0, 1}};
+    return t;
+}
+
+START_TEST(a_tagged_entry_is_served_only_while_its_token_holds)
+{
+    l1_budget b = {0, 1 << 30};
+    l1_cache *c = l1_new(100, 1 << 20, &b);
+    cache_value *v = val(10);
+    l2_token t1 = tok(0, 2), t2 = tok(0, 4), other_ns = tok(2, 2);
+    ck_assert(l1_set_tagged(c, "k", v, 1, 0, &t1));
+    cache_value *got = l1_get_current(c, "k", 1, &t1);
+    ck_assert_ptr_eq(got, v);
+    cache_value_unref(got);
+    /* no check asked for: served whatever its tag */
+    got = l1_get(c, "k", 1);
+    ck_assert_ptr_eq(got, v);
+    cache_value_unref(got);
+    /* the key's token moved (or its namespace's): stale, removed */
+    ck_assert_ptr_null(l1_get_current(c, "k", 1, &other_ns));
+    ck_assert_ptr_null(l1_get(c, "k", 1)); /* gone, not only hidden */
+    ck_assert(l1_set_tagged(c, "k", v, 1, 0, &t1));
+    ck_assert_ptr_null(l1_get_current(c, "k", 1, &t2));
+    l1_stats st;
+    l1_get_stats(c, &st);
+    ck_assert_uint_eq(st.stale, 2);
+    ck_assert_uint_eq(st.items, 0);
+    /* an untagged entry never matches a token */
+    ck_assert(l1_set(c, "u", v, 1, 0));
+    ck_assert_ptr_null(l1_get_current(c, "u", 1, &t1));
+    /* an unusable tag (a change was in progress) stores nothing, and
+     * drops the older copy */
+    l2_token busy = tok(0, 3);
+    busy.w[3] = 0;
+    ck_assert(l1_set_tagged(c, "k", v, 1, 0, &t1));
+    ck_assert(!l1_set_tagged(c, "k", v, 1, 0, &busy));
+    ck_assert_ptr_null(l1_get(c, "k", 1));
+    /* nor does an unusable current token validate anything */
+    ck_assert(l1_set_tagged(c, "k", v, 1, 0, &t1));
+    ck_assert_ptr_null(l1_get_current(c, "k", 1, &busy));
+    /* a value too big to cache drops the older copy as well */
+    ck_assert(l1_set_tagged(c, "k", v, 1, 0, &t1));
+    cache_value *big = val(900 * 1024);
+    ck_assert(!l1_set_tagged(c, "k", big, 1, 0, &t1));
+    ck_assert_ptr_null(l1_get(c, "k", 1));
+    cache_value_unref(big);
+    cache_value_unref(v);
+    l1_free(c);
+}
+END_TEST
+
 START_TEST(many_threads_keep_it_consistent)
 {
     l1_budget b = {0, 1 << 30};
@@ -218,6 +271,7 @@ static Suite *l1_suite(void)
     tcase_add_test(t, glob_delete_and_replace);
     tcase_add_test(t, item_limits_are_exact);
     tcase_add_test(t, glob_dialect_matches_l2);
+    tcase_add_test(t, a_tagged_entry_is_served_only_while_its_token_holds);
     tcase_add_test(t, many_threads_keep_it_consistent);
     suite_add_tcase(s, t);
     return s;
