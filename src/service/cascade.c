@@ -132,6 +132,12 @@ static int build_closure(cascade *c, const char *type, const char *id, bool skip
 static void mark_stale(cascade *c, const node *d, json_t *reason)
 {
     strata_error err;
+    /* fenced like any change of the latest record: a crash between the
+     * commit and the invalidation must not leave the unflagged copy served */
+    if (versions_fence_latest(c->vs, d->type, d->id, &err) != 0) {
+        slog_warn("could not mark %s/%s stale (cache fence): %s", d->type, d->id, err.detail);
+        return;
+    }
     if (c->st->ops->set_stale(c->st, NULL, d->type, d->id, true, reason, &err) != 0)
         slog_warn("could not mark %s/%s stale: %s", d->type, d->id, err.detail);
     versions_invalidate_latest(c->vs, d->type, d->id); /* the record shows the flag */
