@@ -12,20 +12,17 @@
  *   Every change runs in one BEGIN IMMEDIATE transaction, which is what
  *   serialises the processes' writers;
  * - DIR/generations: the generation table behind tokens, write ids and
- *   fence ids, mapped MAP_SHARED by every process: a header (magic,
- *   layout), a counter for ids, 65536 key slots (hash(ns, key)) and 1024
- *   namespace slots (hash(ns)) of 64-bit generations. A change makes its
- *   slot odd inside its index transaction and even again after the
- *   commit (a seqlock across processes): a token is the pair of
- *   generations, usable when both are even. A slot left odd by a process
- *   that died in between is settled by the next writer (under the index's
- *   write lock nobody else can be mid-change). The file is created whole
- *   (allocated, header written, synced) under a temp name and linked into
- *   place, so two processes opening at once both map the same complete
- *   table; it needs no process-local state to be read, and survives
- *   kill -9 of anyone. The generations are compared, never ordered by
- *   time: they need not survive a crash of the host (every L1 dies with
- *   it), while open fences, in the index, are synced and do. */
+ *   fence ids, mapped MAP_SHARED by every process (l2_generations.h: its
+ *   layout, the odd/even settle protocol, how it is created race-free).
+ *   A change makes its slot odd inside its index transaction and even
+ *   again after the commit; a token is the pair of generations of its
+ *   namespace and key. The table survives kill -9 of anyone; the
+ *   generations are compared, never ordered by time, and need not survive
+ *   a crash of the host (every L1 dies with it), while open fences, in
+ *   the index, are synced and do.
+ *
+ * Files: l2_fs.c (the index, the value files and the operations) and
+ * l2_generations.c (the generation table). */
 #ifndef STRATA_L2_FS_H
 #define STRATA_L2_FS_H
 

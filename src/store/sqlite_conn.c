@@ -91,9 +91,19 @@ int sq_conn_open(const char *path, sq_conn **out, strata_error *err)
         return -1;
     }
     sqlite3_busy_timeout(c->h, 10000);
-    if (exec(c,
-             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-             "PRAGMA temp_store=MEMORY;",
+    /* Several processes opening a fresh file at once: switching to WAL may
+     * answer "locked" at once (SQLite skips its busy handler where waiting
+     * could deadlock), so that one is retried for as long as busy_timeout. */
+    int rc = -1;
+    for (int tries = 0; tries < 1000; tries++) {
+        rc = exec(c, "PRAGMA journal_mode=WAL", err);
+        if (rc == 0 || err->kind != SERR_RETRY)
+            break;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (rc != 0 ||
+        exec(c, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
              err) != 0) {
         sq_conn_close(c);
         return -1;
