@@ -3,17 +3,21 @@
 
 Every Check binary prints "NN%: Checks: N, Failures: F, Errors: E". A test
 binary that failed without such a line (a crash, a sanitizer report at
-exit, a timeout) counts as one more failure. Prints "N passed, N failed"
-last and exits 1 if anything failed."""
+exit, a timeout) counts as one more failure. A contract case a backend
+cannot run by design (a capability it does not declare) is not run; its
+suite prints "SKIP: suite/backend/case: why" instead, counted as skipped.
+Prints "N passed, N failed, N skipped" last and exits 1 if anything
+failed."""
 import json
 import re
 import sys
 
 CHECKS = re.compile(r"Checks: (\d+), Failures: (\d+), Errors: (\d+)")
+SKIP = re.compile(r"^SKIP: ", re.M)
 
 
 def main(paths):
-    passed = failed = 0
+    passed = failed = skipped = 0
     for path in paths:
         try:
             lines = open(path).read().splitlines()
@@ -25,6 +29,7 @@ def main(paths):
             t = json.loads(line)
             out = (t.get("stdout") or "") + (t.get("stderr") or "")
             m = CHECKS.search(out)
+            skipped += len(SKIP.findall(t.get("stdout") or ""))
             ok = t.get("result") == "OK"
             if m:
                 n, f, e = map(int, m.groups())
@@ -39,7 +44,7 @@ def main(paths):
                     failed += 1
             if not ok:
                 print(f"FAILED: {path}: {t.get('name')} ({t.get('result')})")
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failed else 0
 
 

@@ -109,19 +109,25 @@ static int note_orphan(void *ctx, const char *key, uint64_t token)
     return 0;
 }
 
-/* Removes a doomed blob and frees its key for claims again. */
+/* Removes a doomed blob and frees its key for claims again, also when the
+ * removal failed: the blob is then whole or gone, and a save that claims
+ * it next verifies it or writes it again. */
 static int finish_doomed(versions_svc *vs, const char *key, uint64_t *size, strata_error *err)
 {
     blob_store *blobs = versions_blobs(vs);
     store *st = versions_store(vs);
     int64_t mtime = 0;
     *size = 0;
+    int rc = 0;
     if (blobs->ops->stat(blobs, key, size, &mtime, err) != 0 && err->kind != SERR_NOT_FOUND)
-        return -1;
-    if (blobs->ops->remove(blobs, key, err) != 0 && err->kind != SERR_NOT_FOUND)
-        return -1;
+        rc = -1;
+    if (rc == 0 && blobs->ops->remove(blobs, key, err) != 0 && err->kind != SERR_NOT_FOUND)
+        rc = -1;
     versions_forget_blob(vs, key);
-    return st->ops->blob_collect_end(st, key, err);
+    strata_error e2;
+    if (st->ops->blob_collect_end(st, key, rc == 0 ? err : &e2) != 0 && rc == 0)
+        return -1;
+    return rc;
 }
 
 int gc_run(versions_svc *vs, uint64_t grace_seconds, bool dry_run, json_t **report,

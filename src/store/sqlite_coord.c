@@ -239,7 +239,9 @@ static int do_lease(sq_conn *db, void *arg, strata_error *err)
     int64_t now = clock_wall_ms();
     sqlite3_stmt *st = NULL;
     if (c->release) {
-        if (prepare(db, "DELETE FROM leases WHERE name = ?1 AND holder = ?2", &st, err) != 0)
+        /* expired, not deleted: the next holder's token must still grow */
+        if (prepare(db, "UPDATE leases SET expires_at = 0 WHERE name = ?1 AND holder = ?2", &st,
+                    err) != 0)
             return -1;
         sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, c->holder, -1, SQLITE_STATIC);
