@@ -542,7 +542,7 @@ typedef struct putter {
 static void *put_at_once(void *arg)
 {
     putter *p = arg;
-    strata_error err;
+    strata_error err = {0};
     for (int i = 0; i < 5; i++)
         if ((p->replace ? p->b->ops->replace : p->b->ops->put)(p->b, p->t->key, p->t->enc.data,
                                                                p->t->enc.len, &err) != 0)

@@ -1570,7 +1570,7 @@ static int note_edge(void *ctx, const char *parent, const char *child, uint64_t 
 /* "a;b;c;" sorted by entry */
 static void sort_entries(char *s)
 {
-    char *parts[32];
+    char *parts[32] = {0};
     int n = 0;
     for (char *p = strtok(s, ";"); p && n < 32; p = strtok(NULL, ";"))
         parts[n++] = strdup(p);
