@@ -571,6 +571,15 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
         pthread_mutex_unlock(&cm->fly_mu);
         return load_and_fill(cm, s, key, cur, loader, ctx, out, &current, err);
     }
+    /* a load that ended between this reader's misses and the lock filled
+     * L1 before it left the list: look once more before loading again */
+    v = l1_get_current(s->l1, key, clock_mono_ms(), cur);
+    if (v != NULL) {
+        pthread_mutex_unlock(&cm->fly_mu);
+        *out = v;
+        *tier = CACHE_TIER_L1;
+        return 0;
+    }
     f = calloc(1, sizeof *f);
     if (f == NULL) {
         pthread_mutex_unlock(&cm->fly_mu);

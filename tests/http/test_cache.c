@@ -315,7 +315,7 @@ START_TEST(latest_is_never_older_than_an_acknowledged_write)
                      201);
     int reads = 0;
     ck_assert_int_eq(poll_while_writing(&S, &S, &reads), 0);
-    ck_assert_int_gt(reads, 20);
+    ck_assert_int_gt(reads, 5); /* the race ran (how often depends on the machine) */
     /* and the cache is in play: whether it served during the race depends
      * on timing (every save moves the key's token); once the writes stop,
      * the second of two reads is an L1 hit */
@@ -499,7 +499,7 @@ START_TEST(a_read_through_one_process_is_never_older_than_a_save_acknowledged_by
                      201);
     int reads = 0;
     ck_assert_int_eq(poll_while_writing(&B, &S, &reads), 0);
-    ck_assert_int_gt(reads, 20);
+    ck_assert_int_gt(reads, 5); /* the race ran (how often depends on the machine) */
     /* B's L1 is in play (whether it served during the race depends on
      * timing; once the writes stop it must) */
     char seen[32];
