@@ -156,6 +156,30 @@ void read_done(sqlite_store *s, store_txn *txn, sq_conn *db)
         reader_put(s, db);
 }
 
+int sq_each_row(sqlite_store *s, const char *sql, int (*row)(sqlite3_stmt *st, void *ctx),
+                void *ctx, bool *stopped, const char *what, strata_error *err)
+{
+    if (stopped)
+        *stopped = false;
+    sq_conn *db = reader_get(s, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db, sql, &st, err);
+    int r = SQLITE_DONE;
+    while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW)
+        if (row(st, ctx) != 0) {
+            if (stopped)
+                *stopped = true;
+            break;
+        }
+    if (rc == 0 && r != SQLITE_DONE && r != SQLITE_ROW)
+        rc = db_error(db, err, what);
+    sq_release(st);
+    reader_put(s, db);
+    return rc;
+}
+
 /* ---- writes ------------------------------------------------------------------ */
 
 /* The store whose transaction this thread is running, if any: a write

@@ -53,24 +53,28 @@ int sq_add_access(store *base, store_access *items, size_t n, strata_error *err)
     return n == 0 ? 0 : in_write((sqlite_store *)base, NULL, do_add_access, &c, err);
 }
 
+struct key_walk {
+    int (*fn)(void *ctx, const char *key);
+    int (*fn_token)(void *ctx, const char *key, uint64_t token);
+    void *ctx;
+};
+
+static int ref_row(sqlite3_stmt *st, void *arg)
+{
+    struct key_walk *w = arg;
+    return w->fn(w->ctx, (const char *)sqlite3_column_text(st, 0));
+}
+
 int sq_blob_refs(store *base, int (*fn)(void *ctx, const char *key), void *ctx, strata_error *err)
 {
-    sqlite_store *s = (sqlite_store *)base;
-    sq_conn *db = reader_get(s, err);
-    if (db == NULL)
+    struct key_walk w = {.fn = fn, .ctx = ctx};
+    bool stopped = false;
+    if (sq_each_row((sqlite_store *)base,
+                    "SELECT DISTINCT blob_key FROM versions WHERE blob_key IS NOT NULL", ref_row,
+                    &w, &stopped, "blob references", err) != 0)
         return -1;
-    sqlite3_stmt *st = NULL;
-    int rc =
-        prepare(db, "SELECT DISTINCT blob_key FROM versions WHERE blob_key IS NOT NULL", &st, err);
-    int r = SQLITE_DONE;
-    while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW)
-        if (fn(ctx, (const char *)sqlite3_column_text(st, 0)) != 0)
-            rc = serr_set(err, SERR_NOMEM, "out of memory collecting blob references");
-    if (rc == 0 && r != SQLITE_DONE)
-        rc = db_error(db, err, "blob references");
-    sq_release(st);
-    reader_put(s, db);
-    return rc;
+    /* every key or none: a walk the callback cut short is not a mark */
+    return stopped ? serr_set(err, SERR_NOMEM, "out of memory collecting blob references") : 0;
 }
 
 int sq_blob_referenced(store *base, const char *key, bool *referenced, strata_error *err)
@@ -203,25 +207,19 @@ int sq_blob_collect_end(store *base, const char *key, strata_error *err)
     return in_write((sqlite_store *)base, NULL, do_collect_end, (void *)(uintptr_t)key, err);
 }
 
+static int doomed_row(sqlite3_stmt *st, void *arg)
+{
+    struct key_walk *w = arg;
+    return w->fn_token(w->ctx, (const char *)sqlite3_column_text(st, 0),
+                       (uint64_t)sqlite3_column_int64(st, 1));
+}
+
 int sq_blob_collecting(store *base, int (*fn)(void *ctx, const char *key, uint64_t token),
                        void *ctx, strata_error *err)
 {
-    sqlite_store *s = (sqlite_store *)base;
-    sq_conn *db = reader_get(s, err);
-    if (db == NULL)
-        return -1;
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(db, "SELECT key, token FROM blob_doomed", &st, err);
-    int r = SQLITE_DONE;
-    while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW)
-        if (fn(ctx, (const char *)sqlite3_column_text(st, 0),
-               (uint64_t)sqlite3_column_int64(st, 1)) != 0)
-            break;
-    if (rc == 0 && r != SQLITE_DONE && r != SQLITE_ROW)
-        rc = db_error(db, err, "doomed blobs");
-    sq_release(st);
-    reader_put(s, db);
-    return rc;
+    struct key_walk w = {.fn_token = fn, .ctx = ctx};
+    return sq_each_row((sqlite_store *)base, "SELECT key, token FROM blob_doomed", doomed_row, &w,
+                       NULL, "doomed blobs", err);
 }
 
 /* ---- leases ------------------------------------------------------------------- */

@@ -80,6 +80,13 @@ int in_write(sqlite_store *s, store_txn *txn, write_fn fn, void *ctx, strata_err
 int sq_transact(store *base, store_txn_fn fn, void *ctx, strata_error *err);
 int sq_ping(store *base, strata_error *err);
 
+/* Runs sql (no parameters) on a reader connection, calling row for each
+ * result row until it returns non-zero (*stopped then says so; may be
+ * NULL). A failing step is an error, never a short walk. row must not
+ * call the store. */
+int sq_each_row(sqlite_store *s, const char *sql, int (*row)(sqlite3_stmt *st, void *ctx),
+                void *ctx, bool *stopped, const char *what, strata_error *err);
+
 /* Row helpers. */
 void copy_text(char *dst, size_t cap, sqlite3_stmt *st, int col);
 int bind_tiv(sqlite3_stmt *st, const char *type, const char *id, uint64_t vkey);

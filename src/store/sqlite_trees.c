@@ -289,25 +289,23 @@ int sq_vocab_size(store *base, store_txn *txn, const char *master, uint64_t *n, 
     return rc;
 }
 
+struct edge_walk {
+    int (*fn)(void *ctx, const char *parent, const char *child, uint64_t vkey);
+    void *ctx;
+};
+
+static int edge_row(sqlite3_stmt *st, void *arg)
+{
+    struct edge_walk *w = arg;
+    return w->fn(w->ctx, (const char *)sqlite3_column_text(st, 0),
+                 (const char *)sqlite3_column_text(st, 1), (uint64_t)sqlite3_column_int64(st, 2));
+}
+
 int sq_tree_edges(store *base,
                   int (*fn)(void *ctx, const char *parent, const char *child, uint64_t vkey),
                   void *ctx, strata_error *err)
 {
-    sqlite_store *s = (sqlite_store *)base;
-    sq_conn *db = reader_get(s, err);
-    if (db == NULL)
-        return -1;
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(db, "SELECT parent, child, child_vkey FROM tree_edges", &st, err);
-    int r = SQLITE_DONE;
-    while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW)
-        if (fn(ctx, (const char *)sqlite3_column_text(st, 0),
-               (const char *)sqlite3_column_text(st, 1),
-               (uint64_t)sqlite3_column_int64(st, 2)) != 0)
-            break;
-    if (rc == 0 && r != SQLITE_DONE && r != SQLITE_ROW)
-        rc = db_error(db, err, "tree edges");
-    sq_release(st);
-    reader_put(s, db);
-    return rc;
+    struct edge_walk w = {fn, ctx};
+    return sq_each_row((sqlite_store *)base, "SELECT parent, child, child_vkey FROM tree_edges",
+                       edge_row, &w, NULL, "tree edges", err);
 }

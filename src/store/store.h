@@ -238,7 +238,9 @@ typedef struct store_ops {
      * version? (by names the first such resource, "type/id") */
     int (*version_pinned)(store *s, const char *type, const char *id, uint64_t vkey, bool *pinned,
                           char *by, size_t by_cap, strata_error *err);
-    /* Calls fn for every blob key some version references, once each. */
+    /* Calls fn for every blob key some version references, once each; fn
+     * returning non-zero (it could not keep the key) fails the walk with
+     * SERR_NOMEM, since a partial mark must not drive a sweep. */
     int (*blob_refs)(store *s, int (*fn)(void *ctx, const char *key), void *ctx, strata_error *err);
     int (*blob_referenced)(store *s, const char *key, bool *referenced, strata_error *err);
     /* Resources whose latest version depends on (type, id): their latest
