@@ -1,5 +1,6 @@
 /* Liveness, readiness, metrics and the OpenAPI document. */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,11 +10,25 @@
 #include "request.h"
 #include "routes.h"
 
+/* The L2's state for /health and /ready: "ok", "none", or "down: cause".
+ * A cache that is down degrades a node (reads go to the store, saves
+ * that must fence answer 503) without making it unready. */
+static void l2_state(const app *a, char *out, size_t cap)
+{
+    strata_error err;
+    if (a->l2 == NULL)
+        snprintf(out, cap, "none");
+    else if (a->l2->ops->health == NULL || a->l2->ops->health(a->l2, &err) == 0)
+        snprintf(out, cap, "ok");
+    else
+        snprintf(out, cap, "down: %s", err.detail);
+}
+
 static void get_health(request *req, reply *rep)
 {
-    (void)req;
-    static const char ok[] = "{\"status\":\"ok\"}";
-    reply_static(rep, 200, "application/json", ok, sizeof ok - 1);
+    char l2[320];
+    l2_state(req->app, l2, sizeof l2);
+    reply_json(rep, 200, json_pack("{s:s,s:s}", "status", "ok", "l2", l2));
 }
 
 static void get_ready(request *req, reply *rep)
@@ -30,7 +45,9 @@ static void get_ready(request *req, reply *rep)
         reply_problem(rep, 503, "not-ready", "the store is not reachable");
         return;
     }
-    reply_json(rep, 200, json_pack("{s:s}", "status", "ready"));
+    char l2[320];
+    l2_state(req->app, l2, sizeof l2);
+    reply_json(rep, 200, json_pack("{s:s,s:s}", "status", "ready", "l2", l2));
 }
 
 static void get_metrics(request *req, reply *rep)

@@ -1,5 +1,5 @@
-/* L2: the shared cache tier (local disk by default; Redis, S3, MongoDB in
- * a later issue), shared by every process (node) that opens the same
+/* L2: the shared cache tier (local disk by default, or Redis; S3 and
+ * MongoDB in later issues), shared by every process (node) that opens the same
  * location. Small on purpose: get, set with a TTL, delete, clear by glob,
  * stats, plus the coherence primitives below. Values are opaque bytes
  * plus a content type and a codec tag (the cache manager compresses).
@@ -153,6 +153,9 @@ typedef struct l2_ops {
     /* Stats of namespace ns (see l2_stats); zeroed counters for a
      * namespace this handle has not used. */
     int (*stats)(l2_cache *c, const char *ns, l2_stats *out, strata_error *err);
+    /* Whether the L2 can serve now: 0, or -1 with SERR_UNAVAILABLE naming
+     * the cause (for /ready and /health). May be NULL: always fine. */
+    int (*health)(l2_cache *c, strata_error *err);
     /* Releases the handle (no other call may be running or follow); what
      * the L2 holds stays. */
     void (*close)(l2_cache *c);
@@ -167,7 +170,8 @@ typedef struct l2_config {
     uint64_t fence_ttl_ms; /* how long an open fence stands when hold_ms is 0 */
 } l2_config;
 
-/* "file:DIR" or "none" (NULL is returned, with no error, for none).
+/* "file:DIR", "redis://..." (l2_redis.h) or "none" (NULL is returned,
+ * with no error, for none).
  * Otherwise NULL with *err set: SERR_INVALID (a malformed URL),
  * SERR_UNAVAILABLE (a backend not in this build), SERR_IO or SERR_CORRUPT
  * (the location cannot be used, for instance its coherence state cannot

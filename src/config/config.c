@@ -138,7 +138,8 @@ static int set_blobs(strata_config *cfg, const char *v, strata_error *err)
 
 static int set_cache_l2(strata_config *cfg, const char *v, strata_error *err)
 {
-    static const char *const schemes[] = {"file:", "redis://", "s3://", "mongodb://", NULL};
+    static const char *const schemes[] = {"file:", "redis://",   "rediss://",
+                                          "s3://", "mongodb://", NULL};
     if (strcmp(v, "none") != 0 && check_scheme("cache-l2", v, schemes, err) != 0)
         return -1;
     return copy_str(cfg->cache_l2_url, sizeof cfg->cache_l2_url, "cache-l2", v, err);

@@ -131,13 +131,18 @@ int batch_run(versions_svc *vs, const json_t *body, json_t **results, strata_err
         return serr_set(err, SERR_NOMEM, "out of memory");
     }
     int rc = st->ops->transact(st, batch_in, &b, err);
+    bool unconfirmed = false;
     for (size_t i = 0; i < n; i++) {
+        strata_error ierr;
         if (rc == 0 && b.done[i].created) /* now visible: cascade for new versions */
-            versions_notify_created(vs, &b.done[i].v, b.done[i].prev);
+            unconfirmed |= versions_notify_created(vs, &b.done[i].v, b.done[i].prev, &ierr) != 0;
         else if (i < b.fenced_max && b.done[i].type[0])
-            versions_invalidate_latest(vs, b.done[i].type, b.done[i].id);
+            unconfirmed |=
+                versions_invalidate_latest(vs, b.done[i].type, b.done[i].id, &ierr) != 0 && rc == 0;
         store_version_clear(&b.done[i].v);
     }
+    if (rc == 0 && unconfirmed)
+        rc = versions_unconfirmed(err, "the batch");
     free(b.done);
     if (rc != 0) {
         json_decref(b.out);

@@ -142,6 +142,7 @@ typedef struct ns_state {
     l1_cache *l1;
     atomic_ullong loader_calls;
     atomic_ullong coalesced;
+    atomic_ullong l2_bypassed; /* reads the L2 could not serve or vouch for: it failed */
 } ns_state;
 
 typedef struct inflight {
@@ -440,8 +441,10 @@ static const l2_token *token_now(cache_manager *cm, ns_state *s, const char *key
     if (cm->l2 == NULL)
         return NULL;
     strata_error err;
-    if (cm->l2->ops->token(cm->l2, s->cfg.name, key, tok, &err) != 0)
+    if (cm->l2->ops->token(cm->l2, s->cfg.name, key, tok, &err) != 0) {
         memset(tok, 0, sizeof *tok);
+        atomic_fetch_add(&s->l2_bypassed, 1);
+    }
     return tok;
 }
 
@@ -527,8 +530,11 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
         *tier = CACHE_TIER_L2;
         return 0;
     }
-    if (err->kind != SERR_NOT_FOUND)
+    if (err->kind != SERR_NOT_FOUND) {
         slog_warn("cache %s: L2 read failed: %s", ns, err->detail);
+        if (cur == NULL || l2_token_usable(cur)) /* (else counted already) */
+            atomic_fetch_add(&s->l2_bypassed, 1);
+    }
     *tier = CACHE_TIER_LOADER;
     bool current;
 
@@ -818,9 +824,10 @@ static json_t *ns_json(cache_manager *cm, ns_state *s)
                                (json_int_t)(s->cfg.l1_ttl_ms / 1000), "l2_ttl_seconds",
                                (json_int_t)(s->cfg.l2_ttl_ms / 1000), "l2_compression",
                                scodec_name(s->cfg.l2_codec));
-    return json_pack("{s:o, s:o, s:I, s:I, s:o}", "l1", l1, "l2", l2, "loader_calls",
+    return json_pack("{s:o, s:o, s:I, s:I, s:I, s:o}", "l1", l1, "l2", l2, "loader_calls",
                      (json_int_t)atomic_load(&s->loader_calls), "coalesced_waits",
-                     (json_int_t)atomic_load(&s->coalesced), "config", config);
+                     (json_int_t)atomic_load(&s->coalesced), "l2_bypassed",
+                     (json_int_t)atomic_load(&s->l2_bypassed), "config", config);
 }
 
 json_t *cache_stats_json(cache_manager *cm, const char *ns)
@@ -892,6 +899,11 @@ int cache_metrics(cache_manager *cm, strata_buf *out, strata_error *err)
         rc = sbuf_append(out, "# TYPE strata_cache_loader_calls counter\n", 41, err);
     if (rc == 0)
         rc = metric_lines(out, all, "loader_calls", NULL, "loader_calls", err);
+    static const char bypass[] = "# TYPE strata_cache_l2_bypassed counter\n";
+    if (rc == 0)
+        rc = sbuf_append(out, bypass, sizeof bypass - 1, err);
+    if (rc == 0)
+        rc = metric_lines(out, all, "l2_bypassed", NULL, "l2_bypassed", err);
     json_decref(all);
     return rc;
 }

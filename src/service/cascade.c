@@ -140,7 +140,8 @@ static void mark_stale(cascade *c, const node *d, json_t *reason)
     }
     if (c->st->ops->set_stale(c->st, NULL, d->type, d->id, true, reason, &err) != 0)
         slog_warn("could not mark %s/%s stale: %s", d->type, d->id, err.detail);
-    versions_invalidate_latest(c->vs, d->type, d->id); /* the record shows the flag */
+    /* the record shows the flag (if this fails, the fence expires) */
+    versions_invalidate_latest(c->vs, d->type, d->id, &err);
 }
 
 /* After a new version of (type, id): every dependent, at any distance, is

@@ -371,10 +371,15 @@ static int in_tree_txn(trees_svc *t, tree_change_fn fn, void *ctx, strata_error 
     j->fn = fn;
     j->ctx = ctx;
     int rc = t->st->ops->transact(t->st, tree_in, j, err);
-    for (int i = 0; i < j->nfenced; i++)
-        versions_invalidate_latest(t->vs, "corpus", j->fenced[i]);
+    bool unconfirmed = false;
+    for (int i = 0; i < j->nfenced; i++) {
+        strata_error ierr;
+        unconfirmed |= versions_invalidate_latest(t->vs, "corpus", j->fenced[i], &ierr) != 0;
+    }
     for (int i = 0; rc == 0 && t->saved && i < j->saved.n; i++)
         t->saved(t->saved_ctx, j->saved.items[i].id, j->saved.items[i].vkey);
+    if (rc == 0 && unconfirmed)
+        rc = versions_unconfirmed(err, "the tree change");
     free(j);
     return rc;
 }

@@ -111,7 +111,9 @@ static int run_delete(versions_svc *svc, store_txn *txn, struct delete_job *j, s
     if (versions_fence_latest(svc, j->type, j->id, err) != 0)
         return -1;
     int rc = svc->st->ops->transact(svc->st, delete_in, j, err);
-    versions_invalidate_latest(svc, j->type, j->id);
+    strata_error ierr;
+    if (versions_invalidate_latest(svc, j->type, j->id, &ierr) != 0 && rc == 0)
+        rc = versions_unconfirmed(err, "the delete");
     return rc;
 }
 

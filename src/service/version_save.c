@@ -150,6 +150,7 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     save_plan p = {.type = resource_type_find(rq->type)};
     bool json_save = rq->bytes == NULL;
     bool fenced = false, run_hook = false;
+    bool unconfirmed = false; /* committed (or found) but not invalidated: not acknowledged */
     uint64_t claim = 0; /* our claim on the blob in the store, until put_version consumes it */
     uint64_t prev_latest = 0;
     char *canon = NULL;
@@ -276,6 +277,12 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
                     continue; /* deleted meanwhile: read the head again */
                 goto done;
             }
+            /* this answer acknowledges the latest: make sure no cache
+             * serves an older one (the save that made it may have been
+             * answered 503 for want of this very step) */
+            strata_error ierr;
+            if (rq->txn == NULL && versions_invalidate_latest(svc, rq->type, rq->id, &ierr) != 0)
+                unconfirmed = true;
             rc = 0;
             goto done;
         }
@@ -319,7 +326,8 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
             claim = 0; /* consumed */
             /* the fence's end: the cache may fill again from the new head */
             if (rq->txn == NULL) {
-                versions_invalidate_latest(svc, rq->type, rq->id);
+                strata_error ierr;
+                unconfirmed = versions_invalidate_latest(svc, rq->type, rq->id, &ierr) != 0;
                 fenced = false;
                 run_hook = svc->hook != NULL;
                 prev_latest = latest;
@@ -350,8 +358,10 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     serr_set(err, SERR_CONFLICT, "too many concurrent writers on %s/%s; try again", rq->type,
              rq->id);
 done:
-    if (fenced) /* nothing committed: lift the fence early */
-        versions_invalidate_latest(svc, rq->type, rq->id);
+    if (fenced) { /* nothing committed: lift the fence early (it expires if this fails) */
+        strata_error ierr;
+        versions_invalidate_latest(svc, rq->type, rq->id, &ierr);
+    }
     if (claim != 0 && rq->txn == NULL) { /* not consumed: give it back */
         strata_error e2;
         if (svc->st->ops->blob_release(svc->st, hash, claim, &e2) != 0)
@@ -361,6 +371,11 @@ done:
      * service's lock, which is taken before the blob lock elsewhere) */
     if (run_hook)
         svc->hook(svc->hook_ctx, out, prev_latest, rq);
+    if (rc == 0 && unconfirmed) {
+        store_version_clear(out);
+        *created = false;
+        rc = versions_unconfirmed(err, "the version");
+    }
     free(canon);
     json_decref(doc);
     json_decref(loc);

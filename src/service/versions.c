@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/clock.h"
 #include "../common/log.h"
 #include "record_codec.h"
 #include "resource_types.h"
@@ -32,13 +33,15 @@ void versions_forget_blob(versions_svc *svc, const char *key)
     }
 }
 
-void versions_notify_created(versions_svc *svc, const store_version *created, uint64_t prev_latest)
+int versions_notify_created(versions_svc *svc, const store_version *created, uint64_t prev_latest,
+                            strata_error *err)
 {
-    versions_invalidate_latest(svc, created->type, created->id);
+    int rc = versions_invalidate_latest(svc, created->type, created->id, err);
     if (svc->hook) {
         save_request rq = {.type = created->type, .id = created->id};
         svc->hook(svc->hook_ctx, created, prev_latest, &rq);
     }
+    return rc;
 }
 
 void versions_set_hook(versions_svc *svc, versions_hook hook, void *ctx)
@@ -74,18 +77,36 @@ int versions_fence_latest(versions_svc *svc, const char *type, const char *id, s
     return cache_fence_begin(svc->cache, ns, key, LATEST_FENCE_HOLD_MS, err);
 }
 
-void versions_invalidate_latest(versions_svc *svc, const char *type, const char *id)
+int versions_invalidate_latest(versions_svc *svc, const char *type, const char *id,
+                               strata_error *err)
 {
     if (svc->cache == NULL)
-        return;
+        return 0;
     char key[STORE_ID_MAX + 16], ns[L2_NS_MAX + 1];
     versions_latest_key(id, key, sizeof key);
     cache_internal_ns(type, ns, sizeof ns);
-    strata_error err;
-    /* a failure here is safe when the change began with
-     * versions_fence_latest: its fence keeps readers off the cache */
-    if (cache_invalidate(svc->cache, ns, key, true, NULL, &err) != 0)
-        slog_error("cache invalidation of %s/%s failed: %s", type, id, err.detail);
+    /* retried across a reconnection: a change is acknowledged only once
+     * its invalidation is known to have happened */
+    uint64_t until = clock_mono_ms() + INVALIDATE_RETRY_MS, pause = 50;
+    for (;;) {
+        if (cache_invalidate(svc->cache, ns, key, true, NULL, err) == 0)
+            return 0;
+        if (clock_mono_ms() + pause > until)
+            break;
+        struct timespec ts = {0, (long)pause * 1000000L};
+        nanosleep(&ts, NULL);
+        pause = pause * 2 > 1000 ? 1000 : pause * 2;
+    }
+    slog_error("cache invalidation of %s/%s failed: %s", type, id, err->detail);
+    return -1;
+}
+
+int versions_unconfirmed(strata_error *err, const char *what)
+{
+    return serr_set(err, SERR_UNAVAILABLE,
+                    "%s was committed, but the shared cache could not be told of it, so other "
+                    "nodes may not see it yet; repeat the request to confirm it",
+                    what);
 }
 
 versions_svc *versions_new(store *st, blob_store *blobs, cache_manager *cache,

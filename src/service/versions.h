@@ -70,9 +70,12 @@ blob_store *versions_blobs(versions_svc *svc);
 
 /* Drops cached copies of a blob from every resource type's namespace. */
 void versions_forget_blob(versions_svc *svc, const char *key);
-/* Runs the after-save hook for a version a batch created, once the batch
- * committed (saves inside a transaction do not run it themselves). */
-void versions_notify_created(versions_svc *svc, const store_version *created, uint64_t prev_latest);
+/* Ends the fence of a version a batch created and runs the after-save
+ * hook, once the batch committed (saves inside a transaction do neither
+ * themselves). -1 with *err set when the fence could not be ended (see
+ * versions_invalidate_latest): the batch must not be acknowledged. */
+int versions_notify_created(versions_svc *svc, const store_version *created, uint64_t prev_latest,
+                            strata_error *err);
 
 /* *created is false when the content equals the latest (no new version). */
 int versions_save(versions_svc *svc, const save_request *rq, store_version *out, bool *created,
@@ -124,13 +127,21 @@ void versions_access_counts(versions_svc *svc, const store_version *v, uint64_t 
  * themselves): versions_fence_latest before the change commits (-1 with
  * SERR_UNAVAILABLE when the cache cannot record it: do not commit), then
  * versions_invalidate_latest once it committed or was abandoned. If the
- * second step never happens (a crash) or fails, the fence keeps every
- * node's readers off the cached record until it expires, so none serves
- * the record the change replaced. versions_invalidate_latest alone drops
- * cached copies of a record whose change cannot make it older (a stale
- * flag, access counts). */
+ * second step never happens (a crash), the fence keeps every node's
+ * readers off the cached record until it expires, so none serves the
+ * record the change replaced. A fence can be lost, though (a Redis L2
+ * restarted without its data), so a change is acknowledged only once
+ * versions_invalidate_latest succeeded: it retries for a few seconds, then
+ * fails with SERR_UNAVAILABLE (the change is committed; the client is
+ * told to repeat it, and a repeated save invalidates again). Alone, it
+ * drops cached copies of a record whose change cannot make it older (a
+ * stale flag, access counts). */
 int versions_fence_latest(versions_svc *svc, const char *type, const char *id, strata_error *err);
-void versions_invalidate_latest(versions_svc *svc, const char *type, const char *id);
+int versions_invalidate_latest(versions_svc *svc, const char *type, const char *id,
+                               strata_error *err);
+
+/* The error of a change that committed but whose invalidation failed. */
+int versions_unconfirmed(strata_error *err, const char *what);
 
 /* Whether the resource exists now: 0, or SERR_NOT_FOUND (404) when it
  * never did and SERR_GONE (410, naming who removed it) when it was

@@ -15,6 +15,9 @@
  * never ends it (a crash between the fence and the commit): longer than
  * any fence-to-commit interval, short enough to lose little caching. */
 #define LATEST_FENCE_HOLD_MS 60000
+/* how long an invalidation after a commit is retried before the change
+ * is answered 503 (committed, unconfirmed) */
+#define INVALIDATE_RETRY_MS 5000
 /* How long a save waits for a collector to finish with a blob it wants:
  * past a maintenance lease's life, so a dead collector's key is freed. */
 #define CLAIM_WAIT_MS 45000

@@ -221,7 +221,7 @@ START_TEST(core_requests_over_https)
     https_do(s.port, "GET", "/health", NULL, NULL, &r);
     ck_assert_msg(r.rc == CURLE_OK, "%s", curl_easy_strerror(r.rc));
     ck_assert_int_eq(r.status, 200);
-    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    ck_assert_ptr_nonnull(strstr(r.body, "\"status\":\"ok\""));
     ck_assert_ptr_nonnull(strstr(r.subject, "strata-tls-a"));
     char serial[64];
     plain_serial(r.serial, serial, sizeof serial);
