@@ -177,6 +177,17 @@ cache_value *l1_get_current(l1_cache *c, const char *key, uint64_t now_ms, const
     return v;
 }
 
+bool l1_holds(l1_cache *c, const char *key)
+{
+    size_t len = strlen(key);
+    uint64_t h = hash_key(key, len);
+    l1_shard *s = shard_of(c, h);
+    pthread_mutex_lock(&s->mu);
+    bool held = *find_slot(s, key, len, h) != NULL;
+    pthread_mutex_unlock(&s->mu);
+    return held;
+}
+
 cache_value *l1_get(l1_cache *c, const char *key, uint64_t now_ms)
 {
     return l1_get_current(c, key, now_ms, NULL);

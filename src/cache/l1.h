@@ -62,6 +62,9 @@ bool l1_set(l1_cache *c, const char *key, cache_value *v, uint64_t now_ms, uint6
  * nothing (returns false, and the older entry is gone). */
 bool l1_set_tagged(l1_cache *c, const char *key, cache_value *v, uint64_t now_ms, uint64_t ttl_ms,
                    const l2_token *tag);
+/* Whether an entry of key is there (expired or not, current or not);
+ * counts nothing, moves nothing. */
+bool l1_holds(l1_cache *c, const char *key);
 /* Whether an entry of key was there (and is now gone). */
 bool l1_delete(l1_cache *c, const char *key);
 /* Called with each key a deletion removed (under the shard's lock: do not

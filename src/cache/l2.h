@@ -107,6 +107,14 @@ typedef struct l2_ops {
      * (SERR_UNAVAILABLE: the backend cannot tell what changed) *out is an
      * unusable token. */
     int (*token)(l2_cache *c, const char *ns, const char *key, l2_token *out, strata_error *err);
+    /* The token of (ns, key) as this node knows it now, without waiting
+     * for changes made elsewhere to reach it: it may lag behind a change
+     * acknowledged on another node. Fit to tag a copy read after it and
+     * to guard a fill (a lagging token only makes them fail to match),
+     * never to validate an L1 copy (use token). May be NULL: token is
+     * used. Same outcomes as token. */
+    int (*token_seen)(l2_cache *c, const char *ns, const char *key, l2_token *out,
+                      strata_error *err);
     /* Stores a value for ttl_ms (0: no expiry). meta->write_id is
      * ignored: the L2 issues one, returned in *write_id (may be NULL).
      * fill NULL: an unconditional write, which moves the key's token (it

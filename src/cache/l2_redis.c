@@ -169,6 +169,16 @@ static int rd_token(l2_cache *base, const char *ns, const char *key, l2_token *o
     return redis_inval_token(c->inval, ns, key, out, err);
 }
 
+static int rd_token_seen(l2_cache *base, const char *ns, const char *key, l2_token *out,
+                         strata_error *err)
+{
+    redis_l2 *c = (redis_l2 *)base;
+    redis_inval_token_now(c->inval, ns, key, out);
+    if (!l2_token_usable(out))
+        return serr_set(err, SERR_UNAVAILABLE, "the Redis invalidation stream is down");
+    return 0;
+}
+
 static int rd_set(l2_cache *base, const char *ns, const char *key, const void *data, size_t len,
                   const l2_meta *meta, uint64_t ttl_ms, const l2_token *fill, l2_token *new_token,
                   uint64_t *write_id, strata_error *err)
@@ -647,6 +657,7 @@ static const l2_ops REDIS_OPS = {
     .name = "redis",
     .get = rd_get,
     .token = rd_token,
+    .token_seen = rd_token_seen,
     .set = rd_set,
     .del = rd_del,
     .fence_open = rd_fence_open,
@@ -655,6 +666,32 @@ static const l2_ops REDIS_OPS = {
     .health = rd_health,
     .close = rd_close,
 };
+
+/* Refuses a server whose memory policy may evict what keeps nodes
+ * coherent: allkeys-* evicts open fences and bucket counters, which have
+ * no expiry (volatile-* and noeviction never touch them). A server that
+ * hides its configuration (managed Redis) is taken at its operator's word,
+ * with a warning. */
+static int check_policy(redisContext *rc, strata_error *err)
+{
+    redisReply *r = redisCommand(rc, "CONFIG GET maxmemory-policy");
+    if (r == NULL)
+        return serr_set(err, SERR_UNAVAILABLE, "Redis: %s", rc->errstr);
+    int out = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        if (strncmp(r->element[1]->str, "allkeys-", 8) == 0)
+            out = serr_set(err, SERR_INVALID,
+                           "Redis' maxmemory-policy is %s, which can evict the fences that keep "
+                           "nodes coherent; use volatile-lru (or another volatile-* policy)",
+                           r->element[1]->str);
+    } else {
+        slog_warn("L2 redis: cannot read maxmemory-policy; it must not be allkeys-* (see the "
+                  "README's operator notes)");
+    }
+    freeReplyObject(r);
+    return out;
+}
 
 /* How long l2_redis_open waits for the first subscription. */
 #define FIRST_SUBSCRIBE_MS 5000
@@ -683,7 +720,10 @@ l2_cache *l2_redis_open(const char *url, const l2_config *cfg, strata_error *err
     redisContext *first = redis_pool_take(c->pool, err);
     if (first == NULL)
         goto fail;
+    int policy = check_policy(first, err);
     redis_pool_give(c->pool, first, false);
+    if (policy != 0)
+        goto fail;
     c->inval = redis_inval_start(&c->url, c->pool, err);
     if (c->inval == NULL)
         goto fail;

@@ -433,6 +433,9 @@ static int l2_write(cache_manager *cm, ns_state *s, const char *key, cache_value
     return rc;
 }
 
+/* Validates no L1 copy: l1_get_current with it only counts a miss. */
+static const l2_token NO_TOKEN;
+
 /* The key's current L2 token into *tok, returned; NULL with no L2 (the L1
  * is then this process's alone, and the epoch guards it). A token the L2
  * cannot give is unusable: it validates no L1 copy and tags none. */
@@ -448,6 +451,25 @@ static const l2_token *token_now(cache_manager *cm, ns_state *s, const char *key
     return tok;
 }
 
+/* The token a read starts with, into *tok, returned (NULL with no L2);
+ * *check_l1 tells whether it may validate an L1 copy. With no copy in L1
+ * there is nothing to validate, and the token only tags what is read
+ * after it and guards the fill: the one this node has seen will do, and a
+ * network L2 spares the wait for changes made elsewhere (token_seen). */
+static const l2_token *token_for_read(cache_manager *cm, ns_state *s, const char *key,
+                                      l2_token *tok, bool *check_l1)
+{
+    *check_l1 = cm->l2 == NULL || cm->l2->ops->token_seen == NULL || l1_holds(s->l1, key);
+    if (*check_l1)
+        return token_now(cm, s, key, tok);
+    strata_error err;
+    if (cm->l2->ops->token_seen(cm->l2, s->cfg.name, key, tok, &err) != 0) {
+        memset(tok, 0, sizeof *tok);
+        atomic_fetch_add(&s->l2_bypassed, 1);
+    }
+    return tok;
+}
+
 int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **out,
               enum cache_tier *tier, strata_error *err)
 {
@@ -456,8 +478,9 @@ int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **
         return -1;
     /* the token first: it must predate whatever value is read */
     l2_token tok;
-    const l2_token *cur = token_now(cm, s, key, &tok);
-    cache_value *v = l1_get_current(s->l1, key, clock_mono_ms(), cur);
+    bool check_l1;
+    const l2_token *cur = token_for_read(cm, s, key, &tok, &check_l1);
+    cache_value *v = l1_get_current(s->l1, key, clock_mono_ms(), check_l1 ? cur : &NO_TOKEN);
     if (v != NULL) {
         *out = v;
         *tier = CACHE_TIER_L1;
@@ -515,8 +538,9 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
         return -1;
     /* the token first: it must predate the value, from L2 or the loader */
     l2_token tok;
-    const l2_token *cur = token_now(cm, s, key, &tok);
-    cache_value *v = l1_get_current(s->l1, key, clock_mono_ms(), cur);
+    bool check_l1;
+    const l2_token *cur = token_for_read(cm, s, key, &tok, &check_l1);
+    cache_value *v = l1_get_current(s->l1, key, clock_mono_ms(), check_l1 ? cur : &NO_TOKEN);
     if (v != NULL) {
         *out = v;
         *tier = CACHE_TIER_L1;
@@ -578,8 +602,9 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
         return load_and_fill(cm, s, key, cur, loader, ctx, out, &current, err);
     }
     /* a load that ended between this reader's misses and the lock filled
-     * L1 before it left the list: look once more before loading again */
-    v = l1_get_current(s->l1, key, clock_mono_ms(), cur);
+     * L1 before it left the list: look once more before loading again
+     * (only with a token that may validate a copy) */
+    v = check_l1 ? l1_get_current(s->l1, key, clock_mono_ms(), cur) : NULL;
     if (v != NULL) {
         pthread_mutex_unlock(&cm->fly_mu);
         *out = v;
