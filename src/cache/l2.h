@@ -85,6 +85,11 @@ typedef struct l2_meta {
     uint8_t codec;     /* scodec of the stored bytes */
     uint64_t raw_size; /* size once decoded */
     int64_t expires_ms;
+    /* From get, when the backend can tell it atomically with the read: the
+     * token under which the value read is current (the tag for an L1 copy
+     * of it, better than the token read before, which may lag). Otherwise
+     * left as the caller set it (zeroed: unusable). */
+    l2_token current;
 } l2_meta;
 
 /* hits..evictions count this handle's own operations (this process);
@@ -98,7 +103,8 @@ typedef struct l2_cache l2_cache;
 typedef struct l2_ops {
     const char *name;
     /* The live value of (ns, key), appended to out (at most max_len
-     * bytes), and its metadata. SERR_NOT_FOUND on a miss (absent,
+     * bytes), and its metadata (the caller zeroes *meta first).
+     * SERR_NOT_FOUND on a miss (absent,
      * expired, fenced, unreadable or longer than max_len): out is then
      * as it was. Other kinds: the L2 failed. */
     int (*get)(l2_cache *c, const char *ns, const char *key, size_t max_len, strata_buf *out,

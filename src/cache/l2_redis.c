@@ -127,35 +127,46 @@ static int rd_get(l2_cache *base, const char *ns, const char *key, size_t max_le
     redis_l2 *c = (redis_l2 *)base;
     if (check_key(ns, key, err) != 0)
         return -1;
-    char vkey[NAME_MAX_LEN], inc[NAME_MAX_LEN], stats[NAME_MAX_LEN], sizes[NAME_MAX_LEN], max[24];
+    char vkey[NAME_MAX_LEN], inc[NAME_MAX_LEN], stats[NAME_MAX_LEN], sizes[NAME_MAX_LEN],
+        nb[NAME_MAX_LEN], kb[NAME_MAX_LEN], max[24];
     size_t lv = name(vkey, c, "v", ns, key), li = plain_name(inc, c, "inc"),
-           ls = name(stats, c, "s", ns, NULL), lz = name(sizes, c, "z", ns, NULL);
+           ls = name(stats, c, "s", ns, NULL), lz = name(sizes, c, "z", ns, NULL),
+           ln = bucket_name(nb, c, "nb", redis_ns_bucket(ns)),
+           lk = bucket_name(kb, c, "kb", redis_key_bucket(ns, key));
     snprintf(max, sizeof max, "%zu", max_len);
-    const char *argv[] = {vkey, inc, stats, sizes, key, max};
-    size_t lens[] = {lv, li, ls, lz, strlen(key), strlen(max)};
-    redisReply *r = run(c, &S_GET, 4, 2, argv, lens, err);
+    uint64_t epoch = redis_inval_epoch(c->inval);
+    const char *argv[] = {vkey, inc, stats, sizes, nb, kb, key, max};
+    size_t lens[] = {lv, li, ls, lz, ln, lk, strlen(key), strlen(max)};
+    redisReply *r = run(c, &S_GET, 6, 2, argv, lens, err);
     if (r == NULL)
         return -1;
     if (int_at(r, 0) == 0) {
         freeReplyObject(r);
         return serr_set(err, SERR_NOT_FOUND, "not in the L2 cache");
     }
-    if (r->elements != 4 || r->element[2]->type != REDIS_REPLY_STRING ||
-        r->element[3]->type != REDIS_REPLY_STRING)
-        return bad_reply(r, err);
-    memset(meta, 0, sizeof *meta);
-    meta->write_id = (uint64_t)int_at(r, 1);
+    /* an entry that does not read as one is a miss, never a value */
     unsigned codec = 0;
     unsigned long long raw = 0;
     long long expires = 0;
     int used = 0;
+    if (r->elements != 7 || r->element[2]->type != REDIS_REPLY_STRING ||
+        r->element[3]->type != REDIS_REPLY_STRING || int_at(r, 1) <= 0 ||
+        sscanf(r->element[2]->str, "%llu %u %lld %n", &raw, &codec, &expires, &used) != 3 ||
+        codec > 255) {
+        freeReplyObject(r);
+        slog_warn("L2 redis: %s/%s: a malformed entry, taken as a miss", ns, key);
+        return serr_set(err, SERR_NOT_FOUND, "not in the L2 cache");
+    }
     const char *m = r->element[2]->str;
-    if (sscanf(m, "%llu %u %lld %n", &raw, &codec, &expires, &used) != 3 || codec > 255)
-        return bad_reply(r, err);
+    memset(meta, 0, sizeof *meta);
+    meta->write_id = (uint64_t)int_at(r, 1);
     snprintf(meta->content_type, sizeof meta->content_type, "%s", m + used);
     meta->codec = (uint8_t)codec;
     meta->raw_size = raw;
     meta->expires_ms = expires;
+    if (r->element[6]->type == REDIS_REPLY_STRING)
+        redis_inval_tag(c->inval, epoch, (uint64_t)int_at(r, 4), (uint64_t)int_at(r, 5),
+                        r->element[6]->str, &meta->current);
     const redisReply *d = r->element[3];
     int rc = sbuf_append(out, d->str, d->len, err);
     freeReplyObject(r);
@@ -212,8 +223,11 @@ static int rd_set(l2_cache *base, const char *ns, const char *key, const void *d
     if (fill != NULL)
         redis_token_parts(fill, nseq, kseq, tinc);
     const char *mode = fill ? "fill" : "set";
-    const char *argv[] = {vkey, fkey, kb,  nb, seq,  inc,  stats, sizes, nss,        data,
-                          m,    ttl,  key, ns, mode, nseq, kseq,  tinc,  c->channel, kbs};
+    char maxb[24];
+    snprintf(maxb, sizeof maxb, "%" PRIu64, c->cfg.max_bytes);
+    /* KEYS, then ARGV (see LUA_SET) */
+    const char *argv[] = {vkey, fkey, kb, nb,   seq,  inc,  stats, sizes,      nss, data, m,
+                          ttl,  key,  ns, mode, nseq, kseq, tinc,  c->channel, kbs, maxb};
     size_t lens[] = {l1,
                      l2,
                      l3,
@@ -233,8 +247,9 @@ static int rd_set(l2_cache *base, const char *ns, const char *key, const void *d
                      strlen(kseq),
                      strlen(tinc),
                      strlen(c->channel),
-                     strlen(kbs)};
-    redisReply *r = run(c, &S_SET, 9, 11, argv, lens, err);
+                     strlen(kbs),
+                     strlen(maxb)};
+    redisReply *r = run(c, &S_SET, 9, 12, argv, lens, err);
     if (r == NULL)
         goto fail;
     long long ok = int_at(r, 0), id = int_at(r, 1);
@@ -667,32 +682,6 @@ static const l2_ops REDIS_OPS = {
     .close = rd_close,
 };
 
-/* Refuses a server whose memory policy may evict what keeps nodes
- * coherent: allkeys-* evicts open fences and bucket counters, which have
- * no expiry (volatile-* and noeviction never touch them). A server that
- * hides its configuration (managed Redis) is taken at its operator's word,
- * with a warning. */
-static int check_policy(redisContext *rc, strata_error *err)
-{
-    redisReply *r = redisCommand(rc, "CONFIG GET maxmemory-policy");
-    if (r == NULL)
-        return serr_set(err, SERR_UNAVAILABLE, "Redis: %s", rc->errstr);
-    int out = 0;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[1]->type == REDIS_REPLY_STRING) {
-        if (strncmp(r->element[1]->str, "allkeys-", 8) == 0)
-            out = serr_set(err, SERR_INVALID,
-                           "Redis' maxmemory-policy is %s, which can evict the fences that keep "
-                           "nodes coherent; use volatile-lru (or another volatile-* policy)",
-                           r->element[1]->str);
-    } else {
-        slog_warn("L2 redis: cannot read maxmemory-policy; it must not be allkeys-* (see the "
-                  "README's operator notes)");
-    }
-    freeReplyObject(r);
-    return out;
-}
-
 /* How long l2_redis_open waits for the first subscription. */
 #define FIRST_SUBSCRIBE_MS 5000
 
@@ -716,14 +705,14 @@ l2_cache *l2_redis_open(const char *url, const l2_config *cfg, strata_error *err
         serr_set(err, SERR_NOMEM, "out of memory");
         goto fail;
     }
-    /* a first connection proves the URL and the credentials */
+    /* a first connection proves the credentials and the configuration; a
+     * server not reachable yet is waited for (the L2 is down meanwhile) */
     redisContext *first = redis_pool_take(c->pool, err);
+    if (first == NULL && err->kind != SERR_UNAVAILABLE)
+        goto fail;
     if (first == NULL)
-        goto fail;
-    int policy = check_policy(first, err);
+        slog_warn("L2 redis: %s; the L2 is down until the server answers", err->detail);
     redis_pool_give(c->pool, first, false);
-    if (policy != 0)
-        goto fail;
     c->inval = redis_inval_start(&c->url, c->pool, err);
     if (c->inval == NULL)
         goto fail;

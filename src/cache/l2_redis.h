@@ -28,11 +28,13 @@
 
 #include "l2.h"
 
-/* Opens the Redis L2 of url: connects once (so a wrong host, password or
- * database fails here, SERR_UNAVAILABLE naming the cause), starts the
- * invalidation stream and the sweeper. NULL with *err set otherwise:
- * SERR_INVALID (a malformed URL), SERR_UNAVAILABLE (rediss://, the
- * server unreachable or refusing), SERR_NOMEM. */
+/* Opens the Redis L2 of url: connects once, so that a server that says
+ * no (a wrong password or database, an allkeys-* memory policy) fails
+ * here with SERR_INVALID naming the cause; a server not reachable yet is
+ * waited for in the background (the L2 reports down until then). Starts
+ * the invalidation stream and the sweeper. NULL with *err set otherwise:
+ * SERR_INVALID (a malformed URL, or the above), SERR_UNAVAILABLE
+ * (rediss://), SERR_NOMEM. */
 l2_cache *l2_redis_open(const char *url, const l2_config *cfg, strata_error *err);
 
 #endif

@@ -18,33 +18,61 @@
  *   P:s:<ns>         hash of counters: hits misses sets deletes
  *                    expirations evictions items bytes
  *   P:nss            set of namespaces with values (for the sweeper)
+ *   P:lru            zset of value names scored by last use (Redis' ms)
+ *   P:total          bytes of every value, for the max_bytes budget
  *   P:inv            the invalidation channel (redis_inval.h) */
 #ifndef STRATA_L2_REDIS_SCRIPTS_H
 #define STRATA_L2_REDIS_SCRIPTS_H
 
-/* Shared by the scripts: Redis' clock in ms, and the removal of a key's
- * size record, counted as an expiry (its time passed) or an eviction. */
+/* Shared by the scripts (every script's KEYS[1] starts with "P:"): Redis'
+ * clock in ms; the removal of a key's size record and LRU entry, counted
+ * as an expiry (its time passed), an eviction, or neither (a delete); and
+ * eviction of the least recently used values while the total is over a
+ * budget. */
 #define LUA_COMMON                                                                                 \
+    "local P = string.match(KEYS[1], '^([^:]+):')\n"                                               \
     "local function now_ms()\n"                                                                    \
     "  local t = redis.call('TIME')\n"                                                             \
     "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                         \
     "end\n"                                                                                        \
     "local function unsize(zkey, skey, key, kind, now)\n"                                          \
+    "  local ns = string.sub(zkey, #P + 4)\n"                                                      \
+    "  redis.call('ZREM', P .. ':lru', P .. ':v:' .. ns .. ':' .. key)\n"                          \
     "  local z = redis.call('HGET', zkey, key)\n"                                                  \
     "  if not z then return end\n"                                                                 \
     "  redis.call('HDEL', zkey, key)\n"                                                            \
     "  local sz, exp = string.match(z, '^(%d+) (%d+)$')\n"                                         \
+    "  sz = tonumber(sz or '0')\n"                                                                 \
     "  redis.call('HINCRBY', skey, 'items', -1)\n"                                                 \
-    "  redis.call('HINCRBY', skey, 'bytes', -tonumber(sz or '0'))\n"                               \
-    "  if kind == 'gone' then\n"                                                                   \
+    "  redis.call('HINCRBY', skey, 'bytes', -sz)\n"                                                \
+    "  redis.call('INCRBY', P .. ':total', -sz)\n"                                                 \
+    "  if kind == 'evicted' then redis.call('HINCRBY', skey, 'evictions', 1)\n"                    \
+    "  elseif kind == 'gone' then\n"                                                               \
     "    local e = tonumber(exp or '0')\n"                                                         \
     "    if e > 0 and e <= now then redis.call('HINCRBY', skey, 'expirations', 1)\n"               \
     "    else redis.call('HINCRBY', skey, 'evictions', 1) end\n"                                   \
     "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "local function evict(max, keep, now)\n"                                                       \
+    "  if max <= 0 then return end\n"                                                              \
+    "  while tonumber(redis.call('GET', P .. ':total') or '0') > max do\n"                         \
+    "    local m = redis.call('ZPOPMIN', P .. ':lru')\n"                                           \
+    "    if #m == 0 then break end\n"                                                              \
+    "    if m[1] == keep then\n"                                                                   \
+    "      redis.call('ZADD', P .. ':lru', m[2], m[1])\n"                                          \
+    "      break\n"                                                                                \
+    "    end\n"                                                                                    \
+    "    local ns, key = string.match(m[1], '^[^:]+:v:([^:]+):(.*)$')\n"                           \
+    "    if ns then\n"                                                                             \
+    "      redis.call('DEL', m[1])\n"                                                              \
+    "      unsize(P .. ':z:' .. ns, P .. ':s:' .. ns, key, 'evicted', now)\n"                      \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
     "end\n"
 
-/* get: KEYS vkey inc stats sizes; ARGV key max_len.
- * {1, write_id, meta, data} or {0}. */
+/* get: KEYS vkey inc stats sizes nb kb; ARGV key max_len.
+ * {1, write_id, meta, data, nseq, kseq, incarnation} or {0}: with the
+ * value, the namespace and key buckets it is current under. */
 #define LUA_GET                                                                                    \
     LUA_COMMON                                                                                     \
     "local inc = redis.call('HGET', KEYS[2], 'id')\n"                                              \
@@ -55,7 +83,9 @@
     "    return {0}\n"                                                                             \
     "  end\n"                                                                                      \
     "  redis.call('HINCRBY', KEYS[3], 'hits', 1)\n"                                                \
-    "  return {1, v[2], v[3], redis.call('HGET', KEYS[1], 'd')}\n"                                 \
+    "  redis.call('ZADD', P .. ':lru', now_ms(), KEYS[1])\n"                                       \
+    "  return {1, v[2], v[3], redis.call('HGET', KEYS[1], 'd'),\n"                                 \
+    "          redis.call('GET', KEYS[5]) or '0', redis.call('GET', KEYS[6]) or '0', inc}\n"       \
     "end\n"                                                                                        \
     "if v[1] then redis.call('DEL', KEYS[1]) end\n"                                                \
     "redis.call('HINCRBY', KEYS[3], 'misses', 1)\n"                                                \
@@ -63,7 +93,9 @@
     "return {0}\n"
 
 /* set: KEYS vkey fkey kb nb seq inc stats sizes nss;
- * ARGV data meta ttl_ms key ns mode(set|fill) nseq kseq tokinc channel kbidx.
+ * ARGV data meta ttl_ms key ns mode(set|fill) nseq kseq tokinc channel kbidx
+ * max_bytes (0: no budget; otherwise least recently used values go until
+ * the total fits).
  * A fill is refused ({0}) unless the incarnation, the namespace bucket
  * and the key bucket are as the token saw them and no fence stands; it
  * publishes nothing and leaves the buckets (a fill changes no token). An
@@ -88,15 +120,19 @@
     "redis.call('PEXPIRE', KEYS[1], ttl)\n"                                                        \
     "local sz = string.len(ARGV[1])\n"                                                             \
     "local old = redis.call('HGET', KEYS[8], ARGV[4])\n"                                           \
+    "local delta = sz\n"                                                                           \
     "if old then\n"                                                                                \
-    "  redis.call('HINCRBY', KEYS[7], 'bytes', sz - tonumber(string.match(old, '^%d+') or '0'))\n" \
+    "  delta = sz - tonumber(string.match(old, '^%d+') or '0')\n"                                  \
     "else\n"                                                                                       \
     "  redis.call('HINCRBY', KEYS[7], 'items', 1)\n"                                               \
-    "  redis.call('HINCRBY', KEYS[7], 'bytes', sz)\n"                                              \
     "end\n"                                                                                        \
+    "redis.call('HINCRBY', KEYS[7], 'bytes', delta)\n"                                             \
+    "redis.call('INCRBY', P .. ':total', delta)\n"                                                 \
+    "redis.call('ZADD', P .. ':lru', now, KEYS[1])\n"                                              \
     "redis.call('HSET', KEYS[8], ARGV[4], string.format('%d %d', sz, now + ttl))\n"                \
     "redis.call('SADD', KEYS[9], ARGV[5])\n"                                                       \
     "redis.call('HINCRBY', KEYS[7], 'sets', 1)\n"                                                  \
+    "evict(tonumber(ARGV[12]), KEYS[1], now)\n"                                                    \
     "if ARGV[6] ~= 'fill' then\n"                                                                  \
     "  redis.call('SET', KEYS[3], id)\n"                                                           \
     "  redis.call('PUBLISH', ARGV[10], string.format('K %d %s', id, ARGV[11]))\n"                  \

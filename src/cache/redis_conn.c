@@ -68,7 +68,7 @@ static int url_param(redis_url *u, const char *p, size_t n, strata_error *err)
             return serr_set(err, SERR_INVALID,
                             "Redis URL: prefix must be 1-%d letters, digits, '.', '_' or '-'",
                             REDIS_PREFIX_MAX);
-        snprintf(u->prefix, sizeof u->prefix, "%s", val);
+        memcpy(u->prefix, val, strlen(val) + 1); /* fits: prefix_ok checked the length */
         return 0;
     }
     if (kn == 10 && memcmp(p, "timeout_ms", 10) == 0) {
@@ -291,6 +291,32 @@ static int check_incarnation(redisContext *c, const redis_url *u, char inc[REDIS
     return rc;
 }
 
+/* Refuses a server whose memory policy may evict what keeps nodes
+ * coherent: allkeys-* evicts open fences and bucket counters, which have
+ * no expiry (volatile-* and noeviction never touch them). A server that
+ * hides its configuration (managed Redis) is taken at its operator's word,
+ * with a warning. */
+static int check_policy(redisContext *rc, strata_error *err)
+{
+    redisReply *r = redisCommand(rc, "CONFIG GET maxmemory-policy");
+    if (r == NULL)
+        return serr_set(err, SERR_UNAVAILABLE, "Redis: %s", rc->errstr);
+    int out = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        if (strncmp(r->element[1]->str, "allkeys-", 8) == 0)
+            out = serr_set(err, SERR_INVALID,
+                           "Redis' maxmemory-policy is %s, which can evict the fences that keep "
+                           "nodes coherent; use volatile-lru (or another volatile-* policy)",
+                           r->element[1]->str);
+    } else {
+        slog_warn("L2 redis: cannot read maxmemory-policy; it must not be allkeys-* (see the "
+                  "README's operator notes)");
+    }
+    freeReplyObject(r);
+    return out;
+}
+
 redisContext *redis_connect(const redis_url *u, char inc[REDIS_INC_MAX], strata_error *err)
 {
     struct timeval tv = {u->timeout_ms / 1000, (u->timeout_ms % 1000) * 1000};
@@ -316,7 +342,8 @@ redisContext *redis_connect(const redis_url *u, char inc[REDIS_INC_MAX], strata_
         r = redisCommand(c, "AUTH %s", u->password);
     if ((u->user[0] || u->password[0]) && (r == NULL || r->type == REDIS_REPLY_ERROR)) {
         reply_fail(c, r, err);
-        serr_set(err, SERR_UNAVAILABLE, "Redis refused the credentials: %s", err->detail);
+        if (c->err == 0) /* an answer, not a lost connection: waiting will not help */
+            serr_set(err, SERR_INVALID, "Redis refused the credentials: %s", err->detail);
         goto fail;
     }
     if (r != NULL)
@@ -326,12 +353,14 @@ redisContext *redis_connect(const redis_url *u, char inc[REDIS_INC_MAX], strata_
         r = redisCommand(c, "SELECT %d", u->db);
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
             reply_fail(c, r, err);
+            if (c->err == 0)
+                serr_set(err, SERR_INVALID, "Redis refused database %d: %s", u->db, err->detail);
             goto fail;
         }
         freeReplyObject(r);
         r = NULL;
     }
-    if (check_incarnation(c, u, inc, err) != 0)
+    if (check_policy(c, err) != 0 || check_incarnation(c, u, inc, err) != 0)
         goto fail;
     return c;
 fail:

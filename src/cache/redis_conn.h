@@ -49,10 +49,13 @@ typedef struct redis_url {
  * SERR_UNAVAILABLE for rediss://. *out is unspecified on failure. */
 int redis_url_parse(const char *url, redis_url *out, strata_error *err);
 
-/* A new connection, authenticated, on its database, its incarnation
+/* A new connection, authenticated, on its database, its memory policy
+ * checked (allkeys-* is refused: it could evict fences), its incarnation
  * checked (the id into inc, REDIS_INC_MAX bytes), with the command timeout
- * set. NULL with SERR_UNAVAILABLE (cannot connect, the server refuses, a
- * wrong password: the message says which) or SERR_NOMEM. */
+ * set. NULL with *err set: SERR_UNAVAILABLE (the server cannot be reached
+ * or the connection was lost), SERR_INVALID (the server answered no:
+ * credentials, database, memory policy; waiting will not help), or
+ * SERR_NOMEM. */
 redisContext *redis_connect(const redis_url *u, char inc[REDIS_INC_MAX], strata_error *err);
 
 typedef struct redis_pool redis_pool;

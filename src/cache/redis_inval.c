@@ -488,6 +488,25 @@ void redis_inval_token_after(redis_inval *s, const char *ns, const char *key, ui
         out->w[1] = seq;
 }
 
+uint64_t redis_inval_epoch(redis_inval *s)
+{
+    return atomic_load(&s->epoch);
+}
+
+void redis_inval_tag(redis_inval *s, uint64_t epoch, uint64_t nseq, uint64_t kseq, const char *inc,
+                     l2_token *out)
+{
+    uint64_t incn = strtoull(inc, NULL, 10);
+    if (!atomic_load(&s->up) || atomic_load(&s->epoch) != epoch || atomic_load(&s->inc) != incn) {
+        unusable(out);
+        return;
+    }
+    out->w[0] = nseq;
+    out->w[1] = kseq;
+    out->w[2] = epoch;
+    out->w[3] = (incn << 1) | 1;
+}
+
 void redis_token_parts(const l2_token *t, char nseq[24], char kseq[24], char inc[REDIS_INC_MAX])
 {
     snprintf(nseq, 24, "%" PRIu64, t->w[0]);

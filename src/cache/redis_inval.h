@@ -78,6 +78,17 @@ void redis_inval_token_now(redis_inval *s, const char *ns, const char *key, l2_t
 void redis_inval_token_after(redis_inval *s, const char *ns, const char *key, uint64_t seq,
                              const char *inc, l2_token *out);
 
+/* The epoch of the subscription now (for redis_inval_tag). */
+uint64_t redis_inval_epoch(redis_inval *s);
+
+/* The token of a value read from Redis together with the seqs of its
+ * namespace and key buckets (nseq, kseq) under incarnation inc: current
+ * while this node has applied no later change of either. Unusable when
+ * the subscription is down or is no longer the one of epoch (read before
+ * the value), or inc is not the table's incarnation. */
+void redis_inval_tag(redis_inval *s, uint64_t epoch, uint64_t nseq, uint64_t kseq, const char *inc,
+                     l2_token *out);
+
 /* The parts of a usable token a fill is checked with in Redis: the
  * namespace bucket's seq, the key bucket's seq (decimal) and the
  * incarnation id it was taken under. */

@@ -374,16 +374,18 @@ static uint64_t l1_ttl_for(const ns_state *s, const cache_value *v)
     return ttl;
 }
 
-/* Reads L2 and decodes what the namespace compressed. */
+/* Reads L2 and decodes what the namespace compressed. *tag (the token
+ * read before) becomes the one the L2 gave with the value, when it gave
+ * one. */
 static int l2_read(cache_manager *cm, ns_state *s, const char *key, cache_value **out,
-                   strata_error *err)
+                   l2_token *tag, strata_error *err)
 {
     if (cm->l2 == NULL)
         return serr_set(err, SERR_NOT_FOUND, "not cached");
     strata_buf raw, dec;
     sbuf_init(&raw, 0);
     sbuf_init(&dec, 0);
-    l2_meta m;
+    l2_meta m = {0};
     int rc = cm->l2->ops->get(cm->l2, s->cfg.name, key, CACHE_VALUE_MAX, &raw, &m, err);
     if (rc == 0 && m.codec != SCODEC_NONE) {
         rc = scodec_decompress((enum scodec)m.codec, raw.data, raw.len, CACHE_VALUE_MAX, &dec, err);
@@ -398,6 +400,8 @@ static int l2_read(cache_manager *cm, ns_state *s, const char *key, cache_value 
         else {
             (*out)->write_id = m.write_id;
             (*out)->expires_ms = m.expires_ms;
+            if (tag != NULL && l2_token_usable(&m.current))
+                *tag = m.current;
         }
     }
     sbuf_free(&raw);
@@ -487,7 +491,7 @@ int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **
         return 0;
     }
     uint64_t epoch = atomic_load(&cm->epoch);
-    if (l2_read(cm, s, key, &v, err) != 0)
+    if (l2_read(cm, s, key, &v, &tok, err) != 0)
         return -1;
     if (atomic_load(&cm->epoch) == epoch) /* promote, unless invalidated meanwhile */
         l1_set_tagged(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v), cur);
@@ -547,7 +551,7 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
         return 0;
     }
     uint64_t epoch = atomic_load(&cm->epoch);
-    if (l2_read(cm, s, key, &v, err) == 0) {
+    if (l2_read(cm, s, key, &v, &tok, err) == 0) {
         if (atomic_load(&cm->epoch) == epoch)
             l1_set_tagged(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v), cur);
         *out = v;
