@@ -92,8 +92,9 @@ typedef struct l2_meta {
     l2_token current;
 } l2_meta;
 
-/* hits..evictions count this handle's own operations (this process);
- * items and bytes are what the L2 holds, whoever wrote it. */
+/* items and bytes are what the L2 holds, whoever wrote it; hits..evictions
+ * count this handle's own operations on the disk L2, and every node's on
+ * a network L2 that keeps its counters itself (Redis). */
 typedef struct l2_stats {
     uint64_t hits, misses, sets, deletes, expirations, evictions, items, bytes;
 } l2_stats;

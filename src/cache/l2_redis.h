@@ -14,8 +14,10 @@
  * - TTLs are Redis expiries. A value asked to live forever gets a year,
  *   so that the volatile-* memory policies can still evict it; fences,
  *   buckets and counters have no expiry and are never evicted under them.
- *   max_bytes refuses single values larger than it; the total is Redis'
- *   maxmemory (see the README's operator notes).
+ *   max_bytes is a budget over every value of the prefix, kept by the
+ *   scripts: a set evicts the least recently used values (by Redis'
+ *   clock) until the total fits, as the disk L2 does; Redis' maxmemory
+ *   is the backstop (see the README's operator notes).
  * - Stats are counters kept in Redis by the scripts, shared by every node
  *   (not per handle); items and bytes follow sets and deletes at once and
  *   Redis' own expiries and evictions within a sweep (30 s) or at the

@@ -374,6 +374,15 @@ END_TEST
 
 static int run_binary(const char *const *args, char *out, size_t cap)
 {
+    const char *argv[16] = {getenv("STRATA_BIN")};
+    int argc = 1;
+    for (int i = 0; argc < 13 && args[i]; i++)
+        argv[argc++] = args[i];
+    char l2[512];
+    argc = strata_env_args(argv, argc, 16, NULL, args, l2, sizeof l2);
+    if (argc < 0)
+        return -1;
+    argv[argc] = NULL;
     int p[2];
     if (pipe(p) != 0)
         return -1;
@@ -382,9 +391,6 @@ static int run_binary(const char *const *args, char *out, size_t cap)
         dup2(p[1], 1);
         dup2(p[1], 2);
         close(p[0]);
-        const char *argv[16] = {getenv("STRATA_BIN")};
-        for (int i = 0; i < 14 && args[i]; i++)
-            argv[i + 1] = args[i];
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }

@@ -12,6 +12,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,9 @@ static int spawn(test_server *s, const char *const *extra_args)
     argv[n++] = "2";
     for (int i = 0; extra_args && extra_args[i] && n < 62; i++)
         argv[n++] = extra_args[i];
+    n = strata_env_args(argv, n, 64, s->data_dir, extra_args, s->l2_url, sizeof s->l2_url);
+    if (n < 0)
+        return -1;
     argv[n] = NULL;
     pid_t pid = fork();
     if (pid < 0)
@@ -469,4 +474,126 @@ void server_forget_log(test_server *s)
 {
     if (s->log_path[0] != '\0' && getenv("STRATA_KEEP_LOGS") == NULL)
         unlink(s->log_path);
+}
+
+/* ---- what the environment adds to every strata process ---------------- */
+
+void strata_l2_prefix(const char *data_dir, char out[65])
+{
+    const char *path = data_dir ? data_dir : "./data";
+    /* FNV-1a over the whole path: distinct directories, distinct prefixes */
+    uint64_t h = 0xcbf29ce484222325u;
+    for (const char *p = path; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3u;
+    /* the base name, for a reader of the server's keys */
+    size_t end = strlen(path);
+    while (end > 1 && path[end - 1] == '/')
+        end--;
+    size_t start = end;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    size_t n = 0;
+    for (size_t i = start; i < end && n < 40; i++) {
+        char c = path[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        out[n++] = ok ? c : '_';
+    }
+    snprintf(out + n, 65 - n, "%s%016llx", n ? "-" : "", (unsigned long long)h);
+}
+
+static bool names_cache_l2(const char *const *args, const char **value)
+{
+    for (int i = 0; args && args[i]; i++) {
+        if (strcmp(args[i], "--cache-l2") == 0) {
+            *value = args[i + 1] ? args[i + 1] : "";
+            return true;
+        }
+        if (strncmp(args[i], "--cache-l2=", 11) == 0) {
+            *value = args[i] + 11;
+            return true;
+        }
+    }
+    return false;
+}
+
+int strata_env_args(const char **argv, int n, int cap, const char *data_dir,
+                    const char *const *args, char *l2, size_t l2_cap)
+{
+    const char *own = NULL;
+    const char *base = getenv("STRATA_TEST_L2");
+    int w;
+    if (names_cache_l2(args, &own)) {
+        w = snprintf(l2, l2_cap, "%s", own);
+        return w < 0 || (size_t)w >= l2_cap ? -1 : n;
+    }
+    if (base == NULL || base[0] == '\0') {
+        w = snprintf(l2, l2_cap, "file:%s/cache", data_dir ? data_dir : "./data");
+        return w < 0 || (size_t)w >= l2_cap ? -1 : n;
+    }
+    char prefix[65];
+    strata_l2_prefix(data_dir, prefix);
+    if (strncmp(base, "redis://", 8) == 0) {
+        if (strstr(base, "prefix=") != NULL) {
+            fprintf(stderr,
+                    "harness: STRATA_TEST_L2 (%s) must not name a prefix: each "
+                    "server gets its own\n",
+                    base);
+            return -1;
+        }
+        w = snprintf(l2, l2_cap, "%s%cprefix=%s", base, strchr(base, '?') ? '&' : '?', prefix);
+    } else if (strncmp(base, "file:", 5) == 0) {
+        size_t len = strlen(base);
+        while (len > 6 && base[len - 1] == '/')
+            len--;
+        w = snprintf(l2, l2_cap, "%.*s/%s", (int)len, base, prefix);
+    } else {
+        w = snprintf(l2, l2_cap, "%s", base);
+    }
+    if (w < 0 || (size_t)w >= l2_cap) {
+        fprintf(stderr, "harness: STRATA_TEST_L2 is too long\n");
+        return -1;
+    }
+    if (n + 2 >= cap) {
+        fprintf(stderr, "harness: too many arguments for strata\n");
+        return -1;
+    }
+    argv[n++] = "--cache-l2";
+    argv[n++] = l2;
+    return n;
+}
+
+int server_l2_wipe(const test_server *s)
+{
+    const char *u = s->l2_url;
+    char cmd[1500];
+    if (strchr(u, '\'') != NULL)
+        return -1; /* not to be quoted for the shell */
+    if (strncmp(u, "file:", 5) == 0) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", u + 5);
+    } else if (strncmp(u, "redis://", 8) == 0) {
+        /* every key of a deployment starts with "PREFIX:" */
+        const char *q = strchr(u, '?');
+        size_t base_len = q ? (size_t)(q - u) : strlen(u);
+        char prefix[65] = "strata";
+        const char *p = q ? strstr(q, "prefix=") : NULL;
+        if (p != NULL) {
+            p += 7;
+            size_t len = strcspn(p, "&");
+            if (len == 0 || len >= sizeof prefix)
+                return -1;
+            memcpy(prefix, p, len);
+            prefix[len] = '\0';
+        }
+        snprintf(cmd, sizeof cmd,
+                 "redis-cli -u '%.*s' --scan --pattern '%s:*' | "
+                 "xargs -r -n 500 redis-cli -u '%.*s' unlink >/dev/null",
+                 (int)base_len, u, prefix, (int)base_len, u);
+    } else if (strcmp(u, "none") == 0) {
+        return 0;
+    } else {
+        fprintf(stderr, "harness: cannot empty the L2 at %s\n", u);
+        return -1;
+    }
+    return system(cmd) == 0 ? 0 : -1;
 }

@@ -14,6 +14,7 @@ typedef struct test_server {
     int port;
     char data_dir[256];
     char log_path[300];
+    char l2_url[512]; /* the L2 it was started with (see strata_env_args) */
 } test_server;
 
 /* extra_args is NULL-terminated (may be NULL). Returns 0 once the server
@@ -26,6 +27,35 @@ int server_restart(test_server *s, const char *const *extra_args);
 int server_stop(test_server *s, int timeout_s);
 /* Removes the data directory. */
 void server_cleanup(test_server *s);
+/* Empties the L2 the server was started with (stop it first): its disk
+ * directory, or its keys on a redis-server. Returns 0 when done. */
+int server_l2_wipe(const test_server *s);
+
+/* ---- what the environment adds to every strata process --------------- */
+
+/* Every strata process the tests start goes through this, also those a
+ * test runs by hand: with STRATA_TEST_L2 set to a base URL, the process
+ * gets "--cache-l2 URL" last, unless its own arguments name --cache-l2:
+ *   redis://HOST:PORT[/DB]  ->  the base with "?prefix=P"
+ *   file:DIR                ->  file:DIR/P
+ *   anything else           ->  the base as it is
+ * where P ([A-Za-z0-9._-], at most 64) is derived from the data directory
+ * alone: processes sharing a data directory (server_restart,
+ * server_start_shared) share an L2, and distinct directories (distinct
+ * tests) never meet in one.
+ *
+ * argv holds n arguments and has room for cap entries in all (one of them
+ * kept for the terminating NULL, which the caller writes); data_dir is the
+ * process's --data-dir (NULL: strata's default, ./data) and args its own
+ * arguments (NULL-terminated, may be NULL). The effective L2 URL is written
+ * into l2 (what strata will use: the added one, the process's own, or the
+ * default file:DATA_DIR/cache). Returns the new n, or -1 (nothing fits, or
+ * STRATA_TEST_L2 is unusable: a message says why). */
+int strata_env_args(const char **argv, int n, int cap, const char *data_dir,
+                    const char *const *args, char *l2, size_t l2_cap);
+/* The L2 prefix the tests give a process on data_dir (see above); out has
+ * room for 65 bytes. */
+void strata_l2_prefix(const char *data_dir, char out[65]);
 /* Peak resident memory of the server in KiB (VmHWM), or -1. */
 long server_peak_rss_kib(const test_server *s);
 
