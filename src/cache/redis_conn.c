@@ -280,6 +280,11 @@ static int check_incarnation(redisContext *c, const redis_url *u, char inc[REDIS
     size_t lens[] = {strlen(key), strlen(run), strlen(fresh)};
     pthread_once(&incarnation_once, incarnation_init);
     r = redis_script_run(c, &INCARNATION, 1, 2, argv, lens, err);
+    if (r == NULL && err->kind == SERR_IO && strstr(err->detail, "WRONGTYPE") != NULL)
+        return serr_set(err, SERR_CORRUPT,
+                        "Redis: %s is not Strata's (another type of value); remove it while no "
+                        "node uses the prefix %s",
+                        key, u->prefix);
     if (r == NULL)
         return -1;
     int rc = 0;

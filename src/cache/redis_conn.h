@@ -54,7 +54,8 @@ int redis_url_parse(const char *url, redis_url *out, strata_error *err);
  * checked (the id into inc, REDIS_INC_MAX bytes), with the command timeout
  * set. NULL with *err set: SERR_UNAVAILABLE (the server cannot be reached
  * or the connection was lost), SERR_INVALID (the server answered no:
- * credentials, database, memory policy; waiting will not help), or
+ * credentials, database, memory policy; waiting will not help),
+ * SERR_CORRUPT (PREFIX:inc holds something that is not Strata's), or
  * SERR_NOMEM. */
 redisContext *redis_connect(const redis_url *u, char inc[REDIS_INC_MAX], strata_error *err);
 
