@@ -384,19 +384,25 @@ void redis_inval_stop(redis_inval *s)
     free(s);
 }
 
+/* Waits on s->cv (s->mu held) for at most ms: a wake-up or a recheck. */
+static void wait_a_little(redis_inval *s, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += ms * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+}
+
 bool redis_inval_wait_up(redis_inval *s, int ms)
 {
     uint64_t until = clock_mono_ms() + (uint64_t)ms;
     pthread_mutex_lock(&s->mu);
     while (!atomic_load(&s->up) && clock_mono_ms() < until) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        wait_a_little(s, 20);
     }
     bool up = atomic_load(&s->up);
     pthread_mutex_unlock(&s->mu);
@@ -426,14 +432,7 @@ static int barrier(redis_inval *s, strata_error *err)
             rc = serr_set(err, SERR_UNAVAILABLE, "the Redis invalidation stream is slow");
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 5 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        wait_a_little(s, 5);
     }
     pthread_mutex_unlock(&s->mu);
     if (rc == 0)

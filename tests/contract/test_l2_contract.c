@@ -581,6 +581,20 @@ START_TEST(concurrent_first_opens_share_one_table)
 }
 END_TEST
 
+/* For a redis:// URL u: the redis-cli command line that reaches its
+ * server (into cli) and its key prefix (into prefix). */
+static void redis_cli_of(const char *u, char *cli, size_t cli_cap, char *prefix, size_t pcap)
+{
+    char host[256];
+    int port = 0;
+    ck_assert_int_eq(sscanf(u, "redis://%255[^:/?]:%d", host, &port), 2);
+    const char *p = strstr(u, "prefix=");
+    ck_assert_ptr_nonnull(p);
+    p += 7;
+    snprintf(cli, cli_cap, "redis-cli -h %s -p %d", host, port);
+    snprintf(prefix, pcap, "%.*s", (int)strcspn(p, "&"), p);
+}
+
 /* A table that is not one (a truncated or foreign file) refuses the open:
  * an L2 that could not keep nodes coherent is never used. */
 START_TEST(an_unusable_table_fails_the_open)
@@ -590,19 +604,15 @@ START_TEST(an_unusable_table_fails_the_open)
     char cmd[600];
     if (strncmp(url, "redis://", 8) == 0) {
         /* the incarnation record replaced by a value of another type */
-        char host[256], rcli[400];
-        int port = 0;
-        ck_assert_int_eq(sscanf(url, "redis://%255[^:/?]:%d", host, &port), 2);
-        const char *p = strstr(url, "prefix=") + 7;
-        snprintf(rcli, sizeof rcli, "redis-cli -h %s -p %d", host, port);
-        snprintf(cmd, sizeof cmd, "%s SET '%.*s:inc' foreign >/dev/null", rcli,
-                 (int)strcspn(p, "&"), p);
+        char rcli[400], prefix[80];
+        redis_cli_of(url, rcli, sizeof rcli, prefix, sizeof prefix);
+        snprintf(cmd, sizeof cmd, "%s SET '%s:inc' foreign >/dev/null", rcli, prefix);
         ck_assert_int_eq(system(cmd), 0);
         l2_config cfg = {.max_bytes = 1 << 20, .fence_ttl_ms = 60000};
         strata_error err;
         ck_assert_ptr_null(l2_open(url, &cfg, &err));
         ck_assert_int_eq(err.kind, SERR_CORRUPT);
-        snprintf(cmd, sizeof cmd, "%s DEL '%.*s:inc' >/dev/null", rcli, (int)strcspn(p, "&"), p);
+        snprintf(cmd, sizeof cmd, "%s DEL '%s:inc' >/dev/null", rcli, prefix);
         ck_assert_int_eq(system(cmd), 0);
         open_cache(1 << 20); /* made afresh */
         return;
@@ -721,12 +731,9 @@ START_TEST(a_corrupted_entry_is_a_miss)
     char cmd[600];
     if (strncmp(url, "redis://", 8) == 0) {
         /* the entry's metadata overwritten behind the L2's back */
-        char host[256];
-        int port = 0;
-        ck_assert_int_eq(sscanf(url, "redis://%255[^:/?]:%d", host, &port), 2);
-        const char *p = strstr(url, "prefix=") + 7;
-        snprintf(cmd, sizeof cmd, "redis-cli -h %s -p %d HSET '%.*s:v:ns:k' m garbage >/dev/null",
-                 host, port, (int)strcspn(p, "&"), p);
+        char rcli[400], prefix[80];
+        redis_cli_of(url, rcli, sizeof rcli, prefix, sizeof prefix);
+        snprintf(cmd, sizeof cmd, "%s HSET '%s:v:ns:k' m garbage >/dev/null", rcli, prefix);
     } else {
         snprintf(cmd, sizeof cmd,
                  "f=$(find %s -mindepth 2 -type f | head -1); printf X | dd of=$f bs=1 seek=140 "
