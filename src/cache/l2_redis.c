@@ -18,9 +18,9 @@
 #define POOL_MAX       32
 #define NO_TTL_MS      (365ULL * 24 * 3600 * 1000) /* "no expiry": a year, so it stays evictable */
 #define SWEEP_EVERY_MS 30000
-#define BATCH_KEYS     48 /* keys per removal script (the script runner takes 64 arguments) */
-#define SCAN_COUNT     1000
-#define NAME_MAX_LEN   (REDIS_PREFIX_MAX + L2_NS_MAX + L2_KEY_MAX + 16)
+/* keys per removal script: each is a KEY and an ARGV, beside 3 KEYS and a mode */
+#define BATCH_KEYS   ((REDIS_SCRIPT_ARGS_MAX - 4) / 2)
+#define NAME_MAX_LEN (REDIS_PREFIX_MAX + L2_NS_MAX + L2_KEY_MAX + 16)
 
 static redis_script S_GET = {.text = LUA_GET};
 static redis_script S_SET = {.text = LUA_SET};
@@ -286,7 +286,7 @@ static int change(redis_l2 *c, const char *ns, const char *key, bool fence, uint
                   const l2_fence_id *close_ids, size_t nclose, bool *live, uint64_t *seq_out,
                   strata_error *err)
 {
-    enum { FIXED = 12, MAXCLOSE = 40 };
+    enum { FIXED = 12, MAXCLOSE = REDIS_SCRIPT_ARGS_MAX - FIXED };
     char vkey[NAME_MAX_LEN], fkey[NAME_MAX_LEN], kb[NAME_MAX_LEN], seq[NAME_MAX_LEN],
         inc[NAME_MAX_LEN], stats[NAME_MAX_LEN], sizes[NAME_MAX_LEN];
     uint32_t kbi = redis_key_bucket(ns, key);

@@ -167,17 +167,22 @@ static int reply_fail(redisContext *c, redisReply *r, strata_error *err)
     return 0;
 }
 
+/* r, or NULL with *err set (and r freed) when there is none or it is an
+ * error. */
+static redisReply *checked(redisContext *c, redisReply *r, strata_error *err)
+{
+    if (r != NULL && r->type != REDIS_REPLY_ERROR)
+        return r;
+    reply_fail(c, r, err);
+    if (r != NULL)
+        freeReplyObject(r);
+    return NULL;
+}
+
 redisReply *redis_command(redisContext *c, int argc, const char **argv, const size_t *lens,
                           strata_error *err)
 {
-    redisReply *r = redisCommandArgv(c, argc, argv, lens);
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        reply_fail(c, r, err);
-        if (r != NULL)
-            freeReplyObject(r);
-        return NULL;
-    }
-    return r;
+    return checked(c, redisCommandArgv(c, argc, argv, lens), err);
 }
 
 void redis_script_init(redis_script *s)
@@ -191,7 +196,7 @@ void redis_script_init(redis_script *s)
 redisReply *redis_script_run(redisContext *c, const redis_script *s, int nkeys, int nargs,
                              const char **argv, const size_t *lens, strata_error *err)
 {
-    enum { MAXARGS = 64 };
+    enum { MAXARGS = REDIS_SCRIPT_ARGS_MAX + 3 };
     if (nkeys + nargs + 3 > MAXARGS) {
         serr_set(err, SERR_INTERNAL, "Redis script with too many arguments");
         return NULL;
@@ -219,13 +224,7 @@ redisReply *redis_script_run(redisContext *c, const redis_script *s, int nkeys, 
         al[1] = strlen(s->text);
         r = redisCommandArgv(c, nkeys + nargs + 3, av, al);
     }
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        reply_fail(c, r, err);
-        if (r != NULL)
-            freeReplyObject(r);
-        return NULL;
-    }
-    return r;
+    return checked(c, r, err);
 }
 
 /* ---- connecting -------------------------------------------------------------- */
@@ -386,7 +385,6 @@ struct redis_pool {
     uint64_t backoff_ms;
     bool down;
     char cause[256];
-    char inc[REDIS_INC_MAX];
 };
 
 redis_pool *redis_pool_new(const redis_url *u, int max)
@@ -448,7 +446,6 @@ redisContext *redis_pool_take(redis_pool *p, strata_error *err)
             slog_info("L2 redis: reachable again");
         p->down = false;
         p->backoff_ms = 0;
-        memcpy(p->inc, inc, sizeof inc);
     }
     pthread_mutex_unlock(&p->mu);
     return c;
@@ -471,21 +468,4 @@ void redis_pool_give(redis_pool *p, redisContext *c, bool broken)
     pthread_mutex_unlock(&p->mu);
     if (c != NULL)
         redisFree(c);
-}
-
-void redis_pool_incarnation(redis_pool *p, char inc[REDIS_INC_MAX])
-{
-    pthread_mutex_lock(&p->mu);
-    memcpy(inc, p->inc, REDIS_INC_MAX);
-    pthread_mutex_unlock(&p->mu);
-}
-
-bool redis_pool_down(redis_pool *p, char *cause, size_t cap)
-{
-    pthread_mutex_lock(&p->mu);
-    bool down = p->down;
-    if (cause && cap)
-        snprintf(cause, cap, "%s", p->cause);
-    pthread_mutex_unlock(&p->mu);
-    return down;
 }

@@ -75,11 +75,6 @@ redisContext *redis_pool_take(redis_pool *p, strata_error *err);
 /* Gives a connection back; one that failed (c->err set, or broken true:
  * a reply was not read in full) is closed instead. */
 void redis_pool_give(redis_pool *p, redisContext *c, bool broken);
-/* The incarnation id the pool's last new connection found, into inc; ""
- * before any. */
-void redis_pool_incarnation(redis_pool *p, char inc[REDIS_INC_MAX]);
-/* Whether the last attempt to reach the server failed, with its cause. */
-bool redis_pool_down(redis_pool *p, char *cause, size_t cap);
 
 /* A Lua script: its text and, computed once, its SHA-1 in hex. */
 typedef struct redis_script {
@@ -90,8 +85,12 @@ typedef struct redis_script {
 /* Fills s->sha from s->text. */
 void redis_script_init(redis_script *s);
 
+/* The most KEYS + ARGV a script takes. */
+#define REDIS_SCRIPT_ARGS_MAX 61
+
 /* Runs a script (EVALSHA, then EVAL when the server has forgotten it)
- * with nkeys KEYS then nargs ARGV: argv/lens hold the keys first, then
+ * with nkeys KEYS then nargs ARGV (at most REDIS_SCRIPT_ARGS_MAX in all;
+ * more is SERR_INTERNAL): argv/lens hold the keys first, then
  * the args. The reply (free it with freeReplyObject), or NULL with *err
  * set: SERR_UNAVAILABLE when the connection failed (c->err is then set:
  * give it back as broken), SERR_IO when the server answered with an error

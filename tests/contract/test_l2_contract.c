@@ -658,6 +658,29 @@ static void count_key(void *ctx, const char *key)
 
 /* The one glob dialect (common/glob.h): a negated set, '?' as one UTF-8
  * character, and a pattern with no literal prefix. */
+/* A clear of many keys (more than a backend removes in one step) counts
+ * each once and leaves none behind. */
+START_TEST(a_clear_of_many_keys_removes_them_all)
+{
+    char key[16], out[8];
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "m%d", i);
+        ck_assert_int_eq(set("many", key, "v", 0, NULL), 0);
+    }
+    size_t n = 0;
+    strata_error err;
+    ck_assert_int_eq(C->ops->clear(C, "many", "m*", &n, NULL, NULL, &err), 0);
+    ck_assert_uint_eq(n, 300);
+    for (int i = 0; i < 300; i += 37) {
+        snprintf(key, sizeof key, "m%d", i);
+        ck_assert_int_ne(get("many", key, out, sizeof out), 0);
+    }
+    l2_stats st;
+    ck_assert_int_eq(C->ops->stats(C, "many", &st, &err), 0);
+    ck_assert_uint_eq(st.items, 0);
+}
+END_TEST
+
 START_TEST(glob_dialect_is_the_shared_one)
 {
     const char *keys[] = {"apple", "banana", "caf\xc3\xa9", "cafe", "]x"};
@@ -765,6 +788,7 @@ static const struct {
     {&concurrent_first_opens_share_one_table, NEEDS_NOTHING},
     {&an_unusable_table_fails_the_open, NEEDS_NOTHING},
     {&glob_clear_stays_in_its_namespace, NEEDS_NOTHING},
+    {&a_clear_of_many_keys_removes_them_all, NEEDS_NOTHING},
     {&glob_dialect_is_the_shared_one, NEEDS_NOTHING},
     {&size_limit_evicts_least_recently_used, NEEDS_NOTHING},
     {&contents_survive_a_reopen_and_keys_stay_inside, NEEDS_NOTHING},
