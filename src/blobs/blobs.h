@@ -15,6 +15,41 @@
 #include "../common/error.h"
 
 typedef struct blob_store blob_store;
+typedef struct blob_reader blob_reader;
+typedef struct blob_writer blob_writer;
+
+/* Sequential reading of one stored blob, in bounded memory. */
+typedef struct blob_reader_ops {
+    /* Up to cap bytes into buf: the count (> 0), 0 at the end, -1 with err
+     * set (SERR_IO, SERR_UNAVAILABLE; SERR_CORRUPT when the blob ends
+     * early). Bytes are not verified here: the caller hashes them. */
+    long (*read)(blob_reader *r, void *buf, size_t cap, strata_error *err);
+    void (*close)(blob_reader *r);
+} blob_reader_ops;
+
+struct blob_reader {
+    const blob_reader_ops *ops;
+};
+
+/* A blob written as its bytes arrive, whose key (the raw content's hash)
+ * and header are known only at the end. Nothing is visible under any key
+ * before commit; a crash before it leaves only staging debris that the
+ * store removes itself (list/collection), never a blob under a key. */
+typedef struct blob_writer_ops {
+    /* Appends payload bytes (the header comes at commit). */
+    int (*write)(blob_writer *w, const void *data, size_t len, strata_error *err);
+    /* Stores header + payload under key, durably (a 2xx may follow), and
+     * frees w whatever the outcome. A key that exists already keeps its
+     * bytes (same key, same content) and the staged ones are dropped. */
+    int (*commit)(blob_writer *w, const char *key, const unsigned char header[BLOB_HEADER_SIZE],
+                  strata_error *err);
+    /* Drops everything written and frees w. */
+    void (*abort)(blob_writer *w);
+} blob_writer_ops;
+
+struct blob_writer {
+    const blob_writer_ops *ops;
+};
 
 /* Called for each stored key by list; return non-zero to stop. */
 /* mtime_ms: when the blob was last written or touched, in ms since the epoch. */
@@ -43,6 +78,12 @@ typedef struct blob_store_ops {
     int (*stat)(blob_store *b, const char *key, uint64_t *size, int64_t *mtime_ms,
                 strata_error *err);
     int (*list)(blob_store *b, blob_list_fn fn, void *ctx, strata_error *err);
+    /* Opens the encoded blob (header included) for reading from byte
+     * offset; *total is the encoded blob's whole size. SERR_NOT_FOUND. */
+    int (*open_read)(blob_store *b, const char *key, uint64_t offset, blob_reader **out,
+                     uint64_t *total, strata_error *err);
+    /* Starts a streamed write (blob_writer above). */
+    int (*begin_write)(blob_store *b, blob_writer **out, strata_error *err);
     void (*close)(blob_store *b);
 } blob_store_ops;
 

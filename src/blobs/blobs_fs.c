@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../common/fsutil.h"
@@ -156,6 +157,166 @@ static int is_hex_name(const char *s, size_t len)
     return 1;
 }
 
+/* Streamed reads: the file itself, read as the caller asks. */
+typedef struct fs_reader {
+    blob_reader base;
+    int fd;
+} fs_reader;
+
+static long fs_reader_read(blob_reader *base, void *buf, size_t cap, strata_error *err)
+{
+    fs_reader *r = (fs_reader *)base;
+    for (;;) {
+        ssize_t n = read(r->fd, buf, cap);
+        if (n >= 0)
+            return (long)n;
+        if (errno != EINTR)
+            return serr_set(err, SERR_IO, "cannot read a blob: %s", strerror(errno));
+    }
+}
+
+static void fs_reader_close(blob_reader *base)
+{
+    fs_reader *r = (fs_reader *)base;
+    close(r->fd);
+    free(r);
+}
+
+static const blob_reader_ops FS_READER_OPS = {.read = fs_reader_read, .close = fs_reader_close};
+
+static int fs_open_read(blob_store *base, const char *key, uint64_t offset, blob_reader **out,
+                        uint64_t *total, strata_error *err)
+{
+    char path[PATH_MAX];
+    if (blob_path((fs_blobs *)base, key, path, sizeof path, false, err) != 0)
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return serr_set(err, errno == ENOENT ? SERR_NOT_FOUND : SERR_IO, "cannot open blob %s: %s",
+                        key, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (offset > 0 && lseek(fd, (off_t)offset, SEEK_SET) < 0)) {
+        int e = errno;
+        close(fd);
+        return serr_set(err, SERR_IO, "cannot read blob %s: %s", key, strerror(e));
+    }
+    fs_reader *r = malloc(sizeof *r);
+    if (r == NULL) {
+        close(fd);
+        return serr_set(err, SERR_NOMEM, "out of memory");
+    }
+    r->base.ops = &FS_READER_OPS;
+    r->fd = fd;
+    *out = &r->base;
+    *total = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* Streamed writes go to DIR/.w-XXXXXX (a name list() never takes for a
+ * blob), header space first; commit writes the header, fsyncs and renames
+ * into place. A crash leaves only a .w- file, removed by list() once it is
+ * older than STAGING_MAX_AGE_MS. */
+#define STAGING_MAX_AGE_MS (3600 * 1000LL)
+
+typedef struct fs_writer {
+    blob_writer base;
+    fs_blobs *store;
+    int fd;
+    char tmp[PATH_MAX];
+} fs_writer;
+
+static void fs_writer_drop(fs_writer *w)
+{
+    if (w->fd >= 0)
+        close(w->fd);
+    unlink(w->tmp);
+    free(w);
+}
+
+static int fs_writer_write(blob_writer *base, const void *data, size_t len, strata_error *err)
+{
+    fs_writer *w = (fs_writer *)base;
+    if (fs_write_all(w->fd, data, len) != 0)
+        return serr_set(err, fs_errno_kind(errno), "cannot write a blob: %s", strerror(errno));
+    return 0;
+}
+
+static int fs_writer_commit(blob_writer *base, const char *key,
+                            const unsigned char header[BLOB_HEADER_SIZE], strata_error *err)
+{
+    fs_writer *w = (fs_writer *)base;
+    char path[PATH_MAX];
+    bool exists = false;
+    int rc = blob_path(w->store, key, path, sizeof path, true, err);
+    if (rc == 0)
+        rc = fs_exists(&w->store->base, key, &exists, err);
+    if (rc == 0 && !exists) {
+        if (pwrite(w->fd, header, BLOB_HEADER_SIZE, 0) != BLOB_HEADER_SIZE || fsync(w->fd) != 0)
+            rc = serr_set(err, fs_errno_kind(errno), "cannot write blob %s: %s", key,
+                          strerror(errno));
+        else if (rename(w->tmp, path) != 0)
+            rc = serr_set(err, fs_errno_kind(errno), "cannot move blob %s into place: %s", key,
+                          strerror(errno));
+        else {
+            char dir[PATH_MAX];
+            snprintf(dir, sizeof dir, "%s", path);
+            *strrchr(dir, '/') = '\0';
+            rc = fs_sync_dir(dir, err);
+        }
+    }
+    fs_writer_drop(w); /* after a rename the unlink finds nothing */
+    return rc;
+}
+
+static void fs_writer_abort(blob_writer *base)
+{
+    fs_writer_drop((fs_writer *)base);
+}
+
+static const blob_writer_ops FS_WRITER_OPS = {
+    .write = fs_writer_write, .commit = fs_writer_commit, .abort = fs_writer_abort};
+
+static int fs_begin_write(blob_store *base, blob_writer **out, strata_error *err)
+{
+    fs_blobs *b = (fs_blobs *)base;
+    fs_writer *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return serr_set(err, SERR_NOMEM, "out of memory");
+    w->base.ops = &FS_WRITER_OPS;
+    w->store = b;
+    snprintf(w->tmp, sizeof w->tmp, "%s/.w-XXXXXX", b->dir);
+    w->fd = mkostemp(w->tmp, O_CLOEXEC);
+    if (w->fd < 0) {
+        int e = errno;
+        free(w);
+        return serr_set(err, fs_errno_kind(e), "cannot start a blob: %s", strerror(e));
+    }
+    static const unsigned char zero[BLOB_HEADER_SIZE];
+    if (fs_write_all(w->fd, zero, sizeof zero) != 0) {
+        int e = errno;
+        fs_writer_drop(w);
+        return serr_set(err, fs_errno_kind(e), "cannot start a blob: %s", strerror(e));
+    }
+    *out = &w->base;
+    return 0;
+}
+
+/* Removes staging files a crash left behind (older than an hour: no live
+ * writer takes that long between two writes of one body). */
+static void drop_stale_staging(const fs_blobs *b, const char *name)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    if (strncmp(name, ".w-", 3) != 0 ||
+        snprintf(p, sizeof p, "%s/%s", b->dir, name) >= (int)sizeof p || stat(p, &st) != 0)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    if (now_ms - mtime_ms_of(&st) > STAGING_MAX_AGE_MS)
+        unlink(p);
+}
+
 /* Walks DIR/ab/cd/<key>; anything else (temp files) is not a blob. */
 static int fs_list(blob_store *base, blob_list_fn fn, void *ctx, strata_error *err)
 {
@@ -168,8 +329,10 @@ static int fs_list(blob_store *base, blob_list_fn fn, void *ctx, strata_error *e
     int stop = 0;
     struct dirent *e1;
     while (!stop && (e1 = readdir(top)) != NULL) {
-        if (!is_hex_name(e1->d_name, 2))
+        if (!is_hex_name(e1->d_name, 2)) {
+            drop_stale_staging(b, e1->d_name);
             continue;
+        }
         char d1[PATH_MAX];
         if (snprintf(d1, sizeof d1, "%s/%s", b->dir, e1->d_name) >= (int)sizeof d1)
             continue;
@@ -220,6 +383,8 @@ static const blob_store_ops FS_OPS = {
     .touch = fs_touch,
     .stat = fs_stat,
     .list = fs_list,
+    .open_read = fs_open_read,
+    .begin_write = fs_begin_write,
     .close = fs_close,
 };
 
