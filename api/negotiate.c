@@ -82,3 +82,13 @@ int url_encode_segment(const char *in, char *out, size_t cap)
     out[o] = '\0';
     return 0;
 }
+
+bool none_match(const char *header, const char *etag)
+{
+    if (header == NULL)
+        return false;
+    if (strcmp(header, "*") == 0)
+        return true;
+    /* a list of ETags, weak or strong: compare the quoted hash */
+    return strstr(header, etag) != NULL;
+}

@@ -9,6 +9,7 @@ int routes_system_register(router *r);
 
 /* /{type}, /{type}/{id}, /{type}/{id}/versions/... */
 int routes_resources_register(router *r);
+int routes_content_register(router *r);
 
 /* /cache, /cache/{ns}, /cache/{ns}/{key} */
 int routes_cache_register(router *r);

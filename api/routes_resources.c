@@ -288,16 +288,6 @@ fail:
 
 /* ---- reading ---------------------------------------------------------------- */
 
-static bool none_match(const char *header, const char *etag)
-{
-    if (header == NULL)
-        return false;
-    if (strcmp(header, "*") == 0)
-        return true;
-    /* a list of ETags, weak or strong: compare the quoted hash */
-    return strstr(header, etag) != NULL;
-}
-
 /* A record's ETag is its version's data hash (as for the content and
  * If-Match): If-None-Match with it answers 304 while the content a client
  * holds is still the one served. */
@@ -329,42 +319,6 @@ static void get_latest(request *req, reply *rep)
 static void get_version(request *req, reply *rep)
 {
     get_record(req, rep, req_param(req, "version"));
-}
-
-static void get_content(request *req, reply *rep)
-{
-    store_version v;
-    strata_error err;
-    if (versions_get(req->app->versions, req_param(req, "type"), req_param(req, "id"),
-                     req_param(req, "version"), &v, &err) != 0) {
-        reply_error(rep, &err);
-        return;
-    }
-    char etag[SHA256_HEX_LEN + 3];
-    record_etag(&v, etag, sizeof etag);
-    if (none_match(req_header(req, "If-None-Match"), etag)) {
-        reply_empty(rep, 304);
-        reply_header_set(rep, "ETag", "%s", etag);
-        store_version_clear(&v);
-        return;
-    }
-    content_out c;
-    unsigned accept = accept_encoding_mask(req_header(req, "Accept-Encoding"));
-    if (versions_content(req->app->versions, &v, accept, &c, &err) != 0) {
-        reply_error(rep, &err);
-        store_version_clear(&v);
-        return;
-    }
-    char ctype[sizeof c.content_type];
-    snprintf(ctype, sizeof ctype, "%s", c.content_type);
-    reply_bytes(rep, 200, NULL, c.data, c.len);
-    c.data = NULL;
-    reply_header_set(rep, "Content-Type", "%s", ctype);
-    reply_header_set(rep, "ETag", "%s", etag);
-    reply_header_set(rep, "Vary", "Accept-Encoding");
-    if (c.encoding != SCODEC_NONE)
-        reply_header_set(rep, "Content-Encoding", "%s", scodec_name(c.encoding));
-    store_version_clear(&v);
 }
 
 static void list_versions(request *req, reply *rep)
@@ -472,7 +426,6 @@ int routes_resources_register(router *r)
     rc |= router_add(r, HTTP_POST, "/{type}/{id}/versions", post_version);
     rc |= router_add(r, HTTP_GET, "/{type}/{id}/versions/{version}", get_version);
     rc |= router_add(r, HTTP_DELETE, "/{type}/{id}/versions/{version}", delete_version);
-    rc |= router_add(r, HTTP_GET, "/{type}/{id}/versions/{version}/content", get_content);
     rc |= router_add(r, HTTP_GET, "/{type}/{id}/dependents", get_dependents);
     rc |= router_add(r, HTTP_POST, "/{type}/{id}/rebuild", post_rebuild);
     return rc ? -1 : 0;

@@ -89,5 +89,5 @@ int routes_register_all(router *r)
 {
     /* /cache before /{type}: literal segments win anyway, but keep it readable */
     return routes_system_register(r) | routes_cache_register(r) | routes_trees_register(r) |
-           routes_admin_register(r) | routes_resources_register(r);
+           routes_admin_register(r) | routes_resources_register(r) | routes_content_register(r);
 }

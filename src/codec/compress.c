@@ -225,6 +225,117 @@ int sdecoder_feed(sdecoder *d, const void *in, size_t len, scodec_sink sink, voi
     return serr_set(err, SERR_INTERNAL, "bad codec");
 }
 
+/* The pull form: one underlying call per step, output bounded by cap. */
+static int pull_zstd(sdecoder *d, const unsigned char *in, size_t len, size_t *used,
+                     unsigned char *out, size_t cap, size_t *made, strata_error *err)
+{
+    ZSTD_inBuffer ib = {in, len, 0};
+    ZSTD_outBuffer ob = {out, cap, 0};
+    while (ob.pos < ob.size) {
+        size_t in_before = ib.pos, out_before = ob.pos;
+        size_t r = ZSTD_decompressStream(d->zstd, &ob, &ib);
+        if (ZSTD_isError(r))
+            return serr_set(err, SERR_INVALID, "invalid zstd data: %s", ZSTD_getErrorName(r));
+        if (ib.pos > in_before || ob.pos > out_before)
+            d->frame_open = r != 0;
+        else
+            break; /* nothing more without more input */
+    }
+    *used = ib.pos;
+    *made = ob.pos;
+    return 0;
+}
+
+static int pull_lz4(sdecoder *d, const unsigned char *in, size_t len, size_t *used,
+                    unsigned char *out, size_t cap, size_t *made, strata_error *err)
+{
+    size_t ip = 0, op = 0;
+    while (op < cap) {
+        size_t dst = cap - op, src = len - ip;
+        size_t r = LZ4F_decompress(d->lz4, out + op, &dst, in + ip, &src, NULL);
+        if (LZ4F_isError(r))
+            return serr_set(err, SERR_INVALID, "invalid lz4 data: %s", LZ4F_getErrorName(r));
+        if (src == 0 && dst == 0)
+            break;
+        d->frame_open = r != 0;
+        ip += src;
+        op += dst;
+    }
+    *used = ip;
+    *made = op;
+    return 0;
+}
+
+static int pull_gzip(sdecoder *d, const unsigned char *in, size_t len, size_t *used,
+                     unsigned char *out, size_t cap, size_t *made, strata_error *err)
+{
+    if (len > UINT32_MAX)
+        len = UINT32_MAX;
+    if (cap > UINT32_MAX)
+        cap = UINT32_MAX;
+    d->gz.next_in = (Bytef *)(uintptr_t)in;
+    d->gz.avail_in = (uInt)len;
+    d->gz.next_out = out;
+    d->gz.avail_out = (uInt)cap;
+    while (d->gz.avail_out > 0) {
+        if (!d->frame_open && d->gz.avail_in > 0) {
+            if (inflateReset(&d->gz) != Z_OK)
+                return serr_set(err, SERR_INTERNAL, "gzip reset failed");
+            d->frame_open = 1;
+        }
+        uInt in_before = d->gz.avail_in, out_before = d->gz.avail_out;
+        int r = inflate(&d->gz, Z_NO_FLUSH);
+        if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR)
+            return serr_set(err, SERR_INVALID, "invalid gzip data: %s",
+                            d->gz.msg ? d->gz.msg : "inflate failed");
+        if (r == Z_STREAM_END)
+            d->frame_open = 0;
+        if (d->gz.avail_in == in_before && d->gz.avail_out == out_before)
+            break;
+    }
+    *used = len - d->gz.avail_in;
+    *made = cap - d->gz.avail_out;
+    return 0;
+}
+
+int sdecoder_pull(sdecoder *d, const void *in, size_t in_len, size_t *consumed, void *out,
+                  size_t cap, size_t *produced, strata_error *err)
+{
+    *consumed = *produced = 0;
+    if (in_len > 0)
+        d->saw_input = 1;
+    int rc;
+    switch (d->codec) {
+    case SCODEC_NONE: {
+        size_t n = in_len < cap ? in_len : cap;
+        if (n > 0)
+            memcpy(out, in, n);
+        *consumed = *produced = n;
+        rc = 0;
+        break;
+    }
+    case SCODEC_ZSTD:
+        rc = pull_zstd(d, in, in_len, consumed, out, cap, produced, err);
+        break;
+    case SCODEC_LZ4:
+        rc = pull_lz4(d, in, in_len, consumed, out, cap, produced, err);
+        break;
+    case SCODEC_GZIP:
+        rc = pull_gzip(d, in, in_len, consumed, out, cap, produced, err);
+        break;
+    default:
+        return serr_set(err, SERR_INTERNAL, "bad codec");
+    }
+    if (rc != 0)
+        return -1;
+    uint64_t n = *produced;
+    if (n > d->max_out || d->total_out > d->max_out - n)
+        return serr_set(err, SERR_TOO_LARGE, "decompressed size exceeds the limit of %llu bytes",
+                        (unsigned long long)d->max_out);
+    d->total_out += n;
+    return 0;
+}
+
 int sdecoder_finish(sdecoder *d, scodec_sink sink, void *ctx, strata_error *err)
 {
     if (d->codec == SCODEC_NONE)

@@ -39,6 +39,14 @@ typedef struct sdecoder sdecoder;
 sdecoder *sdecoder_new(enum scodec codec, uint64_t max_out, strata_error *err);
 int sdecoder_feed(sdecoder *d, const void *in, size_t len, scodec_sink sink, void *ctx,
                   strata_error *err);
+/* The pull form, for a reader that must bound its output: decodes from
+ * in (up to in_len bytes; *consumed says how many were taken) into out
+ * (at most cap bytes; *produced says how many). A call with in_len 0
+ * drains output the decoder still holds; *produced 0 with nothing
+ * consumed means it needs more input. Errors as for feed; the max_out cap
+ * applies to the total. Mixing pull and feed on one decoder is undefined. */
+int sdecoder_pull(sdecoder *d, const void *in, size_t in_len, size_t *consumed, void *out,
+                  size_t cap, size_t *produced, strata_error *err);
 /* Flushes what is left and checks that the last frame was complete. */
 int sdecoder_finish(sdecoder *d, scodec_sink sink, void *ctx, strata_error *err);
 uint64_t sdecoder_total_out(const sdecoder *d);

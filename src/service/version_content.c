@@ -99,6 +99,7 @@ int versions_content(versions_svc *svc, const store_version *v, unsigned accept_
         if (v->content_len)
             memcpy(out->data, v->content, v->content_len);
         out->len = v->content_len;
+        memcpy(out->digest, want, SHA256_LEN);
         return 0;
     }
     strata_buf blob;
@@ -125,6 +126,7 @@ int versions_content(versions_svc *svc, const store_version *v, unsigned accept_
         out->data = sbuf_take(&blob, NULL);
         out->len = plen;
         out->encoding = h.codec;
+        memcpy(out->digest, h.payload_sha256, SHA256_LEN);
     } else {
         strata_buf raw;
         sbuf_init(&raw, 0);
@@ -136,6 +138,7 @@ int versions_content(versions_svc *svc, const store_version *v, unsigned accept_
         sbuf_free(&blob);
         out->len = raw.len;
         out->data = sbuf_take(&raw, NULL);
+        memcpy(out->digest, want, SHA256_LEN);
         if (out->data == NULL)
             out->data = malloc(1);
     }

@@ -106,6 +106,7 @@ typedef struct content_out {
     size_t len;
     enum scodec encoding; /* SCODEC_NONE, or the stored codec passed through */
     char content_type[128];
+    unsigned char digest[SHA256_LEN]; /* SHA-256 of these bytes (Repr-Digest) */
 } content_out;
 
 /* Reads a version's content (v from versions_get, which counted the
@@ -116,6 +117,44 @@ typedef struct content_out {
 int versions_content(versions_svc *svc, const store_version *v, unsigned accept_codecs,
                      content_out *out, strata_error *err);
 void content_out_free(content_out *c);
+
+/* Content as a stream, in bounded memory whatever its size (DESIGN.md
+ * "Large content streams"). Small content (payload and raw size up to
+ * CONTENT_STREAM_MIN) is read whole through the cache, as versions_content
+ * does; larger content is read from the blob store as the caller reads,
+ * never cached, and verified as it passes: the digest is known before the
+ * first byte (from the blob's checked header), and the read that would
+ * hand out the last byte of the response first reads the rest of the
+ * blob and checks every hash, failing with SERR_CORRUPT instead. A caller
+ * that gets an error mid-stream must abort the transfer, never complete
+ * it. A stream is used by one thread at a time. */
+#define CONTENT_STREAM_MIN (4u << 20)
+
+typedef struct content_stream content_stream;
+
+typedef struct content_info {
+    uint64_t length;      /* of the whole representation */
+    enum scodec encoding; /* SCODEC_NONE, or the stored codec passed through */
+    char content_type[128];
+    unsigned char digest[SHA256_LEN]; /* SHA-256 of the whole representation */
+} content_info;
+
+/* Opens v's content (arguments as for versions_content). Errors as
+ * versions_content's; *out is NULL on failure. */
+int versions_content_open(versions_svc *svc, const store_version *v, unsigned accept_codecs,
+                          content_stream **out, content_info *info, strata_error *err);
+/* Restricts the stream to bytes [first, last] of the representation
+ * (first <= last < length); before the first read only. */
+void content_stream_range(content_stream *s, uint64_t first, uint64_t last);
+/* Up to cap bytes: the count, 0 at the end (everything verified), -1 with
+ * err set (SERR_CORRUPT, SERR_IO, SERR_UNAVAILABLE). */
+long content_stream_read(content_stream *s, void *buf, size_t cap, strata_error *err);
+void content_stream_close(content_stream *s);
+/* For a stream held whole in memory (small content): gives the caller
+ * its bytes (malloc'd; the whole representation, ranges aside) and
+ * returns true; false, with nothing taken, for a stream from the blob
+ * store. Before the first read only. */
+bool content_stream_take(content_stream *s, unsigned char **data, size_t *len);
 
 /* The access counts to show for v (read with v, possibly from a cached
  * copy): stored, written by this node since, and pending here. */
