@@ -46,11 +46,35 @@ int body_begin(http_body *b, const char *content_encoding, uint64_t max_wire, ui
     return 0;
 }
 
+void body_spill_to(http_body *b, size_t spill_at, body_sink_fn sink, void *ctx)
+{
+    b->spill_at = spill_at;
+    b->sink = sink;
+    b->sink_ctx = ctx;
+}
+
+/* Keeps the wire bytes, or hands them to the sink once past spill_at. */
+static int keep_wire(http_body *b, const void *data, size_t len, strata_error *err)
+{
+    if (!b->spilled && (b->sink == NULL || b->wire.len + len <= b->spill_at)) {
+        if (sbuf_append(&b->wire, data, len, err) != 0)
+            return serr_set(err, SERR_TOO_LARGE, "request body exceeds the limit of %zu bytes",
+                            b->wire.cap);
+        return 0;
+    }
+    if (!b->spilled) {
+        b->spilled = true;
+        if (b->wire.len > 0 && b->sink(b->sink_ctx, b->wire.data, b->wire.len, err) != 0)
+            return -1;
+        sbuf_free(&b->wire);
+    }
+    return b->sink(b->sink_ctx, data, len, err);
+}
+
 int body_feed(http_body *b, const void *data, size_t len, strata_error *err)
 {
-    if (sbuf_append(&b->wire, data, len, err) != 0)
-        return serr_set(err, SERR_TOO_LARGE, "request body exceeds the limit of %zu bytes",
-                        b->wire.cap);
+    if (keep_wire(b, data, len, err) != 0)
+        return -1;
     if (b->decoder == NULL) {
         b->raw_size += len;
         return sha256_update(b->hash, data, len, err);
@@ -86,6 +110,8 @@ void body_free(http_body *b)
 int body_content(http_body *b, strata_buf *scratch, const unsigned char **data, size_t *len,
                  strata_error *err)
 {
+    if (b->spilled)
+        return serr_set(err, SERR_INTERNAL, "the body went to a stream, not to memory");
     if (b->encoding == SCODEC_NONE) {
         *data = b->wire.data;
         *len = b->wire.len;

@@ -15,8 +15,15 @@
 #include "../src/common/buf.h"
 #include "../src/common/error.h"
 
+/* Where the wire bytes of a large body go instead of memory (in order). */
+typedef int (*body_sink_fn)(void *ctx, const void *data, size_t len, strata_error *err);
+
 typedef struct http_body {
     strata_buf wire;
+    body_sink_fn sink; /* set by body_spill_to */
+    void *sink_ctx;
+    size_t spill_at;
+    bool spilled; /* the wire bytes went to the sink: wire is empty */
     enum scodec encoding;
     uint64_t max_decoded;
     sdecoder *decoder;
@@ -34,8 +41,15 @@ int body_feed(http_body *b, const void *data, size_t len, strata_error *err);
 int body_finish(http_body *b, strata_error *err);
 void body_free(http_body *b);
 
-/* The decoded content: points at the wire bytes when there is no
- * encoding, otherwise decodes into `scratch` (bounded by max_decoded). */
+/* Once more than spill_at wire bytes have arrived, they (those held and
+ * all that follow) go to sink instead of memory; the size and hash are
+ * still computed. After body_begin, before the first body_feed. A sink
+ * error fails the feed with it. */
+void body_spill_to(http_body *b, size_t spill_at, body_sink_fn sink, void *ctx);
+
+/* The decoded content (not for a spilled body: SERR_INTERNAL): points
+ * at the wire bytes when there is no encoding, otherwise decodes into
+ * `scratch` (bounded by max_decoded). */
 int body_content(http_body *b, strata_buf *scratch, const unsigned char **data, size_t *len,
                  strata_error *err);
 

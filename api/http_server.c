@@ -87,6 +87,8 @@ static int valid_request_id(const char *s)
 
 static void request_free(request *req)
 {
+    if (req->route_state != NULL && req->route_state_free != NULL)
+        req->route_state_free(req->route_state);
     body_free(&req->body);
     reply_free(&req->rep);
     while (req->strings) {
@@ -446,11 +448,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         }
         if (req->failed)
             return MHD_YES; /* discard the rest; the error answers at the end */
-        /* the body reader starts with the first byte: bodiless requests skip it */
+        /* the body reader starts with the first byte: bodiless requests
+         * skip it; the route may then send a large body elsewhere */
         if (!req->body.started &&
-            body_begin(&req->body,
-                       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding"),
-                       s->max_body, s->max_decoded, &err) != 0) {
+            (body_begin(&req->body,
+                        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding"),
+                        s->max_body, s->max_decoded, &err) != 0 ||
+             (req->match.route->on_body != NULL && req->match.route->on_body(req, &err) != 0))) {
             fail(req, &err);
             return MHD_YES;
         }

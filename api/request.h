@@ -36,6 +36,8 @@ typedef struct request {
     bool responded; /* a response was queued */
     bool failed;    /* rep holds an error found while receiving */
     tracked_str *strings;
+    void *route_state; /* a route's own state across calls (a streamed upload) */
+    void (*route_state_free)(void *state);
 } request;
 
 const char *req_param(const request *req, const char *name);

@@ -253,3 +253,13 @@ const char *route_param(const route_match *m, const char *name)
             return m->values[i];
     return NULL;
 }
+
+int router_set_body_hook(router *r, const char *pattern, route_body_hook hook)
+{
+    for (int i = r->n - 1; i >= 0; i--)
+        if (strcmp(r->routes[i].pattern, pattern) == 0) {
+            r->routes[i].on_body = hook;
+            return 0;
+        }
+    return -1;
+}

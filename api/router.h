@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include "../src/common/error.h"
+
 enum http_method {
     HTTP_GET = 1 << 0,
     HTTP_HEAD = 1 << 1,
@@ -27,12 +29,17 @@ enum http_method {
 struct request;
 struct reply;
 typedef void (*route_handler)(struct request *req, struct reply *rep);
+/* Called when a request's body starts (after body_begin), so that the
+ * route may send a large body somewhere other than memory
+ * (body_spill_to). An error answers the request with it. */
+typedef int (*route_body_hook)(struct request *req, strata_error *err);
 
 typedef struct route {
     int methods;
     const char *pattern;
     route_handler handler;
-    int index; /* position in the router, used as the metrics label id */
+    route_body_hook on_body; /* may be NULL */
+    int index;               /* position in the router, used as the metrics label id */
     int nseg;
     unsigned literal_mask; /* bit (ROUTE_MAX_SEGMENTS-1-i) set when segment i is literal */
     char *segs[ROUTE_MAX_SEGMENTS];
@@ -55,6 +62,8 @@ router *router_new(void);
 void router_free(router *r);
 /* Returns 0, or -1 for an invalid pattern or out of memory. */
 int router_add(router *r, int methods, const char *pattern, route_handler handler);
+/* Sets the body hook of the route added last with this pattern; -1 if none. */
+int router_set_body_hook(router *r, const char *pattern, route_body_hook hook);
 int router_count(const router *r);
 const route *router_at(const router *r, int i);
 

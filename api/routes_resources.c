@@ -224,6 +224,54 @@ static enum MHD_Result query_to_envelope(void *cls, enum MHD_ValueKind kind, con
     return MHD_YES;
 }
 
+/* A byte save past this size is not held: it streams into a staged blob
+ * as it arrives (versions.h, content_upload). */
+#define SAVE_STREAM_AT (4u << 20)
+
+/* The codec a plain body is stored in: the type's policy, given the
+ * fields its query names (a bad query is reported by the handler). */
+static enum scodec streamed_codec(request *req, const resource_type_def *t)
+{
+    strata_error qerr;
+    struct query_env q = {req, t, json_object(), &qerr, 0};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_to_envelope, &q);
+    enum scodec c = resource_codec_for(t, q.env, SIZE_MAX);
+    json_decref(q.env);
+    return c;
+}
+
+static void upload_free(void *state)
+{
+    versions_upload_free(state);
+}
+
+static int upload_sink(void *ctx, const void *data, size_t len, strata_error *err)
+{
+    request *req = ctx;
+    if (req->route_state == NULL) {
+        const resource_type_def *t = resource_type_find(req_param(req, "type"));
+        enum scodec codec =
+            req->body.encoding == SCODEC_NONE ? streamed_codec(req, t) : SCODEC_NONE;
+        content_upload *u;
+        if (versions_upload_begin(req->app->versions, req->body.encoding, codec, &u, err) != 0)
+            return -1;
+        req->route_state = u;
+        req->route_state_free = upload_free;
+    }
+    return versions_upload_write(req->route_state, data, len, err);
+}
+
+/* Large byte saves stream (a corpus is read whole: it is parsed). */
+static int post_version_body(request *req, strata_error *err)
+{
+    (void)err;
+    const resource_type_def *t = resource_type_find(req_param(req, "type"));
+    if (t != NULL && strcmp(t->name, "corpus") != 0 &&
+        !media_is_json(req_header(req, "Content-Type")))
+        body_spill_to(&req->body, SAVE_STREAM_AT, upload_sink, req);
+    return 0;
+}
+
 static void post_version(request *req, reply *rep)
 {
     const char *type = req_param(req, "type"), *id = req_param(req, "id");
@@ -244,8 +292,15 @@ static void post_version(request *req, reply *rep)
     json_t *env = NULL;
     char base[128];
     save_request rq = {.type = type, .id = id, .if_match = req_header(req, "If-Match")};
-    if (body_content(&req->body, &scratch, &data, &len, &err) != 0)
+    if (req->body.spilled) {
+        data = NULL;
+        len = 0;
+        rq.upload = req->route_state;
+        rq.upload_raw_size = req->body.raw_size;
+        rq.upload_raw_sha256 = req->body.raw_sha256;
+    } else if (body_content(&req->body, &scratch, &data, &len, &err) != 0) {
         goto fail;
+    }
     if (media_is_json(ctype)) {
         env = json_parse_bounded(data, len, JSON_MAX_DEPTH, "the body", &err);
         if (env == NULL)
@@ -257,7 +312,7 @@ static void post_version(request *req, reply *rep)
         if (q.failed)
             goto fail;
         media_base(ctype, base, sizeof base);
-        rq.bytes = data ? data : (const unsigned char *)"";
+        rq.bytes = rq.upload ? NULL : data ? data : (const unsigned char *)"";
         rq.len = len;
         rq.content_type = base[0] ? base : "application/octet-stream";
         rq.wire_codec = req->body.encoding;
@@ -424,6 +479,7 @@ int routes_resources_register(router *r)
     rc |= router_add(r, HTTP_DELETE, "/{type}/{id}", delete_resource);
     rc |= router_add(r, HTTP_GET, "/{type}/{id}/versions", list_versions);
     rc |= router_add(r, HTTP_POST, "/{type}/{id}/versions", post_version);
+    rc |= router_set_body_hook(r, "/{type}/{id}/versions", post_version_body);
     rc |= router_add(r, HTTP_GET, "/{type}/{id}/versions/{version}", get_version);
     rc |= router_add(r, HTTP_DELETE, "/{type}/{id}/versions/{version}", delete_version);
     rc |= router_add(r, HTTP_GET, "/{type}/{id}/dependents", get_dependents);

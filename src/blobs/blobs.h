@@ -108,4 +108,10 @@ int blob_check_copy(const void *blob, size_t len, const char *key, blob_header *
 int blobs_get_verified(blob_store *b, const char *key, size_t max_len, strata_buf *out,
                        blob_header *h, strata_error *err);
 
+/* Reads a stored blob through open_read in bounded memory and checks its
+ * header, size, payload hash and key, as blobs_get_verified does without
+ * holding it. SERR_CORRUPT (damaged), SERR_NOT_FOUND, or the store's
+ * errors; h is filled on success. */
+int blobs_check_stored(blob_store *b, const char *key, blob_header *h, strata_error *err);
+
 #endif

@@ -96,6 +96,17 @@ static int place_external(versions_svc *svc, const save_request *rq, const save_
     return 0;
 }
 
+/* The content of a save into the blob store: from memory, or the staged
+ * blob of a streamed upload. */
+static int place_content(versions_svc *svc, const save_request *rq, const save_plan *p,
+                         const unsigned char *bytes, size_t len, const char *hash_hex, json_t *loc,
+                         strata_error *err)
+{
+    if (rq->upload != NULL)
+        return versions_place_upload(svc, rq->upload, hash_hex, loc, err);
+    return place_external(svc, rq, p, bytes, len, hash_hex, loc, err);
+}
+
 /* A corpus's content becomes its normalised vocabulary (vocabulary.h):
  * the canonical JSON replaces what was sent, and the service sets
  * vocabulary_size and vocabulary_hash. */
@@ -148,7 +159,8 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     if (versions_check_resource(rq->type, rq->id, err) != 0)
         return -1;
     save_plan p = {.type = resource_type_find(rq->type)};
-    bool json_save = rq->bytes == NULL;
+    bool json_save = rq->bytes == NULL && rq->upload == NULL;
+    blob_header uh; /* a streamed upload's */
     bool fenced = false, run_hook = false;
     bool unconfirmed = false; /* committed (or found) but not invalidated: not acknowledged */
     uint64_t claim = 0; /* our claim on the blob in the store, until put_version consumes it */
@@ -163,6 +175,17 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     const json_t *json_content = json_save ? json_object_get(rq->envelope, "content") : NULL;
     const unsigned char *bytes = rq->bytes;
     size_t len = rq->len;
+    if (rq->upload != NULL) {
+        if (versions_upload_finish(rq->upload, rq->upload_raw_size, rq->upload_raw_sha256, &uh,
+                                   err) != 0)
+            goto done;
+        if (uh.raw_size > svc->cfg.max_content) {
+            serr_set(err, SERR_TOO_LARGE, "content of %llu bytes exceeds the limit of %zu",
+                     (unsigned long long)uh.raw_size, svc->cfg.max_content);
+            goto done;
+        }
+        len = (size_t)uh.raw_size;
+    }
     if (json_save) {
         canon = json_canon_dump(json_content, &len, err);
         if (canon == NULL)
@@ -196,6 +219,9 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         {
             json_object_set(p.fields, k, val);
         }
+    } else if (corpus && rq->upload != NULL) {
+        serr_set(err, SERR_TOO_LARGE, "a corpus is read whole: send it below the streaming size");
+        goto done;
     } else if (corpus) {
         char *norm = NULL;
         if (normalize_corpus(&p, json_content, bytes, len, &norm, &len, err) != 0)
@@ -216,14 +242,17 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
 
     unsigned char digest[SHA256_LEN];
     char hash[SHA256_HEX_LEN + 1];
-    if (sha256_oneshot(bytes ? bytes : (const unsigned char *)"", len, digest, err) != 0)
+    if (rq->upload != NULL)
+        memcpy(digest, uh.raw_sha256, SHA256_LEN);
+    else if (sha256_oneshot(bytes ? bytes : (const unsigned char *)"", len, digest, err) != 0)
         goto done;
     sha256_to_hex(digest, hash);
 
     /* place the content: inline in the store, or a shared external blob,
      * claimed in the store first so that no collector removes it before
      * the version that uses it commits */
-    bool external = p.type->always_external || len > svc->cfg.inline_threshold;
+    bool external =
+        p.type->always_external || len > svc->cfg.inline_threshold || rq->upload != NULL;
     if (external && claim_blob(svc, rq->txn, hash, &claim, err) != 0)
         goto done;
     loc = json_object();
@@ -234,7 +263,7 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     if (canon != NULL)
         placed.wire = NULL; /* the bytes are not the client's: its frames no longer apply */
     if (external) {
-        if (place_external(svc, &placed, &p, bytes, len, hash, loc, err) != 0)
+        if (place_content(svc, &placed, &p, bytes, len, hash, loc, err) != 0)
             goto done;
     } else {
         json_object_set_new(loc, "storage_type", json_string("inline"));
@@ -344,7 +373,7 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
             claim = 0;
             json_object_clear(loc);
             if (claim_blob(svc, NULL, hash, &claim, err) != 0 ||
-                place_external(svc, &placed, &p, bytes, len, hash, loc, err) != 0)
+                place_content(svc, &placed, &p, bytes, len, hash, loc, err) != 0)
                 goto done;
             json_object_set_new(loc, "size_bytes", json_integer((json_int_t)len));
             json_object_set_new(loc, "checksum", json_string(checksum));

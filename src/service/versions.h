@@ -29,6 +29,24 @@ versions_svc *versions_new(store *st, blob_store *blobs, cache_manager *cache,
                            const versions_config *cfg, strata_error *err);
 void versions_free(versions_svc *svc);
 
+/* A byte save's content received as it arrives, for bodies too large to
+ * hold (the HTTP layer spills past a threshold): written to the blob
+ * store as a staged blob (blob_writer), compressed on the way as the
+ * type's policy says, or kept in the client's codec when it sent one.
+ * Its key is known at the end, when versions_save claims and commits it;
+ * until then nothing is visible. One thread at a time. */
+typedef struct content_upload content_upload;
+
+/* wire_codec: the body's Content-Encoding (its bytes are then stored as
+ * they are); store_codec: for a plain body, how to compress it. */
+int versions_upload_begin(versions_svc *svc, enum scodec wire_codec, enum scodec store_codec,
+                          content_upload **out, strata_error *err);
+/* The body's wire bytes, in order. SERR_TOO_LARGE past the content limit
+ * (plain bodies; encoded ones are bounded by the body reader). */
+int versions_upload_write(content_upload *u, const void *data, size_t len, strata_error *err);
+/* Drops whatever was staged (if versions_save did not commit it). */
+void versions_upload_free(content_upload *u);
+
 typedef struct save_request {
     const char *type;
     const char *id;
@@ -42,7 +60,12 @@ typedef struct save_request {
     size_t wire_len;
     enum scodec wire_codec; /* SCODEC_NONE when sent plain */
     const char *if_match;   /* If-Match header or NULL */
-    store_txn *txn;         /* a batch, or NULL */
+    /* A streamed byte save: bytes is NULL; for an encoded body the raw
+     * size and hash come from the body reader (which decoded it). */
+    content_upload *upload;
+    uint64_t upload_raw_size;
+    const unsigned char *upload_raw_sha256;
+    store_txn *txn; /* a batch, or NULL */
     /* Saves made by the trees service: fields it computed (vocabulary
      * size of a master, ...), set as they are; the content is a manifest,
      * not a vocabulary. NULL for client saves. */

@@ -4,11 +4,15 @@
  *   version_plan.c     a save's envelope: fields, tags, dependencies, checks
  *   version_save.c     placing content (inline or a claimed blob) and saving
  *   version_delete.c   deleting versions and resources, with their guards
- *   version_content.c  reading content, verified */
+ *   version_content.c  reading content, verified
+ *   version_stream.c   content as a stream
+ *   version_upload.c   a byte save received as a stream */
 #ifndef STRATA_VERSIONS_INTERNAL_H
 #define STRATA_VERSIONS_INTERNAL_H
 
 #include "versions.h"
+
+#include "../codec/blob_format.h"
 
 #define SAVE_RETRIES 64
 /* How long a fence set before a change refuses cache fills if the change
@@ -41,5 +45,17 @@ int versions_parse_version(const char *version, uint64_t *vkey, strata_error *er
 /* Sets err to 410 (a tombstone says who removed it) or 404. */
 void versions_gone_or_missing(versions_svc *svc, const char *type, const char *id, uint64_t vkey,
                               const char *version, strata_error *err);
+
+/* Ends a streamed upload: the header of what was staged (raw size and
+ * hash from the arguments for an encoded body, else computed). */
+int versions_upload_finish(content_upload *u, uint64_t raw_size, const unsigned char *raw_sha256,
+                           blob_header *h, strata_error *err);
+/* Places a finished upload under hash_hex (claimed by the caller): a
+ * whole blob already there is shared and the staged one dropped; a
+ * damaged one is replaced. Fills the content location like a save's.
+ * Once committed, a second call finds the blob or fails with SERR_RETRY
+ * (it was collected: the client must send it again). */
+int versions_place_upload(versions_svc *svc, content_upload *u, const char *hash_hex, json_t *loc,
+                          strata_error *err);
 
 #endif
