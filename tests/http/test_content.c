@@ -1,0 +1,343 @@
+/* Content over real HTTP: byte ranges (206, 416, If-Range), Repr-Digest,
+ * content streamed from the blob store and verified as it passes (a
+ * damaged blob ends the transfer short), and byte saves streamed into
+ * the blob store as they arrive (shared, passed through, or dropped when
+ * the client goes away). */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zstd.h>
+
+#include "../../src/codec/sha256.h"
+#include "../../src/common/base64.h"
+#include "../support/harness.h"
+
+#define BIG (9u << 20) /* past the 4 MiB at which content streams */
+#define LIT "?title=T&authors=A&source=s"
+
+static test_server S;
+static const char *const BYTES_CT[] = {"Content-Type: application/octet-stream", NULL};
+
+static void start(void)
+{
+    ck_assert_int_eq(server_start(&S, NULL), 0);
+}
+
+static void stop(void)
+{
+    int code = server_stop(&S, 30);
+    server_cleanup(&S);
+    ck_assert_int_eq(code, 0);
+}
+
+static long call(const char *method, const char *path, const char *const *headers, const void *body,
+                 size_t len, http_resp *out)
+{
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, method, path, headers, body, len, &r), 0);
+    long status = r.status;
+    if (out)
+        *out = r;
+    else
+        http_resp_free(&r);
+    return status;
+}
+
+/* Text that compresses (so the stored blob is zstd and reads decode). */
+static unsigned char *text(size_t len, unsigned seed)
+{
+    unsigned char *b = malloc(len);
+    ck_assert_ptr_nonnull(b);
+    unsigned x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < len; i++) {
+        x = x * 1103515245u + 12345u;
+        b[i] = (unsigned char)('a' + (x >> 16) % 16);
+    }
+    return b;
+}
+
+static void digest_header(const void *data, size_t len, char *out, size_t cap)
+{
+    unsigned char d[SHA256_LEN];
+    strata_error err;
+    ck_assert_int_eq(sha256_oneshot(data, len, d, &err), 0);
+    char b64[BASE64_LEN(SHA256_LEN) + 1];
+    base64_encode(d, SHA256_LEN, b64);
+    snprintf(out, cap, "sha-256=:%s:", b64);
+}
+
+static void save(const char *id, const void *data, size_t len)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/literature/%s/versions" LIT, id);
+    http_resp r;
+    long st = call("POST", path, BYTES_CT, data, len, &r);
+    ck_assert_msg(st == 201 || st == 200, "save of %zu bytes answered %ld: %.300s", len, st,
+                  r.body);
+    http_resp_free(&r);
+}
+
+static long get(const char *id, const char *const *headers, http_resp *out)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/literature/%s/versions/latest/content", id);
+    return call("GET", path, headers, NULL, 0, out);
+}
+
+static void check_range(const char *id, const unsigned char *data, size_t len, const char *range,
+                        long want_status, size_t first, size_t last)
+{
+    char h[96];
+    snprintf(h, sizeof h, "Range: %s", range);
+    const char *hdrs[] = {h, NULL};
+    http_resp r;
+    long st = get(id, hdrs, &r);
+    ck_assert_msg(st == want_status, "%s answered %ld", range, st);
+    char cr[96] = "", want[96];
+    if (want_status == 206) {
+        ck_assert_uint_eq(r.body_len, last - first + 1);
+        ck_assert_msg(memcmp(r.body, data + first, r.body_len) == 0, "%s: wrong bytes", range);
+        ck_assert_int_eq(http_header(&r, "Content-Range", cr, sizeof cr), 0);
+        snprintf(want, sizeof want, "bytes %zu-%zu/%zu", first, last, len);
+        ck_assert_str_eq(cr, want);
+    } else if (want_status == 416) {
+        ck_assert_int_eq(http_header(&r, "Content-Range", cr, sizeof cr), 0);
+        snprintf(want, sizeof want, "bytes */%zu", len);
+        ck_assert_str_eq(cr, want);
+    } else {
+        ck_assert_uint_eq(r.body_len, len);
+    }
+    http_resp_free(&r);
+}
+
+/* Ranges on small (in memory) and large (streamed) content, decoded. */
+static void ranges_on(const char *id, size_t len)
+{
+    unsigned char *data = text(len, (unsigned)len);
+    save(id, data, len);
+    check_range(id, data, len, "bytes=0-0", 206, 0, 0);
+    check_range(id, data, len, "bytes=10-99", 206, 10, 99);
+    check_range(id, data, len, "bytes=-7", 206, len - 7, len - 1);
+    check_range(id, data, len, "bytes=100-", 206, 100, len - 1);
+    check_range(id, data, len, "bytes=5-999999999999", 206, 5, len - 1);
+    char past[64];
+    snprintf(past, sizeof past, "bytes=%zu-", len);
+    check_range(id, data, len, past, 416, 0, 0);
+    check_range(id, data, len, "bytes=0-1,5-6", 200, 0, 0); /* several: ignored */
+    check_range(id, data, len, "bytes=9-3", 200, 0, 0);     /* malformed: ignored */
+    check_range(id, data, len, "items=0-3", 200, 0, 0);     /* another unit */
+    /* If-Range with another validator: the whole content */
+    const char *ifr[] = {"Range: bytes=0-3", "If-Range: \"0000\"", NULL};
+    http_resp r;
+    ck_assert_int_eq(get(id, ifr, &r), 200);
+    ck_assert_uint_eq(r.body_len, len);
+    char etag[80], hdr[120];
+    ck_assert_int_eq(http_header(&r, "ETag", etag, sizeof etag), 0);
+    ck_assert_int_eq(http_header(&r, "Accept-Ranges", hdr, sizeof hdr), 0);
+    ck_assert_str_eq(hdr, "bytes");
+    http_resp_free(&r);
+    char ifr_ok[120];
+    snprintf(ifr_ok, sizeof ifr_ok, "If-Range: %s", etag);
+    const char *ifr2[] = {"Range: bytes=0-3", ifr_ok, NULL};
+    ck_assert_int_eq(get(id, ifr2, &r), 206);
+    ck_assert_uint_eq(r.body_len, 4);
+    http_resp_free(&r);
+    free(data);
+}
+
+START_TEST(ranges_of_small_content)
+{
+    ranges_on("small", 100000);
+}
+END_TEST
+
+START_TEST(ranges_of_streamed_content)
+{
+    ranges_on("large", BIG);
+}
+END_TEST
+
+/* Repr-Digest is the SHA-256 of what was sent: the content, or the stored
+ * zstd bytes when they are passed through (also on a 206). */
+START_TEST(repr_digest_names_what_was_sent)
+{
+    size_t lens[] = {100000, BIG};
+    for (int i = 0; i < 2; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "d%d", i);
+        unsigned char *data = text(lens[i], 7u + (unsigned)i);
+        save(id, data, lens[i]);
+        http_resp r;
+        char got[128], want[128];
+        ck_assert_int_eq(get(id, NULL, &r), 200);
+        ck_assert_uint_eq(r.body_len, lens[i]);
+        ck_assert_msg(memcmp(r.body, data, lens[i]) == 0, "%s: wrong content", id);
+        ck_assert_int_eq(http_header(&r, "Repr-Digest", got, sizeof got), 0);
+        digest_header(data, lens[i], want, sizeof want);
+        ck_assert_str_eq(got, want);
+        http_resp_free(&r);
+
+        const char *zh[] = {"Accept-Encoding: zstd", NULL};
+        ck_assert_int_eq(get(id, zh, &r), 200);
+        ck_assert_int_eq(http_header(&r, "Content-Encoding", got, sizeof got), 0);
+        ck_assert_str_eq(got, "zstd");
+        ck_assert_int_eq(http_header(&r, "Repr-Digest", got, sizeof got), 0);
+        digest_header(r.body, r.body_len, want, sizeof want);
+        ck_assert_str_eq(got, want);
+        unsigned long long n = ZSTD_getFrameContentSize(r.body, r.body_len);
+        unsigned char *back = malloc(lens[i]);
+        size_t dn = ZSTD_decompress(back, lens[i], r.body, r.body_len);
+        ck_assert_msg(!ZSTD_isError(dn) && dn == lens[i] && memcmp(back, data, dn) == 0,
+                      "%s: passed-through bytes do not decode to the content (%llu)", id, n);
+        free(back);
+        http_resp_free(&r);
+
+        const char *zr[] = {"Accept-Encoding: zstd", "Range: bytes=0-9", NULL};
+        ck_assert_int_eq(get(id, zr, &r), 206);
+        ck_assert_uint_eq(r.body_len, 10);
+        char whole[128];
+        ck_assert_int_eq(http_header(&r, "Repr-Digest", whole, sizeof whole), 0);
+        ck_assert_str_eq(whole, want); /* the whole representation's */
+        http_resp_free(&r);
+        free(data);
+    }
+}
+END_TEST
+
+/* The blob file of content: DATA/blobs/ab/cd/HASH. */
+static void blob_path(const void *data, size_t len, char *out, size_t cap)
+{
+    unsigned char d[SHA256_LEN];
+    char hex[SHA256_HEX_LEN + 1];
+    strata_error err;
+    ck_assert_int_eq(sha256_oneshot(data, len, d, &err), 0);
+    sha256_to_hex(d, hex);
+    snprintf(out, cap, "%s/blobs/%.2s/%.2s/%s", S.data_dir, hex, hex + 2, hex);
+}
+
+START_TEST(a_damaged_blob_ends_the_transfer_short)
+{
+    unsigned char *data = text(BIG, 99);
+    save("hurt", data, BIG);
+    char path[512];
+    blob_path(data, BIG, path, sizeof path);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    long at = (long)st.st_size - 100; /* near the end: most of the body is out already */
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    int c = fgetc(f);
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    fputc(c ^ 0x20, f);
+    fclose(f);
+    const char *plain[] = {NULL};
+    const char *zh[] = {"Accept-Encoding: zstd", NULL};
+    const char *rng[] = {"Range: bytes=0-99", NULL};
+    const char *const *cases[] = {plain, zh, rng};
+    for (int i = 0; i < 3; i++) {
+        http_resp r;
+        int rc =
+            http_do(&S, "GET", "/literature/hurt/versions/latest/content", cases[i], NULL, 0, &r);
+        /* never a complete answer: the connection ends before the last byte */
+        ck_assert_msg(rc != 0, "case %d: a damaged blob was served whole (status %ld, %zu bytes)",
+                      i, r.status, r.body_len);
+        if (rc == 0)
+            http_resp_free(&r);
+    }
+    /* the server is fine and says why in its log */
+    ck_assert_int_eq(call("GET", "/health", NULL, NULL, 0, NULL), 200);
+    FILE *log = fopen(S.log_path, "r");
+    ck_assert_ptr_nonnull(log);
+    char line[1024];
+    int seen = 0;
+    while (fgets(line, sizeof line, log))
+        seen += strstr(line, "aborted mid-transfer") != NULL;
+    fclose(log);
+    ck_assert_int_ge(seen, 3);
+    free(data);
+}
+END_TEST
+
+static int count_files(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+/* A streamed save of content already stored shares its blob; a client's
+ * zstd body is stored as sent and served back byte for byte. */
+START_TEST(streamed_saves_share_and_pass_through)
+{
+    unsigned char *data = text(BIG, 5);
+    save("s1", data, BIG);
+    save("s2", data, BIG);
+    char path[512];
+    blob_path(data, BIG, path, sizeof path);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    char blobs[300];
+    snprintf(blobs, sizeof blobs, "%s/blobs", S.data_dir);
+    ck_assert_int_eq(count_files(blobs, ".w-"), 0);
+
+    /* a zstd body past the threshold (incompressible content keeps it big) */
+    size_t n = BIG;
+    unsigned char *rnd = malloc(n);
+    unsigned x = 12345;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        rnd[i] = (unsigned char)x;
+    }
+    size_t cap = ZSTD_compressBound(n);
+    unsigned char *z = malloc(cap);
+    size_t zn = ZSTD_compress(z, cap, rnd, n, 3);
+    ck_assert(!ZSTD_isError(zn) && zn > (5u << 20));
+    const char *zct[] = {"Content-Type: application/octet-stream", "Content-Encoding: zstd", NULL};
+    http_resp r;
+    ck_assert_int_eq(call("POST", "/literature/z/versions" LIT, zct, z, zn, &r), 201);
+    http_resp_free(&r);
+    const char *zh[] = {"Accept-Encoding: zstd", NULL};
+    ck_assert_int_eq(get("z", zh, &r), 200);
+    ck_assert_uint_eq(r.body_len, zn);
+    ck_assert_msg(memcmp(r.body, z, zn) == 0, "the client's frames were not kept");
+    http_resp_free(&r);
+    ck_assert_int_eq(get("z", NULL, &r), 200);
+    ck_assert_uint_eq(r.body_len, n);
+    ck_assert_msg(memcmp(r.body, rnd, n) == 0, "wrong decoded content");
+    http_resp_free(&r);
+    /* a body that does not decode (cut short) is refused and leaves nothing */
+    long stc = call("POST", "/literature/bad/versions" LIT, zct, z, zn - 1000, &r);
+    ck_assert_msg(stc == 400, "a truncated zstd body answered %ld", stc);
+    http_resp_free(&r);
+    ck_assert_int_eq(call("GET", "/literature/bad", NULL, NULL, 0, NULL), 404);
+    ck_assert_int_eq(count_files(blobs, ".w-"), 0);
+    free(z);
+    free(rnd);
+    free(data);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("content");
+    TCase *tc = tcase_create("content");
+    tcase_add_checked_fixture(tc, start, stop);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, ranges_of_small_content);
+    tcase_add_test(tc, ranges_of_streamed_content);
+    tcase_add_test(tc, repr_digest_names_what_was_sent);
+    tcase_add_test(tc, a_damaged_blob_ends_the_transfer_short);
+    tcase_add_test(tc, streamed_saves_share_and_pass_through);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
