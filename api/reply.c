@@ -105,16 +105,17 @@ static void generic_detail(const reply *rep, int status, char *out, size_t cap)
                  rid);
 }
 
-void reply_problem(reply *rep, int status, const char *slug, const char *fmt, ...)
+static void problem(reply *rep, int status, const char *slug, bool shown, const char *fmt,
+                    va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void problem(reply *rep, int status, const char *slug, bool shown, const char *fmt,
+                    va_list ap)
 {
     char detail[STRATA_ERR_DETAIL_MAX * 2];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
     /* a detail may quote client bytes: JSON needs valid UTF-8 */
     utf8_scrub(detail);
-    if (status >= 500) {
+    if (status >= 500 && !shown) {
         /* 503 is expected while starting, stopping or overloaded: a warning */
         slog(status == 503 ? SLOG_WARN : SLOG_ERROR, "%s %s: %d %s: %s (request id %s)",
              rep->method ? rep->method : "-", rep->instance ? rep->instance : "-", status, slug,
@@ -142,6 +143,22 @@ void reply_problem(reply *rep, int status, const char *slug, const char *fmt, ..
         return;
     }
     reply_bytes(rep, status, "application/problem+json", (unsigned char *)s, strlen(s));
+}
+
+void reply_problem(reply *rep, int status, const char *slug, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem(rep, status, slug, false, fmt, ap);
+    va_end(ap);
+}
+
+void reply_problem_shown(reply *rep, int status, const char *slug, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem(rep, status, slug, true, fmt, ap);
+    va_end(ap);
 }
 
 void reply_error(reply *rep, const strata_error *err)

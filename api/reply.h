@@ -47,6 +47,11 @@ void reply_json(reply *rep, int status, json_t *value);
  * naming the request id, so paths and backend messages never leak. */
 void reply_problem(reply *rep, int status, const char *slug, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* reply_problem whose detail the client sees even for a 5xx: only for
+ * causes that are safe to show (a backend's own error code and message,
+ * as /ready names them), never paths or internals. Not logged. */
+void reply_problem_shown(reply *rep, int status, const char *slug, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* reply_problem with the status and slug of err->kind and its detail. */
 void reply_error(reply *rep, const strata_error *err);
 /* Takes ownership of `data` (malloc'd). */

@@ -24,11 +24,33 @@ static void l2_state(const app *a, char *out, size_t cap)
         snprintf(out, cap, "down: %s", err.detail);
 }
 
+/* The blob store's state: "ok" or "down: cause", where the cause shown
+ * is the backend's own error ("SignatureDoesNotMatch: ...") or a plain
+ * "unreachable" (a connection error may name hosts: that is logged). */
+static bool blobs_state(const app *a, char *out, size_t cap)
+{
+    strata_error err;
+    blob_store *b = a->blobs;
+    if (b == NULL || b->ops->health == NULL || b->ops->health(b, &err) == 0) {
+        snprintf(out, cap, "ok");
+        return true;
+    }
+    slog_warn("the blob store does not answer: %s", err.detail);
+    const char *p = err.detail;
+    bool coded = *p >= 'A' && *p <= 'Z';
+    while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))
+        p++;
+    coded = coded && p[0] == ':' && p[1] == ' ';
+    snprintf(out, cap, "down: %.300s", coded ? err.detail : "unreachable");
+    return false;
+}
+
 static void get_health(request *req, reply *rep)
 {
-    char l2[320];
+    char l2[320], blobs[320];
     l2_state(req->app, l2, sizeof l2);
-    reply_json(rep, 200, json_pack("{s:s,s:s}", "status", "ok", "l2", l2));
+    blobs_state(req->app, blobs, sizeof blobs);
+    reply_json(rep, 200, json_pack("{s:s,s:s,s:s}", "status", "ok", "l2", l2, "blobs", blobs));
 }
 
 static void get_ready(request *req, reply *rep)
@@ -45,9 +67,14 @@ static void get_ready(request *req, reply *rep)
         reply_problem(rep, 503, "not-ready", "the store is not reachable");
         return;
     }
-    char l2[320];
+    /* and the blob store: content of record lives there */
+    char l2[320], blobs[320];
+    if (!blobs_state(req->app, blobs, sizeof blobs)) {
+        reply_problem_shown(rep, 503, "not-ready", "the blob store is %s", blobs);
+        return;
+    }
     l2_state(req->app, l2, sizeof l2);
-    reply_json(rep, 200, json_pack("{s:s,s:s}", "status", "ready", "l2", l2));
+    reply_json(rep, 200, json_pack("{s:s,s:s,s:s}", "status", "ready", "l2", l2, "blobs", blobs));
 }
 
 static void get_metrics(request *req, reply *rep)

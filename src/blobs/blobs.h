@@ -84,6 +84,11 @@ typedef struct blob_store_ops {
                      uint64_t *total, strata_error *err);
     /* Starts a streamed write (blob_writer above). */
     int (*begin_write)(blob_store *b, blob_writer **out, strata_error *err);
+    /* Optional (NULL: always answers): one cheap request proving that the
+     * store answers to its credentials. On failure err->detail starts with
+     * the backend's own error code when it gave one ("SignatureDoesNotMatch:
+     * ..."), which /ready shows; anything else is not shown. */
+    int (*health)(blob_store *b, strata_error *err);
     void (*close)(blob_store *b);
 } blob_store_ops;
 
