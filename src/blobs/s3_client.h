@@ -31,9 +31,16 @@
  * completion that may have landed as success only if the object exists).
  *
  * Thread safety: one s3_client may be used from any number of threads at
- * once. Connections are reused: each thread keeps its own curl easy
- * handle per client (thread-local), and handles share DNS and connection
- * caches where libcurl allows. */
+ * once. Connections are reused: a client keeps a pool of curl easy
+ * handles, each with its keep-alive connection; a request takes the one
+ * returned last and gives it back, so there are never more handles than
+ * requests in flight. Handles share DNS and TLS session caches (libcurl
+ * cannot share connection caches between threads safely).
+ *
+ * Timeouts: timeout_ms bounds one operation, its retries included. A
+ * conditional PUT retried after its first answer was lost may meet its own
+ * earlier write and report SERR_PRECONDITION. ETags are given as the
+ * server sends them, quotes included (as If-Match and completion want). */
 #ifndef STRATA_S3_CLIENT_H
 #define STRATA_S3_CLIENT_H
 
@@ -57,8 +64,9 @@ typedef struct s3_config {
     char access_key[128];
     char secret_key[128];
     char session_token[4096];
-    long timeout_ms;  /* per request; default 30000 */
-    int max_retries;  /* default 4 */
+    long timeout_ms;    /* per request; default 30000 */
+    int max_retries;    /* default 4 */
+    int list_page_size; /* keys per listing page (max-keys); 0: 1000 */
 } s3_config;
 
 /* Fills cfg from url and the environment (above). SERR_INVALID naming
@@ -85,18 +93,18 @@ typedef struct s3_meta {
 } s3_meta;
 
 typedef struct s3_put_opts {
-    bool if_none_match;     /* If-None-Match: * (SERR_PRECONDITION when it exists) */
-    const char *if_match;   /* If-Match: ETAG, or NULL */
+    bool if_none_match;   /* If-None-Match: * (SERR_PRECONDITION when it exists) */
+    const char *if_match; /* If-Match: ETAG, or NULL */
     const char *content_type;
-    const s3_meta *meta;    /* n_meta user metadata headers */
+    const s3_meta *meta; /* n_meta user metadata headers */
     int n_meta;
 } s3_put_opts;
 
 typedef struct s3_object_info {
-    uint64_t size;      /* the whole object's size (also for a range) */
-    int64_t mtime_ms;   /* Last-Modified, ms since the epoch */
+    uint64_t size;    /* the whole object's size (also for a range) */
+    int64_t mtime_ms; /* Last-Modified, ms since the epoch */
     char etag[S3_ETAG_MAX];
-    int n_meta;         /* x-amz-meta-* received (HEAD and GET), names lower case */
+    int n_meta; /* x-amz-meta-* received (HEAD and GET), names lower case */
     char meta_name[S3_META_MAX][64];
     char meta_value[S3_META_MAX][256];
 } s3_object_info;
@@ -135,8 +143,8 @@ int s3_list(s3_client *c, const char *key_prefix, s3_list_fn fn, void *ctx, stra
 #define S3_PART_MIN (5u << 20)
 int s3_mpu_begin(s3_client *c, const char *key, const s3_put_opts *opts,
                  char upload_id[S3_UPLOAD_ID_MAX], strata_error *err);
-int s3_mpu_part(s3_client *c, const char *key, const char *upload_id, int part_no,
-                const void *data, size_t len, char etag_out[S3_ETAG_MAX], strata_error *err);
+int s3_mpu_part(s3_client *c, const char *key, const char *upload_id, int part_no, const void *data,
+                size_t len, char etag_out[S3_ETAG_MAX], strata_error *err);
 /* etags[i] is part i+1's ETag. */
 int s3_mpu_complete(s3_client *c, const char *key, const char *upload_id, int n_parts,
                     char (*etags)[S3_ETAG_MAX], strata_error *err);

@@ -9,10 +9,16 @@
  * case's own; list() is filtered to them. Nothing is shared between cases.
  *
  * Skips: a case that works on the file: directory itself (temp files,
- * stray names, traversal outside it) prints
+ * stray names, traversal outside it), or on an s3:// store's staging
+ * area, prints
  *   SKIP: blob_contract/<backend>/<case>: <why>
  * on other backends, which scripts/test-summary.py counts as skipped. A
- * backend that cannot be opened is not skipped: its cases fail. */
+ * backend that cannot be opened is not skipped: its cases fail.
+ *
+ * With STRATA_BLOB_REQUIRE set to a scheme (the meson test
+ * blob_contract_s3 sets s3://), the URLs come from STRATA_BLOB_URL or else
+ * STRATA_S3_URL (its prefix + "blob-contract", the s3 suite's server with
+ * AWS_* set), and no URL, or one of another scheme, fails the run. */
 #include <check.h>
 #include <dirent.h>
 #include <pthread.h>
@@ -24,6 +30,8 @@
 #include <unistd.h>
 
 #include "../../src/blobs/blobs.h"
+#include "../../src/blobs/blobs_s3.h"
+#include "../../src/blobs/s3_client.h"
 #include "../../src/common/clock.h"
 #include "../support/harness.h"
 
@@ -34,6 +42,7 @@ typedef struct backend {
     char url[600];
     char label[48];
     bool file; /* file:DIR */
+    bool s3;   /* s3://BUCKET[/PREFIX] */
 } backend;
 
 static backend BK[MAX_BACKENDS];
@@ -80,6 +89,15 @@ static blob_store *second(void)
         ck_assert_msg(B2 != NULL, "cannot open a second handle on %s: %s", CB->url, err.detail);
     }
     return B2;
+}
+
+/* s3://BUCKET[/PREFIX][?QUERY] with sub appended to the prefix. */
+static void s3_url_below(const char *url, const char *sub, char *out, size_t cap)
+{
+    const char *q = strchr(url, '?');
+    int base = q ? (int)(q - url) : (int)strlen(url);
+    const char *sep = base > 5 && url[base - 1] == '/' ? "" : "/";
+    snprintf(out, cap, "%.*s%s%s%s", base, url, sep, sub, q ? q : "");
 }
 
 /* ---- blobs of the case ------------------------------------------------------------- */
@@ -165,6 +183,16 @@ static void expect_missing(blob_store *b, const char *key)
     ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
 }
 
+/* Content too short to hold the case's prefix (empty, one byte) is no
+ * case's own: its key is the same in every case and run. A case that
+ * needs it absent removes it first. */
+static void forget_if_shared(blob_store *b, const tblob *t)
+{
+    strata_error err;
+    if (t->raw_len <= strlen(P) && b->ops->remove(b, t->key, &err) != 0)
+        ck_assert_msg(err.kind == SERR_NOT_FOUND, "remove: %s", err.detail);
+}
+
 static void sleep_ms(unsigned ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -218,6 +246,8 @@ START_TEST(vtable_is_complete)
     HAS(touch);
     HAS(stat);
     HAS(list);
+    HAS(open_read);
+    HAS(begin_write);
     HAS(close);
 #undef HAS
 }
@@ -237,6 +267,7 @@ START_TEST(round_trips)
         snprintf(label, sizeof label, "shape%zu", i);
         tblob t;
         make_blob(&t, label, shapes[i].len, shapes[i].codec);
+        forget_if_shared(B, &t);
         ck_assert(!exists(B, t.key));
         int64_t before = clock_wall_ms();
         put_blob(B, &t);
@@ -617,6 +648,13 @@ START_TEST(keys_are_validated)
         REFUSED(B->ops->touch(B, k, &err));
         REFUSED(B->ops->stat(B, k, &size, &mtime, &err));
         REFUSED(blobs_get_verified(B, k, MAX_BLOB, &out, &h, &err));
+        blob_reader *r = NULL;
+        REFUSED(B->ops->open_read(B, k, 0, &r, &size, &err));
+        blob_writer *w = NULL;
+        ck_assert_int_eq(B->ops->begin_write(B, &w, &err), 0);
+        ck_assert_int_eq(
+            w->ops->write(w, t.enc.data + BLOB_HEADER_SIZE, t.enc.len - BLOB_HEADER_SIZE, &err), 0);
+        REFUSED(w->ops->commit(w, k, t.enc.data, &err));
 #undef REFUSED
         ck_assert_uint_eq(out.len, 0);
         sbuf_free(&out);
@@ -689,6 +727,515 @@ START_TEST(two_handles_agree)
     ck_assert_int_eq(C->ops->remove(C, t.key, &err), 0);
     expect_missing(B, t.key);
     free_blob(&t);
+}
+END_TEST
+
+/* ---- streaming: open_read and begin_write ------------------------------------------------ */
+
+static void need_streaming(blob_store *b)
+{
+    ck_assert_msg(b->ops->open_read != NULL && b->ops->begin_write != NULL,
+                  "the %s blob store does not stream", b->ops->name);
+}
+
+/* Streams t's payload into a writer in writes of uneven sizes (1 byte,
+ * then about chunk), then commits it under t's key. With check_unseen,
+ * the key must not be visible before the commit. */
+static int stream_blob(blob_store *b, const tblob *t, size_t chunk, bool check_unseen,
+                       strata_error *err)
+{
+    need_streaming(b);
+    blob_writer *w = NULL;
+    if (b->ops->begin_write(b, &w, err) != 0)
+        return -1;
+    ck_assert_ptr_nonnull(w);
+    const unsigned char *p = t->enc.data + BLOB_HEADER_SIZE;
+    size_t left = t->enc.len - BLOB_HEADER_SIZE, n = 1;
+    while (left > 0) {
+        size_t k = n < left ? n : left;
+        if (w->ops->write(w, p, k, err) != 0) {
+            w->ops->abort(w);
+            return -1;
+        }
+        p += k;
+        left -= k;
+        n = chunk + left % 13;
+    }
+    if (check_unseen)
+        ck_assert_msg(!exists(b, t->key), "a streamed blob is visible before its commit");
+    return w->ops->commit(w, t->key, t->enc.data, err);
+}
+
+/* Reads key through open_read from offset to the end, in reads of at most
+ * cap bytes, and expects exactly bytes[offset..len). */
+static void expect_stream(blob_store *b, const char *key, const unsigned char *bytes, size_t len,
+                          uint64_t offset, size_t cap)
+{
+    need_streaming(b);
+    strata_error err;
+    blob_reader *r = NULL;
+    uint64_t total = 0;
+    ck_assert_msg(b->ops->open_read(b, key, offset, &r, &total, &err) == 0, "open_read: %s",
+                  err.detail);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(total, len);
+    unsigned char *buf = malloc(cap);
+    uint64_t at = offset;
+    for (;;) {
+        long n = r->ops->read(r, buf, cap, &err);
+        ck_assert_msg(n >= 0, "read at %llu of %zu: %s", (unsigned long long)at, len, err.detail);
+        if (n == 0)
+            break;
+        ck_assert_uint_le((size_t)n, cap);
+        ck_assert_uint_le(at + (uint64_t)n, len);
+        ck_assert_msg(memcmp(buf, bytes + at, (size_t)n) == 0, "bytes differ at %llu",
+                      (unsigned long long)at);
+        at += (uint64_t)n;
+    }
+    ck_assert_uint_eq(at, len);
+    ck_assert_int_eq(r->ops->read(r, buf, cap, &err), 0); /* the end stays the end */
+    r->ops->close(r);
+    free(buf);
+}
+
+START_TEST(stream_reads_from_an_offset)
+{
+    tblob t, s;
+    make_blob(&t, "rd", 9 << 20, SCODEC_NONE); /* several ranges on S3 */
+    make_blob(&s, "rd", 700, SCODEC_NONE);     /* (another content) */
+    put_blob(B, &t);
+    put_blob(B, &s);
+    const unsigned char *e = t.enc.data;
+    expect_stream(B, t.key, e, t.enc.len, 0, 65537);
+    expect_stream(B, t.key, e, t.enc.len, 0, 16 << 20); /* reads larger than the blob */
+    expect_stream(B, t.key, e, t.enc.len, t.enc.len / 2 + 7, 100000);
+    expect_stream(B, t.key, e, t.enc.len, BLOB_HEADER_SIZE, 1 << 20); /* just the payload */
+    expect_stream(B, t.key, e, t.enc.len, t.enc.len - 1, 10);
+    expect_stream(B, t.key, e, t.enc.len, t.enc.len, 10); /* at the end: nothing to read */
+    /* past the end: a reader with nothing to read */
+    strata_error err;
+    blob_reader *r = NULL;
+    uint64_t total = 0;
+    unsigned char one;
+    ck_assert_msg(B->ops->open_read(B, t.key, t.enc.len + 10, &r, &total, &err) == 0, "%s",
+                  err.detail);
+    ck_assert_uint_eq(total, t.enc.len);
+    ck_assert_int_eq(r->ops->read(r, &one, 1, &err), 0);
+    r->ops->close(r);
+    expect_stream(second(), s.key, s.enc.data, s.enc.len, 0, 1);
+    expect_stream(B2, s.key, s.enc.data, s.enc.len, 13, 4096);
+    free_blob(&t);
+    free_blob(&s);
+}
+END_TEST
+
+START_TEST(stream_read_of_a_missing_key_is_not_found)
+{
+    need_streaming(B);
+    strata_error err;
+    tblob t;
+    make_blob(&t, "never", 100, SCODEC_NONE);
+    blob_reader *r = NULL;
+    uint64_t total;
+    ck_assert_int_eq(B->ops->open_read(B, t.key, 0, &r, &total, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+    ck_assert_int_eq(B->ops->open_read(B, t.key, 50, &r, &total, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+    /* gone after a removal */
+    put_blob(B, &t);
+    expect_stream(B, t.key, t.enc.data, t.enc.len, 0, 64);
+    ck_assert_int_eq(B->ops->remove(B, t.key, &err), 0);
+    ck_assert_int_eq(B->ops->open_read(B, t.key, 0, &r, &total, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+    free_blob(&t);
+}
+END_TEST
+
+/* Streamed writes of 0 bytes, 1 KiB and 13 MiB (several S3 parts, the last
+ * one short) read back byte for byte, whole and streamed. */
+START_TEST(stream_writes_round_trip)
+{
+    strata_error err;
+    const struct {
+        size_t len;
+        enum scodec codec;
+        size_t chunk;
+    } shapes[] = {{0, SCODEC_NONE, 100},
+                  {1024, SCODEC_NONE, 100},
+                  {1024, SCODEC_ZSTD, 7},
+                  {(13 << 20) + 777, SCODEC_NONE, 300000},
+                  {(13 << 20) + 777, SCODEC_NONE, 5 << 20}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        char label[32];
+        snprintf(label, sizeof label, "w%zu", i);
+        tblob t;
+        make_blob(&t, label, shapes[i].len, shapes[i].codec);
+        forget_if_shared(B, &t);
+        ck_assert_msg(stream_blob(i % 2 ? second() : B, &t, shapes[i].chunk, true, &err) == 0,
+                      "streamed write of %zu bytes: %s", shapes[i].len, err.detail);
+        expect_bytes(B, t.key, t.enc.data, t.enc.len);
+        expect_stream(B, t.key, t.enc.data, t.enc.len, 0, 1 << 20);
+        blob_header h;
+        ck_assert_int_eq(B->ops->head(B, t.key, &h, &err), 0);
+        ck_assert_uint_eq(h.raw_size, shapes[i].len);
+        uint64_t size = 0;
+        int64_t mtime = 0;
+        ck_assert_int_eq(B->ops->stat(B, t.key, &size, &mtime, &err), 0);
+        ck_assert_uint_eq(size, t.enc.len);
+        strata_buf out;
+        sbuf_init(&out, 0);
+        ck_assert_msg(blobs_get_verified(B, t.key, MAX_BLOB, &out, &h, &err) == 0, "%s",
+                      err.detail);
+        sbuf_free(&out);
+        listing l = {.blobs = &t, .n = 1};
+        list_blobs(B, &l);
+        ck_assert_int_eq(l.seen[0], 1);
+        ck_assert_uint_eq(l.size[0], t.enc.len);
+        free_blob(&t);
+    }
+}
+END_TEST
+
+/* A commit onto a key that exists succeeds and keeps the old bytes (same
+ * key, same content), small or large. */
+START_TEST(stream_commit_onto_an_existing_key_keeps_it)
+{
+    strata_error err;
+    const size_t lens[] = {1000, 6 << 20};
+    for (size_t i = 0; i < 2; i++) {
+        tblob old, nw;
+        make_blob(&old, i ? "big" : "small", lens[i], SCODEC_ZSTD);
+        make_blob(&nw, i ? "big" : "small", lens[i], SCODEC_NONE);
+        ck_assert_str_eq(old.key, nw.key);
+        ck_assert(old.enc.len != nw.enc.len);
+        put_blob(B, &old);
+        ck_assert_msg(stream_blob(B, &nw, 1 << 20, false, &err) == 0, "%s", err.detail);
+        expect_bytes(B, old.key, old.enc.data, old.enc.len);
+        /* and the same bytes again */
+        ck_assert_msg(stream_blob(second(), &old, 4096, false, &err) == 0, "%s", err.detail);
+        expect_bytes(B, old.key, old.enc.data, old.enc.len);
+        listing l = {.blobs = &old, .n = 1};
+        list_blobs(B, &l);
+        ck_assert_int_eq(l.seen[0], 1);
+        free_blob(&old);
+        free_blob(&nw);
+    }
+}
+END_TEST
+
+/* An aborted write leaves nothing under its key, nothing listed, and the
+ * key can be written afterwards. */
+START_TEST(stream_abort_leaves_nothing)
+{
+    need_streaming(B);
+    strata_error err;
+    const size_t lens[] = {0, 3000, 14 << 20}; /* the last: S3 parts uploaded already */
+    for (size_t i = 0; i < 3; i++) {
+        char label[16];
+        snprintf(label, sizeof label, "ab%zu", i);
+        tblob t;
+        make_blob(&t, label, lens[i], SCODEC_NONE);
+        forget_if_shared(B, &t);
+        blob_writer *w = NULL;
+        ck_assert_int_eq(B->ops->begin_write(B, &w, &err), 0);
+        const unsigned char *p = t.enc.data + BLOB_HEADER_SIZE;
+        size_t left = t.enc.len - BLOB_HEADER_SIZE;
+        while (left > 0) {
+            size_t k = left < (1 << 20) ? left : (1 << 20);
+            ck_assert_msg(w->ops->write(w, p, k, &err) == 0, "write: %s", err.detail);
+            p += k;
+            left -= k;
+        }
+        w->ops->abort(w);
+        ck_assert(!exists(B, t.key));
+        listing l = {.blobs = &t, .n = 1};
+        list_blobs(B, &l);
+        ck_assert_int_eq(l.seen[0], 0);
+        expect_missing(B, t.key);
+        /* written afterwards in full */
+        ck_assert_msg(stream_blob(B, &t, 1 << 20, true, &err) == 0, "%s", err.detail);
+        expect_bytes(B, t.key, t.enc.data, t.enc.len);
+        free_blob(&t);
+    }
+    /* a writer aborted before any byte */
+    blob_writer *w = NULL;
+    ck_assert_int_eq(B->ops->begin_write(B, &w, &err), 0);
+    w->ops->abort(w);
+}
+END_TEST
+
+/* Two writers of one content committing at once: both succeed, and one
+ * whole blob results (either writer's encoding). */
+typedef struct swriter {
+    blob_store *b;
+    const tblob *t;
+    pthread_barrier_t *bar;
+    int rc;
+    char detail[STRATA_ERR_DETAIL_MAX];
+} swriter;
+
+static void *stream_then_commit(void *arg)
+{
+    swriter *s = arg;
+    strata_error err = {0};
+    blob_writer *w = NULL;
+    s->rc = s->b->ops->begin_write(s->b, &w, &err);
+    const unsigned char *p = s->t->enc.data + BLOB_HEADER_SIZE;
+    size_t left = s->t->enc.len - BLOB_HEADER_SIZE;
+    while (s->rc == 0 && left > 0) {
+        size_t k = left < 777777 ? left : 777777;
+        s->rc = w->ops->write(w, p, k, &err);
+        p += k;
+        left -= k;
+    }
+    pthread_barrier_wait(s->bar); /* commits at the same moment */
+    if (s->rc == 0)
+        s->rc = w->ops->commit(w, s->t->key, s->t->enc.data, &err);
+    else if (w != NULL)
+        w->ops->abort(w);
+    snprintf(s->detail, sizeof s->detail, "%s", err.detail);
+    return NULL;
+}
+
+START_TEST(concurrent_stream_writers_of_one_content)
+{
+    need_streaming(B);
+    const struct {
+        size_t len;
+        enum scodec codec[2];
+    } rounds[] = {{1000, {SCODEC_ZSTD, SCODEC_NONE}},
+                  {6 << 20, {SCODEC_NONE, SCODEC_NONE}},
+                  {14 << 20, {SCODEC_NONE, SCODEC_ZSTD}}};
+    for (size_t i = 0; i < sizeof rounds / sizeof *rounds; i++) {
+        char label[16];
+        snprintf(label, sizeof label, "cw%zu", i);
+        tblob t[2];
+        make_blob(&t[0], label, rounds[i].len, rounds[i].codec[0]);
+        make_blob(&t[1], label, rounds[i].len, rounds[i].codec[1]);
+        pthread_barrier_t bar;
+        ck_assert_int_eq(pthread_barrier_init(&bar, NULL, 2), 0);
+        swriter s[2];
+        pthread_t th[2];
+        for (int k = 0; k < 2; k++) {
+            s[k] = (swriter){.b = k ? second() : B, .t = &t[k], .bar = &bar};
+            ck_assert_int_eq(pthread_create(&th[k], NULL, stream_then_commit, &s[k]), 0);
+        }
+        for (int k = 0; k < 2; k++) {
+            pthread_join(th[k], NULL);
+            ck_assert_msg(s[k].rc == 0, "writer %d of %zu bytes: %s", k, rounds[i].len,
+                          s[k].detail);
+        }
+        pthread_barrier_destroy(&bar);
+        strata_buf out;
+        sbuf_init(&out, 0);
+        strata_error err;
+        blob_header h;
+        ck_assert_msg(blobs_get_verified(B, t[0].key, MAX_BLOB, &out, &h, &err) == 0, "%s",
+                      err.detail);
+        bool first = out.len == t[0].enc.len && memcmp(out.data, t[0].enc.data, out.len) == 0;
+        bool other = out.len == t[1].enc.len && memcmp(out.data, t[1].enc.data, out.len) == 0;
+        ck_assert_msg(first || other, "the blob is neither writer's bytes");
+        sbuf_free(&out);
+        listing l = {.blobs = t, .n = 1};
+        list_blobs(B, &l);
+        ck_assert_int_eq(l.seen[0], 1);
+        free_blob(&t[0]);
+        free_blob(&t[1]);
+    }
+}
+END_TEST
+
+/* Readers streaming a blob while it is removed and stored again: no crash,
+ * and every byte a read returns is the blob's byte at that place (an
+ * error may end a read; a short read without one may not). */
+typedef struct sreader {
+    blob_store *b;
+    const tblob *t;
+    volatile int *stop;
+    int opens, whole, failed, bad;
+    char detail[STRATA_ERR_DETAIL_MAX];
+} sreader;
+
+static void note_bad(sreader *s, const char *fmt, unsigned long long v)
+{
+    if (s->bad++ == 0)
+        snprintf(s->detail, sizeof s->detail, fmt, v);
+}
+
+static void *stream_while_removed(void *arg)
+{
+    sreader *s = arg;
+    size_t cap = 300000;
+    unsigned char *buf = malloc(cap);
+    while (!__atomic_load_n(s->stop, __ATOMIC_ACQUIRE) || s->opens < 3) {
+        strata_error err;
+        blob_reader *r = NULL;
+        uint64_t total = 0, at = 0;
+        s->opens++;
+        if (s->b->ops->open_read(s->b, s->t->key, 0, &r, &total, &err) != 0) {
+            if (err.kind != SERR_NOT_FOUND)
+                s->failed++;
+            continue;
+        }
+        if (total != s->t->enc.len)
+            note_bad(s, "total %llu", (unsigned long long)total);
+        for (;;) {
+            long n = r->ops->read(r, buf, cap, &err);
+            if (n < 0) {
+                s->failed++;
+                break;
+            }
+            if (n == 0) {
+                if (at == total)
+                    s->whole++;
+                else
+                    note_bad(s, "the read ended early at %llu without an error",
+                             (unsigned long long)at);
+                break;
+            }
+            if (at + (uint64_t)n > s->t->enc.len ||
+                memcmp(buf, s->t->enc.data + at, (size_t)n) != 0) {
+                note_bad(s, "wrong bytes at %llu", (unsigned long long)at);
+                break;
+            }
+            at += (uint64_t)n;
+        }
+        r->ops->close(r);
+    }
+    free(buf);
+    return NULL;
+}
+
+START_TEST(stream_readers_meet_a_removal)
+{
+    need_streaming(B);
+    strata_error err;
+    tblob t;
+    make_blob(&t, "rm", 10 << 20, SCODEC_NONE);
+    put_blob(B, &t);
+    enum { READERS = 2 };
+    volatile int stop = 0;
+    sreader rs[READERS];
+    pthread_t th[READERS];
+    for (int i = 0; i < READERS; i++) {
+        rs[i] = (sreader){.b = i % 2 ? second() : B, .t = &t, .stop = &stop};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, stream_while_removed, &rs[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        sleep_ms(20);
+        ck_assert_msg(B->ops->remove(B, t.key, &err) == 0, "remove: %s", err.detail);
+        sleep_ms(20);
+        put_blob(B, &t);
+    }
+    __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+    int opens = 0;
+    for (int i = 0; i < READERS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(rs[i].bad == 0, "reader %d: %d bad reads of %d (first: %s)", i, rs[i].bad,
+                      rs[i].opens, rs[i].detail);
+        opens += rs[i].opens;
+    }
+    ck_assert_int_gt(opens, 0);
+    expect_stream(B, t.key, t.enc.data, t.enc.len, 0, 1 << 20);
+    free_blob(&t);
+}
+END_TEST
+
+/* ---- s3:// only ---------------------------------------------------------------------------- */
+
+/* The case's own store: the URL's prefix with P below it, so that a sweep
+ * of staging/ meets only the case's debris. */
+static blob_store *own_prefix_store(char *url, size_t cap)
+{
+    s3_url_below(CB->url, P, url, cap);
+    strata_error err;
+    blob_store *s = blobs_open(url, &err);
+    ck_assert_msg(s != NULL, "cannot open %s: %s", url, err.detail);
+    return s;
+}
+
+static int count_upload(void *ctx, const char *key, const char *upload_id, int64_t initiated_ms)
+{
+    (void)key, (void)upload_id, (void)initiated_ms;
+    ++*(int *)ctx;
+    return 0;
+}
+
+static int count_object(void *ctx, const char *key, uint64_t size, int64_t mtime_ms)
+{
+    (void)key, (void)size, (void)mtime_ms;
+    ++*(int *)ctx;
+    return 0;
+}
+
+static void count_staging(s3_client *c, int *uploads, int *objects)
+{
+    strata_error err;
+    *uploads = *objects = 0;
+    ck_assert_msg(s3_mpu_list(c, "staging/", count_upload, uploads, &err) == 0, "%s", err.detail);
+    ck_assert_msg(s3_list(c, "staging/", count_object, objects, &err) == 0, "%s", err.detail);
+}
+
+/* What a crash leaves under staging/ (an unfinished upload, a staged
+ * object, a writer never committed nor aborted) is removed by the sweep
+ * once old enough; list() sweeps with the hour-long age, leaving young
+ * debris alone; blobs are never touched. */
+START_TEST(s3_staging_debris_is_swept)
+{
+    strata_error err;
+    char url[800];
+    blob_store *S = own_prefix_store(url, sizeof url);
+    s3_config cfg;
+    ck_assert_msg(s3_config_from_url(url, &cfg, &err) == 0, "%s", err.detail);
+    s3_client *c = s3_client_new(&cfg, &err);
+    ck_assert_msg(c != NULL, "%s", err.detail);
+    char uid[S3_UPLOAD_ID_MAX], etag[S3_ETAG_MAX];
+    ck_assert_msg(s3_mpu_begin(c, "staging/crashed-upload", NULL, uid, &err) == 0, "%s",
+                  err.detail);
+    ck_assert_msg(s3_mpu_part(c, "staging/crashed-upload", uid, 1, "x", 1, etag, &err) == 0, "%s",
+                  err.detail);
+    ck_assert_msg(s3_put(c, "staging/crashed-object", "y", 1, NULL, NULL, &err) == 0, "%s",
+                  err.detail);
+    tblob t, big;
+    make_blob(&t, "kept", 2000, SCODEC_NONE);
+    make_blob(&big, "crash", 14 << 20, SCODEC_NONE);
+    put_blob(S, &t);
+    /* a writer that dies with parts uploaded */
+    blob_writer *w = NULL;
+    ck_assert_int_eq(S->ops->begin_write(S, &w, &err), 0);
+    ck_assert_msg(w->ops->write(w, big.enc.data + BLOB_HEADER_SIZE, big.enc.len - BLOB_HEADER_SIZE,
+                                &err) == 0,
+                  "%s", err.detail);
+    int uploads, objects;
+    count_staging(c, &uploads, &objects);
+    ck_assert_int_eq(uploads, 2);
+    ck_assert_int_eq(objects, 1);
+    /* young: a whole listing leaves it */
+    listing l = {.blobs = &t, .n = 1};
+    list_blobs(S, &l);
+    ck_assert_int_eq(l.seen[0], 1);
+    count_staging(c, &uploads, &objects);
+    ck_assert_int_eq(uploads + objects, 3);
+    /* old enough (S3 times have whole seconds) */
+    sleep_ms(1100);
+    unsigned removed = 0;
+    ck_assert_msg(blobs_s3_sweep_staging(S, 0, &removed, &err) == 0, "%s", err.detail);
+    ck_assert_uint_eq(removed, 3);
+    count_staging(c, &uploads, &objects);
+    ck_assert_int_eq(uploads + objects, 0);
+    expect_bytes(S, t.key, t.enc.data, t.enc.len);
+    /* the dead writer's commit fails cleanly: its upload is gone */
+    ck_assert_int_eq(w->ops->commit(w, big.key, big.enc.data, &err), -1);
+    ck_assert(!exists(S, big.key));
+    count_staging(c, &uploads, &objects);
+    ck_assert_int_eq(uploads + objects, 0);
+    /* not an S3 store: refused */
+    ck_assert_int_eq(blobs_s3_sweep_staging(NULL, 0, NULL, &err), -1);
+    ck_assert_int_eq(S->ops->remove(S, t.key, &err), 0);
+    s3_client_free(c);
+    blobs_close(S);
+    free_blob(&t);
+    free_blob(&big);
 }
 END_TEST
 
@@ -782,39 +1329,56 @@ END_TEST
 
 /* ---- the runner ---------------------------------------------------------------------------- */
 
+/* Where a case runs: every backend, or only one kind (SKIP elsewhere). */
+enum case_where { EVERY, FILE_ONLY, S3_ONLY };
+
 typedef struct contract_case {
     const TTest *test;
-    bool file_only;
+    enum case_where where;
 } contract_case;
 
 static size_t add_contract(Suite *s, int b)
 {
     const contract_case cases[] = {
-        {vtable_is_complete, false},
-        {round_trips, false},
-        {get_appends_and_bounds_its_reads, false},
-        {missing_keys_are_not_found, false},
-        {put_is_idempotent, false},
-        {replace_overwrites_or_creates, false},
-        {remove_removes, false},
-        {list_is_complete, false},
-        {touch_restarts_the_age, false},
-        {replace_is_atomic_for_readers, false},
-        {concurrent_puts_of_one_key, false},
-        {keys_are_validated, false},
-        {verified_reads_refuse_damage, false},
-        {two_handles_agree, false},
-        {file_list_ignores_what_is_not_a_blob, true},
-        {file_keys_stay_inside_the_directory, true},
+        {vtable_is_complete, EVERY},
+        {round_trips, EVERY},
+        {get_appends_and_bounds_its_reads, EVERY},
+        {missing_keys_are_not_found, EVERY},
+        {put_is_idempotent, EVERY},
+        {replace_overwrites_or_creates, EVERY},
+        {remove_removes, EVERY},
+        {list_is_complete, EVERY},
+        {touch_restarts_the_age, EVERY},
+        {replace_is_atomic_for_readers, EVERY},
+        {concurrent_puts_of_one_key, EVERY},
+        {keys_are_validated, EVERY},
+        {verified_reads_refuse_damage, EVERY},
+        {two_handles_agree, EVERY},
+        {stream_reads_from_an_offset, EVERY},
+        {stream_read_of_a_missing_key_is_not_found, EVERY},
+        {stream_writes_round_trip, EVERY},
+        {stream_commit_onto_an_existing_key_keeps_it, EVERY},
+        {stream_abort_leaves_nothing, EVERY},
+        {concurrent_stream_writers_of_one_content, EVERY},
+        {stream_readers_meet_a_removal, EVERY},
+        {file_list_ignores_what_is_not_a_blob, FILE_ONLY},
+        {file_keys_stay_inside_the_directory, FILE_ONLY},
+        {s3_staging_debris_is_swept, S3_ONLY},
     };
     TCase *tc = tcase_create(BK[b].label);
     tcase_add_checked_fixture(tc, SETUPS[b], close_case);
     tcase_set_timeout(tc, 300);
     size_t skipped = 0;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        if (cases[i].file_only && !BK[b].file) {
+        if (cases[i].where == FILE_ONLY && !BK[b].file) {
             printf("SKIP: blob_contract/%s/%s: works on a file: directory\n", BK[b].label,
                    cases[i].test->name);
+            skipped++;
+            continue;
+        }
+        if (cases[i].where == S3_ONLY && !BK[b].s3) {
+            printf("SKIP: blob_contract/%s/%s: works on an s3:// store's staging area\n",
+                   BK[b].label, cases[i].test->name);
             skipped++;
             continue;
         }
@@ -846,10 +1410,13 @@ int main(void)
     char tmp[] = "/tmp/strata-blobs-XXXXXX";
     bool own = false;
     const char *env = getenv("STRATA_BLOB_URL");
+    const char *need = getenv("STRATA_BLOB_REQUIRE"), *s3 = getenv("STRATA_S3_URL");
     char urls[4096] = "";
     if (env != NULL && env[0] != '\0')
         snprintf(urls, sizeof urls, "%s", env);
-    else {
+    else if (need != NULL && s3 != NULL && strncmp(s3, "s3://", 5) == 0)
+        s3_url_below(s3, "blob-contract", urls, sizeof urls); /* the s3 suite's server */
+    else if (need == NULL) {
         if (mkdtemp(tmp) == NULL) {
             perror("mkdtemp");
             return 1;
@@ -862,6 +1429,7 @@ int main(void)
         backend *b = &BK[nbk];
         snprintf(b->url, sizeof b->url, "%s", u);
         b->file = strncmp(u, "file:", 5) == 0 && strchr(u + 5, '/') != NULL;
+        b->s3 = strncmp(u, "s3://", 5) == 0;
         int scheme = (int)strcspn(u, ":");
         if (nbk == 0)
             snprintf(b->label, sizeof b->label, "%.*s", scheme < 20 ? scheme : 20, u);
@@ -869,6 +1437,15 @@ int main(void)
             snprintf(b->label, sizeof b->label, "%.*s-%d", scheme < 20 ? scheme : 20, u, nbk);
         nbk++;
     }
+    /* (as the meson test blob_contract_s3 sets it) */
+    for (int b = 0; need != NULL && b <= nbk; b++)
+        if (b == nbk ? nbk == 0 : strncmp(BK[b].url, need, strlen(need)) != 0) {
+            fprintf(stderr,
+                    "blob_contract: STRATA_BLOB_URL (or STRATA_S3_URL) must name only %s "
+                    "stores (it is %s)\n",
+                    need, nbk ? BK[b < nbk ? b : 0].url : "not set");
+            return 1;
+        }
     int rc = run_contract();
     if (own) {
         char cmd[128];
