@@ -40,6 +40,8 @@ int scodec_from_name(const char *name, enum scodec *out)
     return -1;
 }
 
+#define ZSTD_STORED_WINDOW_LOG 20
+
 /* ---- decoding ---------------------------------------------------------- */
 
 struct sdecoder {
@@ -384,6 +386,9 @@ sencoder *sencoder_new(enum scodec codec, int level, uint64_t pledged_size, stra
         ZSTD_CCtx_setParameter(e->zstd, ZSTD_c_compressionLevel,
                                level == SCODEC_DEFAULT_LEVEL ? 3 : level);
         ZSTD_CCtx_setParameter(e->zstd, ZSTD_c_checksumFlag, 1);
+        /* a 1 MiB window bounds what a streamed read holds to decode it
+         * (16 readers of large content: 16 MiB), at a small cost in ratio */
+        ZSTD_CCtx_setParameter(e->zstd, ZSTD_c_windowLog, ZSTD_STORED_WINDOW_LOG);
         if (pledged_size != SCODEC_SIZE_UNKNOWN)
             ZSTD_CCtx_setPledgedSrcSize(e->zstd, pledged_size);
         break;
