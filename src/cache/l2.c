@@ -4,6 +4,7 @@
 
 #include "l2_fs.h"
 #include "l2_redis.h"
+#include "l2_s3.h"
 
 l2_cache *l2_open(const char *url, const l2_config *cfg, strata_error *err)
 {
@@ -14,7 +15,9 @@ l2_cache *l2_open(const char *url, const l2_config *cfg, strata_error *err)
         return l2_fs_open(url + 5, cfg, err);
     if (strncmp(url, "redis://", 8) == 0 || strncmp(url, "rediss://", 9) == 0)
         return l2_redis_open(url, cfg, err);
-    if (strncmp(url, "s3://", 5) == 0 || strncmp(url, "mongodb://", 10) == 0) {
+    if (strncmp(url, "s3://", 5) == 0)
+        return l2_s3_open(url, cfg, err);
+    if (strncmp(url, "mongodb://", 10) == 0) {
         serr_set(err, SERR_UNAVAILABLE,
                  "the L2 cache backend of '%s' is not available in this build yet", url);
         return NULL;

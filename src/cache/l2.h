@@ -1,5 +1,5 @@
-/* L2: the shared cache tier (local disk by default, or Redis; S3 and
- * MongoDB in later issues), shared by every process (node) that opens the same
+/* L2: the shared cache tier (local disk by default, Redis or S3; MongoDB
+ * in a later issue), shared by every process (node) that opens the same
  * location. Small on purpose: get, set with a TTL, delete, clear by glob,
  * stats, plus the coherence primitives below. Values are opaque bytes
  * plus a content type and a codec tag (the cache manager compresses).

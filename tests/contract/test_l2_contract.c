@@ -4,17 +4,20 @@
  * tokens, guarded fills and open fences, between two handles on one L2
  * and between processes (fork), including one killed with SIGKILL.
  *
- * On a server (redis://) every case gets a prefix of its own, as on disk
- * it gets a fresh directory; the cases that damage what the L2 stores do
- * it the backend's way (a file on disk, a key on Redis). A case a backend
- * cannot run by design (marked NEEDS_DISK_FILES; none today) is not run;
- * it prints
+ * On a server (redis://, s3://) every case gets a prefix of its own, as
+ * on disk it gets a fresh directory; the cases that damage what the L2
+ * stores do it the backend's way (a file on disk, a key on Redis, an
+ * object written with s3_client on S3). A case a backend cannot run by
+ * design (marked NEEDS_DISK_FILES; none today) is not run; it prints
  *   SKIP: l2_contract/<backend>/<case>: <why>
  * which scripts/test-summary.py counts as skipped. With STRATA_L2_REQUIRE
- * set (a URL scheme, as the meson test l2_contract_redis sets it), a
- * STRATA_L2_URL of another scheme, or none, fails the run. */
+ * set (a URL scheme, as the meson tests l2_contract_redis and
+ * l2_contract_s3 set it), a STRATA_L2_URL of another scheme, or none,
+ * fails the run; for s3:// an unset STRATA_L2_URL is taken from
+ * STRATA_S3_URL (the s3 suite's server, AWS_* set) with the prefix l2c. */
 #include <check.h>
 #include <dirent.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../src/blobs/s3_client.h"
 #include "../../src/cache/l2.h"
 #include "../support/harness.h"
 
@@ -45,13 +49,25 @@ static void open_cache(uint64_t max_bytes)
 static void own_prefix(const char *u, char *out, size_t cap)
 {
     static unsigned cases;
-    if (strncmp(u, "redis://", 8) != 0) {
+    bool s3 = strncmp(u, "s3://", 5) == 0;
+    if (strncmp(u, "redis://", 8) != 0 && !s3) {
         snprintf(out, cap, "%s", u);
         return;
     }
     char suffix[64];
     snprintf(suffix, sizeof suffix, ".%ld.%u.%lx", (long)getpid(), ++cases,
              (unsigned long)time(NULL) & 0xffffffu);
+    if (s3) {
+        /* s3://BUCKET[/PREFIX][?...]: the prefix (default l2c) + suffix */
+        const char *q = strchr(u, '?'), *end = q ? q : u + strlen(u);
+        const char *slash = memchr(u + 5, '/', (size_t)(end - u - 5));
+        while (end > u + 5 && end[-1] == '/')
+            end--;
+        bool named = slash != NULL && slash + 1 < end;
+        snprintf(out, cap, "%.*s%s%s%s", (int)(end - u), u, named ? "" : "/l2c", suffix,
+                 q ? q : "");
+        return;
+    }
     const char *q = strchr(u, '?');
     const char *p = q ? strstr(q, "prefix=") : NULL;
     if (p == NULL) {
@@ -518,12 +534,17 @@ START_TEST(concurrent_first_opens_share_one_table)
      * Redis the processes must agree on one incarnation, or the values of
      * the others would be misses) */
     char fresh[400];
-    bool redis = strncmp(url, "redis://", 8) == 0;
+    bool redis = strncmp(url, "redis://", 8) == 0, s3 = strncmp(url, "s3://", 5) == 0;
     if (redis) {
         snprintf(fresh, sizeof fresh, "%s", url);
         char *p = strstr(fresh, "prefix=");
         ck_assert_ptr_nonnull(p);
         p[7] = 'F';
+    } else if (s3) {
+        /* a prefix no one has used: the case's own + "F" (they must agree
+         * on one format record) */
+        size_t at = strcspn(url, "?");
+        snprintf(fresh, sizeof fresh, "%.*sF%s", (int)at, url, url + at);
     } else {
         snprintf(fresh, sizeof fresh, "file:%s/fresh", dir);
     }
@@ -568,7 +589,7 @@ START_TEST(concurrent_first_opens_share_one_table)
         snprintf(key, sizeof key, "k%d", i);
         ck_assert_int_eq(get("ns", key, out, sizeof out), 0);
     }
-    if (redis)
+    if (redis || s3)
         return;
     /* one table, no temp file left behind */
     char cmd[600];
@@ -595,6 +616,18 @@ static void redis_cli_of(const char *u, char *cli, size_t cli_cap, char *prefix,
     snprintf(prefix, pcap, "%.*s", (int)strcspn(p, "&"), p);
 }
 
+/* For an s3:// URL u: a client on its bucket and prefix (AWS_* from the
+ * environment), as the L2 has. */
+static s3_client *s3_of(const char *u)
+{
+    s3_config sc;
+    strata_error err;
+    ck_assert_msg(s3_config_from_url(u, &sc, &err) == 0, "%s", err.detail);
+    s3_client *s = s3_client_new(&sc, &err);
+    ck_assert_msg(s != NULL, "%s", err.detail);
+    return s;
+}
+
 /* A table that is not one (a truncated or foreign file) refuses the open:
  * an L2 that could not keep nodes coherent is never used. */
 START_TEST(an_unusable_table_fails_the_open)
@@ -614,6 +647,19 @@ START_TEST(an_unusable_table_fails_the_open)
         ck_assert_int_eq(err.kind, SERR_CORRUPT);
         snprintf(cmd, sizeof cmd, "%s DEL '%s:inc' >/dev/null", rcli, prefix);
         ck_assert_int_eq(system(cmd), 0);
+        open_cache(1 << 20); /* made afresh */
+        return;
+    }
+    if (strncmp(url, "s3://", 5) == 0) {
+        /* the format record replaced by an object of something else */
+        s3_client *s = s3_of(url);
+        strata_error err;
+        ck_assert_int_eq(s3_put(s, "format", "foreign", 7, NULL, NULL, &err), 0);
+        l2_config cfg = {.max_bytes = 1 << 20, .fence_ttl_ms = 60000};
+        ck_assert_ptr_null(l2_open(url, &cfg, &err));
+        ck_assert_int_eq(err.kind, SERR_CORRUPT);
+        ck_assert_int_eq(s3_delete(s, "format", &err), 0);
+        s3_client_free(s);
         open_cache(1 << 20); /* made afresh */
         return;
     }
@@ -723,6 +769,42 @@ START_TEST(size_limit_evicts_least_recently_used)
 }
 END_TEST
 
+typedef struct s3_names {
+    regex_t re;
+    int stray, values;
+} s3_names;
+
+static int check_s3_name(void *ctx, const char *key, uint64_t size, int64_t mtime_ms)
+{
+    (void)size;
+    (void)mtime_ms;
+    s3_names *n = ctx;
+    if (regexec(&n->re, key, 0, NULL, 0) != 0) {
+        fprintf(stderr, "stray object name: %s\n", key);
+        n->stray++;
+    }
+    n->values += strncmp(key, "v/ns/", 5) == 0 && strchr(key, '!') == NULL;
+    return 0;
+}
+
+/* Every object under the case's prefix has a name of the layout
+ * (l2_s3.h), the two keys written included: nothing escapes it. */
+static void s3_names_are_the_layouts(void)
+{
+    s3_names n = {0};
+    static const char layout[] =
+        "^(format|n/[A-Za-z0-9_%-]+|v/[A-Za-z0-9_%-]+/([A-Za-z0-9_%-]+|~[0-9]+-[0-9a-f]{64})(!a)?"
+        "|f/[A-Za-z0-9_%-]+/([A-Za-z0-9_%-]+|~[0-9]+-[0-9a-f]{64})/[0-9a-f]{16})$";
+    ck_assert_int_eq(regcomp(&n.re, layout, REG_EXTENDED | REG_NOSUB), 0);
+    s3_client *s = s3_of(url);
+    strata_error err;
+    ck_assert_int_eq(s3_list(s, "", check_s3_name, &n, &err), 0);
+    s3_client_free(s);
+    regfree(&n.re);
+    ck_assert_int_eq(n.stray, 0);
+    ck_assert_int_eq(n.values, 2);
+}
+
 START_TEST(contents_survive_a_reopen_and_keys_stay_inside)
 {
     ck_assert_int_eq(set("ns", "../../../../etc/passwd", "inside", 0, NULL), 0);
@@ -745,6 +827,8 @@ START_TEST(contents_survive_a_reopen_and_keys_stay_inside)
         pclose(p);
         ck_assert_int_eq(stray, 0);
     }
+    if (strncmp(url, "s3://", 5) == 0)
+        s3_names_are_the_layouts();
 }
 END_TEST
 
@@ -757,6 +841,26 @@ START_TEST(a_corrupted_entry_is_a_miss)
         char rcli[400], prefix[80];
         redis_cli_of(url, rcli, sizeof rcli, prefix, sizeof prefix);
         snprintf(cmd, sizeof cmd, "%s HSET '%s:v:ns:k' m garbage >/dev/null", rcli, prefix);
+    } else if (strncmp(url, "s3://", 5) == 0) {
+        /* the entry's metadata overwritten behind the L2's back (its
+         * bytes and generation kept) */
+        s3_client *s = s3_of(url);
+        strata_buf b;
+        sbuf_init(&b, 0);
+        s3_object_info info;
+        strata_error err;
+        ck_assert_int_eq(s3_get(s, "v/ns/k", 0, 0, 1 << 20, &b, &info, &err), 0);
+        const char *g = NULL;
+        for (int i = 0; i < info.n_meta; i++)
+            if (strcmp(info.meta_name[i], "g") == 0)
+                g = info.meta_value[i];
+        ck_assert_ptr_nonnull(g);
+        s3_meta md[] = {{"g", g}, {"m", "garbage"}};
+        s3_put_opts o = {.meta = md, .n_meta = 2};
+        ck_assert_int_eq(s3_put(s, "v/ns/k", b.data, b.len, &o, NULL, &err), 0);
+        sbuf_free(&b);
+        s3_client_free(s);
+        snprintf(cmd, sizeof cmd, "true");
     } else {
         snprintf(cmd, sizeof cmd,
                  "f=$(find %s -mindepth 2 -type f | head -1); printf X | dd of=$f bs=1 seek=140 "
@@ -822,6 +926,18 @@ static Suite *l2_suite(void)
 int main(void)
 {
     const char *need = getenv("STRATA_L2_REQUIRE"), *u = getenv("STRATA_L2_URL");
+    const char *s3 = getenv("STRATA_S3_URL");
+    if (need != NULL && strcmp(need, "s3://") == 0 && (u == NULL || u[0] == '\0') && s3 != NULL &&
+        strncmp(s3, "s3://", 5) == 0) {
+        /* the s3 suite's server: its bucket, the prefix l2c */
+        static char from_s3[512];
+        size_t at = strcspn(s3, "?");
+        while (at > 5 && s3[at - 1] == '/')
+            at--;
+        snprintf(from_s3, sizeof from_s3, "%.*s/l2c%s", (int)at, s3, s3 + strcspn(s3, "?"));
+        setenv("STRATA_L2_URL", from_s3, 1);
+        u = getenv("STRATA_L2_URL");
+    }
     if (need != NULL && (u == NULL || strncmp(u, need, strlen(need)) != 0)) {
         fprintf(stderr, "l2_contract: STRATA_L2_URL must name a %s L2 (it is %s)\n", need,
                 u ? u : "not set");
