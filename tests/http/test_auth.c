@@ -911,8 +911,8 @@ static int run_strata(const char *const *args, const char *stdin_text, char *out
     argv[n++] = data;
     for (int i = 0; args[i]; i++)
         argv[n++] = args[i];
-    char l2[512];
-    n = strata_env_args(argv, n, 32, data, args, l2, sizeof l2);
+    char l2[512], blobs[512];
+    n = strata_env_args(argv, n, 32, data, args, l2, sizeof l2, blobs, sizeof blobs, NULL);
     ck_assert_int_ge(n, 0);
     argv[n] = NULL;
     pid_t pid = fork();

@@ -3,7 +3,6 @@
  * created by reads and cannot crowd out the resource types, and a save
  * never shares a damaged blob. */
 #include <check.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -265,26 +264,14 @@ START_TEST(unknown_namespaces_are_404_and_capped)
 }
 END_TEST
 
+/* Damages the stored blob: a flipped byte in the middle of its payload,
+ * or its last byte cut (the file on disk, or the object on S3). */
 static void damage_blob(const char *hash, bool truncate)
 {
-    char path[600];
-    snprintf(path, sizeof path, "%s/blobs/%.2s/%.2s/%s", S.data_dir, hash, hash + 2, hash);
-    int fd = open(path, O_RDWR);
-    ck_assert_msg(fd >= 0, "no blob file %s", path);
-    off_t size = lseek(fd, 0, SEEK_END);
-    if (truncate) {
-        ck_assert_int_eq(ftruncate(fd, size - 1), 0);
-    } else {
-        unsigned char c;
-        off_t at = 96 + (size - 96) / 2;
-        ck_assert_int_eq(pread(fd, &c, 1, at), 1);
-        c ^= 0x20;
-        ck_assert_int_eq(pwrite(fd, &c, 1, at), 1);
-    }
-    close(fd);
+    ck_assert_int_eq(server_blob_damage(&S, hash, SERVER_BLOB_MIDDLE, truncate), 0);
 }
 
-/* Re-saving content whose blob is damaged on disk rewrites the blob from
+/* Re-saving content whose blob is damaged in the store rewrites the blob from
  * the bytes in hand: the new version (and the old ones) read back. */
 START_TEST(a_save_never_shares_a_damaged_blob)
 {

@@ -432,8 +432,8 @@ static int run_failing(const char *const *args, char *err, size_t cap)
     int n = 5;
     for (int i = 0; args[i]; i++)
         argv[n++] = args[i];
-    char l2[512];
-    n = strata_env_args(argv, n, 32, data, args, l2, sizeof l2);
+    char l2[512], blobs[512];
+    n = strata_env_args(argv, n, 32, data, args, l2, sizeof l2, blobs, sizeof blobs, NULL);
     ck_assert_int_ge(n, 0);
     argv[n] = NULL;
     pid_t pid = fork();

@@ -1,10 +1,13 @@
 #include "harness.h"
 
+#include "../../src/blobs/s3_client.h"
+#include "../../src/codec/blob_format.h"
 #include "../../src/codec/compress.h"
 
 #include <arpa/inet.h>
 #include <check.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -51,7 +54,8 @@ static int spawn(test_server *s, const char *const *extra_args)
     argv[n++] = "2";
     for (int i = 0; extra_args && extra_args[i] && n < 62; i++)
         argv[n++] = extra_args[i];
-    n = strata_env_args(argv, n, 64, s->data_dir, extra_args, s->l2_url, sizeof s->l2_url);
+    n = strata_env_args(argv, n, 64, s->data_dir, extra_args, s->l2_url, sizeof s->l2_url,
+                        s->blobs_url, sizeof s->blobs_url, &s->blobs_added);
     if (n < 0)
         return -1;
     argv[n] = NULL;
@@ -163,6 +167,10 @@ void server_cleanup(test_server *s)
         if (getenv("STRATA_KEEP_LOGS") == NULL)
             unlink(s->log_path);
     }
+    /* blobs the environment put on S3 are this server's data too */
+    if (s->blobs_added && strncmp(s->blobs_url, "s3://", 5) == 0 && s3_url_wipe(s->blobs_url) != 0)
+        fprintf(stderr, "harness: the blobs at %s stay\n", s->blobs_url);
+    s->blobs_added = 0;
 }
 
 long server_peak_rss_kib(const test_server *s)
@@ -502,37 +510,56 @@ void strata_l2_prefix(const char *data_dir, char out[65])
     snprintf(out + n, 65 - n, "%s%016llx", n ? "-" : "", (unsigned long long)h);
 }
 
-static bool names_cache_l2(const char *const *args, const char **value)
+/* Whether args name option (as "--opt V" or "--opt=V"); its value in *value. */
+static bool names_option(const char *const *args, const char *option, const char **value)
 {
+    size_t len = strlen(option);
     for (int i = 0; args && args[i]; i++) {
-        if (strcmp(args[i], "--cache-l2") == 0) {
+        if (strcmp(args[i], option) == 0) {
             *value = args[i + 1] ? args[i + 1] : "";
             return true;
         }
-        if (strncmp(args[i], "--cache-l2=", 11) == 0) {
-            *value = args[i] + 11;
+        if (strncmp(args[i], option, len) == 0 && args[i][len] == '=') {
+            *value = args[i] + len + 1;
             return true;
         }
     }
     return false;
 }
 
-int strata_env_args(const char **argv, int n, int cap, const char *data_dir,
-                    const char *const *args, char *l2, size_t l2_cap)
+/* base with "/prefix" added to its path: before the query of an s3:// URL
+ * (which must name a bucket), at the end of a file: one. */
+static int with_prefix(const char *var, const char *base, const char *prefix, char *out, size_t cap)
 {
-    const char *own = NULL;
-    const char *base = getenv("STRATA_TEST_L2");
+    size_t path_len = strlen(base);
+    const char *query = "";
+    size_t scheme = 5; /* "s3://" and "file:" alike */
+    if (strncmp(base, "s3://", 5) == 0) {
+        const char *q = strchr(base, '?');
+        if (q != NULL) {
+            path_len = (size_t)(q - base);
+            query = q;
+        }
+    }
+    while (path_len > scheme && base[path_len - 1] == '/')
+        path_len--;
+    if (path_len <= scheme) {
+        fprintf(stderr, "harness: %s (%s) names no %s\n", var, base,
+                base[0] == 's' ? "bucket" : "directory");
+        return -1;
+    }
+    int w = snprintf(out, cap, "%.*s/%s%s", (int)path_len, base, prefix, query);
+    if (w < 0 || (size_t)w >= cap) {
+        fprintf(stderr, "harness: %s is too long\n", var);
+        return -1;
+    }
+    return 0;
+}
+
+/* The L2 URL STRATA_TEST_L2 (base) gives a process whose prefix is P. */
+static int l2_from_base(const char *base, const char *prefix, char *l2, size_t l2_cap)
+{
     int w;
-    if (names_cache_l2(args, &own)) {
-        w = snprintf(l2, l2_cap, "%s", own);
-        return w < 0 || (size_t)w >= l2_cap ? -1 : n;
-    }
-    if (base == NULL || base[0] == '\0') {
-        w = snprintf(l2, l2_cap, "file:%s/cache", data_dir ? data_dir : "./data");
-        return w < 0 || (size_t)w >= l2_cap ? -1 : n;
-    }
-    char prefix[65];
-    strata_l2_prefix(data_dir, prefix);
     if (strncmp(base, "redis://", 8) == 0) {
         if (strstr(base, "prefix=") != NULL) {
             fprintf(stderr,
@@ -542,11 +569,8 @@ int strata_env_args(const char **argv, int n, int cap, const char *data_dir,
             return -1;
         }
         w = snprintf(l2, l2_cap, "%s%cprefix=%s", base, strchr(base, '?') ? '&' : '?', prefix);
-    } else if (strncmp(base, "file:", 5) == 0) {
-        size_t len = strlen(base);
-        while (len > 6 && base[len - 1] == '/')
-            len--;
-        w = snprintf(l2, l2_cap, "%.*s/%s", (int)len, base, prefix);
+    } else if (strncmp(base, "file:", 5) == 0 || strncmp(base, "s3://", 5) == 0) {
+        return with_prefix("STRATA_TEST_L2", base, prefix, l2, l2_cap);
     } else {
         w = snprintf(l2, l2_cap, "%s", base);
     }
@@ -554,19 +578,174 @@ int strata_env_args(const char **argv, int n, int cap, const char *data_dir,
         fprintf(stderr, "harness: STRATA_TEST_L2 is too long\n");
         return -1;
     }
-    if (n + 2 >= cap) {
+    return 0;
+}
+
+int strata_env_args(const char **argv, int n, int cap, const char *data_dir,
+                    const char *const *args, char *l2, size_t l2_cap, char *blobs, size_t blobs_cap,
+                    int *blobs_added)
+{
+    const char *dir = data_dir ? data_dir : "./data";
+    const char *l2_base = getenv("STRATA_TEST_L2");
+    const char *blobs_base = getenv("STRATA_TEST_BLOBS");
+    const char *own = NULL;
+    char prefix[65];
+    strata_l2_prefix(data_dir, prefix);
+    bool add_l2 = false, add_blobs = false;
+    int w;
+    if (blobs_added != NULL)
+        *blobs_added = 0;
+
+    if (names_option(args, "--cache-l2", &own)) {
+        w = snprintf(l2, l2_cap, "%s", own);
+    } else if (l2_base == NULL || l2_base[0] == '\0') {
+        w = snprintf(l2, l2_cap, "file:%s/cache", dir);
+    } else {
+        if (l2_from_base(l2_base, prefix, l2, l2_cap) != 0)
+            return -1;
+        w = 0;
+        add_l2 = true;
+    }
+    if (w < 0 || (size_t)w >= l2_cap)
+        return -1;
+
+    if (names_option(args, "--blobs", &own)) {
+        w = snprintf(blobs, blobs_cap, "%s", own);
+    } else if (blobs_base == NULL || blobs_base[0] == '\0') {
+        w = snprintf(blobs, blobs_cap, "file:%s/blobs", dir);
+    } else {
+        if (strncmp(blobs_base, "s3://", 5) != 0 && strncmp(blobs_base, "file:", 5) != 0) {
+            fprintf(stderr, "harness: STRATA_TEST_BLOBS (%s) is neither s3:// nor file:\n",
+                    blobs_base);
+            return -1;
+        }
+        if (with_prefix("STRATA_TEST_BLOBS", blobs_base, prefix, blobs, blobs_cap) != 0)
+            return -1;
+        w = 0;
+        add_blobs = true;
+    }
+    if (w < 0 || (size_t)w >= blobs_cap)
+        return -1;
+    if (strncmp(l2, "s3://", 5) == 0 && strcmp(l2, blobs) == 0) {
+        fprintf(stderr, "harness: the L2 and the blobs are both at %s: give them distinct bases\n",
+                l2);
+        return -1;
+    }
+
+    if (n + 2 * (add_l2 + add_blobs) >= cap) {
         fprintf(stderr, "harness: too many arguments for strata\n");
         return -1;
     }
-    argv[n++] = "--cache-l2";
-    argv[n++] = l2;
+    if (add_l2) {
+        argv[n++] = "--cache-l2";
+        argv[n++] = l2;
+    }
+    if (add_blobs) {
+        argv[n++] = "--blobs";
+        argv[n++] = blobs;
+        if (blobs_added != NULL)
+            *blobs_added = 1;
+    }
     return n;
+}
+
+/* ---- S3, through Strata's own client ------------------------------------ */
+
+static s3_client *s3_open_url(const char *url)
+{
+    strata_error err = {0};
+    s3_config cfg;
+    s3_client *c = NULL;
+    if (s3_config_from_url(url, &cfg, &err) == 0)
+        c = s3_client_new(&cfg, &err);
+    if (c == NULL)
+        fprintf(stderr, "harness: cannot reach %s: %s\n", url, err.detail);
+    return c;
+}
+
+/* Names collected from a listing: NUL-separated in one buffer. */
+typedef struct name_list {
+    strata_buf names;
+    int count;
+    int failed;
+} name_list;
+
+static int collect_name(name_list *l, const char *name)
+{
+    strata_error err;
+    if (sbuf_append(&l->names, name, strlen(name) + 1, &err) != 0) {
+        l->failed = 1;
+        return 1;
+    }
+    l->count++;
+    return 0;
+}
+
+static int on_object_name(void *ctx, const char *key, uint64_t size, int64_t mtime_ms)
+{
+    (void)size;
+    (void)mtime_ms;
+    return collect_name(ctx, key);
+}
+
+static int on_upload(void *ctx, const char *key, const char *upload_id, int64_t initiated_ms)
+{
+    (void)initiated_ms;
+    name_list *l = ctx;
+    /* key and upload id, one after the other */
+    return collect_name(l, key) || collect_name(l, upload_id);
+}
+
+int s3_url_wipe(const char *url)
+{
+    s3_client *c = s3_open_url(url);
+    if (c == NULL)
+        return -1;
+    int rc = -1;
+    strata_error err = {0};
+    name_list objects = {0}, uploads = {0};
+    sbuf_init(&objects.names, 256u << 20);
+    sbuf_init(&uploads.names, 64u << 20);
+    if (s3_client_config(c)->prefix[0] == '\0') {
+        fprintf(stderr, "harness: %s names no prefix: not emptying a whole bucket\n", url);
+        goto done;
+    }
+    /* listed first, deleted after: no deletion under a listing's pages */
+    if (s3_list(c, "", on_object_name, &objects, &err) != 0 ||
+        s3_mpu_list(c, "", on_upload, &uploads, &err) != 0)
+        goto failed;
+    if (objects.failed || uploads.failed) {
+        fprintf(stderr, "harness: too many objects under %s\n", url);
+        goto done;
+    }
+    const char *p = (const char *)objects.names.data;
+    for (int i = 0; i < objects.count; i++, p += strlen(p) + 1)
+        if (s3_delete(c, p, &err) != 0)
+            goto failed;
+    p = (const char *)uploads.names.data;
+    for (int i = 0; i + 1 < uploads.count; i += 2) {
+        const char *id = p + strlen(p) + 1;
+        if (s3_mpu_abort(c, p, id, &err) != 0 && err.kind != SERR_NOT_FOUND)
+            goto failed;
+        p = id + strlen(id) + 1;
+    }
+    rc = 0;
+    goto done;
+failed:
+    fprintf(stderr, "harness: cannot empty %s: %s\n", url, err.detail);
+done:
+    sbuf_free(&objects.names);
+    sbuf_free(&uploads.names);
+    s3_client_free(c);
+    return rc;
 }
 
 int server_l2_wipe(const test_server *s)
 {
     const char *u = s->l2_url;
     char cmd[1500];
+    if (strncmp(u, "s3://", 5) == 0)
+        return s3_url_wipe(u);
     if (strchr(u, '\'') != NULL)
         return -1; /* not to be quoted for the shell */
     if (strncmp(u, "file:", 5) == 0) {
@@ -596,4 +775,328 @@ int server_l2_wipe(const test_server *s)
         return -1;
     }
     return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- the server's blobs, seen the backend's way -------------------------- */
+
+static bool hex_name(const char *name, size_t len)
+{
+    if (strlen(name) != len)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+/* The store's kind: 'f' with its directory in dir, 's' for S3, 0 (with a
+ * message) for anything else. */
+static char blob_backend(const test_server *s, char *dir, size_t cap)
+{
+    const char *u = s->blobs_url;
+    if (strncmp(u, "file:", 5) == 0 && strlen(u + 5) < cap) {
+        snprintf(dir, cap, "%s", u + 5);
+        return 'f';
+    }
+    if (strncmp(u, "s3://", 5) == 0)
+        return 's';
+    fprintf(stderr, "harness: cannot look at the blobs at '%s'\n", u);
+    return 0;
+}
+
+/* The blob's file or object name: DIR/ab/cd/KEY or blobs/ab/cd/KEY. */
+static int blob_name(const test_server *s, const char *key, char *kind, char *out, size_t cap)
+{
+    char dir[512];
+    if (!hex_name(key, 64)) {
+        fprintf(stderr, "harness: '%s' is not a blob key\n", key);
+        return -1;
+    }
+    *kind = blob_backend(s, dir, sizeof dir);
+    if (*kind == 0)
+        return -1;
+    int w = snprintf(out, cap, "%s/%.2s/%.2s/%s", *kind == 'f' ? dir : "blobs", key, key + 2, key);
+    return w < 0 || (size_t)w >= cap ? -1 : 0;
+}
+
+/* Calls fn for every regular file under dir (depth-bounded), with its path
+ * relative to root. */
+typedef int (*file_fn)(void *ctx, const char *rel, const struct stat *st);
+static int walk_files(const char *root, const char *rel, int depth, file_fn fn, void *ctx)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s%s%s", root, rel[0] ? "/" : "", rel);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return errno == ENOENT && depth == 0 ? 0 : -1;
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char sub[1024], full[2100];
+        snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
+        snprintf(full, sizeof full, "%s/%s", root, sub);
+        struct stat st;
+        if (lstat(full, &st) != 0)
+            continue; /* gone meanwhile (a rename into place) */
+        if (S_ISDIR(st.st_mode))
+            rc = depth < 8 ? walk_files(root, sub, depth + 1, fn, ctx) : 0;
+        else if (S_ISREG(st.st_mode))
+            rc = fn(ctx, sub, &st);
+    }
+    closedir(d);
+    return rc;
+}
+
+typedef struct blob_tally {
+    int blobs, staged;
+    strata_buf *lines;
+    int failed;
+} blob_tally;
+
+static void tally_name(blob_tally *t, const char *name)
+{
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    if (hex_name(base, 64))
+        t->blobs++;
+    else if (strncmp(name, ".w-", 3) == 0 || strncmp(name, "staging/", 8) == 0)
+        t->staged++;
+}
+
+static void tally_line(blob_tally *t, const char *name, uint64_t size, int64_t mtime_ms)
+{
+    if (t->lines == NULL)
+        return;
+    char line[1200];
+    int w = snprintf(line, sizeof line, "%s %llu %lld\n", name, (unsigned long long)size,
+                     (long long)mtime_ms);
+    strata_error err;
+    if (w < 0 || (size_t)w >= sizeof line || sbuf_append(t->lines, line, (size_t)w, &err) != 0)
+        t->failed = 1;
+}
+
+static int on_file(void *ctx, const char *rel, const struct stat *st)
+{
+    blob_tally *t = ctx;
+    tally_name(t, rel);
+    tally_line(t, rel, (uint64_t)st->st_size,
+               (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000);
+    return 0;
+}
+
+static int on_object(void *ctx, const char *key, uint64_t size, int64_t mtime_ms)
+{
+    blob_tally *t = ctx;
+    tally_name(t, key);
+    tally_line(t, key, size, mtime_ms);
+    return 0;
+}
+
+static int on_staged_upload(void *ctx, const char *key, const char *upload_id, int64_t initiated_ms)
+{
+    (void)key;
+    (void)upload_id;
+    (void)initiated_ms;
+    ((blob_tally *)ctx)->staged++;
+    return 0;
+}
+
+/* Walks the whole store into t; 0, or -1 with a message. */
+static int blob_tally_of(const test_server *s, blob_tally *t)
+{
+    char dir[512];
+    char kind = blob_backend(s, dir, sizeof dir);
+    if (kind == 'f') {
+        if (walk_files(dir, "", 0, on_file, t) != 0) {
+            fprintf(stderr, "harness: cannot walk %s: %s\n", dir, strerror(errno));
+            return -1;
+        }
+    } else if (kind == 's') {
+        s3_client *c = s3_open_url(s->blobs_url);
+        if (c == NULL)
+            return -1;
+        strata_error err = {0};
+        int rc = s3_list(c, "", on_object, t, &err);
+        if (rc == 0)
+            rc = s3_mpu_list(c, "staging/", on_staged_upload, t, &err);
+        s3_client_free(c);
+        if (rc != 0) {
+            fprintf(stderr, "harness: cannot list %s: %s\n", s->blobs_url, err.detail);
+            return -1;
+        }
+    } else {
+        return -1;
+    }
+    if (t->failed) {
+        fprintf(stderr, "harness: the listing of %s is too long\n", s->blobs_url);
+        return -1;
+    }
+    return 0;
+}
+
+int server_blob_count(const test_server *s)
+{
+    blob_tally t = {0};
+    return blob_tally_of(s, &t) == 0 ? t.blobs : -1;
+}
+
+int server_blob_staged(const test_server *s)
+{
+    blob_tally t = {0};
+    return blob_tally_of(s, &t) == 0 ? t.staged : -1;
+}
+
+static int cmp_lines(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int server_blob_listing(const test_server *s, strata_buf *out)
+{
+    strata_buf lines;
+    sbuf_init(&lines, 256u << 20);
+    blob_tally t = {.lines = &lines};
+    strata_error err;
+    int rc = -1;
+    char **sorted = NULL;
+    if (blob_tally_of(s, &t) != 0 || sbuf_append(&lines, "", 1, &err) != 0)
+        goto done;
+    size_t n = 0;
+    for (size_t i = 0; i + 1 < lines.len; i++)
+        n += lines.data[i] == '\n';
+    sorted = calloc(n ? n : 1, sizeof *sorted);
+    if (sorted == NULL)
+        goto done;
+    char *p = (char *)lines.data;
+    for (size_t i = 0; i < n; i++) {
+        sorted[i] = p;
+        p = strchr(p, '\n') + 1;
+        p[-1] = '\0';
+    }
+    qsort(sorted, n, sizeof *sorted, cmp_lines);
+    for (size_t i = 0; i < n; i++)
+        if (sbuf_append(out, sorted[i], strlen(sorted[i]), &err) != 0 ||
+            sbuf_append(out, "\n", 1, &err) != 0)
+            goto done;
+    rc = sbuf_append(out, "", 1, &err) == 0 ? 0 : -1;
+    if (rc == 0)
+        out->len--; /* the NUL ends the text; it is not part of it */
+done:
+    if (rc != 0)
+        fprintf(stderr, "harness: cannot list the blobs at %s\n", s->blobs_url);
+    free(sorted);
+    sbuf_free(&lines);
+    return rc;
+}
+
+int server_blob_read(const test_server *s, const char *key, strata_buf *out)
+{
+    char kind, name[1024];
+    if (blob_name(s, key, &kind, name, sizeof name) != 0)
+        return -1;
+    strata_error err = {0};
+    if (kind == 'f') {
+        FILE *f = fopen(name, "rb");
+        if (f == NULL) {
+            fprintf(stderr, "harness: no blob file %s: %s\n", name, strerror(errno));
+            return -1;
+        }
+        char chunk[65536];
+        size_t got;
+        int rc = 0;
+        while (rc == 0 && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
+            rc = sbuf_append(out, chunk, got, &err);
+        rc = rc == 0 && !ferror(f) ? 0 : -1;
+        fclose(f);
+        if (rc != 0)
+            fprintf(stderr, "harness: cannot read %s\n", name);
+        return rc;
+    }
+    s3_client *c = s3_open_url(s->blobs_url);
+    if (c == NULL)
+        return -1;
+    int rc = s3_get(c, name, 0, 0, 1u << 30, out, NULL, &err);
+    s3_client_free(c);
+    if (rc != 0)
+        fprintf(stderr, "harness: cannot read the object %s at %s: %s\n", name, s->blobs_url,
+                err.detail);
+    return rc;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int server_blob_write(const test_server *s, const char *key, const void *data, size_t len)
+{
+    char kind, name[1024];
+    if (blob_name(s, key, &kind, name, sizeof name) != 0)
+        return -1;
+    if (kind == 'f') {
+        /* in place, as a bad disk would: no rename, the same inode */
+        int fd = open(name, O_WRONLY | O_TRUNC);
+        int rc = fd >= 0 && write_all(fd, data, len) == 0 ? 0 : -1;
+        if (fd >= 0 && close(fd) != 0)
+            rc = -1;
+        if (rc != 0)
+            fprintf(stderr, "harness: cannot write %s: %s\n", name, strerror(errno));
+        return rc;
+    }
+    s3_client *c = s3_open_url(s->blobs_url);
+    if (c == NULL)
+        return -1;
+    strata_error err = {0};
+    int rc = s3_put(c, name, data, len, NULL, NULL, &err);
+    s3_client_free(c);
+    if (rc != 0)
+        fprintf(stderr, "harness: cannot write the object %s at %s: %s\n", name, s->blobs_url,
+                err.detail);
+    return rc;
+}
+
+int server_blob_damage(const test_server *s, const char *key, long offset, int truncate)
+{
+    strata_buf b;
+    sbuf_init(&b, 1u << 30);
+    int rc = server_blob_read(s, key, &b);
+    if (rc == 0 && b.len == 0) {
+        fprintf(stderr, "harness: blob %s is empty: nothing to damage\n", key);
+        rc = -1;
+    }
+    if (rc == 0) {
+        if (truncate) {
+            b.len--;
+        } else {
+            long at = offset == SERVER_BLOB_MIDDLE
+                          ? (long)(BLOB_HEADER_SIZE + (b.len - BLOB_HEADER_SIZE) / 2)
+                      : offset < 0 ? (long)b.len + offset
+                                   : offset;
+            if (offset == SERVER_BLOB_MIDDLE && b.len <= BLOB_HEADER_SIZE)
+                at = -1;
+            if (at < 0 || (size_t)at >= b.len) {
+                fprintf(stderr, "harness: offset %ld is outside blob %s (%zu bytes)\n", offset, key,
+                        b.len);
+                rc = -1;
+            } else {
+                b.data[at] ^= 0x20;
+            }
+        }
+    }
+    if (rc == 0)
+        rc = server_blob_write(s, key, b.data ? (void *)b.data : (void *)"", b.len);
+    sbuf_free(&b);
+    return rc;
 }

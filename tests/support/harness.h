@@ -4,6 +4,7 @@
 #ifndef STRATA_TEST_HARNESS_H
 #define STRATA_TEST_HARNESS_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -14,7 +15,9 @@ typedef struct test_server {
     int port;
     char data_dir[256];
     char log_path[300];
-    char l2_url[512]; /* the L2 it was started with (see strata_env_args) */
+    char l2_url[512];    /* the L2 it was started with (see strata_env_args) */
+    char blobs_url[512]; /* its blob store, likewise */
+    int blobs_added;     /* 1: blobs_url came from STRATA_TEST_BLOBS */
 } test_server;
 
 /* extra_args is NULL-terminated (may be NULL). Returns 0 once the server
@@ -25,37 +28,53 @@ int server_restart(test_server *s, const char *const *extra_args);
 /* SIGTERM, then waits up to timeout_s; returns the exit status, 128+signal,
  * or -1 when it had to be killed. */
 int server_stop(test_server *s, int timeout_s);
-/* Removes the data directory. */
+/* Removes the data directory, and the blob objects under the server's
+ * prefix when STRATA_TEST_BLOBS put its blobs on S3 (a failure there is
+ * printed, not returned). */
 void server_cleanup(test_server *s);
 /* Empties the L2 the server was started with (stop it first): its disk
- * directory, or its keys on a redis-server. Returns 0 when done. */
+ * directory, its keys on a redis-server, or the objects under its S3
+ * prefix. Returns 0 when done. */
 int server_l2_wipe(const test_server *s);
 
 /* ---- what the environment adds to every strata process --------------- */
 
 /* Every strata process the tests start goes through this, also those a
- * test runs by hand: with STRATA_TEST_L2 set to a base URL, the process
- * gets "--cache-l2 URL" last, unless its own arguments name --cache-l2:
- *   redis://HOST:PORT[/DB]  ->  the base with "?prefix=P"
- *   file:DIR                ->  file:DIR/P
- *   anything else           ->  the base as it is
- * where P ([A-Za-z0-9._-], at most 64) is derived from the data directory
- * alone: processes sharing a data directory (server_restart,
- * server_start_shared) share an L2, and distinct directories (distinct
- * tests) never meet in one.
+ * test runs by hand. With STRATA_TEST_L2 set to a base URL, the process
+ * gets "--cache-l2 URL", unless its own arguments name --cache-l2:
+ *   redis://HOST:PORT[/DB]    ->  the base with "?prefix=P"
+ *   file:DIR                  ->  file:DIR/P
+ *   s3://BUCKET[/X][?QUERY]   ->  s3://BUCKET[/X]/P[?QUERY]
+ *   anything else             ->  the base as it is
+ * With STRATA_TEST_BLOBS set to a base URL (s3://BUCKET[/X][?QUERY] or
+ * file:DIR), it gets "--blobs BASE/P" likewise (P inserted before any
+ * query), unless its own arguments name --blobs. P ([A-Za-z0-9._-], at
+ * most 64) is derived from the data directory alone: processes sharing a
+ * data directory (server_restart, server_start_shared) share an L2 and a
+ * blob store, and distinct directories (distinct tests) never meet in one.
+ * The two variables must not name the same S3 base (an L2 wipe would take
+ * the blobs with it): s3://B/l2 and s3://B/blobs, or two buckets.
  *
  * argv holds n arguments and has room for cap entries in all (one of them
  * kept for the terminating NULL, which the caller writes); data_dir is the
  * process's --data-dir (NULL: strata's default, ./data) and args its own
- * arguments (NULL-terminated, may be NULL). The effective L2 URL is written
- * into l2 (what strata will use: the added one, the process's own, or the
- * default file:DATA_DIR/cache). Returns the new n, or -1 (nothing fits, or
- * STRATA_TEST_L2 is unusable: a message says why). */
+ * arguments (NULL-terminated, may be NULL). The effective URLs are written
+ * into l2 and blobs (what strata will use: the added one, the process's
+ * own, or the default file:DATA_DIR/cache and file:DATA_DIR/blobs); argv
+ * points into them, so they must outlive its use. *blobs_added (may be
+ * NULL) is set to 1 when --blobs was added. Returns the new n, or -1
+ * (nothing fits, or a variable is unusable: a message says why). */
 int strata_env_args(const char **argv, int n, int cap, const char *data_dir,
-                    const char *const *args, char *l2, size_t l2_cap);
+                    const char *const *args, char *l2, size_t l2_cap, char *blobs, size_t blobs_cap,
+                    int *blobs_added);
 /* The L2 prefix the tests give a process on data_dir (see above); out has
  * room for 65 bytes. */
 void strata_l2_prefix(const char *data_dir, char out[65]);
+/* Deletes every object under the prefix an s3:// URL names (and aborts
+ * its unfinished multipart uploads), with AWS_* from the environment. A
+ * URL without a prefix is refused (it would empty the whole bucket).
+ * Returns 0 when done, -1 with a message on stderr. */
+int s3_url_wipe(const char *url);
 /* Peak resident memory of the server in KiB (VmHWM), or -1. */
 long server_peak_rss_kib(const test_server *s);
 
@@ -99,6 +118,36 @@ void make_zstd_bomb(strata_buf *out, int pledged);
 /* Runs a Check suite and returns the process exit status. */
 struct Suite;
 int run_suite(struct Suite *suite);
+
+/* ---- the server's blobs, seen the backend's way ----------------------- */
+
+/* These look at the server's blob store (s->blobs_url) directly, not
+ * through Strata's blob code: for file:DIR the files DIR/ab/cd/KEY and
+ * the streamed writes' DIR/.w-*; for s3://BUCKET/PREFIX the objects
+ * PREFIX/blobs/ab/cd/KEY, their touch markers KEY.touched and the staged
+ * writes under PREFIX/staging/ (see src/blobs/blobs_s3.h), with AWS_*
+ * from the environment. Each returns -1 with a message on stderr on
+ * failure; none aborts. */
+
+/* The number of blobs stored (files or objects named by a key). */
+int server_blob_count(const test_server *s);
+/* The number of streamed writes staged: .w- files, or objects and
+ * unfinished multipart uploads under staging/. */
+int server_blob_staged(const test_server *s);
+/* Every file or object of the store, one sorted line each, "NAME SIZE
+ * MTIME" (MTIME in ms), appended to out (then NUL-terminated). */
+int server_blob_listing(const test_server *s, strata_buf *out);
+/* The stored bytes of blob key (header and payload) appended to out;
+ * -1 also when it is missing. */
+int server_blob_read(const test_server *s, const char *key, strata_buf *out);
+/* Overwrites blob key's stored bytes with data, as damage on the medium
+ * would: the file rewritten in place, or the object PUT again. */
+int server_blob_write(const test_server *s, const char *key, const void *data, size_t len);
+/* Flips one bit of the byte at offset (from the end when negative; the
+ * middle of the payload for SERVER_BLOB_MIDDLE) of blob key's stored
+ * bytes, or with truncate drops its last byte. */
+#define SERVER_BLOB_MIDDLE LONG_MIN
+int server_blob_damage(const test_server *s, const char *key, long offset, int truncate);
 
 /* ---- several servers on one data directory --------------------------- */
 
