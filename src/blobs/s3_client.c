@@ -1367,11 +1367,17 @@ int s3_get(s3_client *c, const char *key, uint64_t offset, uint64_t len, size_t 
     return rc;
 }
 
-int s3_delete(s3_client *c, const char *key, strata_error *err)
+static int delete_object(s3_client *c, const char *key, const char *if_match, strata_error *err)
 {
     if (check_key(key, err) != 0)
         return -1;
     request rq = {.method = "DELETE", .op = "DeleteObject", .key = key};
+    if (if_match != NULL) {
+        if (if_match[0] == '\0' || strlen(if_match) >= S3_ETAG_MAX ||
+            strpbrk(if_match, "\r\n") != NULL)
+            return serr_set(err, SERR_INVALID, "a bad If-Match ETag");
+        rq.extra[rq.n_extra++] = (hdr){"If-Match", if_match};
+    }
     response rs;
     int rc = perform(c, &rq, &rs, err);
     if (rc == 0 && rs.status != 204 && rs.status != 200) {
@@ -1381,6 +1387,16 @@ int s3_delete(s3_client *c, const char *key, strata_error *err)
     }
     response_free(&rs);
     return rc;
+}
+
+int s3_delete(s3_client *c, const char *key, strata_error *err)
+{
+    return delete_object(c, key, NULL, err);
+}
+
+int s3_delete_if_match(s3_client *c, const char *key, const char *etag, strata_error *err)
+{
+    return delete_object(c, key, etag, err);
 }
 
 int s3_copy(s3_client *c, const char *src_key, const char *dst_key, bool replace_meta,

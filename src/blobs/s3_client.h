@@ -125,6 +125,10 @@ int s3_head(s3_client *c, const char *key, s3_object_info *info, strata_error *e
 
 /* DELETE; deleting a missing key succeeds (as S3 does). */
 int s3_delete(s3_client *c, const char *key, strata_error *err);
+/* DELETE while the object's ETag is still etag (If-Match):
+ * SERR_PRECONDITION when it changed. A server that ignores If-Match on
+ * DELETE (not AWS, not versitygw) deletes unconditionally. */
+int s3_delete_if_match(s3_client *c, const char *key, const char *etag, strata_error *err);
 
 /* Server-side copy src -> dst (CopyObject, objects up to 5 GiB). With
  * replace_meta the copy takes opts' metadata (a copy onto itself with

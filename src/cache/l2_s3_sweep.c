@@ -205,13 +205,15 @@ static void remove_debris(l2s3 *c, const char *name, bool blank, int64_t now)
 {
     strata_error err;
     if (blank) {
-        /* still the old blank? (no conditional DELETE in s3_client: a
-         * fill landing between the two is lost, a miss) */
+        /* still the old blank? Deleted only while it is (If-Match): a
+         * fill landing between the two keeps its value */
         s3_object_info info;
         l2s3_header_view h;
         char key[L2_KEY_MAX + 1];
         if (read_head(c, name, &info, &h, key, &err) != 0 || info.mtime_ms >= now - BLANK_AGE_MS)
             return;
+        s3_delete_if_match(c->s3, name, info.etag, &err);
+        return;
     }
     s3_delete(c->s3, name, &err);
 }

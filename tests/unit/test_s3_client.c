@@ -366,6 +366,17 @@ START_TEST(conditional_put)
     s = get_str(c, "fence", NULL);
     ck_assert_str_eq(s, "three");
     free(s);
+
+    /* a conditional delete: a stale ETag keeps the object, the current one removes it */
+    ck_assert_int_eq(s3_delete_if_match(c, "fence", etag1, &err), -1);
+    ck_assert_msg(err.kind == SERR_PRECONDITION, "%d %s", err.kind, err.detail);
+    s = get_str(c, "fence", NULL);
+    ck_assert_str_eq(s, "three");
+    free(s);
+    ck_assert_int_eq(s3_delete_if_match(c, "fence", etag2, &err), 0);
+    s3_object_info info;
+    ck_assert_int_eq(s3_head(c, "fence", &info, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
     wipe(c);
     s3_client_free(c);
 }
