@@ -327,9 +327,15 @@ static char *fingerprint(void)
     ck_assert_int_eq(call_as(&S, TOK_OBSERVER, "POST", "/admin/gc?dry_run", NULL, NULL, &r), 200);
     json_t *gc = json_loadb(r.body, r.body_len, 0, NULL);
     http_resp_free(&r);
+    /* An S3 store gives blob times in whole seconds (rounded up), so with
+     * --gc-grace 0 a blob a served change left unreferenced turns
+     * removable up to a second later, on its own: there only the scan
+     * (which a collection that ran would shrink) is part of the state. */
+    bool whole_seconds = strncmp(S.blobs_url, "s3://", 5) == 0;
     fp_add(&b, "gc scanned=%lld removable=%lld\n",
            (long long)json_integer_value(json_object_get(gc, "blobs_scanned")),
-           (long long)json_integer_value(json_object_get(gc, "blobs_removed")));
+           whole_seconds ? -1LL
+                         : (long long)json_integer_value(json_object_get(gc, "blobs_removed")));
     json_decref(gc);
     ck_assert_int_eq(call_as(&S, TOK_OBSERVER, "POST", "/admin/cleanup?dry_run", NULL, NULL, &r),
                      200);
@@ -505,6 +511,20 @@ START_TEST(the_table_covers_every_documented_operation)
 }
 END_TEST
 
+/* The first line where two fingerprints differ (each cut to fit). */
+static void first_difference(const char *a, const char *b, char was[400], char now[400])
+{
+    while (*a && *a == *b) {
+        const char *na = strchr(a, '\n'), *nb = strchr(b, '\n');
+        if (na == NULL || nb == NULL || na - a != nb - b || memcmp(a, b, (size_t)(na - a)) != 0)
+            break;
+        a = na + 1;
+        b = nb + 1;
+    }
+    snprintf(was, 400, "%.*s", (int)strcspn(a, "\n"), a);
+    snprintf(now, 400, "%.*s", (int)strcspn(b, "\n"), b);
+}
+
 START_TEST(every_route_answers_each_caller_as_documented)
 {
     fixture();
@@ -535,9 +555,11 @@ START_TEST(every_route_answers_each_caller_as_documented)
             refused++;
             if (changes) {
                 char *after = fingerprint();
+                char was[400], now[400];
+                first_difference(before, after, was, now);
                 ck_assert_msg(strcmp(before, after) == 0,
-                              "%s %s refused for %s changed the state:\n%.2000s\n---\n%.2000s",
-                              row->method, row->path, CALLERS[c].label, before, after);
+                              "%s %s refused for %s changed the state: '%s' became '%s'",
+                              row->method, row->path, CALLERS[c].label, was, now);
                 free(after);
             }
         }
