@@ -27,9 +27,14 @@
 _Static_assert(BLOBS_S3_FIRST_PART >= S3_PART_MIN && BLOBS_S3_PART >= S3_PART_MIN,
                "multipart parts below S3's minimum");
 
+/* /ready's probe answers within this, once: a probe that waited out the
+ * client's timeout and retries would hold an HTTP worker that long. */
+#define PROBE_TIMEOUT_MS 2000
+
 typedef struct s3_blobs {
     blob_store base;
     s3_client *c;
+    s3_client *probe; /* same store, PROBE_TIMEOUT_MS and no retries */
 } s3_blobs;
 
 static const blob_store_ops S3_OPS;
@@ -799,6 +804,7 @@ static void s3b_close(blob_store *base)
     if (b == NULL)
         return;
     s3_client_free(b->c);
+    s3_client_free(b->probe);
     free(b);
 }
 
@@ -806,7 +812,7 @@ static void s3b_close(blob_store *base)
  * bucket or an unreachable server is named here (s3_check). */
 static int s3b_health(blob_store *base, strata_error *err)
 {
-    return s3_check(((s3_blobs *)base)->c, err);
+    return s3_check(((s3_blobs *)base)->probe, err);
 }
 
 static const blob_store_ops S3_OPS = {
@@ -838,7 +844,12 @@ blob_store *blobs_s3_open(const char *url, strata_error *err)
     }
     b->base.ops = &S3_OPS;
     b->c = s3_client_new(&cfg, err);
-    if (b->c == NULL) {
+    s3_config probe = cfg;
+    probe.timeout_ms = PROBE_TIMEOUT_MS < cfg.timeout_ms ? PROBE_TIMEOUT_MS : cfg.timeout_ms;
+    probe.max_retries = 0;
+    b->probe = b->c != NULL ? s3_client_new(&probe, err) : NULL;
+    if (b->probe == NULL) {
+        s3_client_free(b->c);
         free(b);
         return NULL;
     }
