@@ -121,6 +121,14 @@ static int put_state(l2s3 *c, const char *name, char kind, uint64_t g, const cha
     return rc;
 }
 
+int l2s3_blank_new(l2s3 *c, const char *name, const char *key, strata_error *err)
+{
+    uint64_t g;
+    if (l2s3_random(&g, err) != 0)
+        return -1;
+    return put_state(c, name, 'B', g, key, NULL, 0, NULL, NULL, NULL, err);
+}
+
 int l2s3_blank_over(l2s3 *c, const char *name, const char *etag, uint64_t g, const char *key,
                     strata_error *err)
 {
@@ -430,7 +438,8 @@ static int s3l2_del(l2_cache *base, const char *ns, const char *key, const l2_fe
     else if (err->kind != SERR_NOT_FOUND)
         return -1;
     /* the fences, then the state object: a fill that passed the fence
-     * check lands before the delete (which removes it) or meets none */
+     * check lands before the new blank (which replaces it) or meets a
+     * changed ETag (l2_s3.h: why a blank and not a DELETE) */
     for (size_t i = 0; i < nclose; i++) {
         if (close_ids[i] == 0)
             continue;
@@ -439,7 +448,7 @@ static int s3l2_del(l2_cache *base, const char *ns, const char *key, const l2_fe
             return -1;
         l2s3_fence_forget(c, close_ids[i]);
     }
-    if (l2s3_delete(c, name, err) != 0)
+    if (l2s3_blank_new(c, name, key, err) != 0)
         return -1;
     if (live)
         l2s3_count(c, ns, L2S3_DELETES, 1);
@@ -469,8 +478,8 @@ static int s3l2_fence_open(l2_cache *base, const char *ns, const char *key, uint
         return -1;
     }
     /* then the value goes and the token moves: a fill that passed its
-     * fence check before the fence existed is removed here or refused */
-    if (l2s3_delete(c, name, err) != 0) {
+     * fence check before the fence existed is replaced here or refused */
+    if (l2s3_blank_new(c, name, key, err) != 0) {
         strata_error e2;
         l2s3_delete(c, fname, &e2);
         l2s3_fence_forget(c, fid);

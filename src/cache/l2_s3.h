@@ -29,7 +29,7 @@
  * requests per token, and S3's strong read-after-write consistency makes
  * every change acknowledged on any node visible to every later token.
  * g is a random 64-bit value that a set, del, fence or clear replaces
- * (the latter three by deleting the state object). A key with no state
+ * (the latter three by PUTting a blank of a new g). A key with no state
  * object gets a blank one, made with If-None-Match: *, by the first
  * token() that finds it absent: so "absent" is never a token, and a
  * fill can never succeed against a key that was written and removed
@@ -41,14 +41,19 @@
  * object (its g must be the token's), checks E and that no fence of the
  * key is open (a LIST of f/NS/KEY/), then PUTs the value If-Match the
  * ETag it read (the body holds g and the write id, so every state has
- * its own ETag). fence_open PUTs its fence object, then deletes the
- * state object; a clear replaces E, then lists and deletes the matching
- * state objects. So a fill that passed its checks before a change either
- * lands before the change's delete (which removes it) or meets a changed
- * ETag or no object (412/404: SERR_CONFLICT). The checks of E and of the
- * fences are not atomic with the PUT; the deletes after them are what
- * make that safe. (A fill whose answer was lost may have landed: it
- * passed its conditions, so what it left is current.)
+ * its own ETag). fence_open PUTs its fence object, then a new blank over
+ * the state object; a clear replaces E, then lists the matching state
+ * objects and puts a new blank over each. So a fill that passed its
+ * checks before a change either lands before the change's blank (which
+ * replaces it) or meets a changed ETag (412: SERR_CONFLICT). The checks
+ * of E and of the fences are not atomic with the PUT; the blanks after
+ * them are what make that safe. They are PUTs, not DELETEs, because a
+ * server orders a conditional PUT with other PUTs of the key but may not
+ * with a DELETE: versitygw v1.8.0 checks If-Match under a per-key lock
+ * that its DeleteObject does not take, so a fill checked before a DELETE
+ * could land after it (seen: a stale latest served on one node of three,
+ * once in five runs of multiproc). (A fill whose answer was lost may have
+ * landed: it passed its conditions, so what it left is current.)
  *
  * Fence expiry. S3 offers no clock finer than a second (Last-Modified),
  * and DESIGN.md forbids comparing the clocks of different nodes. A node

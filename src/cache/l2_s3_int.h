@@ -107,6 +107,10 @@ int l2s3_check_ns(const char *ns, strata_error *err);
 int l2s3_put_again(l2s3 *c, const char *name, const void *data, size_t len, const s3_put_opts *o,
                    strata_error *err);
 int l2s3_delete(l2s3 *c, const char *name, strata_error *err);
+/* Replaces the state object name (of key), whatever it holds, by a blank
+ * of a new generation: an unconditional PUT (retried), which S3 servers
+ * order with conditional PUTs in flight, unlike a DELETE (l2_s3.h). */
+int l2s3_blank_new(l2s3 *c, const char *name, const char *key, strata_error *err);
 /* Replaces the value that a read of name showed (etag; generation g; key)
  * by a blank of the same generation, If-Match etag: 0 replaced, 1 the
  * object changed or went since (left alone), -1 with *err on failure. */

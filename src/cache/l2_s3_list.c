@@ -69,7 +69,10 @@ static int clear_collected(l2s3 *c, clear_batch *b, size_t *count, size_t *remov
             if (!match)
                 continue;
         }
-        if (l2s3_delete(c, b->names[i], err) != 0)
+        /* a state object gets a new blank, not a DELETE: a fill that
+         * checked the old epoch lands before it or is refused (l2_s3.h) */
+        if ((l.marker ? l2s3_delete(c, b->names[i], err)
+                      : l2s3_blank_new(c, b->names[i], l.key, err)) != 0)
             return -1;
         (*removed)++;
         uint64_t dl;
