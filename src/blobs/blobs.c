@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "blobs_fs.h"
+#include "blobs_gridfs.h"
 #include "blobs_s3.h"
 
 bool blob_key_valid(const char *key)
@@ -22,11 +23,8 @@ blob_store *blobs_open(const char *url, strata_error *err)
         return blobs_fs_open(url + 5, err);
     if (strncmp(url, "s3://", 5) == 0)
         return blobs_s3_open(url, err);
-    if (strncmp(url, "gridfs:", 7) == 0) {
-        serr_set(err, SERR_UNAVAILABLE,
-                 "the blob backend of '%s' is not available in this build yet", url);
-        return NULL;
-    }
+    if (strncmp(url, "gridfs://", 9) == 0)
+        return blobs_gridfs_open(url, err);
     serr_set(err, SERR_INVALID, "unsupported blob store URL '%s'", url);
     return NULL;
 }

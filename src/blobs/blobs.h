@@ -2,7 +2,7 @@
  * raw content, kept in the self-describing stored-blob format (header +
  * payload, see codec/blob_format.h). It never loses data: writes are
  * crash-safe, and reads verify before anything is returned.
- * Backends sit behind a vtable chosen by URL (file:DIR, s3://...). */
+ * Backends sit behind a vtable chosen by URL (file:DIR, s3://..., gridfs://...). */
 #ifndef STRATA_BLOBS_H
 #define STRATA_BLOBS_H
 

@@ -8,9 +8,12 @@
  * every byte string), so their keys, the SHA-256 of that content, are the
  * case's own; list() is filtered to them. Nothing is shared between cases.
  *
+ * A gridfs:// backend gives every case a GridFS bucket of its own (the
+ * URL's bucket= replaced by the case's prefix), dropped when it ends.
+ *
  * Skips: a case that works on the file: directory itself (temp files,
- * stray names, traversal outside it), or on an s3:// store's staging
- * area, prints
+ * stray names, traversal outside it), on an s3:// store's staging area,
+ * or on a GridFS bucket's collections through libmongoc, prints
  *   SKIP: blob_contract/<backend>/<case>: <why>
  * on other backends, which scripts/test-summary.py counts as skipped. A
  * backend that cannot be opened is not skipped: its cases fail.
@@ -18,21 +21,30 @@
  * With STRATA_BLOB_REQUIRE set to a scheme (the meson test
  * blob_contract_s3 sets s3://), the URLs come from STRATA_BLOB_URL or else
  * STRATA_S3_URL (its prefix + "blob-contract", the s3 suite's server with
- * AWS_* set), and no URL, or one of another scheme, fails the run. */
+ * AWS_* set), and no URL, or one of another scheme, fails the run. The
+ * meson test blob_contract_gridfs sets gridfs://: there the URL comes
+ * from STRATA_BLOB_URL or else STRATA_MONGO_URL (its host and options, a
+ * database of the run's own, dropped at the end). */
 #include <check.h>
 #include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../../src/blobs/blobs.h"
+#include "../../src/blobs/blobs_gridfs.h"
 #include "../../src/blobs/blobs_s3.h"
 #include "../../src/blobs/s3_client.h"
 #include "../../src/common/clock.h"
+#include "../../src/common/mongo_conn.h"
 #include "../support/harness.h"
 
 #define MAX_BACKENDS 4
@@ -41,8 +53,9 @@
 typedef struct backend {
     char url[600];
     char label[48];
-    bool file; /* file:DIR */
-    bool s3;   /* s3://BUCKET[/PREFIX] */
+    bool file;   /* file:DIR */
+    bool s3;     /* s3://BUCKET[/PREFIX] */
+    bool gridfs; /* gridfs://HOST/DB[?OPTIONS] */
 } backend;
 
 static backend BK[MAX_BACKENDS];
@@ -51,6 +64,60 @@ static int nbk;
 static const backend *CB;
 static blob_store *B, *B2;
 static char P[40];
+static char CASE_URL[700]; /* the case's store: the backend's, or a bucket of its own */
+
+/* gridfs://... with bucket=NAME in place of any bucket= it has. */
+static void gridfs_url_with_bucket(const char *url, const char *bucket, char *out, size_t cap)
+{
+    const char *q = strchr(url, '?');
+    size_t len = (size_t)snprintf(out, cap, "%.*s", q ? (int)(q - url) : (int)strlen(url), url);
+    char sep = '?';
+    for (const char *p = q ? q + 1 : NULL; p != NULL && *p && len < cap;) {
+        const char *end = strchr(p, '&');
+        int plen = end ? (int)(end - p) : (int)strlen(p);
+        if (plen > 0 && strncasecmp(p, "bucket=", 7) != 0) {
+            len += (size_t)snprintf(out + len, cap - len, "%c%.*s", sep, plen, p);
+            sep = '&';
+        }
+        p = end ? end + 1 : NULL;
+    }
+    if (len < cap)
+        snprintf(out + len, cap - len, "%cbucket=%s", sep, bucket);
+}
+
+/* The case's GridFS bucket through libmongoc (gridfs:// backends). */
+static mongo_conn *GC;
+
+static mongo_conn *gridfs_conn(void)
+{
+    if (GC == NULL) {
+        char murl[700], bucket[BLOBS_GRIDFS_BUCKET_MAX + 1];
+        strata_error err;
+        ck_assert_msg(blobs_gridfs_parse_url(CASE_URL, murl, sizeof murl, bucket, &err) == 0, "%s",
+                      err.detail);
+        GC = mongo_conn_open(murl, "strata-blob-contract", &err);
+        ck_assert_msg(GC != NULL, "%s", err.detail);
+    }
+    return GC;
+}
+
+/* Drops the case's bucket: its collections go with the case. */
+static void drop_case_bucket(void)
+{
+    static const char *const colls[] = {"files", "chunks", "staging", "meta"};
+    mongo_conn *c = gridfs_conn();
+    mongoc_client_t *cl = mongo_conn_pop(c);
+    for (size_t i = 0; i < sizeof colls / sizeof *colls; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.%s", P, colls[i]);
+        mongoc_collection_t *coll = mongo_conn_collection(c, cl, name);
+        bson_error_t be;
+        if (!mongoc_collection_drop_with_opts(coll, NULL, &be) && be.code != 26 /* none */)
+            fprintf(stderr, "blob_contract: cannot drop %s: %s\n", name, be.message);
+        mongoc_collection_destroy(coll);
+    }
+    mongo_conn_push(c, cl);
+}
 
 static void open_case(int b)
 {
@@ -58,9 +125,13 @@ static void open_case(int b)
     CB = &BK[b];
     snprintf(P, sizeof P, "b%x%llx%u", (unsigned)getpid(),
              (unsigned long long)(clock_mono_ns() & 0xffffffffffull), ++seq);
+    if (CB->gridfs)
+        gridfs_url_with_bucket(CB->url, P, CASE_URL, sizeof CASE_URL);
+    else
+        snprintf(CASE_URL, sizeof CASE_URL, "%s", CB->url);
     strata_error err;
-    B = blobs_open(CB->url, &err);
-    ck_assert_msg(B != NULL, "cannot open the blob store %s: %s", CB->url, err.detail);
+    B = blobs_open(CASE_URL, &err);
+    ck_assert_msg(B != NULL, "cannot open the blob store %s: %s", CASE_URL, err.detail);
 }
 
 static void close_case(void)
@@ -68,6 +139,10 @@ static void close_case(void)
     blobs_close(B2);
     blobs_close(B);
     B = B2 = NULL;
+    if (CB->gridfs)
+        drop_case_bucket();
+    mongo_conn_close(GC);
+    GC = NULL;
 }
 
 #define FIXTURE(n)                                                                                 \
@@ -85,8 +160,8 @@ static blob_store *second(void)
 {
     if (B2 == NULL) {
         strata_error err;
-        B2 = blobs_open(CB->url, &err);
-        ck_assert_msg(B2 != NULL, "cannot open a second handle on %s: %s", CB->url, err.detail);
+        B2 = blobs_open(CASE_URL, &err);
+        ck_assert_msg(B2 != NULL, "cannot open a second handle on %s: %s", CASE_URL, err.detail);
     }
     return B2;
 }
@@ -1239,6 +1314,431 @@ START_TEST(s3_staging_debris_is_swept)
 }
 END_TEST
 
+/* ---- gridfs:// only ------------------------------------------------------------------------- */
+
+static mongoc_collection_t *gcoll(mongoc_client_t *cl, const char *which)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.%s", P, which);
+    return mongo_conn_collection(gridfs_conn(), cl, name);
+}
+
+/* Documents of the case's collection `which` matching filter. */
+static int gcount(const char *which, const bson_t *filter)
+{
+    mongoc_client_t *cl = mongo_conn_pop(gridfs_conn());
+    mongoc_collection_t *coll = gcoll(cl, which);
+    bson_t empty = BSON_INITIALIZER;
+    mongoc_cursor_t *cur =
+        mongoc_collection_find_with_opts(coll, filter ? filter : &empty, NULL, NULL);
+    const bson_t *doc;
+    int n = 0;
+    while (mongoc_cursor_next(cur, &doc))
+        n++;
+    bson_error_t be;
+    ck_assert_msg(!mongoc_cursor_error(cur, &be), "counting %s: %s", which, be.message);
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    mongo_conn_push(gridfs_conn(), cl);
+    return n;
+}
+
+/* Runs one write on the case's collection `which`; returns its error code. */
+enum gop { G_INSERT, G_UPDATE, G_DELETE };
+
+static uint32_t gwrite(const char *which, enum gop op, const bson_t *a, const bson_t *b)
+{
+    mongoc_client_t *cl = mongo_conn_pop(gridfs_conn());
+    mongoc_collection_t *coll = gcoll(cl, which);
+    bson_error_t be;
+    bool ok = op == G_INSERT   ? mongoc_collection_insert_one(coll, a, NULL, NULL, &be)
+              : op == G_UPDATE ? mongoc_collection_update_one(coll, a, b, NULL, NULL, &be)
+                               : mongoc_collection_delete_one(coll, a, NULL, NULL, &be);
+    mongoc_collection_destroy(coll);
+    mongo_conn_push(gridfs_conn(), cl);
+    return ok ? 0 : be.code ? be.code : 1;
+}
+
+/* The files document of key: its _id and the files_id of its chunks. */
+static bson_t *gfile(const char *key, bson_value_t *id, bson_value_t *data)
+{
+    mongoc_client_t *cl = mongo_conn_pop(gridfs_conn());
+    mongoc_collection_t *coll = gcoll(cl, "files");
+    bson_t *filter = BCON_NEW("filename", BCON_UTF8(key));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
+    const bson_t *doc;
+    ck_assert_msg(mongoc_cursor_next(cur, &doc), "no files document named %s", key);
+    bson_t *copy = bson_copy(doc);
+    bson_iter_t it;
+    ck_assert(bson_iter_init_find(&it, copy, "_id"));
+    bson_value_copy(bson_iter_value(&it), id);
+    if (bson_iter_init_find(&it, copy, "data"))
+        bson_value_copy(bson_iter_value(&it), data);
+    else
+        bson_value_copy(id, data);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    mongo_conn_push(gridfs_conn(), cl);
+    return copy;
+}
+
+static bson_t *chunk_filter(const bson_value_t *data, int n)
+{
+    bson_t *f = bson_new();
+    BSON_APPEND_VALUE(f, "files_id", data);
+    if (n >= 0)
+        BSON_APPEND_INT32(f, "n", n);
+    return f;
+}
+
+/* Chunk n of data's bytes (into out, cap bytes): its length. */
+static uint32_t read_chunk(const bson_value_t *data, int n, unsigned char *out, size_t cap)
+{
+    mongoc_client_t *cl = mongo_conn_pop(gridfs_conn());
+    mongoc_collection_t *coll = gcoll(cl, "chunks");
+    bson_t *f = chunk_filter(data, n);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, f, NULL, NULL);
+    const bson_t *doc;
+    ck_assert_msg(mongoc_cursor_next(cur, &doc), "no chunk %d", n);
+    bson_iter_t it;
+    const uint8_t *bytes;
+    uint32_t len = 0;
+    ck_assert(bson_iter_init_find(&it, doc, "data") && BSON_ITER_HOLDS_BINARY(&it));
+    bson_iter_binary(&it, NULL, &len, &bytes);
+    ck_assert_uint_le(len, cap);
+    memcpy(out, bytes, len);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(f);
+    mongoc_collection_destroy(coll);
+    mongo_conn_push(gridfs_conn(), cl);
+    return len;
+}
+
+static void write_chunk(const bson_value_t *data, int n, const unsigned char *bytes, uint32_t len)
+{
+    bson_t *f = chunk_filter(data, n);
+    bson_t *u = BCON_NEW("$set", "{", "data", BCON_BIN(BSON_SUBTYPE_BINARY, bytes, len), "}");
+    ck_assert_int_eq(gwrite("chunks", G_UPDATE, f, u), 0);
+    bson_destroy(u);
+    bson_destroy(f);
+}
+
+/* Expects every verified read of key to say SERR_CORRUPT. */
+static void expect_corrupt(const char *key, const char *what)
+{
+    strata_error err;
+    strata_buf out;
+    sbuf_init(&out, 0);
+    blob_header h;
+    ck_assert_msg(blobs_get_verified(B, key, MAX_BLOB, &out, &h, &err) == -1, "%s: get", what);
+    ck_assert_msg(err.kind == SERR_CORRUPT, "%s: get says %d: %s", what, err.kind, err.detail);
+    ck_assert_uint_eq(out.len, 0);
+    ck_assert_msg(blobs_check_stored(B, key, &h, &err) == -1, "%s: stream", what);
+    ck_assert_msg(err.kind == SERR_CORRUPT, "%s: stream says %d: %s", what, err.kind, err.detail);
+    sbuf_free(&out);
+}
+
+/* The stored file is standard GridFS (libmongoc's download stream reads
+ * the encoded blob), one file per key, and the bucket's layout version
+ * is checked at open. */
+START_TEST(gridfs_layout_and_schema)
+{
+    strata_error err;
+    tblob t;
+    make_blob(&t, "g", 600000, SCODEC_NONE);
+    put_blob(B, &t);
+    ck_assert_msg(B->ops->health(B, &err) == 0, "health: %s", err.detail);
+    bson_value_t id, data;
+    bson_t *doc = gfile(t.key, &id, &data);
+    bson_iter_t it;
+    ck_assert(bson_iter_init_find(&it, doc, "length"));
+    ck_assert_int_eq(bson_iter_as_int64(&it), (int64_t)t.enc.len);
+    ck_assert(bson_iter_init_find(&it, doc, "chunkSize"));
+    ck_assert_int_eq(bson_iter_as_int64(&it), BLOBS_GRIDFS_CHUNK);
+    bson_t *f = chunk_filter(&data, -1);
+    ck_assert_int_eq(gcount("chunks", f),
+                     (int)((t.enc.len + BLOBS_GRIDFS_CHUNK - 1) / BLOBS_GRIDFS_CHUNK));
+    bson_destroy(f);
+    /* read back through libmongoc's own GridFS download stream */
+    mongoc_client_t *cl = mongo_conn_pop(gridfs_conn());
+    mongoc_database_t *db = mongoc_client_get_database(cl, mongo_conn_db(gridfs_conn()));
+    bson_t *bopts = BCON_NEW("bucketName", BCON_UTF8(P));
+    bson_error_t be;
+    mongoc_gridfs_bucket_t *bucket = mongoc_gridfs_bucket_new(db, bopts, NULL, &be);
+    ck_assert_msg(bucket != NULL, "%s", be.message);
+    mongoc_stream_t *st = mongoc_gridfs_bucket_open_download_stream(bucket, &id, &be);
+    ck_assert_msg(st != NULL, "%s", be.message);
+    unsigned char *got = malloc(t.enc.len + 1);
+    size_t at = 0;
+    ssize_t n;
+    while ((n = mongoc_stream_read(st, got + at, t.enc.len + 1 - at, 1, 0)) > 0)
+        at += (size_t)n;
+    ck_assert_int_ge(n, 0);
+    ck_assert_uint_eq(at, t.enc.len);
+    ck_assert_int_eq(memcmp(got, t.enc.data, t.enc.len), 0);
+    free(got);
+    mongoc_stream_destroy(st);
+    mongoc_gridfs_bucket_destroy(bucket);
+    bson_destroy(bopts);
+    mongoc_database_destroy(db);
+    mongo_conn_push(gridfs_conn(), cl);
+    /* a second file under the key: the unique index refuses it */
+    bson_t *dup = BCON_NEW("filename", BCON_UTF8(t.key), "length", BCON_INT64(0), "chunkSize",
+                           BCON_INT32(1024));
+    ck_assert_int_eq(gwrite("files", G_INSERT, dup, NULL), 11000);
+    bson_destroy(dup);
+    ck_assert_int_eq(gcount("files", NULL), 1);
+    /* a newer layout is refused at open; this build's opens */
+    bson_t *sf = BCON_NEW("_id", BCON_UTF8("schema"));
+    bson_t *v2 = BCON_NEW("$set", "{", "version", BCON_INT32(2), "}");
+    bson_t *v1 = BCON_NEW("$set", "{", "version", BCON_INT32(1), "}");
+    ck_assert_int_eq(gwrite("meta", G_UPDATE, sf, v2), 0);
+    blob_store *s = blobs_open(CASE_URL, &err);
+    ck_assert_ptr_null(s);
+    ck_assert_int_eq(err.kind, SERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err.detail, "version 2"));
+    ck_assert_int_eq(gwrite("meta", G_UPDATE, sf, v1), 0);
+    s = blobs_open(CASE_URL, &err);
+    ck_assert_msg(s != NULL, "%s", err.detail);
+    expect_bytes(s, t.key, t.enc.data, t.enc.len);
+    blobs_close(s);
+    bson_destroy(sf);
+    bson_destroy(v2);
+    bson_destroy(v1);
+    /* malformed URLs */
+    const char *bad[] = {
+        "gridfs://127.0.0.1:1/db?bucket=a.b",
+        "gridfs://127.0.0.1:1/db?bucket=",
+        "gridfs://127.0.0.1:1/db?bucket=x&bucket=y",
+        "gridfs://127.0.0.1:1/db?bucket=abcdefghijabcdefghijabcdefghijabc", /* 33 */
+        "gridfs://127.0.0.1:1/",
+        "gridfs://127.0.0.1:1/bad.db",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_msg(blobs_open(bad[i], &err) == NULL, "%s opened", bad[i]);
+        ck_assert_msg(err.kind == SERR_INVALID, "%s: %d %s", bad[i], err.kind, err.detail);
+    }
+    char murl[300], bname[BLOBS_GRIDFS_BUCKET_MAX + 1];
+    ck_assert_int_eq(blobs_gridfs_parse_url("gridfs://h:2/d?w=1&bucket=b_1&appname=x", murl,
+                                            sizeof murl, bname, &err),
+                     0);
+    ck_assert_str_eq(murl, "mongodb://h:2/d?w=1&appname=x");
+    ck_assert_str_eq(bname, "b_1");
+    ck_assert_int_eq(blobs_gridfs_parse_url("gridfs://h/d", murl, sizeof murl, bname, &err), 0);
+    ck_assert_str_eq(murl, "mongodb://h/d");
+    ck_assert_str_eq(bname, "blobs");
+    /* nothing listening: SERR_UNAVAILABLE, in bounded time */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    close(fd);
+    char down[200];
+    snprintf(down, sizeof down, "gridfs://127.0.0.1:%d/db?serverSelectionTimeoutMS=300",
+             ntohs(sa.sin_port));
+    uint64_t t0 = clock_mono_ms();
+    ck_assert_ptr_null(blobs_open(down, &err));
+    ck_assert_msg(err.kind == SERR_UNAVAILABLE, "%d: %s", err.kind, err.detail);
+    ck_assert_uint_lt(clock_mono_ms() - t0, 5000);
+    bson_destroy(doc);
+    bson_value_destroy(&id);
+    bson_value_destroy(&data);
+    free_blob(&t);
+}
+END_TEST
+
+/* Stored bytes damaged the GridFS way (a chunk's bytes changed, a chunk
+ * missing or cut short, a files document's length wrong): every verified
+ * read says SERR_CORRUPT, and replace repairs. */
+START_TEST(gridfs_damaged_chunks_are_refused)
+{
+    strata_error err;
+    tblob t;
+    make_blob(&t, "d", 600000, SCODEC_NONE); /* three chunks, the last short */
+    put_blob(B, &t);
+    bson_value_t id, data;
+    bson_t *doc = gfile(t.key, &id, &data);
+    unsigned char *c = malloc(BLOBS_GRIDFS_CHUNK);
+    /* a byte of chunk 1 */
+    uint32_t len = read_chunk(&data, 1, c, BLOBS_GRIDFS_CHUNK);
+    ck_assert_uint_eq(len, BLOBS_GRIDFS_CHUNK);
+    c[1000] ^= 1;
+    write_chunk(&data, 1, c, len);
+    expect_corrupt(t.key, "a changed byte");
+    blob_header h;
+    ck_assert_int_eq(B->ops->head(B, t.key, &h, &err), 0); /* the header alone is fine */
+    c[1000] ^= 1;
+    write_chunk(&data, 1, c, len);
+    ck_assert_msg(blobs_check_stored(B, t.key, &h, &err) == 0, "%s", err.detail);
+    /* chunk 1 missing */
+    bson_t *f1 = chunk_filter(&data, 1);
+    ck_assert_int_eq(gwrite("chunks", G_DELETE, f1, NULL), 0);
+    expect_corrupt(t.key, "a missing chunk");
+    bson_t *ins = chunk_filter(&data, 1);
+    BSON_APPEND_BINARY(ins, "data", BSON_SUBTYPE_BINARY, c, len);
+    ck_assert_int_eq(gwrite("chunks", G_INSERT, ins, NULL), 0);
+    bson_destroy(ins);
+    ck_assert_msg(blobs_check_stored(B, t.key, &h, &err) == 0, "%s", err.detail);
+    /* the last chunk one byte short */
+    len = read_chunk(&data, 2, c, BLOBS_GRIDFS_CHUNK);
+    write_chunk(&data, 2, c, len - 1);
+    expect_corrupt(t.key, "a short chunk");
+    write_chunk(&data, 2, c, len);
+    /* the length one more and one less than the chunks hold */
+    bson_t *ff = bson_new();
+    BSON_APPEND_VALUE(ff, "_id", &id);
+    for (int d = -1; d <= 1; d += 2) {
+        bson_t *u = BCON_NEW("$set", "{", "length", BCON_INT64((int64_t)t.enc.len + d), "}");
+        ck_assert_int_eq(gwrite("files", G_UPDATE, ff, u), 0);
+        bson_destroy(u);
+        expect_corrupt(t.key, d < 0 ? "a length too short" : "a length too long");
+    }
+    /* the header damaged in chunk 0 */
+    bson_t *u = BCON_NEW("$set", "{", "length", BCON_INT64((int64_t)t.enc.len), "}");
+    ck_assert_int_eq(gwrite("files", G_UPDATE, ff, u), 0);
+    bson_destroy(u);
+    len = read_chunk(&data, 0, c, BLOBS_GRIDFS_CHUNK);
+    c[9] ^= 1;
+    write_chunk(&data, 0, c, len);
+    ck_assert_int_eq(B->ops->head(B, t.key, &h, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_CORRUPT);
+    expect_corrupt(t.key, "a damaged header");
+    /* repaired by replace */
+    ck_assert_msg(B->ops->replace(B, t.key, t.enc.data, t.enc.len, &err) == 0, "%s", err.detail);
+    ck_assert_msg(blobs_check_stored(B, t.key, &h, &err) == 0, "%s", err.detail);
+    expect_bytes(B, t.key, t.enc.data, t.enc.len);
+    bson_destroy(ff);
+    bson_destroy(f1);
+    bson_destroy(doc);
+    bson_value_destroy(&id);
+    bson_value_destroy(&data);
+    free(c);
+    free_blob(&t);
+}
+END_TEST
+
+static void add_marker(const bson_oid_t *oid, const char *state)
+{
+    bson_t *m = BCON_NEW("_id", BCON_OID(oid), "state", BCON_UTF8(state), "at",
+                         BCON_DATE_TIME(clock_wall_ms()));
+    ck_assert_int_eq(gwrite("staging", G_INSERT, m, NULL), 0);
+    bson_destroy(m);
+}
+
+static void add_chunk(const bson_oid_t *oid, int n, const char *bytes)
+{
+    bson_t *c =
+        BCON_NEW("files_id", BCON_OID(oid), "n", BCON_INT32(n), "data",
+                 BCON_BIN(BSON_SUBTYPE_BINARY, (const uint8_t *)bytes, (uint32_t)strlen(bytes)));
+    ck_assert_int_eq(gwrite("chunks", G_INSERT, c, NULL), 0);
+    bson_destroy(c);
+}
+
+/* What a crash leaves (a writer that died mid-write, a commit that died
+ * before its rename, a removal that died after its files document went,
+ * or before) is removed by the sweep once old enough; list() sweeps with
+ * the hour-long age, leaving young debris alone; chunks a file reads are
+ * never deleted; replaced chunks go at the sweep. */
+START_TEST(gridfs_staging_debris_is_swept)
+{
+    strata_error err;
+    tblob t, big, alt;
+    make_blob(&t, "kept", 300000, SCODEC_NONE);
+    make_blob(&alt, "kept", 300000, SCODEC_ZSTD);
+    make_blob(&big, "crash", 3 << 20, SCODEC_NONE);
+    put_blob(B, &t);
+    bson_value_t id, data;
+    bson_t *doc = gfile(t.key, &id, &data);
+    bson_t *tf = chunk_filter(&data, -1);
+    const int kept = gcount("chunks", tf);
+    ck_assert_int_eq(kept, 2);
+    /* a writer that dies with chunks written */
+    blob_writer *w = NULL;
+    ck_assert_int_eq(B->ops->begin_write(B, &w, &err), 0);
+    ck_assert_msg(w->ops->write(w, big.enc.data + BLOB_HEADER_SIZE, big.enc.len - BLOB_HEADER_SIZE,
+                                &err) == 0,
+                  "%s", err.detail);
+    /* a commit that died before its rename */
+    bson_oid_t crashed, removed, half;
+    bson_oid_init(&crashed, NULL);
+    bson_oid_init(&removed, NULL);
+    bson_oid_init(&half, NULL);
+    add_marker(&crashed, "c");
+    char name[40], hex[25];
+    bson_oid_to_string(&crashed, hex);
+    snprintf(name, sizeof name, "~stage-%s", hex);
+    bson_t *fd = BCON_NEW("_id", BCON_OID(&crashed), "filename", BCON_UTF8(name), "length",
+                          BCON_INT64(5), "chunkSize", BCON_INT32(BLOBS_GRIDFS_CHUNK), "uploadDate",
+                          BCON_DATE_TIME(clock_wall_ms()));
+    ck_assert_int_eq(gwrite("files", G_INSERT, fd, NULL), 0);
+    bson_destroy(fd);
+    add_chunk(&crashed, 0, "hello");
+    /* a removal that died after the files document went */
+    add_marker(&removed, "r");
+    add_chunk(&removed, 0, "gone");
+    /* and one that died before: its marker names t's chunks, still read */
+    bson_t *tm = bson_new();
+    BSON_APPEND_VALUE(tm, "_id", &data);
+    BSON_APPEND_UTF8(tm, "state", "r");
+    BSON_APPEND_DATE_TIME(tm, "at", clock_wall_ms());
+    ck_assert_int_eq(gwrite("staging", G_INSERT, tm, NULL), 0);
+    bson_destroy(tm);
+    (void)half;
+    const int chunks = gcount("chunks", NULL);
+    ck_assert_int_ge(chunks, kept + 2 + 8); /* the writer's, but for its buffered one */
+    ck_assert_int_eq(gcount("staging", NULL), 4);
+    /* young: a whole listing leaves it all */
+    listing l = {.blobs = &t, .n = 1};
+    list_blobs(B, &l);
+    ck_assert_int_eq(l.seen[0], 1);
+    ck_assert_int_eq(gcount("staging", NULL), 4);
+    ck_assert_int_eq(gcount("chunks", NULL), chunks);
+    /* old enough */
+    sleep_ms(20);
+    unsigned n = 0;
+    ck_assert_msg(blobs_gridfs_sweep_staging(B, 0, &n, &err) == 0, "%s", err.detail);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_int_eq(gcount("staging", NULL), 0);
+    ck_assert_int_eq(gcount("chunks", NULL), kept);
+    ck_assert_int_eq(gcount("files", NULL), 1);
+    expect_bytes(B, t.key, t.enc.data, t.enc.len);
+    /* the dead writer's commit fails cleanly, leaving nothing */
+    ck_assert_int_eq(w->ops->commit(w, big.key, big.enc.data, &err), -1);
+    ck_assert(!exists(B, big.key));
+    ck_assert_int_eq(gcount("chunks", NULL), kept);
+    ck_assert_int_eq(gcount("files", NULL), 1);
+    ck_assert_int_eq(gcount("staging", NULL), 0);
+    /* replaced chunks stay for readers until the sweep */
+    ck_assert_msg(B->ops->replace(B, t.key, alt.enc.data, alt.enc.len, &err) == 0, "%s",
+                  err.detail);
+    expect_bytes(B, t.key, alt.enc.data, alt.enc.len);
+    ck_assert_int_eq(gcount("chunks", tf), kept);
+    ck_assert_int_eq(gcount("staging", NULL), 1);
+    sleep_ms(20);
+    ck_assert_msg(blobs_gridfs_sweep_staging(B, 0, &n, &err) == 0, "%s", err.detail);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(gcount("chunks", tf), 0);
+    ck_assert_int_eq(gcount("chunks", NULL), 1);
+    expect_bytes(B, t.key, alt.enc.data, alt.enc.len);
+    /* removed: nothing of it stays */
+    ck_assert_int_eq(B->ops->remove(B, t.key, &err), 0);
+    ck_assert_int_eq(gcount("chunks", NULL), 0);
+    ck_assert_int_eq(gcount("files", NULL), 0);
+    ck_assert_int_eq(gcount("staging", NULL), 0);
+    /* not a GridFS store: refused */
+    ck_assert_int_eq(blobs_gridfs_sweep_staging(NULL, 0, NULL, &err), -1);
+    bson_destroy(tf);
+    bson_destroy(doc);
+    bson_value_destroy(&id);
+    bson_value_destroy(&data);
+    free_blob(&t);
+    free_blob(&alt);
+    free_blob(&big);
+}
+END_TEST
+
 /* ---- file: only ------------------------------------------------------------------------- */
 
 static const char *fs_dir(void)
@@ -1330,7 +1830,7 @@ END_TEST
 /* ---- the runner ---------------------------------------------------------------------------- */
 
 /* Where a case runs: every backend, or only one kind (SKIP elsewhere). */
-enum case_where { EVERY, FILE_ONLY, S3_ONLY };
+enum case_where { EVERY, FILE_ONLY, S3_ONLY, GRIDFS_ONLY };
 
 typedef struct contract_case {
     const TTest *test;
@@ -1364,6 +1864,9 @@ static size_t add_contract(Suite *s, int b)
         {file_list_ignores_what_is_not_a_blob, FILE_ONLY},
         {file_keys_stay_inside_the_directory, FILE_ONLY},
         {s3_staging_debris_is_swept, S3_ONLY},
+        {gridfs_layout_and_schema, GRIDFS_ONLY},
+        {gridfs_damaged_chunks_are_refused, GRIDFS_ONLY},
+        {gridfs_staging_debris_is_swept, GRIDFS_ONLY},
     };
     TCase *tc = tcase_create(BK[b].label);
     tcase_add_checked_fixture(tc, SETUPS[b], close_case);
@@ -1382,10 +1885,41 @@ static size_t add_contract(Suite *s, int b)
             skipped++;
             continue;
         }
+        if (cases[i].where == GRIDFS_ONLY && !BK[b].gridfs) {
+            printf("SKIP: blob_contract/%s/%s: works on a GridFS bucket's collections\n",
+                   BK[b].label, cases[i].test->name);
+            skipped++;
+            continue;
+        }
         tcase_add_test(tc, cases[i].test);
     }
     suite_add_tcase(s, tc);
     return skipped;
+}
+
+/* Drops the database a gridfs:// URL names (the run's own). */
+static int drop_database(const char *url)
+{
+    char murl[700], bucket[BLOBS_GRIDFS_BUCKET_MAX + 1];
+    strata_error err;
+    mongo_conn *c = NULL;
+    if (blobs_gridfs_parse_url(url, murl, sizeof murl, bucket, &err) != 0 ||
+        (c = mongo_conn_open(murl, "strata-blob-contract", &err)) == NULL) {
+        fprintf(stderr, "blob_contract: cannot drop %s: %s\n", url, err.detail);
+        return -1;
+    }
+    mongoc_client_t *cl = mongo_conn_pop(c);
+    mongoc_database_t *db = mongoc_client_get_database(cl, mongo_conn_db(c));
+    bson_error_t be;
+    int rc = 0;
+    if (!mongoc_database_drop_with_opts(db, NULL, &be)) {
+        fprintf(stderr, "blob_contract: cannot drop %s: %s\n", url, be.message);
+        rc = -1;
+    }
+    mongoc_database_destroy(db);
+    mongo_conn_push(c, cl);
+    mongo_conn_close(c);
+    return rc;
 }
 
 static int run_contract(void)
@@ -1411,12 +1945,22 @@ int main(void)
     bool own = false;
     const char *env = getenv("STRATA_BLOB_URL");
     const char *need = getenv("STRATA_BLOB_REQUIRE"), *s3 = getenv("STRATA_S3_URL");
-    char urls[4096] = "";
+    const char *mongo = getenv("STRATA_MONGO_URL");
+    char urls[4096] = "", own_db[700] = "";
     if (env != NULL && env[0] != '\0')
         snprintf(urls, sizeof urls, "%s", env);
-    else if (need != NULL && s3 != NULL && strncmp(s3, "s3://", 5) == 0)
+    else if (need != NULL && strcmp(need, "s3://") == 0 && s3 != NULL &&
+             strncmp(s3, "s3://", 5) == 0)
         s3_url_below(s3, "blob-contract", urls, sizeof urls); /* the s3 suite's server */
-    else if (need == NULL) {
+    else if (need != NULL && strcmp(need, "gridfs://") == 0 && mongo != NULL &&
+             strncmp(mongo, "mongodb://", 10) == 0) {
+        /* the mongo suite's server: its hosts and options, a database of our own */
+        const char *host = mongo + 10, *q = strchr(host, '?');
+        int hlen = (int)strcspn(host, "/?");
+        snprintf(urls, sizeof urls, "gridfs://%.*s/blobc%x%s%s", hlen, host, (unsigned)getpid(),
+                 q ? "?" : "", q ? q + 1 : "");
+        snprintf(own_db, sizeof own_db, "%s", urls);
+    } else if (need == NULL) {
         if (mkdtemp(tmp) == NULL) {
             perror("mkdtemp");
             return 1;
@@ -1430,6 +1974,7 @@ int main(void)
         snprintf(b->url, sizeof b->url, "%s", u);
         b->file = strncmp(u, "file:", 5) == 0 && strchr(u + 5, '/') != NULL;
         b->s3 = strncmp(u, "s3://", 5) == 0;
+        b->gridfs = strncmp(u, "gridfs://", 9) == 0;
         int scheme = (int)strcspn(u, ":");
         if (nbk == 0)
             snprintf(b->label, sizeof b->label, "%.*s", scheme < 20 ? scheme : 20, u);
@@ -1441,12 +1986,14 @@ int main(void)
     for (int b = 0; need != NULL && b <= nbk; b++)
         if (b == nbk ? nbk == 0 : strncmp(BK[b].url, need, strlen(need)) != 0) {
             fprintf(stderr,
-                    "blob_contract: STRATA_BLOB_URL (or STRATA_S3_URL) must name only %s "
-                    "stores (it is %s)\n",
+                    "blob_contract: STRATA_BLOB_URL (or STRATA_S3_URL, STRATA_MONGO_URL) must "
+                    "name only %s stores (it is %s)\n",
                     need, nbk ? BK[b < nbk ? b : 0].url : "not set");
             return 1;
         }
     int rc = run_contract();
+    if (own_db[0] != '\0' && drop_database(own_db) != 0)
+        rc = 1;
     if (own) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

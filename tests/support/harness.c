@@ -1,8 +1,10 @@
 #include "harness.h"
 
+#include "../../src/blobs/blobs_gridfs.h"
 #include "../../src/blobs/s3_client.h"
 #include "../../src/codec/blob_format.h"
 #include "../../src/codec/compress.h"
+#include "../../src/common/mongo_conn.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -54,10 +56,12 @@ static int spawn(test_server *s, const char *const *extra_args)
     argv[n++] = "2";
     for (int i = 0; extra_args && extra_args[i] && n < 62; i++)
         argv[n++] = extra_args[i];
-    n = strata_env_args(argv, n, 64, s->data_dir, extra_args, s->l2_url, sizeof s->l2_url,
-                        s->blobs_url, sizeof s->blobs_url, &s->blobs_added);
+    n = strata_env_args_ex(argv, n, 64, s->data_dir, extra_args, s->l2_url, sizeof s->l2_url,
+                           s->blobs_url, sizeof s->blobs_url, s->store_url, sizeof s->store_url,
+                           &s->env_added);
     if (n < 0)
         return -1;
+    s->blobs_added = (s->env_added & STRATA_ENV_BLOBS) != 0;
     argv[n] = NULL;
     pid_t pid = fork();
     if (pid < 0)
@@ -170,7 +174,17 @@ void server_cleanup(test_server *s)
     /* blobs the environment put on S3 are this server's data too */
     if (s->blobs_added && strncmp(s->blobs_url, "s3://", 5) == 0 && s3_url_wipe(s->blobs_url) != 0)
         fprintf(stderr, "harness: the blobs at %s stay\n", s->blobs_url);
+    /* so are the MongoDB databases the environment gave it */
+    if ((s->env_added & STRATA_ENV_BLOBS) && strncmp(s->blobs_url, "gridfs://", 9) == 0 &&
+        mongo_url_drop(s->blobs_url) != 0)
+        fprintf(stderr, "harness: the blobs at %s stay\n", s->blobs_url);
+    if ((s->env_added & STRATA_ENV_STORE) && mongo_url_drop(s->store_url) != 0)
+        fprintf(stderr, "harness: the store at %s stays\n", s->store_url);
+    if ((s->env_added & STRATA_ENV_L2) && strncmp(s->l2_url, "mongodb://", 10) == 0 &&
+        mongo_url_drop(s->l2_url) != 0)
+        fprintf(stderr, "harness: the L2 at %s stays\n", s->l2_url);
     s->blobs_added = 0;
+    s->env_added = 0;
 }
 
 long server_peak_rss_kib(const test_server *s)
@@ -556,6 +570,51 @@ static int with_prefix(const char *var, const char *base, const char *prefix, ch
     return 0;
 }
 
+/* base (SCHEME://HOSTS/BASE[?QUERY]) with its database name BASE made
+ * BASE_H, H the first 12 hex digits of prefix's hash (its last 16
+ * characters, see strata_l2_prefix). */
+static int with_db_suffix(const char *var, const char *base, const char *prefix, char *out,
+                          size_t cap)
+{
+    const char *hosts = strstr(base, "://");
+    if (hosts == NULL) {
+        fprintf(stderr, "harness: %s (%s) is not a URL\n", var, base);
+        return -1;
+    }
+    hosts += 3;
+    const char *end = hosts + strcspn(hosts, "?");
+    const char *slash = memchr(hosts, '/', (size_t)(end - hosts));
+    if (slash == NULL || slash + 1 == end) {
+        fprintf(stderr, "harness: %s (%s) names no database\n", var, base);
+        return -1;
+    }
+    const char *db = slash + 1;
+    size_t db_len = (size_t)(end - db);
+    for (const char *c = db; c < end; c++) {
+        if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+              *c == '_' || *c == '-')) {
+            fprintf(stderr, "harness: %s (%s): the database name may hold only [A-Za-z0-9_-]\n",
+                    var, base);
+            return -1;
+        }
+    }
+    if (db_len + 13 > MONGO_DB_MAX) {
+        fprintf(stderr,
+                "harness: %s (%s): the database name is longer than %d characters "
+                "(13 are added)\n",
+                var, base, MONGO_DB_MAX - 13);
+        return -1;
+    }
+    size_t plen = strlen(prefix);
+    const char *hash = plen >= 16 ? prefix + plen - 16 : prefix;
+    int w = snprintf(out, cap, "%.*s_%.12s%s", (int)(end - base), base, hash, end);
+    if (w < 0 || (size_t)w >= cap) {
+        fprintf(stderr, "harness: %s is too long\n", var);
+        return -1;
+    }
+    return 0;
+}
+
 /* The L2 URL STRATA_TEST_L2 (base) gives a process whose prefix is P. */
 static int l2_from_base(const char *base, const char *prefix, char *l2, size_t l2_cap)
 {
@@ -571,6 +630,8 @@ static int l2_from_base(const char *base, const char *prefix, char *l2, size_t l
         w = snprintf(l2, l2_cap, "%s%cprefix=%s", base, strchr(base, '?') ? '&' : '?', prefix);
     } else if (strncmp(base, "file:", 5) == 0 || strncmp(base, "s3://", 5) == 0) {
         return with_prefix("STRATA_TEST_L2", base, prefix, l2, l2_cap);
+    } else if (strncmp(base, "mongodb://", 10) == 0) {
+        return with_db_suffix("STRATA_TEST_L2", base, prefix, l2, l2_cap);
     } else {
         w = snprintf(l2, l2_cap, "%s", base);
     }
@@ -585,16 +646,30 @@ int strata_env_args(const char **argv, int n, int cap, const char *data_dir,
                     const char *const *args, char *l2, size_t l2_cap, char *blobs, size_t blobs_cap,
                     int *blobs_added)
 {
+    static _Thread_local char store[512];
+    int added = 0;
+    n = strata_env_args_ex(argv, n, cap, data_dir, args, l2, l2_cap, blobs, blobs_cap, store,
+                           sizeof store, &added);
+    if (blobs_added != NULL)
+        *blobs_added = (added & STRATA_ENV_BLOBS) != 0;
+    return n;
+}
+
+int strata_env_args_ex(const char **argv, int n, int cap, const char *data_dir,
+                       const char *const *args, char *l2, size_t l2_cap, char *blobs,
+                       size_t blobs_cap, char *store, size_t store_cap, int *added)
+{
     const char *dir = data_dir ? data_dir : "./data";
     const char *l2_base = getenv("STRATA_TEST_L2");
     const char *blobs_base = getenv("STRATA_TEST_BLOBS");
+    const char *store_base = getenv("STRATA_TEST_STORE");
     const char *own = NULL;
     char prefix[65];
     strata_l2_prefix(data_dir, prefix);
-    bool add_l2 = false, add_blobs = false;
+    bool add_l2 = false, add_blobs = false, add_store = false;
     int w;
-    if (blobs_added != NULL)
-        *blobs_added = 0;
+    if (added != NULL)
+        *added = 0;
 
     if (names_option(args, "--cache-l2", &own)) {
         w = snprintf(l2, l2_cap, "%s", own);
@@ -614,13 +689,18 @@ int strata_env_args(const char **argv, int n, int cap, const char *data_dir,
     } else if (blobs_base == NULL || blobs_base[0] == '\0') {
         w = snprintf(blobs, blobs_cap, "file:%s/blobs", dir);
     } else {
-        if (strncmp(blobs_base, "s3://", 5) != 0 && strncmp(blobs_base, "file:", 5) != 0) {
-            fprintf(stderr, "harness: STRATA_TEST_BLOBS (%s) is neither s3:// nor file:\n",
+        if (strncmp(blobs_base, "gridfs://", 9) == 0) {
+            if (with_db_suffix("STRATA_TEST_BLOBS", blobs_base, prefix, blobs, blobs_cap) != 0)
+                return -1;
+        } else if (strncmp(blobs_base, "s3://", 5) == 0 || strncmp(blobs_base, "file:", 5) == 0) {
+            if (with_prefix("STRATA_TEST_BLOBS", blobs_base, prefix, blobs, blobs_cap) != 0)
+                return -1;
+        } else {
+            fprintf(stderr,
+                    "harness: STRATA_TEST_BLOBS (%s) is neither s3://, gridfs:// nor file:\n",
                     blobs_base);
             return -1;
         }
-        if (with_prefix("STRATA_TEST_BLOBS", blobs_base, prefix, blobs, blobs_cap) != 0)
-            return -1;
         w = 0;
         add_blobs = true;
     }
@@ -632,7 +712,24 @@ int strata_env_args(const char **argv, int n, int cap, const char *data_dir,
         return -1;
     }
 
-    if (n + 2 * (add_l2 + add_blobs) >= cap) {
+    if (names_option(args, "--store", &own)) {
+        w = snprintf(store, store_cap, "%s", own);
+    } else if (store_base == NULL || store_base[0] == '\0') {
+        w = snprintf(store, store_cap, "%s", ""); /* strata's default, in the data directory */
+    } else {
+        if (strncmp(store_base, "mongodb://", 10) != 0) {
+            fprintf(stderr, "harness: STRATA_TEST_STORE (%s) is not mongodb://\n", store_base);
+            return -1;
+        }
+        if (with_db_suffix("STRATA_TEST_STORE", store_base, prefix, store, store_cap) != 0)
+            return -1;
+        w = 0;
+        add_store = true;
+    }
+    if (w < 0 || (size_t)w >= store_cap)
+        return -1;
+
+    if (n + 2 * (add_l2 + add_blobs + add_store) >= cap) {
         fprintf(stderr, "harness: too many arguments for strata\n");
         return -1;
     }
@@ -643,10 +740,46 @@ int strata_env_args(const char **argv, int n, int cap, const char *data_dir,
     if (add_blobs) {
         argv[n++] = "--blobs";
         argv[n++] = blobs;
-        if (blobs_added != NULL)
-            *blobs_added = 1;
     }
+    if (add_store) {
+        argv[n++] = "--store";
+        argv[n++] = store;
+    }
+    if (added != NULL)
+        *added = (add_l2 ? STRATA_ENV_L2 : 0) | (add_blobs ? STRATA_ENV_BLOBS : 0) |
+                 (add_store ? STRATA_ENV_STORE : 0);
     return n;
+}
+
+int mongo_url_drop(const char *url)
+{
+    char murl[600];
+    /* gridfs://HOSTS/DB is the same deployment and database */
+    const char *rest = strncmp(url, "gridfs://", 9) == 0 ? url + 9 : NULL;
+    int w = rest ? snprintf(murl, sizeof murl, "mongodb://%s", rest)
+                 : snprintf(murl, sizeof murl, "%s", url);
+    if (w < 0 || (size_t)w >= sizeof murl || strncmp(murl, "mongodb://", 10) != 0) {
+        fprintf(stderr, "harness: cannot drop the database of '%s'\n", url);
+        return -1;
+    }
+    strata_error err = {0};
+    mongo_conn *c = mongo_conn_open(murl, "strata-tests", &err);
+    if (c == NULL) {
+        fprintf(stderr, "harness: cannot reach %s: %s\n", url, err.detail);
+        return -1;
+    }
+    mongoc_client_t *cl = mongo_conn_pop(c);
+    mongoc_database_t *db = mongoc_client_get_database(cl, mongo_conn_db(c));
+    bson_error_t e;
+    int rc = 0;
+    if (!mongoc_database_drop(db, &e)) {
+        fprintf(stderr, "harness: cannot drop the database of %s: %s\n", url, e.message);
+        rc = -1;
+    }
+    mongoc_database_destroy(db);
+    mongo_conn_push(c, cl);
+    mongo_conn_close(c);
+    return rc;
 }
 
 /* ---- S3, through Strata's own client ------------------------------------ */
@@ -770,6 +903,8 @@ int server_l2_wipe(const test_server *s)
                  (int)base_len, u, prefix, (int)base_len, u);
     } else if (strcmp(u, "none") == 0) {
         return 0;
+    } else if (strncmp(u, "mongodb://", 10) == 0) {
+        return mongo_url_drop(u);
     } else {
         fprintf(stderr, "harness: cannot empty the L2 at %s\n", u);
         return -1;
@@ -800,6 +935,8 @@ static char blob_backend(const test_server *s, char *dir, size_t cap)
     }
     if (strncmp(u, "s3://", 5) == 0)
         return 's';
+    if (strncmp(u, "gridfs://", 9) == 0)
+        return 'g';
     fprintf(stderr, "harness: cannot look at the blobs at '%s'\n", u);
     return 0;
 }
@@ -861,7 +998,8 @@ static void tally_name(blob_tally *t, const char *name)
     base = base ? base + 1 : name;
     if (hex_name(base, 64))
         t->blobs++;
-    else if (strncmp(name, ".w-", 3) == 0 || strncmp(name, "staging/", 8) == 0)
+    else if (strncmp(name, ".w-", 3) == 0 || strncmp(name, "staging/", 8) == 0 ||
+             strncmp(name, "~stage-", 7) == 0)
         t->staged++;
 }
 
@@ -903,6 +1041,213 @@ static int on_staged_upload(void *ctx, const char *key, const char *upload_id, i
     return 0;
 }
 
+/* ---- GridFS: NAME.files and NAME.chunks (see src/blobs/blobs_gridfs.h) -- */
+
+typedef struct gfs_view {
+    mongo_conn *conn;
+    mongoc_client_t *cl;
+    mongoc_collection_t *files, *chunks;
+} gfs_view;
+
+static void gfs_close(gfs_view *g)
+{
+    if (g->files != NULL)
+        mongoc_collection_destroy(g->files);
+    if (g->chunks != NULL)
+        mongoc_collection_destroy(g->chunks);
+    if (g->cl != NULL)
+        mongo_conn_push(g->conn, g->cl);
+    mongo_conn_close(g->conn);
+    memset(g, 0, sizeof *g);
+}
+
+static int gfs_open(const test_server *s, gfs_view *g)
+{
+    char murl[600], bucket[BLOBS_GRIDFS_BUCKET_MAX + 1], name[64];
+    strata_error err = {0};
+    memset(g, 0, sizeof *g);
+    if (blobs_gridfs_parse_url(s->blobs_url, murl, sizeof murl, bucket, &err) != 0 ||
+        (g->conn = mongo_conn_open(murl, "strata-tests", &err)) == NULL) {
+        fprintf(stderr, "harness: cannot reach %s: %s\n", s->blobs_url, err.detail);
+        return -1;
+    }
+    g->cl = mongo_conn_pop(g->conn);
+    snprintf(name, sizeof name, "%s.files", bucket);
+    g->files = mongo_conn_collection(g->conn, g->cl, name);
+    snprintf(name, sizeof name, "%s.chunks", bucket);
+    g->chunks = mongo_conn_collection(g->conn, g->cl, name);
+    return 0;
+}
+
+static int64_t gfs_ms(const bson_t *doc, const char *field)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_DATE_TIME(&it)
+               ? bson_iter_date_time(&it)
+               : -1;
+}
+
+static int gfs_tally(const test_server *s, blob_tally *t)
+{
+    gfs_view g;
+    if (gfs_open(s, &g) != 0)
+        return -1;
+    bson_t filter = BSON_INITIALIZER;
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(g.files, &filter, NULL, NULL);
+    const bson_t *doc;
+    bson_iter_t it;
+    while (mongoc_cursor_next(cur, &doc)) {
+        if (!bson_iter_init_find(&it, doc, "filename") || !BSON_ITER_HOLDS_UTF8(&it))
+            continue;
+        const char *name = bson_iter_utf8(&it, NULL);
+        int64_t len = bson_iter_init_find(&it, doc, "length") ? bson_iter_as_int64(&it) : 0;
+        int64_t ms = gfs_ms(doc, "mtime");
+        tally_name(t, name);
+        tally_line(t, name, (uint64_t)len, ms >= 0 ? ms : gfs_ms(doc, "uploadDate"));
+    }
+    bson_error_t e;
+    int rc = 0;
+    if (mongoc_cursor_error(cur, &e)) {
+        fprintf(stderr, "harness: cannot list %s: %s\n", s->blobs_url, e.message);
+        rc = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&filter);
+    gfs_close(&g);
+    return rc;
+}
+
+/* The files document of key (into doc, which the caller destroys) and the
+ * files_id its chunks are under (its data field, else its _id). */
+static int gfs_find(const test_server *s, gfs_view *g, const char *key, bson_t *doc,
+                    bson_value_t *chunks_id)
+{
+    bson_t *filter = BCON_NEW("filename", BCON_UTF8(key));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(g->files, filter, NULL, NULL);
+    const bson_t *found;
+    bson_error_t e;
+    int rc = -1;
+    bson_iter_t it;
+    if (mongoc_cursor_next(cur, &found)) {
+        bson_copy_to(found, doc);
+        if ((bson_iter_init_find(&it, doc, "data") && !BSON_ITER_HOLDS_NULL(&it)) ||
+            bson_iter_init_find(&it, doc, "_id")) {
+            bson_value_copy(bson_iter_value(&it), chunks_id);
+            rc = 0;
+        } else {
+            bson_destroy(doc);
+            fprintf(stderr, "harness: the files document of %s at %s has no _id\n", key,
+                    s->blobs_url);
+        }
+    } else if (mongoc_cursor_error(cur, &e)) {
+        fprintf(stderr, "harness: cannot look up %s at %s: %s\n", key, s->blobs_url, e.message);
+    } else {
+        fprintf(stderr, "harness: no blob %s at %s\n", key, s->blobs_url);
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(filter);
+    return rc;
+}
+
+static int gfs_read(const test_server *s, const char *key, strata_buf *out)
+{
+    gfs_view g;
+    if (gfs_open(s, &g) != 0)
+        return -1;
+    bson_t doc;
+    bson_value_t id;
+    int rc = -1;
+    if (gfs_find(s, &g, key, &doc, &id) != 0)
+        goto done;
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_VALUE(&filter, "files_id", &id);
+    bson_t *opts = BCON_NEW("sort", "{", "n", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(g.chunks, &filter, opts, NULL);
+    const bson_t *chunk;
+    bson_iter_t it;
+    bson_error_t e;
+    int64_t want = 0;
+    strata_error err;
+    rc = 0;
+    while (rc == 0 && mongoc_cursor_next(cur, &chunk)) {
+        const uint8_t *data = NULL;
+        uint32_t len = 0;
+        bson_subtype_t sub;
+        if (!bson_iter_init_find(&it, chunk, "n") || bson_iter_as_int64(&it) != want++ ||
+            !bson_iter_init_find(&it, chunk, "data") || !BSON_ITER_HOLDS_BINARY(&it)) {
+            fprintf(stderr, "harness: chunk %lld of %s at %s is missing or misshapen\n",
+                    (long long)want - 1, key, s->blobs_url);
+            rc = -1;
+            break;
+        }
+        bson_iter_binary(&it, &sub, &len, &data);
+        rc = sbuf_append(out, data, len, &err);
+    }
+    if (mongoc_cursor_error(cur, &e)) {
+        fprintf(stderr, "harness: cannot read %s at %s: %s\n", key, s->blobs_url, e.message);
+        rc = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(&filter);
+    bson_destroy(&doc);
+    bson_value_destroy(&id);
+done:
+    gfs_close(&g);
+    return rc;
+}
+
+/* Replaces key's chunks with data and sets its length: the files document
+ * stays (damage on the medium, not a new version of the blob). */
+static int gfs_write(const test_server *s, const char *key, const void *data, size_t len)
+{
+    gfs_view g;
+    if (gfs_open(s, &g) != 0)
+        return -1;
+    bson_t doc;
+    bson_value_t id;
+    int rc = -1;
+    if (gfs_find(s, &g, key, &doc, &id) != 0)
+        goto done;
+    bson_iter_t it;
+    int64_t chunk = bson_iter_init_find(&it, &doc, "chunkSize") ? bson_iter_as_int64(&it) : 0;
+    if (chunk <= 0 || chunk > (16 << 20))
+        chunk = BLOBS_GRIDFS_CHUNK;
+    bson_error_t e;
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_VALUE(&filter, "files_id", &id);
+    bool ok = mongoc_collection_delete_many(g.chunks, &filter, NULL, NULL, &e);
+    for (size_t off = 0, n = 0; ok && (off < len || n == 0); off += (size_t)chunk, n++) {
+        size_t part = len - off < (size_t)chunk ? len - off : (size_t)chunk;
+        bson_t c = BSON_INITIALIZER;
+        BSON_APPEND_VALUE(&c, "files_id", &id);
+        BSON_APPEND_INT32(&c, "n", (int32_t)n);
+        BSON_APPEND_BINARY(&c, "data", BSON_SUBTYPE_BINARY, (const uint8_t *)data + off,
+                           (uint32_t)part);
+        ok = mongoc_collection_insert_one(g.chunks, &c, NULL, NULL, &e);
+        bson_destroy(&c);
+        if (len == 0)
+            break;
+    }
+    if (ok) {
+        bson_t *sel = BCON_NEW("filename", BCON_UTF8(key));
+        bson_t *upd = BCON_NEW("$set", "{", "length", BCON_INT64((int64_t)len), "}");
+        ok = mongoc_collection_update_one(g.files, sel, upd, NULL, NULL, &e);
+        bson_destroy(sel);
+        bson_destroy(upd);
+    }
+    if (ok)
+        rc = 0;
+    else
+        fprintf(stderr, "harness: cannot write %s at %s: %s\n", key, s->blobs_url, e.message);
+    bson_destroy(&filter);
+    bson_destroy(&doc);
+    bson_value_destroy(&id);
+done:
+    gfs_close(&g);
+    return rc;
+}
+
 /* Walks the whole store into t; 0, or -1 with a message. */
 static int blob_tally_of(const test_server *s, blob_tally *t)
 {
@@ -926,6 +1271,9 @@ static int blob_tally_of(const test_server *s, blob_tally *t)
             fprintf(stderr, "harness: cannot list %s: %s\n", s->blobs_url, err.detail);
             return -1;
         }
+    } else if (kind == 'g') {
+        if (gfs_tally(s, t) != 0)
+            return -1;
     } else {
         return -1;
     }
@@ -1014,6 +1362,8 @@ int server_blob_read(const test_server *s, const char *key, strata_buf *out)
             fprintf(stderr, "harness: cannot read %s\n", name);
         return rc;
     }
+    if (kind == 'g')
+        return gfs_read(s, key, out);
     s3_client *c = s3_open_url(s->blobs_url);
     if (c == NULL)
         return -1;
@@ -1055,6 +1405,8 @@ int server_blob_write(const test_server *s, const char *key, const void *data, s
             fprintf(stderr, "harness: cannot write %s: %s\n", name, strerror(errno));
         return rc;
     }
+    if (kind == 'g')
+        return gfs_write(s, key, data, len);
     s3_client *c = s3_open_url(s->blobs_url);
     if (c == NULL)
         return -1;

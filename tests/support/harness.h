@@ -13,6 +13,10 @@
 typedef struct test_server {
     pid_t pid;
     int port;
+    /* (the fields added last come first: a string field's size bound, as
+     * -Wformat-truncation sees it, runs to the end of the struct) */
+    char store_url[512]; /* its version store (see strata_env_args_ex; "": strata's default) */
+    int env_added;       /* STRATA_ENV_* bits: what the environment gave it */
     char data_dir[256];
     char log_path[300];
     char l2_url[512];    /* the L2 it was started with (see strata_env_args) */
@@ -29,12 +33,14 @@ int server_restart(test_server *s, const char *const *extra_args);
  * or -1 when it had to be killed. */
 int server_stop(test_server *s, int timeout_s);
 /* Removes the data directory, and the blob objects under the server's
- * prefix when STRATA_TEST_BLOBS put its blobs on S3 (a failure there is
- * printed, not returned). */
+ * prefix when STRATA_TEST_BLOBS put its blobs on S3, and the MongoDB
+ * databases the environment gave it (STRATA_TEST_STORE, STRATA_TEST_L2,
+ * STRATA_TEST_BLOBS on mongodb:// or gridfs://) are dropped (a failure
+ * there is printed, not returned). */
 void server_cleanup(test_server *s);
 /* Empties the L2 the server was started with (stop it first): its disk
- * directory, its keys on a redis-server, or the objects under its S3
- * prefix. Returns 0 when done. */
+ * directory, its keys on a redis-server, the objects under its S3 prefix,
+ * or its MongoDB database (dropped). Returns 0 when done. */
 int server_l2_wipe(const test_server *s);
 
 /* ---- what the environment adds to every strata process --------------- */
@@ -42,18 +48,26 @@ int server_l2_wipe(const test_server *s);
 /* Every strata process the tests start goes through this, also those a
  * test runs by hand. With STRATA_TEST_L2 set to a base URL, the process
  * gets "--cache-l2 URL", unless its own arguments name --cache-l2:
- *   redis://HOST:PORT[/DB]    ->  the base with "?prefix=P"
- *   file:DIR                  ->  file:DIR/P
- *   s3://BUCKET[/X][?QUERY]   ->  s3://BUCKET[/X]/P[?QUERY]
- *   anything else             ->  the base as it is
+ *   redis://HOST:PORT[/DB]          ->  the base with "?prefix=P"
+ *   file:DIR                        ->  file:DIR/P
+ *   s3://BUCKET[/X][?QUERY]         ->  s3://BUCKET[/X]/P[?QUERY]
+ *   mongodb://HOSTS/BASE[?QUERY]    ->  mongodb://HOSTS/BASE_H[?QUERY]
+ *   anything else                   ->  the base as it is
  * With STRATA_TEST_BLOBS set to a base URL (s3://BUCKET[/X][?QUERY] or
  * file:DIR), it gets "--blobs BASE/P" likewise (P inserted before any
- * query), unless its own arguments name --blobs. P ([A-Za-z0-9._-], at
- * most 64) is derived from the data directory alone: processes sharing a
- * data directory (server_restart, server_start_shared) share an L2 and a
- * blob store, and distinct directories (distinct tests) never meet in one.
- * The two variables must not name the same S3 base (an L2 wipe would take
- * the blobs with it): s3://B/l2 and s3://B/blobs, or two buckets.
+ * query), or for gridfs://HOSTS/BASE[?QUERY] "--blobs
+ * gridfs://HOSTS/BASE_H[?QUERY]", unless its own arguments name --blobs.
+ * With STRATA_TEST_STORE set to mongodb://HOSTS/BASE[?QUERY], it gets
+ * "--store mongodb://HOSTS/BASE_H[?QUERY]" unless its own arguments name
+ * --store. P ([A-Za-z0-9._-], at most 64; see strata_l2_prefix) and H (12
+ * hex digits of P's hash: a database name stays [A-Za-z0-9_-], at most 63,
+ * so BASE has at most 50 characters) are derived from the data directory
+ * alone: processes sharing a data directory (server_restart,
+ * server_start_shared) share an L2, a blob store and a store, and distinct
+ * directories (distinct tests) never meet in one. The L2 and blob
+ * variables must not name the same S3 base (an L2 wipe would take the
+ * blobs with it): s3://B/l2 and s3://B/blobs, or two buckets; on MongoDB
+ * each role keeps collections of its own, so one BASE may serve all three.
  *
  * argv holds n arguments and has room for cap entries in all (one of them
  * kept for the terminating NULL, which the caller writes); data_dir is the
@@ -67,6 +81,21 @@ int server_l2_wipe(const test_server *s);
 int strata_env_args(const char **argv, int n, int cap, const char *data_dir,
                     const char *const *args, char *l2, size_t l2_cap, char *blobs, size_t blobs_cap,
                     int *blobs_added);
+/* What the environment added (see strata_env_args_ex). */
+#define STRATA_ENV_L2    1
+#define STRATA_ENV_BLOBS 2
+#define STRATA_ENV_STORE 4
+/* strata_env_args with the store as well: the effective store URL
+ * (added, the process's own --store, or "" for strata's default) is
+ * written into store, and *added (may be NULL) gets the STRATA_ENV_* bits
+ * of what was added. strata_env_args keeps an added store URL in a
+ * buffer of the calling thread, valid until that thread's next call. */
+int strata_env_args_ex(const char **argv, int n, int cap, const char *data_dir,
+                       const char *const *args, char *l2, size_t l2_cap, char *blobs,
+                       size_t blobs_cap, char *store, size_t store_cap, int *added);
+/* Drops the database a mongodb:// or gridfs:// URL names. Returns 0 when
+ * done, -1 with a message on stderr. */
+int mongo_url_drop(const char *url);
 /* The L2 prefix the tests give a process on data_dir (see above); out has
  * room for 65 bytes. */
 void strata_l2_prefix(const char *data_dir, char out[65]);
@@ -126,8 +155,10 @@ int run_suite(struct Suite *suite);
  * the streamed writes' DIR/.w-*; for s3://BUCKET/PREFIX the objects
  * PREFIX/blobs/ab/cd/KEY, their touch markers KEY.touched and the staged
  * writes under PREFIX/staging/ (see src/blobs/blobs_s3.h), with AWS_*
- * from the environment. Each returns -1 with a message on stderr on
- * failure; none aborts. */
+ * from the environment; for gridfs://HOSTS/DB the files documents of
+ * BUCKET.files (named by a key, or staged: "~stage-...") and their chunks
+ * (see src/blobs/blobs_gridfs.h). Each returns -1 with a message on
+ * stderr on failure; none aborts. */
 
 /* The number of blobs stored (files or objects named by a key). */
 int server_blob_count(const test_server *s);
