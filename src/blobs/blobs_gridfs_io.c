@@ -525,6 +525,11 @@ int gfs_stage_commit(gfs_stage *s, const char *key, const unsigned char *header,
         goto drop;
     }
     s->closed = true;
+    if (s->first != NULL && header == NULL) {
+        /* a streamed write reserved its header: committing one is its contract */
+        serr_set(err, SERR_INTERNAL, "a streamed GridFS write committed without its header");
+        goto drop;
+    }
     if (s->first != NULL && patch_header(s, header, err) != 0)
         goto drop;
     /* claimed: a sweep can no longer take it (nor can this take a swept one) */
