@@ -503,6 +503,59 @@ static int chunks_in_use(gfs_blobs *b, mongoc_client_t *cl, const bson_value_t *
     return rc;
 }
 
+static void claim_id(bson_t *doc, const bson_value_t *id)
+{
+    bson_t sub;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, "_id", &sub);
+    BSON_APPEND_VALUE(&sub, "claim", id);
+    bson_append_document_end(doc, &sub);
+}
+
+int gfs_claim_stage(gfs_blobs *b, mongoc_client_t *cl, const bson_value_t *id, const char *by,
+                    bool *won, char holder[16], strata_error *err)
+{
+    *won = false;
+    holder[0] = '\0';
+    mongoc_collection_t *coll = mongo_conn_collection(b->conn, cl, b->staging);
+    bson_t doc = BSON_INITIALIZER;
+    claim_id(&doc, id);
+    BSON_APPEND_UTF8(&doc, "by", by);
+    bson_error_t be;
+    int rc = 0;
+    if (mongoc_collection_insert_one(coll, &doc, NULL, NULL, &be)) {
+        *won = true;
+    } else if (gfs_error(&be, "claiming a staged GridFS upload", err) == -1 &&
+               err->kind == SERR_CONFLICT) {
+        /* lost: who holds it? */
+        bson_t filter = BSON_INITIALIZER;
+        claim_id(&filter, id);
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+        const bson_t *d;
+        bson_iter_t it;
+        if (mongoc_cursor_next(cur, &d) && bson_iter_init_find(&it, d, "by") &&
+            BSON_ITER_HOLDS_UTF8(&it))
+            snprintf(holder, 16, "%s", bson_iter_utf8(&it, NULL));
+        else if (mongoc_cursor_error(cur, &be))
+            rc = gfs_error(&be, "reading a GridFS upload's claim", err);
+        mongoc_cursor_destroy(cur);
+        bson_destroy(&filter);
+    } else {
+        rc = -1;
+    }
+    bson_destroy(&doc);
+    mongoc_collection_destroy(coll);
+    return rc;
+}
+
+int gfs_unclaim_stage(gfs_blobs *b, mongoc_client_t *cl, const bson_value_t *id, strata_error *err)
+{
+    bson_t filter = BSON_INITIALIZER;
+    claim_id(&filter, id);
+    int rc = delete_by(b, cl, b->staging, &filter, false, NULL, err);
+    bson_destroy(&filter);
+    return rc;
+}
+
 /* Deals with one old marker: claims a staging one, deletes its staged
  * files document and, when no file reads them, its chunks, then itself.
  * *done: the marker is gone. */
@@ -514,22 +567,25 @@ static int sweep_one(gfs_blobs *b, mongoc_client_t *cl, const marker *m, bool *d
     BSON_APPEND_VALUE(&mf, "_id", &m->id);
     int rc = 0;
     if (strcmp(m->state, "w") == 0 || strcmp(m->state, "c") == 0) {
-        /* a commit claims "w" too: exactly one of the two wins */
-        mongoc_collection_t *coll = mongo_conn_collection(b->conn, cl, b->staging);
-        bson_t cf = BSON_INITIALIZER, reply;
-        bson_copy_to_excluding_noinit(&mf, &cf, "", NULL);
-        BSON_APPEND_UTF8(&cf, "state", m->state);
-        bson_t *upd = BCON_NEW("$set", "{", "state", BCON_UTF8("d"), "}");
-        bson_error_t be;
-        bson_iter_t it;
-        if (!mongoc_collection_update_one(coll, &cf, upd, NULL, &reply, &be))
-            rc = gfs_error(&be, "claiming a GridFS staging marker", err);
-        else if (!bson_iter_init_find(&it, &reply, "matchedCount") || bson_iter_as_int64(&it) == 0)
-            rc = 1; /* moved on: not this sweep's */
-        bson_destroy(&reply);
-        bson_destroy(upd);
-        bson_destroy(&cf);
-        mongoc_collection_destroy(coll);
+        /* an upload: a commit may claim it at this very moment, and only a
+         * unique insert decides between the two on every server (a
+         * commit's claim means it renamed or is renaming: left alone,
+         * at worst one staged copy stays after a crash in between) */
+        bool won;
+        char holder[16];
+        rc = gfs_claim_stage(b, cl, &m->id, "sweep", &won, holder, err);
+        if (rc == 0 && !won && strcmp(holder, "sweep") != 0)
+            rc = 1; /* a commit's */
+        if (rc == 0) {
+            /* so that the writer's next renewal sees it gone (advisory) */
+            mongoc_collection_t *coll = mongo_conn_collection(b->conn, cl, b->staging);
+            bson_t *upd = BCON_NEW("$set", "{", "state", BCON_UTF8("d"), "}");
+            bson_error_t be;
+            if (!mongoc_collection_update_one(coll, &mf, upd, NULL, NULL, &be))
+                rc = gfs_error(&be, "marking a GridFS staging marker swept", err);
+            bson_destroy(upd);
+            mongoc_collection_destroy(coll);
+        }
     }
     char name[GFS_NAME_MAX];
     if (rc == 0 && gfs_stage_name(&m->id, name)) {
@@ -548,10 +604,11 @@ static int sweep_one(gfs_blobs *b, mongoc_client_t *cl, const marker *m, bool *d
         rc = delete_by(b, cl, b->chunks, &cf, true, NULL, err);
         bson_destroy(&cf);
     }
-    if (rc == 0) {
+    /* the sweep's claim stays, a small tombstone: a writer that was only
+     * slow must find its upload taken when it commits */
+    if (rc == 0)
         rc = delete_by(b, cl, b->staging, &mf, false, NULL, err);
-        *done = rc == 0;
-    }
+    *done = rc == 0;
     bson_destroy(&mf);
     return rc < 0 ? -1 : 0;
 }
@@ -571,8 +628,15 @@ int blobs_gridfs_sweep_staging(blob_store *base, int64_t age_ms, unsigned *remov
     if (ms == NULL)
         return serr_set(err, SERR_NOMEM, "out of memory sweeping GridFS staging");
     mongoc_client_t *cl = mongo_conn_pop(b->conn);
+    /* markers are stamped by the server's clock: their age by it too */
+    int64_t now;
+    if (mongo_conn_server_ms(cl, &now, err) != 0) {
+        mongo_conn_push(b->conn, cl);
+        free(ms);
+        return -1;
+    }
     mongoc_collection_t *coll = mongo_conn_collection(b->conn, cl, b->staging);
-    int64_t before = clock_wall_ms() - (age_ms > 0 ? age_ms : 0);
+    int64_t before = now - (age_ms > 0 ? age_ms : 0);
     bson_t *filter = BCON_NEW("at", "{", "$lt", BCON_DATE_TIME(before), "}");
     bson_t *opts = BCON_NEW("limit", BCON_INT64(SWEEP_MAX));
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);

@@ -4,6 +4,8 @@
 #ifndef STRATA_BLOBS_GRIDFS_INT_H
 #define STRATA_BLOBS_GRIDFS_INT_H
 
+#include <stdatomic.h>
+
 #include "../common/mongo_conn.h"
 #include "blobs_gridfs.h"
 
@@ -17,6 +19,9 @@ typedef struct gfs_blobs {
     mongo_conn *probe; /* health: short timeouts */
     char bucket[BLOBS_GRIDFS_BUCKET_MAX + 1];
     char files[GFS_COLL_MAX], chunks[GFS_COLL_MAX], staging[GFS_COLL_MAX], meta[GFS_COLL_MAX];
+    /* uploads in progress, each holding a pooled client until it ends: at
+     * most half the pool, so that slow clients cannot take all of it */
+    _Atomic int uploads;
 } gfs_blobs;
 
 /* A files document as the store reads it. */
@@ -36,6 +41,16 @@ void gfs_file_clear(gfs_file *f);
  * refuses comes back as PostgreSQL's "duplicate key value violates unique
  * constraint" under another code than 11000: SERR_CONFLICT too. */
 int gfs_error(const bson_error_t *e, const char *what, strata_error *err);
+
+/* Claims the staged upload id for `by` ("commit" or "sweep") by inserting
+ * {_id: {claim: id}, by} into the staging collection: a unique-index
+ * insert, the one primitive FerretDB v1 makes atomic (its conditional
+ * updates are not), so exactly one of a commit and a sweep wins. *won;
+ * when lost, holder gets the winner's `by` (16 bytes). */
+int gfs_claim_stage(gfs_blobs *b, mongoc_client_t *cl, const bson_value_t *id, const char *by,
+                    bool *won, char holder[16], strata_error *err);
+/* Deletes the claim of id, if any. */
+int gfs_unclaim_stage(gfs_blobs *b, mongoc_client_t *cl, const bson_value_t *id, strata_error *err);
 
 /* The files document named key (*found false when none), through cl. */
 int gfs_find_file(gfs_blobs *b, mongoc_client_t *cl, const char *key, gfs_file *f, bool *found,

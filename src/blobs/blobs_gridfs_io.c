@@ -240,6 +240,7 @@ static void stage_free(gfs_stage *s)
     if (s->db != NULL)
         mongoc_database_destroy(s->db);
     mongo_conn_push(s->b->conn, s->cl);
+    atomic_fetch_sub(&s->b->uploads, 1);
     free(s->first);
     free(s);
 }
@@ -298,7 +299,8 @@ static void stage_drop(gfs_stage *s)
         on_coll(s, s->b->chunks, "files_id", NULL, NULL, NULL, true, NULL, &e,
                 "dropping staged GridFS chunks") != 0 ||
         on_coll(s, s->b->staging, "_id", NULL, NULL, NULL, false, NULL, &e,
-                "dropping a GridFS staging marker") != 0)
+                "dropping a GridFS staging marker") != 0 ||
+        gfs_unclaim_stage(s->b, s->cl, &s->id, &e) != 0)
         slog_warn("blobs: staged GridFS upload %s waits for a sweep: %s", s->name, e.detail);
     stage_free(s);
 }
@@ -361,9 +363,18 @@ int gfs_stage_write(gfs_stage *s, const void *data, size_t len, strata_error *er
 int gfs_stage_begin(gfs_blobs *b, bool reserve_header, gfs_stage **out, strata_error *err)
 {
     *out = NULL;
+    int cap = mongo_conn_pool_size(b->conn) / 2;
+    if (atomic_fetch_add(&b->uploads, 1) >= (cap > 0 ? cap : 1)) {
+        atomic_fetch_sub(&b->uploads, 1);
+        return serr_set(err, SERR_UNAVAILABLE,
+                        "too many uploads to GridFS in progress (at most %d): try again later",
+                        cap > 0 ? cap : 1);
+    }
     gfs_stage *s = calloc(1, sizeof *s);
-    if (s == NULL)
+    if (s == NULL) {
+        atomic_fetch_sub(&b->uploads, 1);
         return serr_set(err, SERR_NOMEM, "out of memory starting a GridFS upload");
+    }
     s->b = b;
     s->cl = mongo_conn_pop(b->conn);
     s->db = mongoc_client_get_database(s->cl, mongo_conn_db(b->conn));
@@ -532,13 +543,13 @@ int gfs_stage_commit(gfs_stage *s, const char *key, const unsigned char *header,
     }
     if (s->first != NULL && patch_header(s, header, err) != 0)
         goto drop;
-    /* claimed: a sweep can no longer take it (nor can this take a swept one) */
-    bson_t *claim = BCON_NEW("$set", "{", "state", BCON_UTF8("c"), "}");
+    /* claimed: a sweep can no longer take it (nor can this take a swept
+     * one); a unique insert, atomic on every server (gfs_claim_stage) */
+    bool won;
+    char holder[16];
     int64_t n = 0;
-    int rc = on_coll(s, s->b->staging, "_id", NULL, "w", claim, false, &n, err,
-                     "claiming a GridFS staging marker");
-    bson_destroy(claim);
-    if (rc == 0 && n == 0)
+    int rc = gfs_claim_stage(s->b, s->cl, &s->id, "commit", &won, holder, err);
+    if (rc == 0 && !won)
         rc = serr_set(err, SERR_IO, "staged GridFS upload %s was swept as abandoned", s->name);
     if (rc != 0)
         goto drop;
@@ -584,7 +595,8 @@ int gfs_stage_commit(gfs_stage *s, const char *key, const unsigned char *header,
         goto drop;
     strata_error e3;
     if (on_coll(s, s->b->staging, "_id", NULL, NULL, NULL, false, NULL, &e3,
-                "deleting a GridFS staging marker") != 0)
+                "deleting a GridFS staging marker") != 0 ||
+        gfs_unclaim_stage(s->b, s->cl, &s->id, &e3) != 0)
         slog_warn("blobs: GridFS staging marker %s waits for a sweep: %s", s->name, e3.detail);
     stage_free(s);
     return 0;

@@ -95,8 +95,8 @@ int l2s3_clear(l2_cache *base, const char *ns, const char *pattern, size_t *coun
         l2s3_epoch_name(ns, ename, err) != 0 || l2s3_ns_part(ns, nsp) != 0)
         return -1;
     /* first every token of the namespace moves (a fill that checked the
-     * old epoch lands before the deletes below, which remove it), then
-     * the matching state objects go */
+     * old epoch lands before the blanks below, which replace it), then
+     * the matching state objects get new blanks */
     uint64_t r;
     char body[17];
     if (l2s3_random(&r, err) != 0)

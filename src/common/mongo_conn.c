@@ -8,6 +8,7 @@
 struct mongo_conn {
     mongoc_uri_t *uri;
     mongoc_client_pool_t *pool;
+    int pool_size;
     char db[MONGO_DB_MAX + 1];
 };
 
@@ -63,6 +64,12 @@ mongo_conn *mongo_conn_open(const char *url, const char *appname, strata_error *
                  MONGO_DB_MAX);
         return NULL;
     }
+    if (mongoc_uri_has_option(uri, MONGOC_URI_WAITQUEUETIMEOUTMS)) {
+        /* a pop that may return NULL would be an error path at every use */
+        mongoc_uri_destroy(uri);
+        serr_set(err, SERR_INVALID, "the MongoDB URL option waitQueueTimeoutMS is not supported");
+        return NULL;
+    }
     if (!default_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000) ||
         !default_option(uri, MONGOC_URI_CONNECTTIMEOUTMS, 2000) ||
         !default_option(uri, MONGOC_URI_SOCKETTIMEOUTMS, 30000) ||
@@ -79,6 +86,9 @@ mongo_conn *mongo_conn_open(const char *url, const char *appname, strata_error *
     }
     snprintf(c->db, sizeof c->db, "%s", db);
     c->uri = uri;
+    c->pool_size = mongoc_uri_get_option_as_int32(uri, MONGOC_URI_MAXPOOLSIZE, 32);
+    if (c->pool_size < 1)
+        c->pool_size = 1;
     c->pool = mongoc_client_pool_new(uri);
     if (c->pool == NULL) {
         mongoc_uri_destroy(uri);
@@ -99,6 +109,11 @@ void mongo_conn_close(mongo_conn *c)
     mongoc_client_pool_destroy(c->pool);
     mongoc_uri_destroy(c->uri);
     free(c);
+}
+
+int mongo_conn_pool_size(const mongo_conn *c)
+{
+    return c->pool_size;
 }
 
 const char *mongo_conn_db(const mongo_conn *c)
@@ -134,6 +149,27 @@ int mongo_conn_error(const bson_error_t *e, const char *what, strata_error *err)
     if (e->domain == MONGOC_ERROR_SERVER_SELECTION || e->domain == MONGOC_ERROR_STREAM)
         return serr_set(err, SERR_UNAVAILABLE, "%s: MongoDB not reachable: %s", what, e->message);
     return serr_set(err, SERR_IO, "%s: MongoDB: %s (%u.%u)", what, e->message, e->domain, e->code);
+}
+
+int mongo_conn_server_ms(mongoc_client_t *cl, int64_t *out, strata_error *err)
+{
+    bson_t cmd = BSON_INITIALIZER, reply;
+    bson_error_t be;
+    BSON_APPEND_INT32(&cmd, "hello", 1);
+    bool ok = mongoc_client_command_simple(cl, "admin", &cmd, NULL, &reply, &be);
+    bson_destroy(&cmd);
+    if (!ok) {
+        bson_destroy(&reply);
+        return mongo_conn_error(&be, "asking the server's time", err);
+    }
+    bson_iter_t it;
+    int rc = 0;
+    if (bson_iter_init_find(&it, &reply, "localTime") && BSON_ITER_HOLDS_DATE_TIME(&it))
+        *out = bson_iter_date_time(&it);
+    else
+        rc = serr_set(err, SERR_IO, "the MongoDB server gives no localTime in hello");
+    bson_destroy(&reply);
+    return rc;
 }
 
 int mongo_conn_ping(mongo_conn *c, strata_error *err)

@@ -36,7 +36,7 @@ typedef struct mongo_conn mongo_conn;
 /* Parses url and makes the pool; appname names the role in the server's
  * logs ("strata-store", "strata-l2", "strata-blobs"). NULL with *err set:
  * SERR_INVALID (not a mongodb:// URL, no or a malformed database name, an
- * option libmongoc refuses), SERR_NOMEM. */
+ * option libmongoc refuses, waitQueueTimeoutMS), SERR_NOMEM. */
 mongo_conn *mongo_conn_open(const char *url, const char *appname, strata_error *err);
 
 /* Closes the pool; every client must have been pushed back. NULL is a no-op. */
@@ -45,8 +45,15 @@ void mongo_conn_close(mongo_conn *c);
 /* The database name from the URL. */
 const char *mongo_conn_db(const mongo_conn *c);
 
+/* How many clients the pool holds at most (maxPoolSize). */
+int mongo_conn_pool_size(const mongo_conn *c);
+
 /* A client from the pool, waiting while every client is out. Never NULL
- * (libmongoc blocks until one is free). */
+ * (libmongoc blocks until one is free; waitQueueTimeoutMS, which would
+ * make it give up, is refused by mongo_conn_open). A caller that holds a
+ * client for as long as a remote peer decides (a streamed upload) must
+ * bound how many it holds at once, below mongo_conn_pool_size, or slow
+ * peers could leave every other caller waiting here. */
 mongoc_client_t *mongo_conn_pop(mongo_conn *c);
 void mongo_conn_push(mongo_conn *c, mongoc_client_t *cl);
 
@@ -60,6 +67,12 @@ int mongo_conn_error(const bson_error_t *e, const char *what, strata_error *err)
 
 /* Whether e is a duplicate-key refusal (code 11000). */
 bool mongo_conn_is_duplicate(const bson_error_t *e);
+
+/* The server's clock (hello's localTime), in ms since the epoch, through
+ * client cl: for ages of documents stamped with $currentDate, so that no
+ * node compares its own clock with the server's. SERR_UNAVAILABLE when the
+ * server does not answer, SERR_IO when it gives no time. */
+int mongo_conn_server_ms(mongoc_client_t *cl, int64_t *out, strata_error *err);
 
 /* Sends {ping: 1}: 0 when the server answers, else SERR_UNAVAILABLE. */
 int mongo_conn_ping(mongo_conn *c, strata_error *err);

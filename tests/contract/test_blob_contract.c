@@ -1643,6 +1643,8 @@ static void add_chunk(const bson_oid_t *oid, int n, const char *bytes)
  * never deleted; replaced chunks go at the sweep. */
 START_TEST(gridfs_staging_debris_is_swept)
 {
+    /* markers only: a sweep leaves its claim behind, a tombstone */
+    bson_t *markers = BCON_NEW("state", "{", "$exists", BCON_BOOL(true), "}");
     strata_error err;
     tblob t, big, alt;
     make_blob(&t, "kept", 300000, SCODEC_NONE);
@@ -1688,19 +1690,19 @@ START_TEST(gridfs_staging_debris_is_swept)
     (void)half;
     const int chunks = gcount("chunks", NULL);
     ck_assert_int_ge(chunks, kept + 2 + 8); /* the writer's, but for its buffered one */
-    ck_assert_int_eq(gcount("staging", NULL), 4);
+    ck_assert_int_eq(gcount("staging", markers), 4);
     /* young: a whole listing leaves it all */
     listing l = {.blobs = &t, .n = 1};
     list_blobs(B, &l);
     ck_assert_int_eq(l.seen[0], 1);
-    ck_assert_int_eq(gcount("staging", NULL), 4);
+    ck_assert_int_eq(gcount("staging", markers), 4);
     ck_assert_int_eq(gcount("chunks", NULL), chunks);
     /* old enough */
     sleep_ms(20);
     unsigned n = 0;
     ck_assert_msg(blobs_gridfs_sweep_staging(B, 0, &n, &err) == 0, "%s", err.detail);
     ck_assert_uint_eq(n, 4);
-    ck_assert_int_eq(gcount("staging", NULL), 0);
+    ck_assert_int_eq(gcount("staging", markers), 0);
     ck_assert_int_eq(gcount("chunks", NULL), kept);
     ck_assert_int_eq(gcount("files", NULL), 1);
     expect_bytes(B, t.key, t.enc.data, t.enc.len);
@@ -1709,13 +1711,13 @@ START_TEST(gridfs_staging_debris_is_swept)
     ck_assert(!exists(B, big.key));
     ck_assert_int_eq(gcount("chunks", NULL), kept);
     ck_assert_int_eq(gcount("files", NULL), 1);
-    ck_assert_int_eq(gcount("staging", NULL), 0);
+    ck_assert_int_eq(gcount("staging", markers), 0);
     /* replaced chunks stay for readers until the sweep */
     ck_assert_msg(B->ops->replace(B, t.key, alt.enc.data, alt.enc.len, &err) == 0, "%s",
                   err.detail);
     expect_bytes(B, t.key, alt.enc.data, alt.enc.len);
     ck_assert_int_eq(gcount("chunks", tf), kept);
-    ck_assert_int_eq(gcount("staging", NULL), 1);
+    ck_assert_int_eq(gcount("staging", markers), 1);
     sleep_ms(20);
     ck_assert_msg(blobs_gridfs_sweep_staging(B, 0, &n, &err) == 0, "%s", err.detail);
     ck_assert_uint_eq(n, 1);
@@ -1726,9 +1728,10 @@ START_TEST(gridfs_staging_debris_is_swept)
     ck_assert_int_eq(B->ops->remove(B, t.key, &err), 0);
     ck_assert_int_eq(gcount("chunks", NULL), 0);
     ck_assert_int_eq(gcount("files", NULL), 0);
-    ck_assert_int_eq(gcount("staging", NULL), 0);
+    ck_assert_int_eq(gcount("staging", markers), 0);
     /* not a GridFS store: refused */
     ck_assert_int_eq(blobs_gridfs_sweep_staging(NULL, 0, NULL, &err), -1);
+    bson_destroy(markers);
     bson_destroy(tf);
     bson_destroy(doc);
     bson_value_destroy(&id);
@@ -1837,6 +1840,80 @@ typedef struct contract_case {
     enum case_where where;
 } contract_case;
 
+/* A commit and a sweep of one upload: a unique claim decides, so the
+ * sweep leaves an upload a commit claimed, and a commit after a sweep took
+ * its upload fails instead of publishing half of nothing. Uploads in
+ * progress hold a pooled client each, so at most half the pool may: past
+ * that, SERR_UNAVAILABLE at once instead of a wait with no end. */
+START_TEST(gridfs_claims_decide_and_uploads_are_bounded)
+{
+    strata_error err;
+    tblob t;
+    make_blob(&t, "claimed", 100000, SCODEC_NONE);
+    /* the sweep takes an upload first: its commit fails */
+    blob_writer *w = NULL;
+    ck_assert_int_eq(B->ops->begin_write(B, &w, &err), 0);
+    ck_assert_int_eq(
+        w->ops->write(w, t.enc.data + BLOB_HEADER_SIZE, t.enc.len - BLOB_HEADER_SIZE, &err), 0);
+    unsigned n = 0;
+    ck_assert_msg(blobs_gridfs_sweep_staging(B, 0, &n, &err) == 0, "%s", err.detail);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(w->ops->commit(w, t.key, t.enc.data, &err), -1);
+    bool there = true;
+    ck_assert_int_eq(B->ops->exists(B, t.key, &there, &err), 0);
+    ck_assert(!there);
+    /* a commit's claim stands: the sweep leaves the upload, which commits */
+    ck_assert_int_eq(B->ops->begin_write(B, &w, &err), 0);
+    ck_assert_int_eq(
+        w->ops->write(w, t.enc.data + BLOB_HEADER_SIZE, t.enc.len - BLOB_HEADER_SIZE, &err), 0);
+    bson_t *live = BCON_NEW("state", BCON_UTF8("w"));
+    mongoc_client_t *cl = mongo_conn_pop(gridfs_conn());
+    mongoc_collection_t *coll = gcoll(cl, "staging");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, live, NULL, NULL);
+    const bson_t *m;
+    bson_iter_t it;
+    ck_assert(mongoc_cursor_next(cur, &m) && bson_iter_init_find(&it, m, "_id"));
+    bson_value_t id;
+    bson_value_copy(bson_iter_value(&it), &id);
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    mongo_conn_push(gridfs_conn(), cl);
+    bson_destroy(live);
+    bson_t claim = BSON_INITIALIZER, sub;
+    BSON_APPEND_DOCUMENT_BEGIN(&claim, "_id", &sub);
+    BSON_APPEND_VALUE(&sub, "claim", &id);
+    bson_append_document_end(&claim, &sub);
+    bson_t *doc = bson_copy(&claim);
+    BSON_APPEND_UTF8(doc, "by", "commit");
+    ck_assert_int_eq(gwrite("staging", G_INSERT, doc, NULL), 0);
+    ck_assert_msg(blobs_gridfs_sweep_staging(B, 0, &n, &err) == 0, "%s", err.detail);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(gwrite("staging", G_DELETE, &claim, NULL), 0);
+    ck_assert_msg(w->ops->commit(w, t.key, t.enc.data, &err) == 0, "%s", err.detail);
+    ck_assert_int_eq(B->ops->exists(B, t.key, &there, &err), 0);
+    ck_assert(there);
+    bson_destroy(doc);
+    bson_destroy(&claim);
+    bson_value_destroy(&id);
+    /* a pool of 4: two uploads at once, the third refused until one ends */
+    char url[sizeof CASE_URL + 32];
+    snprintf(url, sizeof url, "%s%smaxPoolSize=4", CASE_URL, strchr(CASE_URL, '?') ? "&" : "?");
+    blob_store *small = blobs_open(url, &err);
+    ck_assert_msg(small != NULL, "%s", err.detail);
+    blob_writer *ws[3] = {NULL, NULL, NULL};
+    ck_assert_int_eq(small->ops->begin_write(small, &ws[0], &err), 0);
+    ck_assert_int_eq(small->ops->begin_write(small, &ws[1], &err), 0);
+    ck_assert_int_eq(small->ops->begin_write(small, &ws[2], &err), -1);
+    ck_assert_int_eq(err.kind, SERR_UNAVAILABLE);
+    ws[0]->ops->abort(ws[0]);
+    ck_assert_msg(small->ops->begin_write(small, &ws[2], &err) == 0, "%s", err.detail);
+    ws[1]->ops->abort(ws[1]);
+    ws[2]->ops->abort(ws[2]);
+    blobs_close(small);
+    free_blob(&t);
+}
+END_TEST
+
 static size_t add_contract(Suite *s, int b)
 {
     const contract_case cases[] = {
@@ -1867,6 +1944,7 @@ static size_t add_contract(Suite *s, int b)
         {gridfs_layout_and_schema, GRIDFS_ONLY},
         {gridfs_damaged_chunks_are_refused, GRIDFS_ONLY},
         {gridfs_staging_debris_is_swept, GRIDFS_ONLY},
+        {gridfs_claims_decide_and_uploads_are_bounded, GRIDFS_ONLY},
     };
     TCase *tc = tcase_create(BK[b].label);
     tcase_add_checked_fixture(tc, SETUPS[b], close_case);
@@ -1946,7 +2024,7 @@ int main(void)
     const char *env = getenv("STRATA_BLOB_URL");
     const char *need = getenv("STRATA_BLOB_REQUIRE"), *s3 = getenv("STRATA_S3_URL");
     const char *mongo = getenv("STRATA_MONGO_URL");
-    char urls[4096] = "", own_db[700] = "";
+    char urls[4096] = "", own_db[sizeof urls] = "";
     if (env != NULL && env[0] != '\0')
         snprintf(urls, sizeof urls, "%s", env);
     else if (need != NULL && strcmp(need, "s3://") == 0 && s3 != NULL &&
