@@ -31,6 +31,17 @@ static int load_blob(void *ctx, cache_value **out, strata_error *err)
     return rc;
 }
 
+/* Names v's blob in err's detail unless it does already: the log then
+ * says which blob failed (clients see a generic 5xx detail). Returns -1. */
+static int named_blob_error(const store_version *v, strata_error *err)
+{
+    if (strstr(err->detail, v->blob_key) != NULL)
+        return -1;
+    char inner[STRATA_ERR_DETAIL_MAX];
+    memcpy(inner, err->detail, sizeof inner);
+    return serr_set(err, err->kind, "blob %s: %s", v->blob_key, inner);
+}
+
 /* A stored blob, through the cache (immutable: found by its hash, never
  * stale). Whatever tier it came from, its header, payload hash and raw
  * hash are checked against the key before anything is served (invariant
@@ -107,7 +118,7 @@ int versions_content(versions_svc *svc, const store_version *v, unsigned accept_
     blob_header h;
     if (read_blob(svc, v, &blob, &h, err) != 0) {
         sbuf_free(&blob);
-        return -1;
+        return named_blob_error(v, err);
     }
     size_t plen = blob.len - BLOB_HEADER_SIZE;
     /* the blob was checked against its key; the key must be this record's
@@ -133,7 +144,7 @@ int versions_content(versions_svc *svc, const store_version *v, unsigned accept_
         if (blob_decode(blob.data, blob.len, svc->cfg.max_content, &raw, &h, err) != 0) {
             sbuf_free(&blob);
             sbuf_free(&raw);
-            return -1;
+            return named_blob_error(v, err);
         }
         sbuf_free(&blob);
         out->len = raw.len;
