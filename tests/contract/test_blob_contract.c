@@ -1975,31 +1975,6 @@ static size_t add_contract(Suite *s, int b)
     return skipped;
 }
 
-/* Drops the database a gridfs:// URL names (the run's own). */
-static int drop_database(const char *url)
-{
-    char murl[700], bucket[BLOBS_GRIDFS_BUCKET_MAX + 1];
-    strata_error err;
-    mongo_conn *c = NULL;
-    if (blobs_gridfs_parse_url(url, murl, sizeof murl, bucket, &err) != 0 ||
-        (c = mongo_conn_open(murl, "strata-blob-contract", &err)) == NULL) {
-        fprintf(stderr, "blob_contract: cannot drop %s: %s\n", url, err.detail);
-        return -1;
-    }
-    mongoc_client_t *cl = mongo_conn_pop(c);
-    mongoc_database_t *db = mongoc_client_get_database(cl, mongo_conn_db(c));
-    bson_error_t be;
-    int rc = 0;
-    if (!mongoc_database_drop_with_opts(db, NULL, &be)) {
-        fprintf(stderr, "blob_contract: cannot drop %s: %s\n", url, be.message);
-        rc = -1;
-    }
-    mongoc_database_destroy(db);
-    mongo_conn_push(c, cl);
-    mongo_conn_close(c);
-    return rc;
-}
-
 static int run_contract(void)
 {
     Suite *s = suite_create("blob_contract");
@@ -2070,7 +2045,7 @@ int main(void)
             return 1;
         }
     int rc = run_contract();
-    if (own_db[0] != '\0' && drop_database(own_db) != 0)
+    if (own_db[0] != '\0' && mongo_url_drop(own_db) != 0)
         rc = 1;
     if (own) {
         char cmd[128];
