@@ -219,6 +219,16 @@ static int set_conn_timeout(strata_config *cfg, const char *v, strata_error *err
     return set_seconds("connection-timeout", &cfg->connection_timeout, v, err);
 }
 
+static int set_conn_memory(strata_config *cfg, const char *v, strata_error *err)
+{
+    uint64_t n;
+    if (config_parse_size(v, &n) != 0 || n < (UINT64_C(8) << 10) || n > (UINT64_C(1) << 20))
+        return serr_set(err, SERR_INVALID,
+                        "--connection-memory: expected a size from 8K to 1M, got '%s'", v);
+    cfg->connection_memory = n;
+    return 0;
+}
+
 static int set_shutdown_timeout(strata_config *cfg, const char *v, strata_error *err)
 {
     return set_seconds("shutdown-timeout", &cfg->shutdown_timeout, v, err);
@@ -327,6 +337,8 @@ static const struct opt_def OPTIONS[] = {
      "an unreferenced blob is collected only once older than this [3600]", set_gc_grace},
     {"connection-timeout", "STRATA_CONNECTION_TIMEOUT", "SECONDS",
      "close idle connections after this long, 0 never [60]", set_conn_timeout},
+    {"connection-memory", "STRATA_CONNECTION_MEMORY", "SIZE",
+     "memory per connection, 8K-1M: the request head must fit in it [15K]", set_conn_memory},
     {"shutdown-timeout", "STRATA_SHUTDOWN_TIMEOUT", "SECONDS",
      "on SIGTERM, how long in-flight requests may take to finish [30]", set_shutdown_timeout},
     {"log-level", "STRATA_LOG_LEVEL", "LEVEL", "debug, info, warn or error [info]", set_log_level},
@@ -394,6 +406,7 @@ static void set_defaults(strata_config *cfg)
     cfg->cache_l2_bytes = UINT64_C(4) << 30;
     cfg->gc_grace = 3600;
     cfg->connection_timeout = 60;
+    cfg->connection_memory = CONFIG_CONNECTION_MEMORY_DEFAULT;
     cfg->shutdown_timeout = 30;
     cfg->log_level = SLOG_INFO;
     strcpy(cfg->access_log, "-");

@@ -13,6 +13,14 @@
 
 #define CONFIG_STR_MAX 1024
 
+/* libmicrohttpd's memory pool per connection, which holds the request
+ * head, the response head and the read buffer. The pool is touched whole
+ * once the first request is answered, so it is what an idle keep-alive
+ * connection costs: 15 KiB keeps that (with the connection's own state)
+ * under 16 KiB and still takes request heads of about 15,000 bytes,
+ * twice the 8 KiB most servers and proxies accept per header. */
+#define CONFIG_CONNECTION_MEMORY_DEFAULT (UINT64_C(15) << 10)
+
 typedef struct strata_config {
     char listen_host[256];
     uint16_t listen_port; /* 0 picks a free port (tests) */
@@ -31,6 +39,7 @@ typedef struct strata_config {
     unsigned maintenance_interval;         /* seconds between scheduled cleanups; 0 off */
     uint64_t gc_grace;                     /* seconds an unreferenced blob is kept */
     unsigned connection_timeout;
+    uint64_t connection_memory; /* per connection: request head and I/O buffers */
     unsigned shutdown_timeout;
     enum slog_level log_level;
     char access_log[CONFIG_STR_MAX]; /* "-" stderr, "off", or a file path */

@@ -259,6 +259,38 @@ START_TEST(two_requests_share_one_connection)
 }
 END_TEST
 
+/* The per-connection memory (--connection-memory, 15K by default) holds
+ * the request head: heads up to 14 KiB are taken, on a connection that
+ * stays open; a larger one is 431, never a crash or a hang. */
+START_TEST(request_heads_up_to_14_kib_are_taken)
+{
+    static char big[20 * 1024];
+    http_client *c = http_client_new();
+    http_resp r;
+    for (size_t len = 1024; len <= 14 * 1024; len += 1024) {
+        int n = snprintf(big, sizeof big, "X-Pad: ");
+        memset(big + n, 'a', len - (size_t)n);
+        big[len] = '\0';
+        const char *h[] = {big, NULL};
+        ck_assert_int_eq(http_client_do(c, &S, "GET", "/health", h, NULL, 0, &r), 0);
+        ck_assert_msg(r.status == 200, "a %zu-byte header: %ld", len, r.status);
+        ck_assert_int_eq(r.new_connections, len == 1024 ? 1 : 0);
+        http_resp_free(&r);
+    }
+    http_client_free(c);
+    int n = snprintf(big, sizeof big, "X-Pad: ");
+    memset(big + n, 'a', sizeof big - 1 - (size_t)n);
+    big[sizeof big - 1] = '\0';
+    const char *h[] = {big, NULL};
+    ck_assert_int_eq(http_do(&S, "GET", "/health", h, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 431);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_do(&S, "GET", "/health", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+}
+END_TEST
+
 /* SIGTERM while a request is in flight: the server stops accepting, lets
  * the request finish, answers it, and exits 0. */
 START_TEST(sigterm_finishes_the_request_in_flight)
@@ -441,6 +473,7 @@ static Suite *http_suite(void)
     tcase_add_test(t, body_over_the_limit_is_413);
     tcase_add_test(t, zstd_bomb_body_is_413_without_expanding);
     tcase_add_test(t, two_requests_share_one_connection);
+    tcase_add_test(t, request_heads_up_to_14_kib_are_taken);
     suite_add_tcase(s, t);
     t = tcase_create("own_server");
     tcase_set_timeout(t, 120);

@@ -52,6 +52,7 @@ START_TEST(defaults_need_no_option)
     ck_assert_str_eq(cfg.blobs_url, "file:./data/blobs");
     ck_assert_str_eq(cfg.cache_l2_url, "file:./data/cache");
     ck_assert_uint_eq(cfg.max_body, 64u << 20);
+    ck_assert_uint_eq(cfg.connection_memory, 15u << 10);
     ck_assert_uint_ge(cfg.threads, 1);
 }
 END_TEST
@@ -104,6 +105,8 @@ static const char *const BAD[][3] = {
     {"--listen", "127.0.0.1:70000", "listen"},
     {"--max-body", "12Q", "max-body"},
     {"--max-body", "10", "max-body"},
+    {"--connection-memory", "4K", "connection-memory"},
+    {"--connection-memory", "2M", "connection-memory"},
     {"--store", "postgres://x", "store"},
     {"--blobs", "/tmp/blobs", "blobs"},
     {"--cache-l2", "memcached://x", "cache-l2"},
