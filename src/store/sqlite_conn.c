@@ -1,6 +1,7 @@
 /* SQLite connections: opening them, the statement cache, errors, the
  * reader pool, writes and transactions (see sqlite_internal.h). */
 #include "sqlite_internal.h"
+#include "store_sqlite.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,11 +181,179 @@ int sq_each_row(sqlite_store *s, const char *sql, int (*row)(sqlite3_stmt *st, v
     return rc;
 }
 
-/* ---- writes ------------------------------------------------------------------ */
+/* ---- writes: group commit (see sqlite_internal.h) ---------------------------- */
 
-/* The store whose transaction this thread is running, if any: a write
- * with no txn from inside it would wait for itself on write_mu. */
+/* The store whose write body this thread is running, if any: a write with
+ * no txn from inside it would wait for its own group's commit. */
 static _Thread_local const sqlite_store *tls_in_txn;
+
+typedef struct wgroup {
+    uint64_t seq;
+    int members;      /* joined */
+    int ran;          /* have had their turn */
+    int refs;         /* members not yet returned (the last frees the group) */
+    bool begun;       /* BEGIN IMMEDIATE succeeded */
+    bool lost;        /* the transaction is gone: BEGIN or COMMIT failed, or an
+                       * error rolled the whole transaction back */
+    bool done;        /* committed or given up: members may return */
+    strata_error why; /* when lost */
+} wgroup;
+
+static wgroup *wg_join(sqlite_store *s, strata_error *err)
+{
+    wgroup *g = s->wg_open;
+    if (g == NULL || g->members == WGROUP_MAX) {
+        g = calloc(1, sizeof *g);
+        if (g == NULL) {
+            serr_set(err, SERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        g->seq = s->wg_next++;
+        s->wg_open = g;
+    }
+    g->members++;
+    g->refs++;
+    return g;
+}
+
+/* Savepoint statements, prepared once per connection (the literal's
+ * address keys the statement cache). */
+static const char SQL_SAVEPOINT[] = "SAVEPOINT member";
+static const char SQL_RELEASE[] = "RELEASE member";
+static const char SQL_ROLLBACK_TO[] = "ROLLBACK TO member";
+
+static int run_stmt(sq_conn *db, const char *sql, strata_error *err)
+{
+    sqlite3_stmt *st;
+    if (prepare(db, sql, &st, err) != 0)
+        return -1;
+    return step_done(db, st, sql, err);
+}
+
+/* The member's turn: BEGIN for the group if no one has, then the body in
+ * a savepoint. Returns the body's result; marks the group lost when the
+ * transaction itself failed. Called with the writer to itself. */
+static int wg_run(sqlite_store *s, wgroup *g, write_fn body, void *ctx, strata_error *err)
+{
+    sq_conn *db = s->writer;
+    if (g->lost) {
+        *err = g->why;
+        return -1;
+    }
+    if (!g->begun) {
+        if (exec(db, "BEGIN IMMEDIATE", err) != 0) {
+            g->lost = true;
+            g->why = *err;
+            return -1;
+        }
+        g->begun = true;
+    }
+    if (run_stmt(db, SQL_SAVEPOINT, err) != 0) {
+        g->lost = true;
+        g->why = *err;
+        return -1;
+    }
+    tls_in_txn = s;
+    int rc = body(db, ctx, err);
+    tls_in_txn = NULL;
+    if (sqlite3_get_autocommit(db->h)) {
+        /* an error (I/O, full disk, out of memory) rolled the whole
+         * transaction back: every member's changes are gone */
+        g->lost = true;
+        g->begun = false;
+        serr_set(&g->why, SERR_RETRY, "store: a shared commit was rolled back (%s)",
+                 rc != 0 ? err->detail : "by SQLite");
+        if (rc == 0)
+            *err = g->why;
+        return -1;
+    }
+    strata_error serr;
+    if (rc != 0 && run_stmt(db, SQL_ROLLBACK_TO, &serr) != 0) {
+        g->lost = true;
+        g->why = serr;
+    }
+    if (run_stmt(db, SQL_RELEASE, &serr) != 0 && !g->lost) {
+        g->lost = true;
+        g->why = serr;
+    }
+    if (rc == 0 && g->lost) {
+        *err = g->why;
+        return -1;
+    }
+    return rc;
+}
+
+/* The last member: commits (or rolls back what is left of a lost group). */
+static void wg_commit(sqlite_store *s, wgroup *g)
+{
+    sq_conn *db = s->writer;
+    if (g->begun && !g->lost && exec(db, "COMMIT", &g->why) != 0)
+        g->lost = true;
+    if (g->lost && !sqlite3_get_autocommit(db->h))
+        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* One write: joins the open group, waits for its turn, runs body, and
+ * returns once the group's commit is durable (or known lost). *own tells
+ * whether a failure was the body's own (-1 from body) or the group's. */
+static int wg_write(sqlite_store *s, write_fn body, void *ctx, bool *own, strata_error *err)
+{
+    *own = false;
+    pthread_mutex_lock(&s->write_mu);
+    wgroup *g = wg_join(s, err);
+    if (g == NULL) {
+        pthread_mutex_unlock(&s->write_mu);
+        return -1;
+    }
+    while (s->wg_turn != g->seq || s->wg_busy)
+        pthread_cond_wait(&s->write_cv, &s->write_mu);
+    s->wg_busy = true;
+    pthread_mutex_unlock(&s->write_mu);
+
+    bool lost_before = g->lost;
+    int rc = wg_run(s, g, body, ctx, err);
+    *own = rc != 0 && !lost_before && !g->lost;
+
+    pthread_mutex_lock(&s->write_mu);
+    g->ran++;
+    if (g->ran == g->members) {
+        /* the last to run: no one joins any more; commit with the writer
+         * still ours (wg_turn moves on only after it) */
+        if (s->wg_open == g)
+            s->wg_open = NULL;
+        pthread_mutex_unlock(&s->write_mu);
+        wg_commit(s, g);
+        pthread_mutex_lock(&s->write_mu);
+        g->done = true;
+        s->wg_turn++;
+        if (!g->lost) {
+            s->wg_commits++;
+            s->wg_writes += (uint64_t)g->members;
+        }
+    }
+    s->wg_busy = false;
+    pthread_cond_broadcast(&s->write_cv);
+    while (!g->done)
+        pthread_cond_wait(&s->write_cv, &s->write_mu);
+    if (rc == 0 && g->lost) {
+        *err = g->why;
+        rc = -1;
+    }
+    bool last = --g->refs == 0;
+    pthread_mutex_unlock(&s->write_mu);
+    if (last)
+        free(g);
+    return rc;
+}
+
+static void backoff(int attempt)
+{
+    unsigned r = 0;
+    sqlite3_randomness(sizeof r, &r);
+    struct timespec ts = {0, (long)((1000000u << (attempt < 7 ? attempt : 7)) +
+                                    r % 1000000u)}; /* 2 ms .. 129 ms, jittered */
+    nanosleep(&ts, NULL);
+}
 
 int in_write(sqlite_store *s, store_txn *txn, write_fn fn, void *ctx, strata_error *err)
 {
@@ -192,50 +361,61 @@ int in_write(sqlite_store *s, store_txn *txn, write_fn fn, void *ctx, strata_err
         return fn(s->writer, ctx, err);
     if (tls_in_txn == s)
         return serr_set(err, SERR_INTERNAL, "store: a write outside the transaction it runs in");
-    pthread_mutex_lock(&s->write_mu);
-    int rc = exec(s->writer, "BEGIN IMMEDIATE", err);
-    if (rc == 0) {
-        rc = fn(s->writer, ctx, err);
-        if (rc == 0 && exec(s->writer, "COMMIT", err) != 0)
-            rc = -1;
-        if (rc != 0)
-            sqlite3_exec(s->writer->h, "ROLLBACK", NULL, NULL, NULL);
+    for (int attempt = 1;; attempt++) {
+        bool own;
+        int rc = wg_write(s, fn, ctx, &own, err);
+        /* the body's own failure is the caller's to handle (a refused
+         * claim's SERR_RETRY included); a lost group is retried here */
+        if (rc == 0 || own || err->kind != SERR_RETRY)
+            return rc;
+        if (attempt >= STORE_TRANSACT_ATTEMPTS)
+            return rc;
+        backoff(attempt);
     }
-    pthread_mutex_unlock(&s->write_mu);
-    return rc;
 }
 
-/* Runs fn in BEGIN IMMEDIATE ... COMMIT on the writer connection, again
- * (after a short, growing pause) when it or the commit fails with
- * SERR_RETRY: a claim refused while a blob is being collected, a lapsed
- * claim, or the file lock held by another process past busy_timeout. */
+struct txn_call {
+    sqlite_store *s;
+    store_txn_fn fn;
+    void *ctx;
+};
+
+static int txn_body(sq_conn *db, void *ctx, strata_error *err)
+{
+    (void)db;
+    struct txn_call *c = ctx;
+    store_txn txn = {c->s};
+    return c->fn(&txn, c->ctx, err);
+}
+
+/* Runs fn as one member of a commit group, again (after a short, growing
+ * pause) when it or the group fails with SERR_RETRY: a claim refused while
+ * a blob is being collected, a lapsed claim, the file lock held by another
+ * process past busy_timeout, or a shared commit lost. */
 int sq_transact(store *base, store_txn_fn fn, void *ctx, strata_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    store_txn txn = {s};
+    if (tls_in_txn == s)
+        return serr_set(err, SERR_INTERNAL, "store: a transaction inside another");
+    struct txn_call c = {s, fn, ctx};
     for (int attempt = 1;; attempt++) {
-        pthread_mutex_lock(&s->write_mu);
-        int rc = exec(s->writer, "BEGIN IMMEDIATE", err);
-        if (rc == 0) {
-            tls_in_txn = s;
-            rc = fn(&txn, ctx, err);
-            tls_in_txn = NULL;
-            if (rc == 0 && exec(s->writer, "COMMIT", err) != 0)
-                rc = -1;
-            if (rc != 0)
-                sqlite3_exec(s->writer->h, "ROLLBACK", NULL, NULL, NULL);
-        }
-        pthread_mutex_unlock(&s->write_mu);
+        bool own;
+        int rc = wg_write(s, txn_body, &c, &own, err);
         if (rc == 0 || err->kind != SERR_RETRY)
             return rc;
         if (attempt >= STORE_TRANSACT_ATTEMPTS)
             return serr_set(err, SERR_RETRY, "store: writers kept meeting (%d attempts)", attempt);
-        unsigned r = 0;
-        sqlite3_randomness(sizeof r, &r);
-        struct timespec ts = {0, (long)((1000000u << (attempt < 7 ? attempt : 7)) +
-                                        r % 1000000u)}; /* 2 ms .. 129 ms, jittered */
-        nanosleep(&ts, NULL);
+        backoff(attempt);
     }
+}
+
+void store_sqlite_commit_stats(store *base, uint64_t *commits, uint64_t *writes)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->write_mu);
+    *commits = s->wg_commits;
+    *writes = s->wg_writes;
+    pthread_mutex_unlock(&s->write_mu);
 }
 
 int sq_ping(store *base, strata_error *err)

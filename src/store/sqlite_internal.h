@@ -8,11 +8,24 @@
  *   sqlite_coord.c      blob references, claims, collection, leases and
  *                       access counts
  *
- * Connections: one writer behind write_mu (SQLite has one writer at a
- * time anyway) running BEGIN IMMEDIATE transactions, and a pool of reader
- * connections that WAL lets run beside it. A connection is used by one
- * thread at a time (the writer under write_mu, a reader between
- * reader_get and reader_put), so its statement cache needs no lock. */
+ * Connections: one writer (SQLite has one writer at a time anyway) and a
+ * pool of reader connections that WAL lets run beside it. A connection is
+ * used by one thread at a time (the writer by the member whose turn it is,
+ * a reader between reader_get and reader_put), so its statement cache
+ * needs no lock.
+ *
+ * Group commit. Writes (in_write without a transaction, and sq_transact)
+ * join a commit group. The members of a group take turns on the writer
+ * connection inside ONE transaction (BEGIN IMMEDIATE by the first), each
+ * running its body on its own thread in a savepoint of its own, so one
+ * member's failure rolls back only its own changes; the last member to
+ * run commits, and every member returns only after that commit is durable
+ * (synchronous=FULL): its 2xx still means durable. While a group commits
+ * (its fsync), the next one gathers the writers that arrive; so N
+ * concurrent saves cost about one fsync instead of N. A group holds at
+ * most WGROUP_MAX members. Groups run strictly one after another
+ * (wg_turn); other processes are kept out by SQLite's own file lock, as
+ * before. */
 #ifndef STRATA_SQLITE_INTERNAL_H
 #define STRATA_SQLITE_INTERNAL_H
 
@@ -24,6 +37,7 @@
 #include "store.h"
 
 #define READER_POOL 8
+#define WGROUP_MAX  64 /* members of one commit group at most */
 #define STMT_CACHE  96 /* more than the distinct statements this store runs */
 
 /* A connection and its prepared statements, keyed by the address of
@@ -40,7 +54,14 @@ typedef struct sq_conn {
 typedef struct sqlite_store {
     store base;
     char path[PATH_MAX];
-    pthread_mutex_t write_mu;
+    pthread_mutex_t write_mu; /* guards the group state below */
+    pthread_cond_t write_cv;
+    struct wgroup *wg_open; /* the group new writers join (NULL: start one) */
+    uint64_t wg_next;       /* sequence number of the next group */
+    uint64_t wg_turn;       /* the group whose members may use the writer */
+    bool wg_busy;           /* a member is using the writer connection */
+    uint64_t wg_commits;    /* groups committed (stats) */
+    uint64_t wg_writes;     /* members of committed groups (stats) */
     sq_conn *writer;
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
