@@ -18,6 +18,7 @@
 #include "../common/fsutil.h"
 #include "../common/glob.h"
 #include "../common/hex.h"
+#include "../common/log.h"
 #include "l2_generations.h"
 
 #define FILE_MAGIC "STL2"
@@ -64,6 +65,7 @@ typedef struct fs_l2 {
     int ncounters;
     ns_counters overflow;          /* namespaces past MAX_NS_COUNTERS */
     sqlite3_stmt *stmts[ST_COUNT]; /* prepared once, used under mu */
+    bool sync_fences;              /* no boot id: fences are synced one by one (see boot_rule) */
 } fs_l2;
 
 static ns_counters *counters_for(fs_l2 *c, const char *ns)
@@ -627,9 +629,8 @@ static int fs_set(l2_cache *base, const char *ns, const char *key, const void *d
 
 /* del and fence_open: one change of (ns, key) that moves its token,
  * removes its value, closes the fences closing[0..nclose) and, when
- * opening is not NULL, opens the fence *opening for hold_ms, durably (that
- * commit alone is synced). *live: whether a live value went (false on
- * failure). */
+ * opening is not NULL, opens the fence *opening for hold_ms, durably (see
+ * boot_rule). *live: whether a live value went (false on failure). */
 static int change_key(fs_l2 *c, const char *ns, const char *key, const l2_fence_id *closing,
                       size_t nclose, const l2_fence_id *opening, uint64_t hold_ms, bool *live,
                       strata_error *err)
@@ -638,8 +639,9 @@ static int change_key(fs_l2 *c, const char *ns, const char *key, const l2_fence_
     *live = false;
     pthread_mutex_lock(&c->mu);
     /* a fence must survive a crash of the machine, not only of the
-     * process */
-    if (opening != NULL)
+     * process: by the boot rule (boot_rule), or else by its own sync */
+    bool sync = opening != NULL && c->sync_fences;
+    if (sync)
         sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     int rc = txn_begin(c, err);
     uint64_t odd = 0;
@@ -661,7 +663,7 @@ static int change_key(fs_l2 *c, const char *ns, const char *key, const l2_fence_
         }
         rc = txn_end(c, rc, err);
     }
-    if (opening != NULL)
+    if (sync)
         sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
     if (odd != 0)
         l2_gen_end(kslot, odd);
@@ -894,6 +896,7 @@ static const char SCHEMA[] =
     "  ns TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL, expires INTEGER NOT NULL,"
     "  PRIMARY KEY(ns, key, id)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS totals(id INTEGER PRIMARY KEY, bytes INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;"
     "INSERT OR IGNORE INTO fences(ns, key, id, expires)"
     "  SELECT ns, key, 0, fence FROM entries"
     "  WHERE fence IS NOT NULL AND fence > CAST(strftime('%s', 'now') AS INTEGER) * 1000;"
@@ -921,6 +924,81 @@ static int set_journal(sqlite3 *db, char **msg)
     return rc;
 }
 
+/* The boot rule. A fence must outlive a crash of the machine, since the
+ * index outlives it and still holds the value the fence distrusts. With
+ * synchronous=NORMAL a commit survives a crash of the process (it is in
+ * the WAL file) but not of the machine. Rather than sync every fence, the
+ * index records the boot it was last opened under
+ * (/proc/sys/kernel/random/boot_id): the first opener under another boot
+ * empties it (rows, files, fences), since the commits of the last moments
+ * before a crash of the machine may be missing. A cache that is cold
+ * after a reboot is the price; every process that used it, and every L1
+ * copy, died with the machine anyway. Without a boot id (not Linux, no
+ * /proc) fences are synced one by one, as before. Runs in the opening
+ * transaction. */
+static int boot_id(char out[64])
+{
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, out, 63);
+    close(fd);
+    if (n < 16)
+        return -1;
+    out[n] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+    return 0;
+}
+
+static int empty_files(void *ctx, int ncol, char **vals, char **names)
+{
+    (void)names;
+    fs_l2 *c = ctx;
+    if (ncol != 2 || vals[0] == NULL || vals[1] == NULL)
+        return 0;
+    char path[PATH_MAX], sub[PATH_MAX];
+    entry_path(c, vals[0], vals[1], path, sizeof path, sub, sizeof sub);
+    unlink(path);
+    return 0;
+}
+
+static int boot_rule(fs_l2 *c, char **msg)
+{
+    char boot[64];
+    if (boot_id(boot) != 0) {
+        c->sync_fences = true;
+        return SQLITE_OK;
+    }
+    char *sql = sqlite3_mprintf("SELECT 1 FROM meta WHERE k = 'boot' AND v <> %Q", boot);
+    bool other = false;
+    int rc = sql ? SQLITE_OK : SQLITE_NOMEM;
+    sqlite3_stmt *st = NULL;
+    if (rc == SQLITE_OK && (rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL)) == SQLITE_OK) {
+        int r = sqlite3_step(st);
+        other = r == SQLITE_ROW;
+        rc = r == SQLITE_ROW || r == SQLITE_DONE ? SQLITE_OK : r;
+    }
+    sqlite3_finalize(st);
+    sqlite3_free(sql);
+    if (rc == SQLITE_OK && other) {
+        slog_warn("L2 %s: last used before the machine restarted; emptied (its last commits "
+                  "may be missing)",
+                  c->dir);
+        rc = sqlite3_exec(c->db, "SELECT ns, key FROM entries", empty_files, c, msg);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(c->db,
+                              "DELETE FROM entries; DELETE FROM fences;"
+                              " UPDATE totals SET bytes = 0 WHERE id = 1;",
+                              NULL, NULL, msg);
+    }
+    if (rc == SQLITE_OK) {
+        sql = sqlite3_mprintf("INSERT OR REPLACE INTO meta(k, v) VALUES('boot', %Q)", boot);
+        rc = sql ? sqlite3_exec(c->db, sql, NULL, NULL, msg) : SQLITE_NOMEM;
+        sqlite3_free(sql);
+    }
+    return rc;
+}
+
 l2_cache *l2_fs_open(const char *dir, const l2_config *cfg, strata_error *err)
 {
     if (dir[0] == '\0' || strlen(dir) >= PATH_MAX - 100) {
@@ -943,13 +1021,14 @@ l2_cache *l2_fs_open(const char *dir, const l2_config *cfg, strata_error *err)
     snprintf(path, sizeof path, "%s/index.db", dir);
     char *msg = NULL;
     /* the cache may lose data by design: synchronous=NORMAL (open fences
-     * are the exception, synced one by one) */
+     * are the exception: see boot_rule) */
     if (sqlite3_open_v2(path, &c->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK ||
         sqlite3_busy_timeout(c->db, 10000) != SQLITE_OK || set_journal(c->db, &msg) != SQLITE_OK ||
         sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(c->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
+        boot_rule(c, &msg) != SQLITE_OK ||
         sqlite3_exec(c->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
         serr_set(err, SERR_IO, "L2 index %s: %s", path,
                  msg ? msg : (c->db ? sqlite3_errmsg(c->db) : "cannot open"));

@@ -19,7 +19,11 @@
  *   namespace and key. The table survives kill -9 of anyone; the
  *   generations are compared, never ordered by time, and need not survive
  *   a crash of the host (every L1 dies with it), while open fences, in
- *   the index, are synced and do.
+ *   the index, do: commits survive a crash of a process (WAL), and an
+ *   index last opened under another boot of the machine is emptied by
+ *   its first opener (l2_fs.c, boot_rule), so a fence a crash of the
+ *   machine lost cannot let the value it distrusted be served. (Without a
+ *   boot id to read, each fence's commit is synced instead.)
  *
  * Files: l2_fs.c (the index, the value files and the operations) and
  * l2_generations.c (the generation table). */
