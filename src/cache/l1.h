@@ -1,12 +1,26 @@
-/* L1: the in-process cache of one namespace. An LRU bounded by item count
+/* L1: the in-process cache of one namespace, bounded by item count
  * (never more than max_items in all) and by bytes, with a TTL per entry,
  * split into shards (at most one per item allowed) that each have
- * their own lock, hash table and LRU list, so threads rarely wait for one
- * another; get, set and delete are O(1). A process-wide byte budget is
- * shared by every namespace: a set that would pass it evicts from its own
- * shard first, and is not cached when that cannot make room.
- * Eviction is approximately LRU: a hit moves an entry to the front only
- * once it has drifted a quarter of the shard's capacity back.
+ * their own lock, hash table, lists and frequency sketch, so threads rarely
+ * wait for one another; get, set and delete are O(1) (amortized). A
+ * process-wide byte budget is shared by every namespace: a set that would
+ * pass it evicts from its own shard first, and is not cached when that
+ * cannot make room.
+ * Eviction is W-TinyLFU (as Caffeine's): a set always puts the new entry
+ * in a small LRU window (1% of the shard at first, resized by one hill
+ * climber for the whole cache on its hit rate, which every shard follows
+ * at its next set); what leaves the window enters a segmented LRU
+ * (probation, protected 80%) only if it was asked for more often lately
+ * than the entry it would evict (l1_sketch.h); a candidate refused once
+ * and asked for again is let in. An entry past its TTL met there loses
+ * without a contest. Lookups feed the sketch, misses and hits alike,
+ * except hits in protected (already judged frequent: counting them cost
+ * as much again as the rest of a hit, and the simulator measured no loss
+ * without them); l1_holds does not. A rejected candidate is freed at
+ * once: what is deleted, replaced or invalidated can never come back
+ * through admission (only a few bits of its key's hash stay in the
+ * sketch). A hit in the window or protected moves an entry to the front
+ * only once it has drifted a quarter of the shard's capacity back.
  *
  * Coherence with other processes: an entry may carry a tag, the L2 token
  * (l2.h) under which its value was current when it was filled. A lookup
@@ -28,8 +42,14 @@
 
 typedef struct l1_stats {
     uint64_t hits, misses, evictions, expirations, items, bytes;
-    uint64_t stale; /* entries removed because their tag no longer matched (also misses) */
+    uint64_t stale;  /* entries removed because their tag no longer matched (also misses) */
+    uint64_t window; /* the admission window's item limit, all shards (max_items: LRU) */
 } l1_stats;
+
+/* How an L1 chooses what it keeps: W-TinyLFU (l1_new's), or a plain LRU
+ * (the whole capacity is the window, nothing counts frequencies; the
+ * baseline for benchmarks). */
+typedef enum l1_policy { L1_TINYLFU, L1_LRU } l1_policy;
 
 typedef struct l1_cache l1_cache;
 
@@ -43,6 +63,8 @@ typedef struct l1_budget {
  * included, see cache_value_charge), drawing on global as well. NULL when
  * out of memory. */
 l1_cache *l1_new(size_t max_items, size_t max_bytes, l1_budget *global);
+/* As l1_new, with the given policy (an unknown one: L1_TINYLFU). */
+l1_cache *l1_new_policy(size_t max_items, size_t max_bytes, l1_budget *global, l1_policy policy);
 /* NULL is a no-op. */
 void l1_free(l1_cache *c);
 

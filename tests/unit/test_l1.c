@@ -1,5 +1,5 @@
-/* L1: LRU order, item and byte bounds, TTLs, the global budget, glob
- * deletes, entries tagged with L2 tokens, and many threads at once. */
+/* L1: eviction order (LRU, W-TinyLFU admission), item and byte bounds, TTLs, the global budget,
+ * glob deletes, entries tagged with L2 tokens, and many threads at once. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -168,6 +168,194 @@ START_TEST(glob_delete_and_replace)
 }
 END_TEST
 
+/* W-TinyLFU: a set of keys read often survives a long scan of keys read
+ * once, and a value just set is served right after. */
+START_TEST(frequent_keys_survive_a_scan)
+{
+    l1_budget b = {0, 1 << 30};
+    l1_cache *c = l1_new(640, 1 << 30, &b);
+    char key[32];
+    for (int round = 0; round < 5; round++)
+        for (int i = 0; i < 300; i++) {
+            snprintf(key, sizeof key, "hot%d", i);
+            if (!has(c, key, 1))
+                put(c, key, 10, 1, 0);
+        }
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof key, "scan%d", i);
+        ck_assert(!has(c, key, 1));
+        put(c, key, 10, 1, 0);
+        ck_assert(l1_holds(c, key));
+    }
+    int kept = 0;
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "hot%d", i);
+        kept += has(c, key, 1);
+    }
+    ck_assert_int_ge(kept, 240); /* 268 measured; an LRU keeps none */
+    l1_stats s;
+    l1_get_stats(c, &s);
+    ck_assert_uint_le(s.items, 640);
+    /* the refused scan keys left nothing behind: what is counted is what
+     * is held, in the shard's and the global books alike */
+    uint64_t held = 0;
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "hot%d", i);
+        held += l1_holds(c, key);
+    }
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof key, "scan%d", i);
+        held += l1_holds(c, key);
+    }
+    ck_assert_uint_eq(held, s.items);
+    ck_assert_uint_eq(atomic_load(&b.used), s.bytes);
+    ck_assert_uint_eq(s.evictions + s.items, 300 + 20000);
+    l1_free(c);
+    ck_assert_uint_eq(atomic_load(&b.used), 0);
+
+    /* the same with the policy off: the scan flushes every hot key */
+    c = l1_new_policy(640, 1 << 30, &b, L1_LRU);
+    for (int round = 0; round < 5; round++)
+        for (int i = 0; i < 300; i++) {
+            snprintf(key, sizeof key, "hot%d", i);
+            if (!has(c, key, 1))
+                put(c, key, 10, 1, 0);
+        }
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof key, "scan%d", i);
+        put(c, key, 10, 1, 0);
+    }
+    kept = 0;
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "hot%d", i);
+        kept += has(c, key, 1);
+    }
+    ck_assert_int_eq(kept, 0);
+    l1_get_stats(c, &s);
+    ck_assert_uint_eq(s.window, 640);
+    l1_free(c);
+}
+END_TEST
+
+/* What is deleted, replaced or invalidated never comes back, however
+ * often it was asked for: admission only ever chooses among entries held. */
+START_TEST(an_invalidated_entry_never_comes_back)
+{
+    l1_budget b = {0, 1 << 30};
+    l1_cache *c = l1_new(640, 1 << 30, &b);
+    char key[32];
+    l2_token t1 = {{0, 2, 0, 1}}, t2 = {{0, 4, 0, 1}};
+    for (int round = 0; round < 20; round++)
+        for (int i = 0; i < 100; i++) {
+            snprintf(key, sizeof key, "hot%d", i);
+            cache_value *v = l1_get(c, key, 1);
+            if (v == NULL) {
+                v = val(10);
+                l1_set_tagged(c, key, v, 1, 0, &t1);
+            }
+            cache_value_unref(v);
+        }
+    ck_assert(l1_delete(c, "hot1"));
+    ck_assert_uint_eq(l1_delete_matching(c, "hot2?", NULL, NULL), 10);
+    ck_assert_ptr_null(l1_get_current(c, "hot3", 1, &t2)); /* stale: removed */
+    cache_value *v4 = val(4);
+    ck_assert(l1_set(c, "hot4", v4, 1, 0)); /* replaced */
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof key, "scan%d", i);
+        put(c, key, 10, 1, 0);
+        if (i % 100 == 0) {
+            ck_assert(!l1_holds(c, "hot1"));
+            ck_assert(!l1_holds(c, "hot25"));
+            ck_assert(!l1_holds(c, "hot3"));
+        }
+    }
+    ck_assert_ptr_null(l1_get(c, "hot1", 1));
+    ck_assert_ptr_null(l1_get(c, "hot25", 1));
+    ck_assert_ptr_null(l1_get(c, "hot3", 1));
+    cache_value *got = l1_get(c, "hot4", 1);
+    if (got != NULL) /* the replacement, or nothing: never the old value */
+        ck_assert_ptr_eq(got, v4);
+    cache_value_unref(got);
+    cache_value_unref(v4);
+    ck_assert(has(c, "hot5", 1)); /* the others stayed */
+    l1_free(c);
+}
+END_TEST
+
+/* An entry past its TTL loses admission without a contest, however hot it
+ * was: new keys take its place. */
+START_TEST(expired_entries_make_way)
+{
+    l1_budget b = {0, 1 << 30};
+    l1_cache *c = l1_new(640, 1 << 30, &b);
+    char key[32];
+    for (int round = 0; round < 10; round++)
+        for (int i = 0; i < 600; i++) {
+            snprintf(key, sizeof key, "hot%d", i);
+            if (!has(c, key, 1000))
+                put(c, key, 10, 1000, 100);
+        }
+    for (int i = 0; i < 2000; i++) { /* after the TTL: each new key asked for twice */
+        snprintf(key, sizeof key, "new%d", i);
+        if (!has(c, key, 5000))
+            put(c, key, 10, 5000, 0);
+        ck_assert(has(c, key, 5000));
+    }
+    int kept = 0, stuck = 0;
+    for (int i = 0; i < 2000; i++) {
+        snprintf(key, sizeof key, "new%d", i);
+        kept += l1_holds(c, key);
+    }
+    for (int i = 0; i < 600; i++) {
+        snprintf(key, sizeof key, "hot%d", i);
+        stuck += l1_holds(c, key);
+    }
+    ck_assert_int_ge(kept, 500);
+    ck_assert_int_le(stuck, 60);
+    l1_stats s;
+    l1_get_stats(c, &s);
+    ck_assert_uint_ge(s.expirations, 540);
+    l1_free(c);
+}
+END_TEST
+
+/* The hill climber: on a workload where recency pays (a hot set replaced
+ * often) the window grows from its 1% start; on Zipf it stays small. */
+static uint64_t window_after(const char *workload)
+{
+    l1_budget b = {0, 1 << 30};
+    l1_cache *c = l1_new(3200, 1 << 30, &b);
+    char key[32];
+    uint64_t x = 12345;
+    for (int i = 0; i < 400000; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned r = (unsigned)(x >> 33);
+        unsigned k;
+        if (strcmp(workload, "shift") == 0) /* 2,000 hot keys, new ones every 10,000 */
+            k = (unsigned)(i / 10000) * 2000 + r % 2000;
+        else /* roughly Zipf: small ranks far more often */
+            k = (unsigned)((double)(r % 100000) * (double)(r % 100000) / 100000.0 *
+                           (double)((r >> 17) % 1000 + 1) / 1000.0);
+        snprintf(key, sizeof key, "k%u", k);
+        if (!has(c, key, 1))
+            put(c, key, 10, 1, 0);
+    }
+    l1_stats s;
+    l1_get_stats(c, &s);
+    l1_free(c);
+    return s.window;
+}
+
+START_TEST(climber_moves_the_window)
+{
+    uint64_t shift = window_after("shift"), skewed = window_after("skewed");
+    fprintf(stderr, "window: shift %llu skewed %llu of 3200\n", (unsigned long long)shift,
+            (unsigned long long)skewed);
+    ck_assert_uint_ge(shift, 3200 / 5);
+    ck_assert_uint_lt(skewed, shift);
+}
+END_TEST
+
 static l1_cache *shared;
 
 static void *hammer(void *arg)
@@ -241,6 +429,64 @@ START_TEST(a_tagged_entry_is_served_only_while_its_token_holds)
 }
 END_TEST
 
+/* Sets from many threads into two namespaces never pass the global
+ * budget together. */
+static l1_cache *pair[2];
+
+static void *fill(void *arg)
+{
+    long t = (long)arg;
+    char key[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(key, sizeof key, "t%ldk%d", t, i);
+        put(pair[t % 2], key, 3000 + (size_t)(i % 7) * 500, 1, 0);
+    }
+    return NULL;
+}
+
+static atomic_int filling;
+static l1_budget *watched;
+
+/* The most the budget's books ever showed while the fillers ran. */
+static void *watch(void *arg)
+{
+    unsigned long long most = 0;
+    while (atomic_load(&filling)) {
+        unsigned long long u = atomic_load(&watched->used);
+        most = u > most ? u : most;
+    }
+    *(unsigned long long *)arg = most;
+    return NULL;
+}
+
+START_TEST(threads_never_pass_the_global_budget)
+{
+    l1_budget b = {0, 200 * 1024};
+    pair[0] = l1_new(1000, 1 << 30, &b);
+    pair[1] = l1_new(1000, 1 << 30, &b);
+    unsigned long long most = 0;
+    watched = &b;
+    atomic_store(&filling, 1);
+    pthread_t th[6], w;
+    pthread_create(&w, NULL, watch, &most);
+    for (long i = 0; i < 6; i++)
+        pthread_create(&th[i], NULL, fill, (void *)i);
+    for (int i = 0; i < 6; i++)
+        pthread_join(th[i], NULL);
+    atomic_store(&filling, 0);
+    pthread_join(w, NULL);
+    ck_assert_uint_le(most, 200 * 1024); /* not even for a moment */
+    ck_assert_uint_le(atomic_load(&b.used), 200 * 1024);
+    l1_stats s0, s1;
+    l1_get_stats(pair[0], &s0);
+    l1_get_stats(pair[1], &s1);
+    ck_assert_uint_eq(atomic_load(&b.used), s0.bytes + s1.bytes);
+    l1_free(pair[0]);
+    l1_free(pair[1]);
+    ck_assert_uint_eq(atomic_load(&b.used), 0);
+}
+END_TEST
+
 START_TEST(many_threads_keep_it_consistent)
 {
     l1_budget b = {0, 1 << 30};
@@ -273,6 +519,11 @@ static Suite *l1_suite(void)
     tcase_add_test(t, glob_dialect_matches_l2);
     tcase_add_test(t, a_tagged_entry_is_served_only_while_its_token_holds);
     tcase_add_test(t, many_threads_keep_it_consistent);
+    tcase_add_test(t, threads_never_pass_the_global_budget);
+    tcase_add_test(t, frequent_keys_survive_a_scan);
+    tcase_add_test(t, an_invalidated_entry_never_comes_back);
+    tcase_add_test(t, expired_entries_make_way);
+    tcase_add_test(t, climber_moves_the_window);
     suite_add_tcase(s, t);
     return s;
 }
