@@ -338,7 +338,7 @@ static const struct opt_def OPTIONS[] = {
     {"connection-timeout", "STRATA_CONNECTION_TIMEOUT", "SECONDS",
      "close idle connections after this long, 0 never [60]", set_conn_timeout},
     {"connection-memory", "STRATA_CONNECTION_MEMORY", "SIZE",
-     "memory per connection, 8K-1M: the request head must fit in it [15K]", set_conn_memory},
+     "memory per connection, 8K-1M: the request head must fit in it [64K]", set_conn_memory},
     {"shutdown-timeout", "STRATA_SHUTDOWN_TIMEOUT", "SECONDS",
      "on SIGTERM, how long in-flight requests may take to finish [30]", set_shutdown_timeout},
     {"log-level", "STRATA_LOG_LEVEL", "LEVEL", "debug, info, warn or error [info]", set_log_level},

@@ -14,12 +14,14 @@
 #define CONFIG_STR_MAX 1024
 
 /* libmicrohttpd's memory pool per connection, which holds the request
- * head, the response head and the read buffer. The pool is touched whole
- * once the first request is answered, so it is what an idle keep-alive
- * connection costs: 15 KiB keeps that (with the connection's own state)
- * under 16 KiB and still takes request heads of about 15,000 bytes,
- * twice the 8 KiB most servers and proxies accept per header. */
-#define CONFIG_CONNECTION_MEMORY_DEFAULT (UINT64_C(15) << 10)
+ * line and headers, the response head and the read buffer. libmicrohttpd
+ * 0.9.75 zeroes the whole pool after each request, so the pool is also
+ * what an idle keep-alive connection costs (plus about 0.5 KiB). The
+ * default takes the longest request lines the API contract allows: query
+ * fields of up to 4096 bytes of UTF-8 each, percent-encoded, reach 50 KB
+ * (Schemathesis sends such lines). 15K would keep an idle connection
+ * under 16 KiB, but answers 414/431 to lines past about 15,000 bytes. */
+#define CONFIG_CONNECTION_MEMORY_DEFAULT (UINT64_C(64) << 10)
 
 typedef struct strata_config {
     char listen_host[256];

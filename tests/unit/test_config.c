@@ -52,7 +52,7 @@ START_TEST(defaults_need_no_option)
     ck_assert_str_eq(cfg.blobs_url, "file:./data/blobs");
     ck_assert_str_eq(cfg.cache_l2_url, "file:./data/cache");
     ck_assert_uint_eq(cfg.max_body, 64u << 20);
-    ck_assert_uint_eq(cfg.connection_memory, 15u << 10);
+    ck_assert_uint_eq(cfg.connection_memory, 64u << 10);
     ck_assert_uint_ge(cfg.threads, 1);
 }
 END_TEST
