@@ -233,7 +233,8 @@ static int run_stmt(sq_conn *db, const char *sql, strata_error *err)
 /* The member's turn: BEGIN for the group if no one has, then the body in
  * a savepoint. Returns the body's result; marks the group lost when the
  * transaction itself failed. Called with the writer to itself. */
-static int wg_run(sqlite_store *s, wgroup *g, write_fn body, void *ctx, strata_error *err)
+static int wg_run(sqlite_store *s, wgroup *g, write_fn body, void *ctx, bool *ran,
+                  strata_error *err)
 {
     sq_conn *db = s->writer;
     if (g->lost) {
@@ -256,6 +257,7 @@ static int wg_run(sqlite_store *s, wgroup *g, write_fn body, void *ctx, strata_e
     tls_in_txn = s;
     int rc = body(db, ctx, err);
     tls_in_txn = NULL;
+    *ran = rc == 0;
     if (sqlite3_get_autocommit(db->h)) {
         /* an error (I/O, full disk, out of memory) rolled the whole
          * transaction back: every member's changes are gone */
@@ -294,11 +296,15 @@ static void wg_commit(sqlite_store *s, wgroup *g)
 }
 
 /* One write: joins the open group, waits for its turn, runs body, and
- * returns once the group's commit is durable (or known lost). *own tells
- * whether a failure was the body's own (-1 from body) or the group's. */
-static int wg_write(sqlite_store *s, write_fn body, void *ctx, bool *own, strata_error *err)
+ * returns once the group's commit is durable (or known lost). *undone
+ * tells whether body succeeded and the group lost it afterwards (another
+ * member's error rolled the transaction back, or the commit failed): the
+ * one failure worth running the body again for. A failure of the body
+ * itself, or of BEGIN (another process held the lock past busy_timeout),
+ * is not. */
+static int wg_write(sqlite_store *s, write_fn body, void *ctx, bool *undone, strata_error *err)
 {
-    *own = false;
+    *undone = false;
     pthread_mutex_lock(&s->write_mu);
     wgroup *g = wg_join(s, err);
     if (g == NULL) {
@@ -310,9 +316,8 @@ static int wg_write(sqlite_store *s, write_fn body, void *ctx, bool *own, strata
     s->wg_busy = true;
     pthread_mutex_unlock(&s->write_mu);
 
-    bool lost_before = g->lost;
-    int rc = wg_run(s, g, body, ctx, err);
-    *own = rc != 0 && !lost_before && !g->lost;
+    bool ran = false;
+    int rc = wg_run(s, g, body, ctx, &ran, err);
 
     pthread_mutex_lock(&s->write_mu);
     g->ran++;
@@ -338,6 +343,9 @@ static int wg_write(sqlite_store *s, write_fn body, void *ctx, bool *own, strata
     if (rc == 0 && g->lost) {
         *err = g->why;
         rc = -1;
+        *undone = true;
+    } else if (rc != 0 && ran && g->lost && err->kind == SERR_RETRY) {
+        *undone = true; /* its own success, rolled back by someone else's error */
     }
     bool last = --g->refs == 0;
     pthread_mutex_unlock(&s->write_mu);
@@ -362,11 +370,13 @@ int in_write(sqlite_store *s, store_txn *txn, write_fn fn, void *ctx, strata_err
     if (tls_in_txn == s)
         return serr_set(err, SERR_INTERNAL, "store: a write outside the transaction it runs in");
     for (int attempt = 1;; attempt++) {
-        bool own;
-        int rc = wg_write(s, fn, ctx, &own, err);
+        bool undone;
+        int rc = wg_write(s, fn, ctx, &undone, err);
         /* the body's own failure is the caller's to handle (a refused
-         * claim's SERR_RETRY included); a lost group is retried here */
-        if (rc == 0 || own || err->kind != SERR_RETRY)
+         * claim's SERR_RETRY included), and so is a lock held past
+         * busy_timeout, as before group commit; only a success that the
+         * group lost is run again */
+        if (rc == 0 || !undone)
             return rc;
         if (attempt >= STORE_TRANSACT_ATTEMPTS)
             return rc;
@@ -399,8 +409,8 @@ int sq_transact(store *base, store_txn_fn fn, void *ctx, strata_error *err)
         return serr_set(err, SERR_INTERNAL, "store: a transaction inside another");
     struct txn_call c = {s, fn, ctx};
     for (int attempt = 1;; attempt++) {
-        bool own;
-        int rc = wg_write(s, txn_body, &c, &own, err);
+        bool undone;
+        int rc = wg_write(s, txn_body, &c, &undone, err);
         if (rc == 0 || err->kind != SERR_RETRY)
             return rc;
         if (attempt >= STORE_TRANSACT_ATTEMPTS)
