@@ -345,25 +345,37 @@ fail:
 
 /* A record's ETag is its version's data hash (as for the content and
  * If-Match): If-None-Match with it answers 304 while the content a client
- * holds is still the one served. */
+ * holds is still the one served. The record comes rendered (once per
+ * cached copy of a latest record): only the access counts are put in
+ * per read. */
 static void get_record(request *req, reply *rep, const char *version)
 {
-    store_version v;
+    rendered_ref ref;
     strata_error err;
-    if (versions_get(req->app->versions, req_param(req, "type"), req_param(req, "id"), version, &v,
-                     &err) != 0) {
+    if (versions_get_rendered(req->app->versions, req_param(req, "type"), req_param(req, "id"),
+                              version, record_render, &ref, &err) != 0) {
         reply_error(rep, &err);
         return;
     }
     char etag[SHA256_HEX_LEN + 3];
-    record_etag(&v, etag, sizeof etag);
+    record_etag_of(ref.r, etag, sizeof etag);
     if (none_match(req_header(req, "If-None-Match"), etag)) {
         reply_empty(rep, 304);
         reply_header_set(rep, "ETag", "%s", etag);
     } else {
-        reply_record(req, rep, 200, &v);
+        uint64_t count = 0;
+        int64_t last = 0;
+        versions_rendered_counts(req->app->versions, ref.r, &count, &last);
+        size_t len = 0;
+        unsigned char *body = record_body(ref.r, count, last, &len);
+        if (body == NULL) {
+            reply_problem(rep, 503, "out-of-memory", "out of memory building a record");
+        } else {
+            reply_bytes(rep, 200, "application/json", body, len);
+            reply_header_set(rep, "ETag", "%s", etag);
+        }
     }
-    store_version_clear(&v);
+    rendered_ref_release(&ref);
 }
 
 static void get_latest(request *req, reply *rep)

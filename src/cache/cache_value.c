@@ -12,6 +12,8 @@ cache_value *cache_value_new(const void *data, size_t len, const char *content_t
     atomic_init(&v->refs, 1);
     v->write_id = 0;
     v->expires_ms = 0;
+    v->memo_reserve = 0;
+    atomic_init(&v->memo, NULL);
     snprintf(v->content_type, sizeof v->content_type, "%s",
              content_type ? content_type : "application/octet-stream");
     v->len = len;
@@ -28,11 +30,33 @@ cache_value *cache_value_ref(cache_value *v)
 
 void cache_value_unref(cache_value *v)
 {
-    if (v != NULL && atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1)
-        free(v);
+    if (v == NULL || atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    cache_memo *m = atomic_load_explicit(&v->memo, memory_order_acquire);
+    if (m != NULL)
+        m->free(m);
+    free(v);
+}
+
+const cache_memo *cache_value_memo(cache_value *v)
+{
+    return atomic_load_explicit(&v->memo, memory_order_acquire);
+}
+
+const cache_memo *cache_value_attach_memo(cache_value *v, cache_memo *m)
+{
+    if (m->size > v->memo_reserve)
+        return atomic_load_explicit(&v->memo, memory_order_acquire);
+    cache_memo *expected = NULL;
+    /* release: whoever loads the pointer sees the memo's contents */
+    if (atomic_compare_exchange_strong_explicit(&v->memo, &expected, m, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return m;
+    return expected;
 }
 
 size_t cache_value_charge(const cache_value *v, size_t key_len)
 {
-    return sizeof *v + v->len + key_len + 64; /* 64: entry and table overhead */
+    /* 64: entry and table overhead */
+    return sizeof *v + v->len + v->memo_reserve + key_len + 64;
 }

@@ -508,14 +508,16 @@ int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **
  * sees open fences. Returns 0 with *current telling whether the value was
  * accepted as current. */
 static int load_and_fill(cache_manager *cm, ns_state *s, const char *key, const l2_token *fill,
-                         cache_loader loader, void *ctx, cache_value **out, bool *current,
-                         strata_error *err)
+                         bool memo, cache_loader loader, void *ctx, cache_value **out,
+                         bool *current, strata_error *err)
 {
     uint64_t epoch = atomic_load(&cm->epoch);
     atomic_fetch_add(&s->loader_calls, 1);
     *current = false;
     if (loader(ctx, out, err) != 0)
         return -1;
+    if (memo) /* before the value is shared: L1 charges it */
+        (*out)->memo_reserve = CACHE_MEMO_RESERVE((*out)->len);
     strata_error e2;
     l2_token tag;
     int l2rc = 0;
@@ -532,11 +534,10 @@ static int load_and_fill(cache_manager *cm, ns_state *s, const char *key, const 
     return 0;
 }
 
-int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool validate,
+int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool memo,
                       cache_loader loader, void *ctx, cache_value **out, enum cache_tier *tier,
                       strata_error *err)
 {
-    (void)validate; /* every L1 copy is checked against the L2's token now */
     ns_state *s = ns_get(cm, ns, err);
     if (s == NULL)
         return -1;
@@ -552,6 +553,8 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
     }
     uint64_t epoch = atomic_load(&cm->epoch);
     if (l2_read(cm, s, key, &v, &tok, err) == 0) {
+        if (memo) /* before the value is shared: L1 charges it */
+            v->memo_reserve = CACHE_MEMO_RESERVE(v->len);
         if (atomic_load(&cm->epoch) == epoch)
             l1_set_tagged(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v), cur);
         *out = v;
@@ -599,11 +602,11 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
         pthread_mutex_unlock(&cm->fly_mu);
         if (reuse)
             return rc;
-        return load_and_fill(cm, s, key, cur, loader, ctx, out, &current, err);
+        return load_and_fill(cm, s, key, cur, memo, loader, ctx, out, &current, err);
     }
     if (f != NULL) { /* a load from before an invalidation: do not join it */
         pthread_mutex_unlock(&cm->fly_mu);
-        return load_and_fill(cm, s, key, cur, loader, ctx, out, &current, err);
+        return load_and_fill(cm, s, key, cur, memo, loader, ctx, out, &current, err);
     }
     /* a load that ended between this reader's misses and the lock filled
      * L1 before it left the list: look once more before loading again
@@ -632,7 +635,7 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool v
     pthread_mutex_unlock(&cm->fly_mu);
 
     cache_value *loaded = NULL;
-    int rc = load_and_fill(cm, s, key, cur, loader, ctx, &loaded, &current, err);
+    int rc = load_and_fill(cm, s, key, cur, memo, loader, ctx, &loaded, &current, err);
 
     pthread_mutex_lock(&cm->fly_mu);
     inflight **pp = &cm->flying;

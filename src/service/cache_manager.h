@@ -102,11 +102,13 @@ int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **
  * no change or open fence of the key came since the load began (the L2
  * decides, atomically with the write) and L1 only when L2 took it.
  * Concurrent misses on one key in this process run the loader once when
- * nothing changed in between. validate is kept for callers and ignored:
- * every L1 copy is checked (see above). Errors: the loader's, or
+ * nothing changed in between. Every L1 copy is checked (see above). memo:
+ * a value this call reads from L2 or loads gets a memo_reserve of
+ * CACHE_MEMO_RESERVE(len) (cache_value.h), charged to L1 with it, so that
+ * the caller may attach a memo to it. Errors: the loader's, or
  * SERR_NOT_FOUND for an unknown namespace; an L2 failure is not one (the
  * loader answers). */
-int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool validate,
+int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool memo,
                       cache_loader loader, void *ctx, cache_value **out, enum cache_tier *tier,
                       strata_error *err);
 /* Both tiers (an unconditional write: every process's copy of the old

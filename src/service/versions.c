@@ -227,40 +227,65 @@ static int load_latest(void *ctx, cache_value **out, strata_error *err)
     return rc;
 }
 
-/* Latest records read through the cache (validated against L2, since a
- * write elsewhere replaces them); exact versions come from the store. A
- * cached copy is checked against what it claims to be (the latest record
- * of this resource) before it is used; one that is not is dropped and the
- * store answers instead. */
-static int read_version(versions_svc *svc, const char *type, const char *id, uint64_t vkey,
-                        store_version *out, strata_error *err)
+/* The latest record's cached copy (validated against L2, since a write
+ * elsewhere replaces it): 0 with *cv a reference, or NULL when the cache
+ * is bypassed (it failed: a cache is never trusted blindly nor fatal);
+ * -1 with SERR_NOT_FOUND when there is no latest record. */
+static int latest_copy(versions_svc *svc, const char *type, const char *id, cache_value **cv,
+                       strata_error *err)
 {
-    if (vkey != 0 || svc->cache == NULL)
-        return svc->st->ops->get_version(svc->st, NULL, type, id, vkey, out, err);
     char key[STORE_ID_MAX + 16], ns[L2_NS_MAX + 1];
     versions_latest_key(id, key, sizeof key);
     cache_internal_ns(type, ns, sizeof ns);
     struct latest_load l = {svc, type, id};
-    cache_value *cv = NULL;
     enum cache_tier tier;
-    if (cache_get_or_load(svc->cache, ns, key, true, load_latest, &l, &cv, &tier, err) != 0) {
-        if (err->kind == SERR_NOT_FOUND)
-            return -1;
-        /* a cache that fails is bypassed, never trusted blindly nor fatal */
-        slog_warn("cache read of %s/%s failed, reading the store: %s", type, id, err->detail);
-        return svc->st->ops->get_version(svc->st, NULL, type, id, 0, out, err);
-    }
+    *cv = NULL;
+    if (cache_get_or_load(svc->cache, ns, key, true, load_latest, &l, cv, &tier, err) == 0)
+        return 0;
+    if (err->kind == SERR_NOT_FOUND)
+        return -1;
+    slog_warn("cache read of %s/%s failed, reading the store: %s", type, id, err->detail);
+    *cv = NULL;
+    return 0;
+}
+
+/* The record of a cached copy, checked against what it claims to be (the
+ * latest record of this resource) before it is used; one that is not is
+ * dropped and the store answers instead (*from_copy false). */
+static int decode_copy(versions_svc *svc, const char *type, const char *id, cache_value *cv,
+                       store_version *out, bool *from_copy, strata_error *err)
+{
     strata_error derr;
     int rc = record_decode(cv->data, cv->len, out, &derr);
-    cache_value_unref(cv);
-    if (rc == 0 && strcmp(out->type, type) == 0 && strcmp(out->id, id) == 0 && out->is_latest &&
-        (out->blob_key[0] == '\0' || strcmp(out->blob_key, out->data_hash) == 0))
+    *from_copy = rc == 0 && strcmp(out->type, type) == 0 && strcmp(out->id, id) == 0 &&
+                 out->is_latest &&
+                 (out->blob_key[0] == '\0' || strcmp(out->blob_key, out->data_hash) == 0);
+    if (*from_copy)
         return 0;
     if (rc == 0)
         store_version_clear(out);
     slog_error("cached latest record of %s/%s is not what it claims to be; dropped", type, id);
+    char key[STORE_ID_MAX + 16], ns[L2_NS_MAX + 1];
+    versions_latest_key(id, key, sizeof key);
+    cache_internal_ns(type, ns, sizeof ns);
     cache_invalidate(svc->cache, ns, key, false, NULL, &derr);
     return svc->st->ops->get_version(svc->st, NULL, type, id, 0, out, err);
+}
+
+/* Latest records read through the cache; exact versions come from the
+ * store. */
+static int read_version(versions_svc *svc, const char *type, const char *id, uint64_t vkey,
+                        store_version *out, strata_error *err)
+{
+    cache_value *cv = NULL;
+    if (vkey == 0 && svc->cache != NULL && latest_copy(svc, type, id, &cv, err) != 0)
+        return -1;
+    if (cv == NULL)
+        return svc->st->ops->get_version(svc->st, NULL, type, id, vkey, out, err);
+    bool from_copy;
+    int rc = decode_copy(svc, type, id, cv, out, &from_copy, err);
+    cache_value_unref(cv);
+    return rc;
 }
 
 int versions_get(versions_svc *svc, const char *type, const char *id, const char *version,
@@ -277,6 +302,117 @@ int versions_get(versions_svc *svc, const char *type, const char *id, const char
     }
     access_stats_hit(svc->access, type, id, out->vkey);
     return 0;
+}
+
+/* ---- records rendered once -------------------------------------------------- */
+
+static void rendered_free(cache_memo *m)
+{
+    free(m); /* the memo is the first member: the whole record */
+}
+
+static rendered_record *rendered_new(const store_version *v, record_renderer render,
+                                     strata_error *err)
+{
+    strata_buf b;
+    sbuf_init(&b, 0);
+    size_t split = 0;
+    rendered_record *r = NULL;
+    if (render(v, &b, &split, err) == 0 && split <= b.len) {
+        r = malloc(sizeof *r + b.len);
+        if (r == NULL)
+            serr_set(err, SERR_NOMEM, "out of memory");
+    } else if (split > b.len) {
+        serr_set(err, SERR_INTERNAL, "a record rendering split past its end");
+    }
+    if (r != NULL) {
+        r->memo.size = sizeof *r + b.len;
+        r->memo.free = rendered_free;
+        snprintf(r->type, sizeof r->type, "%s", v->type);
+        snprintf(r->id, sizeof r->id, "%s", v->id);
+        r->vkey = v->vkey;
+        snprintf(r->data_hash, sizeof r->data_hash, "%s", v->data_hash);
+        r->stored_count = v->access_count;
+        r->stored_last_ms = v->last_accessed_ms;
+        r->split = split;
+        r->len = b.len;
+        if (b.len)
+            memcpy(r->bytes, b.data, b.len);
+    }
+    sbuf_free(&b);
+    return r;
+}
+
+int versions_get_rendered(versions_svc *svc, const char *type, const char *id, const char *version,
+                          record_renderer render, rendered_ref *out, strata_error *err)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t vkey;
+    if (versions_check_resource(type, id, err) != 0 ||
+        versions_parse_version(version, &vkey, err) != 0)
+        return -1;
+    cache_value *cv = NULL;
+    if (vkey == 0 && svc->cache != NULL) {
+        if (latest_copy(svc, type, id, &cv, err) != 0)
+            goto missing;
+        /* a copy rendered before: made from these very bytes, after they
+         * were checked (the names once more, as cheap insurance) */
+        const rendered_record *r =
+            (const rendered_record *)(const void *)(cv ? cache_value_memo(cv) : NULL);
+        if (r != NULL && strcmp(r->type, type) == 0 && strcmp(r->id, id) == 0) {
+            out->r = r;
+            out->hold = cv;
+            goto counted;
+        }
+    }
+    store_version v;
+    bool from_copy = false;
+    int rc = cv ? decode_copy(svc, type, id, cv, &v, &from_copy, err)
+                : svc->st->ops->get_version(svc->st, NULL, type, id, vkey, &v, err);
+    if (rc != 0) {
+        cache_value_unref(cv);
+        goto missing;
+    }
+    rendered_record *mine = rendered_new(&v, render, err);
+    store_version_clear(&v);
+    if (mine == NULL) {
+        cache_value_unref(cv);
+        return -1;
+    }
+    const cache_memo *kept = from_copy ? cache_value_attach_memo(cv, &mine->memo) : NULL;
+    if (kept == &mine->memo) {
+        out->r = mine;
+        out->hold = cv;
+    } else if (kept != NULL) { /* another reader rendered the copy first */
+        rendered_free(&mine->memo);
+        out->r = (const rendered_record *)(const void *)kept;
+        out->hold = cv;
+    } else { /* for this read alone */
+        cache_value_unref(cv);
+        out->r = mine;
+        out->own = mine;
+    }
+counted:
+    access_stats_hit(svc->access, out->r->type, out->r->id, out->r->vkey);
+    return 0;
+missing:
+    if (err->kind == SERR_NOT_FOUND)
+        versions_gone_or_missing(svc, type, id, vkey, version, err);
+    return -1;
+}
+
+void rendered_ref_release(rendered_ref *ref)
+{
+    cache_value_unref(ref->hold);
+    free(ref->own);
+    memset(ref, 0, sizeof *ref);
+}
+
+void versions_rendered_counts(versions_svc *svc, const rendered_record *r, uint64_t *count,
+                              int64_t *last_ms)
+{
+    access_stats_merge(svc->access, r->type, r->id, r->vkey, r->stored_count, r->stored_last_ms,
+                       count, last_ms);
 }
 
 static int check_limit(const store_list_opts *o, strata_error *err)

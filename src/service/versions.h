@@ -107,6 +107,49 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
 /* version: "latest" or "X.Y.Z". */
 int versions_get(versions_svc *svc, const char *type, const char *id, const char *version,
                  store_version *out, strata_error *err);
+/* A record rendered once for serving (the API's bytes for it), with what
+ * serving it needs besides. The bytes leave out the part that changes
+ * from one read to the next (the access counts): it goes at split, between
+ * bytes[0, split) and bytes[split, len). Immutable. */
+typedef struct rendered_record {
+    cache_memo memo; /* kept with a cached copy of the record (cache_value.h) */
+    char type[STORE_TYPE_MAX];
+    char id[STORE_ID_MAX + 1];
+    uint64_t vkey;
+    char data_hash[SHA256_HEX_LEN + 1];
+    uint64_t stored_count; /* access counts as read with the record */
+    int64_t stored_last_ms;
+    size_t split, len;
+    unsigned char bytes[];
+} rendered_record;
+
+/* Renders v into out (appended), leaving the part that changes per read
+ * out, at *split (an offset into out's new bytes). -1 with err set. */
+typedef int (*record_renderer)(const store_version *v, strata_buf *out, size_t *split,
+                               strata_error *err);
+
+/* A rendered record being served: r, and what keeps it alive. */
+typedef struct rendered_ref {
+    const rendered_record *r;
+    cache_value *hold;    /* the cached copy r belongs to (a reference), or NULL */
+    rendered_record *own; /* r when rendered for this read alone, or NULL */
+} rendered_ref;
+
+/* versions_get for serving a record: errors and the access count as
+ * there; on success out->r is the record as render renders it. A latest
+ * record is rendered once per cached copy and kept with the copy (freed
+ * with it), so a read that finds the copy rendered neither decodes nor
+ * renders; the copy is validated by the cache exactly as versions_get's.
+ * Other records (exact versions, a copy that could not take the
+ * rendering, a bypassed cache) are rendered for the read alone. Release
+ * *out with rendered_ref_release (also after a failure: a no-op). */
+int versions_get_rendered(versions_svc *svc, const char *type, const char *id, const char *version,
+                          record_renderer render, rendered_ref *out, strata_error *err);
+void rendered_ref_release(rendered_ref *ref);
+/* The access counts to show for r (as versions_access_counts). */
+void versions_rendered_counts(versions_svc *svc, const rendered_record *r, uint64_t *count,
+                              int64_t *last_ms);
+
 int versions_list(versions_svc *svc, const char *type, const char *id, const store_list_opts *o,
                   store_page *out, strata_error *err);
 int versions_list_resources(versions_svc *svc, const char *type, const store_list_opts *o,

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -490,6 +491,54 @@ START_TEST(a_save_through_one_process_is_the_latest_for_the_other_at_once)
 }
 END_TEST
 
+/* Whether srv's latest record of path says stale. */
+static bool stale_on(test_server *srv, const char *path)
+{
+    char body[8192];
+    ck_assert_int_eq(on(srv, "GET", path, NULL, body, sizeof body, NULL), 200);
+    json_t *j = json_loads(body, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    bool stale = json_is_true(json_object_get(j, "stale"));
+    json_decref(j);
+    return stale;
+}
+
+/* B serves a latest record from its L1 (a copy it rendered once); a save
+ * of its dependency through A marks it stale, and a new version of it
+ * clears that: B's next read says so each time, at once. */
+START_TEST(a_stale_mark_through_one_process_is_seen_by_the_other_at_once)
+{
+    ck_assert_int_eq(on(&S, "POST", "/dictionary/sbase/versions",
+                        "{\"content\": 1, \"word\": \"b\", \"provider\": \"p\"}", NULL, 0, NULL),
+                     201);
+    const char *dep = "{\"content\": %d, \"word\": \"d\", \"provider\": \"p\", "
+                      "\"dependencies\": [{\"type\": \"dictionary\", \"id\": \"sbase\"}]}";
+    char body[256];
+    snprintf(body, sizeof body, dep, 1);
+    ck_assert_int_eq(on(&S, "POST", "/dictionary/sdep/versions", body, NULL, 0, NULL), 201);
+    usleep(20 * 1000); /* a fill in the save's millisecond is refused */
+    ck_assert(!stale_on(&B, "/dictionary/sdep"));
+    long long hits = internal_l1_hits(&B, "dictionary");
+    ck_assert(!stale_on(&B, "/dictionary/sdep"));
+    ck_assert_int_eq(internal_l1_hits(&B, "dictionary"), hits + 1); /* B's L1 holds it */
+
+    ck_assert_int_eq(on(&S, "POST", "/dictionary/sbase/versions",
+                        "{\"content\": 2, \"word\": \"b\", \"provider\": \"p\"}", NULL, 0, NULL),
+                     201);
+    ck_assert(stale_on(&B, "/dictionary/sdep"));
+    usleep(20 * 1000);
+    ck_assert(stale_on(&B, "/dictionary/sdep"));
+    hits = internal_l1_hits(&B, "dictionary");
+    ck_assert(stale_on(&B, "/dictionary/sdep"));
+    ck_assert_int_eq(internal_l1_hits(&B, "dictionary"), hits + 1);
+
+    snprintf(body, sizeof body, dep, 2);
+    ck_assert_int_eq(on(&S, "POST", "/dictionary/sdep/versions", body, NULL, 0, NULL), 201);
+    ck_assert(!stale_on(&B, "/dictionary/sdep"));
+    ck_assert(!stale_on(&B, "/dictionary/sdep"));
+}
+END_TEST
+
 /* The same race as latest_is_never_older_than_an_acknowledged_write, with
  * the writer on one process and the reader on the other. */
 START_TEST(a_read_through_one_process_is_never_older_than_a_save_acknowledged_by_the_other)
@@ -533,6 +582,7 @@ static Suite *cache_suite(void)
     tcase_add_checked_fixture(t, start_two, stop_two);
     tcase_add_test(t, a_change_through_one_process_is_seen_by_the_other_at_once);
     tcase_add_test(t, a_save_through_one_process_is_the_latest_for_the_other_at_once);
+    tcase_add_test(t, a_stale_mark_through_one_process_is_seen_by_the_other_at_once);
     tcase_add_test(t,
                    a_read_through_one_process_is_never_older_than_a_save_acknowledged_by_the_other);
     suite_add_tcase(s, t);

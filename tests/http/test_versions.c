@@ -651,6 +651,223 @@ START_TEST(hot_record_stays_cached_across_flushes)
 }
 END_TEST
 
+/* ---- records rendered once ----------------------------------------------------------- */
+
+/* A record's body with its access counts cut out ("access_count":N,
+ * "last_accessed":X, the only part that changes from read to read);
+ * malloc'd. The counts come after the content, so the last occurrence is
+ * the record's own. */
+static char *without_counts(const char *body)
+{
+    const char *at = NULL;
+    for (const char *p = strstr(body, "\"access_count\":"); p;
+         p = strstr(p + 1, "\"access_count\":"))
+        at = p;
+    const char *end = at ? strstr(at, ",\"stale\":") : NULL;
+    if (end == NULL) {
+        ck_abort_msg("no access counts before stale in %.300s", body);
+        return NULL;
+    }
+    size_t n = (size_t)(at - body), rest = strlen(end + 1);
+    char *out = malloc(n + rest + 1);
+    memcpy(out, body, n);
+    memcpy(out + n, end + 1, rest + 1);
+    return out;
+}
+
+/* GET path: 200, a JSON record with an ETag; returns the body (malloc'd),
+ * its access count and (optionally) its ETag. */
+static char *get_record_body(const char *path, long long *count, char *etag, size_t cap)
+{
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", path, NULL, NULL, 0, &r), 0);
+    ck_assert_msg(r.status == 200, "%s: %ld %.300s", path, r.status, r.body);
+    char ct[64] = "", got[100] = "";
+    http_header(&r, "Content-Type", ct, sizeof ct);
+    ck_assert_str_eq(ct, "application/json");
+    ck_assert_int_eq(http_header(&r, "ETag", got, sizeof got), 0);
+    json_t *j = parse(&r);
+    if (count)
+        *count = json_integer_value(json_object_get(j, "access_count"));
+    /* the ETag is the data hash of the version served */
+    char want[100];
+    snprintf(want, sizeof want, "\"%s\"",
+             json_string_value(json_object_get(json_object_get(j, "version_info"), "data_hash")));
+    ck_assert_str_eq(got, want);
+    if (etag)
+        snprintf(etag, cap, "%s", got);
+    json_decref(j);
+    char *body = strndup(r.body, r.body_len);
+    http_resp_free(&r);
+    return body;
+}
+
+static json_t *field_of(const char *body, const char *name)
+{
+    json_t *j = json_loads(body, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    json_t *v = json_incref(json_object_get(j, name));
+    json_decref(j);
+    return v;
+}
+
+static const char *info_str(json_t *rec, const char *name)
+{
+    return json_string_value(json_object_get(json_object_get(rec, "version_info"), name));
+}
+
+/* The latest record of /dictionary/rend read through its cached copy,
+ * with every other way to the same record: the exact version and
+ * "latest" (both rendered apart from the cached copy), and the list of
+ * versions (rendered by another code path, record_json), byte for byte
+ * but for the counts. Reads the latest twice first, apart, so that its
+ * copy is cached (a fill in the save's millisecond is refused), then
+ * checks the reads in between came from L1 and the store was not read. */
+static char *latest_everywhere(const char *version)
+{
+    char *first = get_record_body("/dictionary/rend", NULL, NULL, 0);
+    free(first);
+    usleep(20 * 1000);
+    first = get_record_body("/dictionary/rend", NULL, NULL, 0);
+    free(first);
+    long long hits0, loads0;
+    hot_stats(&hits0, &loads0);
+    long long c0;
+    char etag[100];
+    char *latest = get_record_body("/dictionary/rend", &c0, etag, sizeof etag);
+    char *bare = without_counts(latest);
+    /* every read counted once, the rest of the bytes the same */
+    for (int i = 1; i <= 3; i++) {
+        long long c;
+        char *again = get_record_body("/dictionary/rend", &c, NULL, 0);
+        ck_assert_int_eq(c, c0 + i);
+        char *b = without_counts(again);
+        ck_assert_str_eq(b, bare);
+        free(b);
+        free(again);
+    }
+    long long hits1, loads1;
+    hot_stats(&hits1, &loads1);
+    ck_assert_int_eq(loads1, loads0);   /* served from the cached copy */
+    ck_assert_int_ge(hits1 - hits0, 4); /* ... in L1 */
+    /* the same bytes, rendered apart */
+    char path[64];
+    snprintf(path, sizeof path, "/dictionary/rend/versions/%s", version);
+    const char *others[] = {path, "/dictionary/rend/versions/latest"};
+    for (size_t i = 0; i < 2; i++) {
+        char *o = get_record_body(others[i], NULL, NULL, 0);
+        char *b = without_counts(o);
+        ck_assert_msg(strcmp(b, bare) == 0, "%s:\n%s\nlatest:\n%s", others[i], b, bare);
+        free(b);
+        free(o);
+    }
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", "/dictionary/rend/versions?limit=1", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    char *list = strndup(r.body, r.body_len);
+    http_resp_free(&r);
+    char *list_bare = without_counts(list);
+    ck_assert_msg(strstr(list_bare, bare) != NULL, "list:\n%s\nlatest:\n%s", list_bare, bare);
+    free(list_bare);
+    free(list);
+    /* the ETag: 304, and a HEAD answers as the GET */
+    char inm[140];
+    snprintf(inm, sizeof inm, "If-None-Match: %s", etag);
+    const char *h[] = {inm, NULL};
+    ck_assert_int_eq(http_do(&S, "GET", "/dictionary/rend", h, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 304);
+    ck_assert_uint_eq(r.body_len, 0);
+    char got[100];
+    ck_assert_int_eq(http_header(&r, "ETag", got, sizeof got), 0);
+    ck_assert_str_eq(got, etag);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_do(&S, "HEAD", "/dictionary/rend", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(http_header(&r, "ETag", got, sizeof got), 0);
+    ck_assert_str_eq(got, etag);
+    http_resp_free(&r);
+    free(latest);
+    return bare;
+}
+
+/* A latest record is rendered once per cached copy: whatever changes the
+ * record (a new version, a stale mark from a dependency, a deleted
+ * version) is served at once, in the same bytes as every other path, and
+ * only the access counts change from read to read. */
+START_TEST(rendered_latest_follows_every_change)
+{
+    ck_assert_int_eq(post_json("/dictionary/rbase/versions",
+                               "{\"content\": 1, \"word\": \"rbase\", \"provider\": \"p\"}", NULL),
+                     201);
+    const char *deps = "\"dependencies\": [{\"type\": \"dictionary\", \"id\": \"rbase\"}]";
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"content\": {\"n\": 1, \"s\": \"caf\\u00e9 / \\\"q\\\"\", \"x\": [1.5, null]},"
+             " \"word\": \"rend\", \"provider\": \"p\", \"tags\": [\"t1\"],"
+             " \"metadata\": {\"m\": 1}, %s}",
+             deps);
+    ck_assert_int_eq(post_json("/dictionary/rend/versions", body, NULL), 201);
+    char *v1 = latest_everywhere("1.0.0");
+    json_t *n = field_of(v1, "content");
+    ck_assert_int_eq(json_integer_value(json_object_get(n, "n")), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(n, "s")), "caf\xc3\xa9 / \"q\"");
+    json_decref(n);
+
+    /* a new version: the cached copy of 1.0.0 is never served again */
+    snprintf(body, sizeof body,
+             "{\"content\": {\"n\": 2}, \"word\": \"rend\", \"provider\": \"p\", %s}", deps);
+    ck_assert_int_eq(post_json("/dictionary/rend/versions", body, NULL), 201);
+    char *v2 = latest_everywhere("1.0.1");
+    json_t *rec = json_loads(v2, 0, NULL);
+    ck_assert_str_eq(info_str(rec, "version"), "1.0.1");
+    ck_assert_str_eq(info_str(rec, "supersedes"), "1.0.0");
+    ck_assert(json_is_true(json_object_get(json_object_get(rec, "version_info"), "is_latest")));
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(rec, "content"), "n")), 2);
+    ck_assert(json_is_false(json_object_get(rec, "stale")));
+    ck_assert_ptr_null(json_object_get(rec, "stale_reason"));
+    json_decref(rec);
+
+    /* a new version of the dependency marks it stale (the cascade) */
+    ck_assert_int_eq(post_json("/dictionary/rbase/versions",
+                               "{\"content\": 2, \"word\": \"rbase\", \"provider\": \"p\"}", NULL),
+                     201);
+    char *v3 = latest_everywhere("1.0.1");
+    rec = json_loads(v3, 0, NULL);
+    ck_assert_str_eq(info_str(rec, "version"), "1.0.1");
+    ck_assert(json_is_true(json_object_get(rec, "stale")));
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_object_get(rec, "stale_reason"), "cause"), "id")),
+                     "rbase");
+    json_decref(rec);
+
+    /* the latest version deleted: 1.0.0 is the latest again */
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "DELETE", "/dictionary/rend/versions/1.0.1", NULL, NULL, 0, &r),
+                     0);
+    ck_assert_int_eq(r.status, 204);
+    http_resp_free(&r);
+    char *v4 = latest_everywhere("1.0.0");
+    rec = json_loads(v4, 0, NULL);
+    ck_assert_str_eq(info_str(rec, "version"), "1.0.0");
+    ck_assert_ptr_null(info_str(rec, "superseded_by"));
+    ck_assert(json_is_true(json_object_get(json_object_get(rec, "version_info"), "is_latest")));
+    json_decref(rec);
+    /* and the ETag of 1.0.1 no longer answers 304 */
+    json_t *h2 = json_loads(v2, 0, NULL);
+    char inm[140];
+    snprintf(inm, sizeof inm, "If-None-Match: \"%s\"", info_str(h2, "data_hash"));
+    json_decref(h2);
+    const char *h[] = {inm, NULL};
+    ck_assert_int_eq(http_do(&S, "GET", "/dictionary/rend", h, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+    free(v1);
+    free(v2);
+    free(v3);
+    free(v4);
+}
+END_TEST
+
 /* ---- bad input ------------------------------------------------------------------------- */
 
 struct bad_case {
@@ -839,6 +1056,7 @@ static Suite *versions_suite(void)
     tcase_add_test(t, resources_list_filters);
     tcase_add_test(t, reads_are_counted_without_a_write_each);
     tcase_add_test(t, hot_record_stays_cached_across_flushes);
+    tcase_add_test(t, rendered_latest_follows_every_change);
     tcase_add_loop_test(t, bad_input_is_a_4xx_problem, 0, sizeof BAD / sizeof BAD[0]);
     suite_add_tcase(s, t);
     /* the restart test stops and starts the shared server itself */

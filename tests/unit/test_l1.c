@@ -2,6 +2,8 @@
  * glob deletes, entries tagged with L2 tokens, and many threads at once. */
 #include <check.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -505,6 +507,95 @@ START_TEST(many_threads_keep_it_consistent)
 }
 END_TEST
 
+/* ---- memos ---------------------------------------------------------------- */
+
+static atomic_int memos_freed;
+
+typedef struct test_memo {
+    cache_memo m;
+    int who;
+} test_memo;
+
+static void test_memo_free(cache_memo *m)
+{
+    atomic_fetch_add(&memos_freed, 1);
+    free(m);
+}
+
+static test_memo *memo_new(size_t size, int who)
+{
+    test_memo *t = malloc(sizeof *t);
+    t->m.size = size;
+    t->m.free = test_memo_free;
+    t->who = who;
+    return t;
+}
+
+static cache_value *memo_target;
+static const cache_memo *memo_won[8];
+
+static void *attach_racer(void *arg)
+{
+    long i = (long)arg;
+    test_memo *t = memo_new(100, (int)i);
+    const cache_memo *got = cache_value_attach_memo(memo_target, &t->m);
+    if (got != &t->m)
+        test_memo_free(&t->m);
+    memo_won[i] = got;
+    return NULL;
+}
+
+/* A memo is attached once, within the value's reserve, charged to the
+ * budget up front, and freed with the value's last reference. */
+START_TEST(a_memo_is_kept_once_and_freed_with_its_value)
+{
+    atomic_store(&memos_freed, 0);
+    cache_value *v = val(1000);
+    ck_assert_ptr_null(cache_value_memo(v));
+    /* no reserve: nothing is attached, and the caller keeps its memo */
+    test_memo *t = memo_new(1, 0);
+    ck_assert_ptr_null(cache_value_attach_memo(v, &t->m));
+    ck_assert_ptr_null(cache_value_memo(v));
+    test_memo_free(&t->m);
+
+    v->memo_reserve = CACHE_MEMO_RESERVE(v->len);
+    ck_assert_uint_eq(cache_value_charge(v, 3), sizeof *v + 1000 + 2024 + 3 + 64);
+    t = memo_new(CACHE_MEMO_RESERVE(v->len) + 1, 0); /* too large */
+    ck_assert_ptr_null(cache_value_attach_memo(v, &t->m));
+    test_memo_free(&t->m);
+
+    /* eight readers race: one memo wins, all see it */
+    memo_target = v;
+    pthread_t th[8];
+    for (long i = 0; i < 8; i++)
+        pthread_create(&th[i], NULL, attach_racer, (void *)i);
+    for (int i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    const cache_memo *kept = cache_value_memo(v);
+    ck_assert_ptr_nonnull(kept);
+    for (int i = 0; i < 8; i++)
+        ck_assert_ptr_eq(memo_won[i], kept);
+    ck_assert_int_eq(atomic_load(&memos_freed), 2 + 7);
+
+    /* in L1, the value is charged its reserve; the memo goes with the
+     * last reference, never before */
+    l1_budget b = {0, 1 << 30};
+    l1_cache *c = l1_new(100, 1 << 20, &b);
+    ck_assert(l1_set(c, "k", v, 1, 0));
+    ck_assert_uint_ge(atomic_load(&b.used), 1000 + 2024);
+    cache_value_unref(v);
+    cache_value *again = l1_get(c, "k", 1);
+    ck_assert_ptr_eq(again, v);
+    ck_assert_ptr_eq(cache_value_memo(again), kept);
+    ck_assert_int_eq(((const test_memo *)(const void *)kept)->who,
+                     ((const test_memo *)(const void *)memo_won[0])->who);
+    l1_free(c);
+    ck_assert_int_eq(atomic_load(&memos_freed), 9); /* "again" still holds it */
+    cache_value_unref(again);
+    ck_assert_int_eq(atomic_load(&memos_freed), 10);
+}
+END_TEST
+
 static Suite *l1_suite(void)
 {
     Suite *s = suite_create("l1");
@@ -524,6 +615,7 @@ static Suite *l1_suite(void)
     tcase_add_test(t, an_invalidated_entry_never_comes_back);
     tcase_add_test(t, expired_entries_make_way);
     tcase_add_test(t, climber_moves_the_window);
+    tcase_add_test(t, a_memo_is_kept_once_and_freed_with_its_value);
     suite_add_tcase(s, t);
     return s;
 }
