@@ -4,19 +4,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void init(cache_value *v, size_t len, const char *content_type)
+{
+    atomic_init(&v->refs, 1);
+    v->write_id = 0;
+    v->expires_ms = 0;
+    atomic_init(&v->verified, false);
+    snprintf(v->content_type, sizeof v->content_type, "%s",
+             content_type ? content_type : "application/octet-stream");
+    v->len = len;
+}
+
 cache_value *cache_value_new(const void *data, size_t len, const char *content_type)
 {
     cache_value *v = malloc(sizeof *v + (len ? len : 1));
     if (v == NULL)
         return NULL;
-    atomic_init(&v->refs, 1);
-    v->write_id = 0;
-    v->expires_ms = 0;
-    snprintf(v->content_type, sizeof v->content_type, "%s",
-             content_type ? content_type : "application/octet-stream");
-    v->len = len;
+    init(v, len, content_type);
+    v->data = v->inline_data;
     if (len)
         memcpy(v->data, data, len);
+    return v;
+}
+
+cache_value *cache_value_adopt(unsigned char *buf, size_t len, const char *content_type)
+{
+    cache_value *v = malloc(sizeof *v);
+    if (v == NULL)
+        return NULL;
+    init(v, len, content_type);
+    v->data = buf;
     return v;
 }
 
@@ -28,8 +45,21 @@ cache_value *cache_value_ref(cache_value *v)
 
 void cache_value_unref(cache_value *v)
 {
-    if (v != NULL && atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1)
+    if (v != NULL && atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) {
+        if (v->data != v->inline_data)
+            free(v->data);
         free(v);
+    }
+}
+
+void cache_value_mark_verified(cache_value *v)
+{
+    atomic_store_explicit(&v->verified, true, memory_order_release);
+}
+
+bool cache_value_verified(const cache_value *v)
+{
+    return atomic_load_explicit(&v->verified, memory_order_acquire);
 }
 
 size_t cache_value_charge(const cache_value *v, size_t key_len)

@@ -1,10 +1,19 @@
 /* A cached value: immutable bytes with their content type, shared by
  * reference count so that a hit hands out the value without copying it
- * under a lock. */
+ * under a lock (a caller may hold its reference as long as it serves the
+ * bytes, after the cache dropped the value).
+ *
+ * Verified: whoever checked the bytes against what its key names (a blob
+ * against its hash) may say so, once; the flag only ever goes from false
+ * to true, and the bytes never change, so a holder that sees it set may
+ * skip its own check. A value is born unverified, and every copy made
+ * from bytes outside the process (an L2 read) is a new, unverified value.
+ * The cache itself never reads the flag. */
 #ifndef STRATA_CACHE_VALUE_H
 #define STRATA_CACHE_VALUE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,15 +23,28 @@ typedef struct cache_value {
     atomic_uint refs;
     uint64_t write_id;  /* which L2 write this copy came from (0: none) */
     int64_t expires_ms; /* wall-clock expiry, 0: none (for the TTL header) */
+    atomic_bool verified;
     char content_type[CACHE_CTYPE_MAX];
     size_t len;
-    unsigned char data[];
+    unsigned char *data; /* the bytes: in inline_data, or an adopted buffer */
+    unsigned char inline_data[];
 } cache_value;
 
-/* A new value with one reference; NULL when out of memory. */
+/* A new value with one reference (a copy of data); NULL when out of
+ * memory. */
 cache_value *cache_value_new(const void *data, size_t len, const char *content_type);
+/* A new value with one reference over buf (malloc'd, len bytes), which it
+ * takes over and frees with the value: no copy. NULL when out of memory;
+ * buf is then still the caller's. */
+cache_value *cache_value_adopt(unsigned char *buf, size_t len, const char *content_type);
 cache_value *cache_value_ref(cache_value *v);
 void cache_value_unref(cache_value *v);
+
+/* Marks v's bytes as checked against its key (see above): before v is
+ * shared, or after, from any thread. */
+void cache_value_mark_verified(cache_value *v);
+/* Whether some holder marked v verified. */
+bool cache_value_verified(const cache_value *v);
 
 /* What a value costs a byte budget: its bytes plus bookkeeping. */
 size_t cache_value_charge(const cache_value *v, size_t key_len);
