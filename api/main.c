@@ -207,6 +207,10 @@ int main(int argc, char **argv)
     versions_config vcfg = {.inline_threshold = (size_t)cfg.inline_threshold,
                             .max_content = (size_t)cfg.max_decoded_body,
                             .access_flush_ms = 5000};
+    /* file: blobs beside a disk L2: an L2 copy of a blob would be a second
+     * copy on the same machine's disk, read no faster than the blob itself */
+    vcfg.blobs_l1_only = a.l2 != NULL && strcmp(a.l2->ops->name, "file") == 0 &&
+                         strcmp(a.blobs->ops->name, "file") == 0;
     if ((a.versions = versions_new(a.store, a.blobs, a.cache, &vcfg, &err)) == NULL ||
         (a.trees = trees_new(a.versions, &err)) == NULL ||
         (a.cascade = cascade_new(a.versions, a.trees, &err)) == NULL) {

@@ -7,6 +7,7 @@
  * complete, so a client never receives a wrong body as a whole one. */
 #include <inttypes.h>
 #include <microhttpd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,12 @@ static void stream_free(void *cls)
     free(st);
 }
 
+static void held_free(void *cls)
+{
+    content_out_free(cls);
+    free(cls);
+}
+
 static void get_content(request *req, reply *rep)
 {
     store_version v;
@@ -156,14 +163,27 @@ static void get_content(request *req, reply *rep)
     }
     int status = rk == RANGE_ONE ? 206 : 200;
     uint64_t body_len = rk == RANGE_ONE ? last - first + 1 : info.length;
-    unsigned char *data;
-    size_t len;
-    if (content_stream_take(s, &data, &len)) {
-        if (rk == RANGE_ONE) {
-            memmove(data, data + first, (size_t)body_len);
-            len = (size_t)body_len;
+    content_out mem;
+    if (content_stream_take(s, &mem)) {
+        /* the bytes where they lie (a cached blob's payload, pinned until
+         * MHD is done with them), a range by its offset: no copy */
+        content_out *held = malloc(sizeof *held);
+        struct MHD_Response *r = NULL;
+        if (held != NULL) {
+            *held = mem;
+            void *body = (void *)(uintptr_t)(held->data + (rk == RANGE_ONE ? first : 0));
+            r = MHD_create_response_from_buffer_with_free_callback_cls((size_t)body_len, body,
+                                                                       held_free, held);
         }
-        reply_bytes(rep, status, NULL, data, len);
+        if (r == NULL) {
+            content_out_free(&mem);
+            free(held);
+            reply_problem(rep, 503, "out-of-memory", "out of memory for a content response");
+            goto headers;
+        }
+        rep->status = status;
+        rep->set = true;
+        rep->response = r;
     } else {
         if (rk == RANGE_ONE)
             content_stream_range(s, first, last);

@@ -52,6 +52,24 @@ int blob_check_copy(const void *blob, size_t len, const char *key, blob_header *
     return 0;
 }
 
+int blob_check_header(const void *blob, size_t len, const char *key, blob_header *h,
+                      strata_error *err)
+{
+    char hex[SHA256_HEX_LEN + 1];
+    if (blob_header_decode(blob, len, h, err) != 0) {
+        if (err && err->kind != SERR_CORRUPT)
+            err->kind = SERR_CORRUPT;
+        return -1;
+    }
+    if (h->payload_size != len - BLOB_HEADER_SIZE)
+        return serr_set(err, SERR_CORRUPT, "blob %s has %zu payload bytes, its header says %llu",
+                        key, len - BLOB_HEADER_SIZE, (unsigned long long)h->payload_size);
+    sha256_to_hex(h->raw_sha256, hex);
+    if (strcmp(hex, key) != 0)
+        return serr_set(err, SERR_CORRUPT, "blob %s holds content of another hash", key);
+    return 0;
+}
+
 int blobs_get_verified(blob_store *b, const char *key, size_t max_len, strata_buf *out,
                        blob_header *h, strata_error *err)
 {

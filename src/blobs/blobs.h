@@ -108,6 +108,13 @@ bool blob_key_valid(const char *key);
 int blob_check_copy(const void *blob, size_t len, const char *key, blob_header *h,
                     strata_error *err);
 
+/* blob_check_copy without the payload hash: the header, the payload's
+ * size and the key, for a copy whose payload was checked when it came
+ * into memory and has stayed there since (a cache value marked verified).
+ * SERR_CORRUPT when anything disagrees; h is filled on success. */
+int blob_check_header(const void *blob, size_t len, const char *key, blob_header *h,
+                      strata_error *err);
+
 /* Reads a blob and checks its header and payload hash against the key
  * (cheap: no decompression). SERR_CORRUPT when anything disagrees. */
 int blobs_get_verified(blob_store *b, const char *key, size_t max_len, strata_buf *out,

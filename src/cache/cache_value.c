@@ -4,21 +4,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-cache_value *cache_value_new(const void *data, size_t len, const char *content_type)
+static void init(cache_value *v, size_t len, const char *content_type)
 {
-    cache_value *v = malloc(sizeof *v + (len ? len : 1));
-    if (v == NULL)
-        return NULL;
     atomic_init(&v->refs, 1);
     v->write_id = 0;
     v->expires_ms = 0;
     v->memo_reserve = 0;
     atomic_init(&v->memo, NULL);
+    atomic_init(&v->verified, false);
     snprintf(v->content_type, sizeof v->content_type, "%s",
              content_type ? content_type : "application/octet-stream");
     v->len = len;
+}
+
+cache_value *cache_value_new(const void *data, size_t len, const char *content_type)
+{
+    cache_value *v = malloc(sizeof *v + (len ? len : 1));
+    if (v == NULL)
+        return NULL;
+    init(v, len, content_type);
+    v->data = v->inline_data;
     if (len)
         memcpy(v->data, data, len);
+    return v;
+}
+
+cache_value *cache_value_adopt(unsigned char *buf, size_t len, const char *content_type)
+{
+    cache_value *v = malloc(sizeof *v);
+    if (v == NULL)
+        return NULL;
+    init(v, len, content_type);
+    v->data = buf;
     return v;
 }
 
@@ -35,6 +52,8 @@ void cache_value_unref(cache_value *v)
     cache_memo *m = atomic_load_explicit(&v->memo, memory_order_acquire);
     if (m != NULL)
         m->free(m);
+    if (v->data != v->inline_data)
+        free(v->data);
     free(v);
 }
 
@@ -53,6 +72,16 @@ const cache_memo *cache_value_attach_memo(cache_value *v, cache_memo *m)
                                                 memory_order_acquire))
         return m;
     return expected;
+}
+
+void cache_value_mark_verified(cache_value *v)
+{
+    atomic_store_explicit(&v->verified, true, memory_order_release);
+}
+
+bool cache_value_verified(const cache_value *v)
+{
+    return atomic_load_explicit(&v->verified, memory_order_acquire);
 }
 
 size_t cache_value_charge(const cache_value *v, size_t key_len)

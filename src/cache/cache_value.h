@@ -1,6 +1,7 @@
 /* A cached value: immutable bytes with their content type, shared by
  * reference count so that a hit hands out the value without copying it
- * under a lock.
+ * under a lock (a caller may hold its reference as long as it serves the
+ * bytes, after the cache dropped the value).
  *
  * A value may also carry a memo: something its reader derived from the
  * bytes once (a rendering of them) and kept with them, so that later
@@ -9,11 +10,19 @@
  * whatever makes a copy stale makes its memo stale with it. It is
  * attached at most once, never changes after, and is freed with the
  * value. Budgets charge a value for the memo it may carry up front
- * (memo_reserve), since the charge is taken when the value is cached. */
+ * (memo_reserve), since the charge is taken when the value is cached.
+ *
+ * Verified: whoever checked the bytes against what its key names (a blob
+ * against its hash) may say so, once; the flag only ever goes from false
+ * to true, and the bytes never change, so a holder that sees it set may
+ * skip its own check. A value is born unverified, and every copy made
+ * from bytes outside the process (an L2 read) is a new, unverified value.
+ * The cache itself never reads the flag. */
 #ifndef STRATA_CACHE_VALUE_H
 #define STRATA_CACHE_VALUE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,13 +42,20 @@ typedef struct cache_value {
      * the value is shared (0: none) */
     size_t memo_reserve;
     _Atomic(cache_memo *) memo;
+    atomic_bool verified;
     char content_type[CACHE_CTYPE_MAX];
     size_t len;
-    unsigned char data[];
+    unsigned char *data; /* the bytes: in inline_data, or an adopted buffer */
+    unsigned char inline_data[];
 } cache_value;
 
-/* A new value with one reference; NULL when out of memory. */
+/* A new value with one reference (a copy of data); NULL when out of
+ * memory. */
 cache_value *cache_value_new(const void *data, size_t len, const char *content_type);
+/* A new value with one reference over buf (malloc'd, len bytes), which it
+ * takes over and frees with the value: no copy. NULL when out of memory;
+ * buf is then still the caller's. */
+cache_value *cache_value_adopt(unsigned char *buf, size_t len, const char *content_type);
 cache_value *cache_value_ref(cache_value *v);
 /* Drops a reference; the last one frees the value and its memo. */
 void cache_value_unref(cache_value *v);
@@ -57,6 +73,12 @@ const cache_memo *cache_value_memo(cache_value *v);
  * earlier one, or NULL when there is none and m did not fit, and then m
  * stays the caller's. Any thread. */
 const cache_memo *cache_value_attach_memo(cache_value *v, cache_memo *m);
+
+/* Marks v's bytes as checked against its key (see above): before v is
+ * shared, or after, from any thread. */
+void cache_value_mark_verified(cache_value *v);
+/* Whether some holder marked v verified. */
+bool cache_value_verified(const cache_value *v);
 
 /* What a value costs a byte budget: its bytes, the memo it may carry,
  * plus bookkeeping. */

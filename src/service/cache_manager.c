@@ -503,12 +503,15 @@ int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **
 /* Runs the loader and fills the tiers with what it produced: L2 unless the
  * key changed or was fenced since fill (the token read before this load
  * began), L1 only when L2 took it (or there is no L2: then unless an
- * invalidation happened in this process meanwhile). L1 never takes a
+ * invalidation happened in this process meanwhile). With
+ * CACHE_FILL_L1_ONLY, L1 alone, tagged with fill: a change of the key
+ * after fill was read makes the copy stale at once (the fence check is
+ * skipped; such keys are never fenced). L1 never takes a
  * value L2 refused or failed to store: L2's check is the only one that
  * sees open fences. Returns 0 with *current telling whether the value was
  * accepted as current. */
 static int load_and_fill(cache_manager *cm, ns_state *s, const char *key, const l2_token *fill,
-                         bool memo, cache_loader loader, void *ctx, cache_value **out,
+                         unsigned flags, cache_loader loader, void *ctx, cache_value **out,
                          bool *current, strata_error *err)
 {
     uint64_t epoch = atomic_load(&cm->epoch);
@@ -516,13 +519,18 @@ static int load_and_fill(cache_manager *cm, ns_state *s, const char *key, const 
     *current = false;
     if (loader(ctx, out, err) != 0)
         return -1;
-    if (memo) /* before the value is shared: L1 charges it */
+    if (flags & CACHE_MEMO) /* before the value is shared: L1 charges it */
         (*out)->memo_reserve = CACHE_MEMO_RESERVE((*out)->len);
-    strata_error e2;
     l2_token tag;
     int l2rc = 0;
-    if (fill != NULL)
+    bool refused = false;
+    if (fill != NULL && (flags & CACHE_FILL_L1_ONLY)) {
+        tag = *fill; /* (an unusable token tags no copy: l1_set_tagged stores nothing) */
+    } else if (fill != NULL) {
+        strata_error e2;
         l2rc = l2_write(cm, s, key, *out, s->cfg.l2_ttl_ms, fill, &tag, &e2);
+        refused = l2rc != 0 && e2.kind == SERR_CONFLICT;
+    }
     bool unchanged = atomic_load(&cm->epoch) == epoch;
     if (l2rc == 0 && unchanged)
         l1_set_tagged(s->l1, key, *out, clock_mono_ms(), s->cfg.l1_ttl_ms,
@@ -530,13 +538,20 @@ static int load_and_fill(cache_manager *cm, ns_state *s, const char *key, const 
     /* a refused fill (the key changed, or a change is in progress) or a
      * local invalidation: another writer may have committed after this
      * load read the store */
-    *current = unchanged && !(l2rc != 0 && e2.kind == SERR_CONFLICT);
+    *current = unchanged && !refused;
     return 0;
 }
 
 int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool memo,
                       cache_loader loader, void *ctx, cache_value **out, enum cache_tier *tier,
                       strata_error *err)
+{
+    return cache_get_or_load_ex(cm, ns, key, memo ? CACHE_MEMO : 0, loader, ctx, out, tier, err);
+}
+
+int cache_get_or_load_ex(cache_manager *cm, const char *ns, const char *key, unsigned flags,
+                         cache_loader loader, void *ctx, cache_value **out, enum cache_tier *tier,
+                         strata_error *err)
 {
     ns_state *s = ns_get(cm, ns, err);
     if (s == NULL)
@@ -553,7 +568,7 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool m
     }
     uint64_t epoch = atomic_load(&cm->epoch);
     if (l2_read(cm, s, key, &v, &tok, err) == 0) {
-        if (memo) /* before the value is shared: L1 charges it */
+        if (flags & CACHE_MEMO) /* before the value is shared: L1 charges it */
             v->memo_reserve = CACHE_MEMO_RESERVE(v->len);
         if (atomic_load(&cm->epoch) == epoch)
             l1_set_tagged(s->l1, key, v, clock_mono_ms(), l1_ttl_for(s, v), cur);
@@ -602,11 +617,11 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool m
         pthread_mutex_unlock(&cm->fly_mu);
         if (reuse)
             return rc;
-        return load_and_fill(cm, s, key, cur, memo, loader, ctx, out, &current, err);
+        return load_and_fill(cm, s, key, cur, flags, loader, ctx, out, &current, err);
     }
     if (f != NULL) { /* a load from before an invalidation: do not join it */
         pthread_mutex_unlock(&cm->fly_mu);
-        return load_and_fill(cm, s, key, cur, memo, loader, ctx, out, &current, err);
+        return load_and_fill(cm, s, key, cur, flags, loader, ctx, out, &current, err);
     }
     /* a load that ended between this reader's misses and the lock filled
      * L1 before it left the list: look once more before loading again
@@ -635,7 +650,7 @@ int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool m
     pthread_mutex_unlock(&cm->fly_mu);
 
     cache_value *loaded = NULL;
-    int rc = load_and_fill(cm, s, key, cur, memo, loader, ctx, &loaded, &current, err);
+    int rc = load_and_fill(cm, s, key, cur, flags, loader, ctx, &loaded, &current, err);
 
     pthread_mutex_lock(&cm->fly_mu);
     inflight **pp = &cm->flying;

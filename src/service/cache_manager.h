@@ -111,6 +111,21 @@ int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **
 int cache_get_or_load(cache_manager *cm, const char *ns, const char *key, bool memo,
                       cache_loader loader, void *ctx, cache_value **out, enum cache_tier *tier,
                       strata_error *err);
+/* cache_get_or_load with flags:
+ * - CACHE_FILL_L1_ONLY: the loader's value goes to this process's L1 only,
+ *   never to the L2 (L2 values are still read and promoted). For values
+ *   the L2 would only duplicate, such as blobs whose store is as near as
+ *   the L2 is. The L1 copy is tagged with the token read before the load,
+ *   so any later change of the key (an invalidation, a set, a clear, in
+ *   any process) makes it stale as usual; but no L2 checks the fill
+ *   against open fences, so only keys that are never fenced may use it
+ *   (immutable values, such as content-addressed blobs). */
+#define CACHE_FILL_L1_ONLY 1u
+/* - CACHE_MEMO: as cache_get_or_load's memo. */
+#define CACHE_MEMO 2u
+int cache_get_or_load_ex(cache_manager *cm, const char *ns, const char *key, unsigned flags,
+                         cache_loader loader, void *ctx, cache_value **out, enum cache_tier *tier,
+                         strata_error *err);
 /* Both tiers (an unconditional write: every process's copy of the old
  * value is stale from here on); ttl_ms 0 takes the namespace's TTLs.
  * On failure (L2 refused or failed) this process's L1 holds no copy of

@@ -311,13 +311,11 @@ long content_stream_read(content_stream *s, void *buf, size_t cap, strata_error 
     }
 }
 
-bool content_stream_take(content_stream *s, unsigned char **data, size_t *len)
+bool content_stream_take(content_stream *s, content_out *out)
 {
     if (!s->in_memory)
         return false;
-    *data = s->mem.data;
-    *len = s->mem.len;
-    s->mem.data = NULL;
-    s->mem.len = 0;
+    *out = s->mem;
+    memset(&s->mem, 0, sizeof s->mem);
     return true;
 }

@@ -20,6 +20,11 @@ typedef struct versions_config {
     size_t inline_threshold; /* content up to this many bytes stays in the store */
     size_t max_content;      /* largest content, raw */
     unsigned access_flush_ms;
+    /* Blob copies go to the cache's L1 only, never to its L2: set when
+     * the blob store is as near as the L2 (file: blobs beside a disk L2,
+     * where an L2 copy would be a second copy of every hot blob on the
+     * same disk). */
+    bool blobs_l1_only;
 } versions_config;
 
 typedef struct versions_svc versions_svc;
@@ -168,18 +173,24 @@ int versions_delete_resource(versions_svc *svc, const char *type, const char *id
                              const char *removed_by, size_t *count, strata_error *err);
 
 typedef struct content_out {
-    unsigned char *data; /* owned */
+    const unsigned char *data; /* the bytes, held by owned or pin; read only */
     size_t len;
     enum scodec encoding; /* SCODEC_NONE, or the stored codec passed through */
     char content_type[128];
     unsigned char digest[SHA256_LEN]; /* SHA-256 of these bytes (Repr-Digest) */
+    unsigned char *owned;             /* malloc'd buffer holding data, or NULL */
+    cache_value *pin;                 /* cached blob holding data (a reference), or NULL */
 } content_out;
 
 /* Reads a version's content (v from versions_get, which counted the
  * access), verified against its hash before it is returned (SERR_CORRUPT
  * otherwise). accept_codecs is a bit mask of
  * (1 << codec) the client accepts; stored compressed bytes in an
- * accepted codec are returned as they are. */
+ * accepted codec are returned as they are: then, on a cache hit, data
+ * points into the cached blob itself (no copy, and no hash when the copy
+ * was verified as it came into memory: cache_value.h), and out holds a
+ * reference to it until content_out_free. Whatever the outcome, out can
+ * be passed to content_out_free (it is zeroed on failure). */
 int versions_content(versions_svc *svc, const store_version *v, unsigned accept_codecs,
                      content_out *out, strata_error *err);
 void content_out_free(content_out *c);
@@ -216,11 +227,12 @@ void content_stream_range(content_stream *s, uint64_t first, uint64_t last);
  * err set (SERR_CORRUPT, SERR_IO, SERR_UNAVAILABLE). */
 long content_stream_read(content_stream *s, void *buf, size_t cap, strata_error *err);
 void content_stream_close(content_stream *s);
-/* For a stream held whole in memory (small content): gives the caller
- * its bytes (malloc'd; the whole representation, ranges aside) and
- * returns true; false, with nothing taken, for a stream from the blob
- * store. Before the first read only. */
-bool content_stream_take(content_stream *s, unsigned char **data, size_t *len);
+/* For a stream held whole in memory (small content): moves its content
+ * (the whole representation, ranges aside) into *out, for the caller to
+ * release with content_out_free, and returns true; false, with *out
+ * untouched and nothing taken, for a stream from the blob store. Before
+ * the first read only. */
+bool content_stream_take(content_stream *s, content_out *out);
 
 /* The access counts to show for v (read with v, possibly from a cached
  * copy): stored, written by this node since, and pending here. */

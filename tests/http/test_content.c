@@ -4,6 +4,10 @@
  * the blob store as they arrive (shared, passed through, or dropped when
  * the client goes away). */
 #include <check.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +307,168 @@ START_TEST(streamed_saves_share_and_pass_through)
 }
 END_TEST
 
+/* ---- a hot blob, served from the cache many times ---------------------- */
+
+#define HOT_LEN     (1u << 20)
+#define HOT_BLOBS   6 /* 1 MiB each, 3 semantic (stored raw) + 3 literature (zstd) */
+#define HOT_READERS 4
+#define HOT_ROUNDS  40
+
+/* The server of this case keeps 3 MiB of L1: the blobs evict each other
+ * while responses that still send them are in flight. */
+static void start_small_l1(void)
+{
+    const char *args[] = {"--cache-l1-bytes", "3M", NULL};
+    ck_assert_int_eq(server_start(&S, args), 0);
+}
+
+static unsigned char *hot_data[HOT_BLOBS];
+
+static void hot_path(int i, char *out, size_t cap)
+{
+    snprintf(out, cap, "/%s/hot%d/versions/latest/content", i < 3 ? "semantic" : "literature", i);
+}
+
+/* What a response must be for a request with Accept-Encoding accept (NULL:
+ * none) of hot blob i: the content, or for a literature blob asked with
+ * zstd its stored frames, which decode to the content. NULL when right,
+ * else what is wrong. */
+static const char *hot_check(int i, const char *accept, const http_resp *r)
+{
+    static _Thread_local char why[160];
+    if (r->status != 200) {
+        snprintf(why, sizeof why, "status %ld", r->status);
+        return why;
+    }
+    char enc[32] = "", dig[128], want[128];
+    http_header(r, "Content-Encoding", enc, sizeof enc);
+    bool zstd = i >= 3 && accept != NULL && strstr(accept, "zstd") != NULL;
+    if (strcmp(enc, zstd ? "zstd" : "") != 0) {
+        snprintf(why, sizeof why, "Content-Encoding '%s' for '%s'", enc, accept ? accept : "");
+        return why;
+    }
+    if (http_header(r, "Repr-Digest", dig, sizeof dig) != 0)
+        return "no Repr-Digest";
+    digest_header(r->body, r->body_len, want, sizeof want);
+    if (strcmp(dig, want) != 0)
+        return "Repr-Digest is not the digest of the body";
+    if (!zstd)
+        return r->body_len == HOT_LEN && memcmp(r->body, hot_data[i], HOT_LEN) == 0 ? NULL
+                                                                                    : "wrong bytes";
+    unsigned char *back = malloc(HOT_LEN);
+    size_t dn = back ? ZSTD_decompress(back, HOT_LEN, r->body, r->body_len) : 0;
+    bool ok = back && !ZSTD_isError(dn) && dn == HOT_LEN && memcmp(back, hot_data[i], dn) == 0;
+    free(back);
+    return ok ? NULL : "the zstd frames do not decode to the content";
+}
+
+static const char *const HOT_ACCEPT[] = {NULL, "zstd", "gzip", "identity", "zstd, gzip"};
+#define NACCEPT (sizeof HOT_ACCEPT / sizeof HOT_ACCEPT[0])
+
+static void *hot_reader(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    http_client *c = http_client_new();
+    char *fail = NULL;
+    for (int n = 0; n < HOT_ROUNDS && fail == NULL; n++) {
+        seed = seed * 1103515245u + 12345u;
+        int i = (int)((seed >> 16) % HOT_BLOBS);
+        const char *accept = HOT_ACCEPT[(seed >> 8) % NACCEPT];
+        char path[96], ae[64];
+        hot_path(i, path, sizeof path);
+        snprintf(ae, sizeof ae, "Accept-Encoding: %s", accept ? accept : "");
+        const char *h[] = {accept ? ae : NULL, NULL};
+        http_resp r;
+        if (http_client_do(c, &S, "GET", path, h, NULL, 0, &r) != 0) {
+            fail = strdup("the request failed");
+            break;
+        }
+        const char *why = hot_check(i, accept, &r);
+        if (why != NULL && asprintf(&fail, "%s with '%s': %s", path, accept ? accept : "", why) < 0)
+            fail = NULL;
+        http_resp_free(&r);
+    }
+    http_client_free(c);
+    return fail;
+}
+
+static json_t *internal_ns_stats(const char *ns)
+{
+    http_resp r;
+    ck_assert_int_eq(call("GET", "/cache", NULL, NULL, 0, &r), 200);
+    json_t *all = json_loadb(r.body, r.body_len, 0, NULL);
+    http_resp_free(&r);
+    ck_assert_ptr_nonnull(all);
+    json_t *s = json_incref(json_object_get(json_object_get(all, "internal"), ns));
+    json_decref(all);
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
+/* Hot blobs served many times, with every encoding a client may ask for,
+ * by several readers at once while the small L1 evicts them: every body
+ * is the content (or its stored frames), whole, each time. Under ASan a
+ * response that outlived the cached copy it sends would be caught too. */
+START_TEST(hot_blobs_served_many_times_stay_correct)
+{
+    for (int i = 0; i < HOT_BLOBS; i++) {
+        hot_data[i] = text(HOT_LEN, 1000u + (unsigned)i);
+        char path[160];
+        snprintf(path, sizeof path, "/%s/hot%d/versions%s", i < 3 ? "semantic" : "literature", i,
+                 i < 3 ? "?corpus_id=c&corpus_version=1.0.0&model_name=m&embedding_dimension=4"
+                       : LIT);
+        http_resp r;
+        long st = call("POST", path, BYTES_CT, hot_data[i], HOT_LEN, &r);
+        ck_assert_msg(st == 201, "save of %s answered %ld: %.300s", path, st, r.body);
+        http_resp_free(&r);
+    }
+    /* one by one first: each encoding twice (a miss, then a hit), and a
+     * range of the hot copy */
+    for (int i = 0; i < HOT_BLOBS; i++)
+        for (size_t a = 0; a < NACCEPT; a++)
+            for (int k = 0; k < 2; k++) {
+                char path[96], ae[64];
+                hot_path(i, path, sizeof path);
+                snprintf(ae, sizeof ae, "Accept-Encoding: %s", HOT_ACCEPT[a] ? HOT_ACCEPT[a] : "");
+                const char *h[] = {HOT_ACCEPT[a] ? ae : NULL, NULL};
+                http_resp r;
+                call("GET", path, h, NULL, 0, &r);
+                const char *why = hot_check(i, HOT_ACCEPT[a], &r);
+                ck_assert_msg(why == NULL, "%s with '%s': %s", path, ae, why);
+                http_resp_free(&r);
+                const char *rh[] = {"Range: bytes=1000-1999", NULL};
+                ck_assert_int_eq(call("GET", path, rh, NULL, 0, &r), 206);
+                ck_assert_uint_eq(r.body_len, 1000);
+                ck_assert_msg(memcmp(r.body, hot_data[i] + 1000, 1000) == 0, "%s: wrong range",
+                              path);
+                http_resp_free(&r);
+            }
+    pthread_t th[HOT_READERS];
+    for (int t = 0; t < HOT_READERS; t++)
+        ck_assert_int_eq(pthread_create(&th[t], NULL, hot_reader, (void *)(uintptr_t)(t + 1)), 0);
+    char *fails[HOT_READERS];
+    for (int t = 0; t < HOT_READERS; t++)
+        pthread_join(th[t], (void **)&fails[t]);
+    for (int t = 0; t < HOT_READERS; t++) {
+        ck_assert_msg(fails[t] == NULL, "reader %d: %s", t, fails[t]);
+    }
+    /* the case did what it is for: blobs sat in L1 (the records beside
+     * them are small), and were evicted */
+    long long bytes = 0, evictions = 0;
+    const char *nss[] = {"semantic", "literature"};
+    for (int n = 0; n < 2; n++) {
+        json_t *s = internal_ns_stats(nss[n]);
+        bytes += json_integer_value(json_object_get(json_object_get(s, "l1"), "bytes"));
+        evictions += json_integer_value(json_object_get(json_object_get(s, "l1"), "evictions"));
+        json_decref(s);
+    }
+    ck_assert_int_ge(bytes, HOT_LEN / 4); /* (a literature blob: its zstd bytes) */
+    ck_assert_int_gt(evictions, 0);
+    for (int i = 0; i < HOT_BLOBS; i++)
+        free(hot_data[i]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("content");
@@ -315,5 +481,10 @@ int main(void)
     tcase_add_test(tc, a_damaged_blob_ends_the_transfer_short);
     tcase_add_test(tc, streamed_saves_share_and_pass_through);
     suite_add_tcase(s, tc);
+    TCase *hot = tcase_create("hot");
+    tcase_add_checked_fixture(hot, start_small_l1, stop);
+    tcase_set_timeout(hot, 300);
+    tcase_add_test(hot, hot_blobs_served_many_times_stay_correct);
+    suite_add_tcase(s, hot);
     return run_suite(s);
 }

@@ -5,11 +5,14 @@
 #include <check.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "../../src/cache/l2.h"
+#include "../../src/codec/blob_format.h"
 #include "../../src/codec/sha256.h"
 #include "../support/harness.h"
 
@@ -302,6 +305,191 @@ START_TEST(a_save_never_shares_a_damaged_blob)
 }
 END_TEST
 
+/* ---- cached blob copies from outside the process --------------------- */
+
+#define L2_BLOB_LEN 100000
+
+/* The server's L2, opened by this process as another node would. */
+static l2_cache *open_server_l2(void)
+{
+    l2_config cfg = {.max_bytes = UINT64_C(4) << 30, .fence_ttl_ms = 60000};
+    strata_error err;
+    l2_cache *c = l2_open(S.l2_url, &cfg, &err);
+    ck_assert_msg(c != NULL, "cannot open the server's L2 %s: %s", S.l2_url, err.detail);
+    return c;
+}
+
+/* Writes bytes into the L2 where the server keeps its copy of blob hash
+ * for resource type type (an unconditional write: every node's L1 copy
+ * of the key is stale from here on). */
+static void l2_put_blob(l2_cache *c, const char *type, const char *hash, const void *data,
+                        size_t len)
+{
+    char ns[L2_NS_MAX + 1], key[SHA256_HEX_LEN + 8];
+    snprintf(ns, sizeof ns, "@%s", type);
+    snprintf(key, sizeof key, "blob:%s", hash);
+    l2_meta m = {0};
+    snprintf(m.content_type, sizeof m.content_type, "application/x-strata-blob");
+    m.raw_size = len;
+    strata_error err;
+    ck_assert_msg(c->ops->set(c, ns, key, data, len, &m, 0, NULL, NULL, NULL, &err) == 0,
+                  "L2 set: %s", err.detail);
+}
+
+/* Whether the L2 holds a copy of blob hash for type. */
+static bool l2_has_blob(l2_cache *c, const char *type, const char *hash)
+{
+    char ns[L2_NS_MAX + 1], key[SHA256_HEX_LEN + 8];
+    snprintf(ns, sizeof ns, "@%s", type);
+    snprintf(key, sizeof key, "blob:%s", hash);
+    strata_buf b;
+    sbuf_init(&b, 0);
+    l2_meta m = {0};
+    strata_error err;
+    int rc = c->ops->get(c, ns, key, 16u << 20, &b, &m, &err);
+    ck_assert_msg(rc == 0 || err.kind == SERR_NOT_FOUND, "L2 get: %s", err.detail);
+    sbuf_free(&b);
+    return rc == 0;
+}
+
+static int log_count(const char *needle)
+{
+    FILE *log = fopen(S.log_path, "r");
+    ck_assert_ptr_nonnull(log);
+    char line[2048];
+    int seen = 0;
+    while (fgets(line, sizeof line, log))
+        seen += strstr(line, needle) != NULL;
+    fclose(log);
+    return seen;
+}
+
+/* A copy of a blob found in the L2 came from outside the process (another
+ * node, the disk, anyone who can write there): each kind of damage is
+ * caught before a byte of it is served, with and without the stored codec
+ * passed through, and the blob store answers instead. */
+START_TEST(a_damaged_l2_copy_is_never_served)
+{
+    static const char *const types[] = {"semantic", "literature"};
+    static const char *const paths[] = {
+        "/semantic/emb/versions?corpus_id=c&corpus_version=1.0.0&model_name=m"
+        "&embedding_dimension=4",
+        "/literature/lit/versions?title=T&authors=A&source=s"};
+    static const char *const contents[] = {"/semantic/emb/versions/latest/content",
+                                           "/literature/lit/versions/latest/content"};
+    static const char *const plain[] = {NULL};
+    static const char *const zstd[] = {"Accept-Encoding: zstd", NULL};
+    l2_cache *c = open_server_l2();
+    int forged = 0;
+    for (int t = 0; t < 2; t++) {
+        char *data = text_body(L2_BLOB_LEN, 10 + t), *other = text_body(L2_BLOB_LEN, 20 + t);
+        char hash[SHA256_HEX_LEN + 1];
+        sha_hex(data, L2_BLOB_LEN, hash);
+        ck_assert_int_eq(call("POST", paths[t], TEXT_CT, data, L2_BLOB_LEN, NULL), 201);
+        strata_buf good, bad, alien;
+        sbuf_init(&good, 0);
+        sbuf_init(&bad, 0);
+        sbuf_init(&alien, 0);
+        ck_assert_int_eq(server_blob_read(&S, hash, &good), 0);
+        blob_header h;
+        ck_assert_int_eq(blob_header_decode(good.data, good.len, &h, NULL), 0);
+        ck_assert_int_eq(h.codec, t == 0 ? SCODEC_NONE : SCODEC_ZSTD);
+        /* well formed, of other content (its own hashes all agree) */
+        ck_assert_int_eq(blob_encode(other, L2_BLOB_LEN, h.codec, &alien, &h, NULL), 0);
+        struct {
+            const char *what;
+            const unsigned char *data;
+            size_t len;
+        } forgeries[4];
+        ck_assert_int_eq(sbuf_append(&bad, good.data, good.len, NULL), 0);
+        bad.data[BLOB_HEADER_SIZE + (bad.len - BLOB_HEADER_SIZE) / 2] ^= 1;
+        forgeries[0].what = "a flipped payload bit";
+        forgeries[0].data = bad.data;
+        forgeries[0].len = bad.len;
+        forgeries[1].what = "a cut payload";
+        forgeries[1].data = good.data;
+        forgeries[1].len = good.len - 1;
+        forgeries[2].what = "another blob";
+        forgeries[2].data = alien.data;
+        forgeries[2].len = alien.len;
+        forgeries[3].what = "no blob at all";
+        forgeries[3].data = (const unsigned char *)other;
+        forgeries[3].len = L2_BLOB_LEN;
+        for (int f = 0; f < 4; f++) {
+            /* the server's copy is hot (in L1, verified) before each forgery */
+            for (int k = 0; k < 2; k++)
+                ck_assert_int_eq(call("GET", contents[t], NULL, NULL, 0, NULL), 200);
+            l2_put_blob(c, types[t], hash, forgeries[f].data, forgeries[f].len);
+            forged++;
+            for (int e = 0; e < 2; e++) {
+                http_resp r;
+                ck_assert_int_eq(call("GET", contents[t], e ? zstd : plain, NULL, 0, &r), 200);
+                char enc[32] = "";
+                http_header(&r, "Content-Encoding", enc, sizeof enc);
+                if (enc[0] == '\0') {
+                    ck_assert_uint_eq(r.body_len, L2_BLOB_LEN);
+                    ck_assert_msg(memcmp(r.body, data, L2_BLOB_LEN) == 0, "%s: %s was served (%s)",
+                                  types[t], forgeries[f].what, e ? "zstd" : "plain");
+                } else {
+                    ck_assert_str_eq(enc, "zstd");
+                    ck_assert_msg(r.body_len == good.len - BLOB_HEADER_SIZE &&
+                                      memcmp(r.body, good.data + BLOB_HEADER_SIZE, r.body_len) == 0,
+                                  "%s: %s was passed through", types[t], forgeries[f].what);
+                }
+                http_resp_free(&r);
+            }
+        }
+        sbuf_free(&good);
+        sbuf_free(&bad);
+        sbuf_free(&alien);
+        free(data);
+        free(other);
+    }
+    c->ops->close(c);
+    /* each forgery was read, and caught, once (it was dropped then) */
+    ck_assert_int_eq(log_count("is damaged"), forged);
+}
+END_TEST
+
+/* With file: blobs beside a disk L2 the L2 keeps no second copy of a blob
+ * (it would sit on the same disk, no nearer); its hot copy is served from
+ * L1. Any other pairing caches blobs in the L2 as before. */
+START_TEST(blobs_skip_a_disk_l2_beside_file_blobs)
+{
+    char *data = text_body(L2_BLOB_LEN, 30);
+    char hash[SHA256_HEX_LEN + 1];
+    sha_hex(data, L2_BLOB_LEN, hash);
+    ck_assert_int_eq(call("POST",
+                          "/semantic/e2/versions?corpus_id=c&corpus_version=1.0.0&model_name=m"
+                          "&embedding_dimension=4",
+                          TEXT_CT, data, L2_BLOB_LEN, NULL),
+                     201);
+    for (int k = 0; k < 5; k++) {
+        http_resp r;
+        ck_assert_int_eq(call("GET", "/semantic/e2/versions/latest/content", NULL, NULL, 0, &r),
+                         200);
+        ck_assert_uint_eq(r.body_len, L2_BLOB_LEN);
+        ck_assert_int_eq(memcmp(r.body, data, L2_BLOB_LEN), 0);
+        http_resp_free(&r);
+    }
+    bool local = strncmp(S.l2_url, "file:", 5) == 0 && strncmp(S.blobs_url, "file:", 5) == 0;
+    l2_cache *c = open_server_l2();
+    ck_assert_msg(l2_has_blob(c, "semantic", hash) != local, "L2 %s, blobs %s: the L2 %s the blob",
+                  S.l2_url, S.blobs_url, local ? "holds" : "lacks");
+    c->ops->close(c);
+    /* the blob was loaded once; the other reads were L1 hits (the latest
+     * record beside it was loaded once too) */
+    http_resp r;
+    ck_assert_int_eq(call("GET", "/cache", NULL, NULL, 0, &r), 200);
+    json_t *all = json_loadb(r.body, r.body_len, 0, NULL);
+    http_resp_free(&r);
+    json_t *sem = json_object_get(json_object_get(all, "internal"), "semantic");
+    ck_assert_int_eq(json_integer_value(json_object_get(sem, "loader_calls")), 2);
+    json_decref(all);
+    free(data);
+}
+END_TEST
+
 static Suite *integrity_suite(void)
 {
     Suite *s = suite_create("integrity");
@@ -311,6 +499,8 @@ static Suite *integrity_suite(void)
     tcase_add_test(t, cache_writes_never_change_what_the_store_serves);
     tcase_add_test(t, unknown_namespaces_are_404_and_capped);
     tcase_add_test(t, a_save_never_shares_a_damaged_blob);
+    tcase_add_test(t, a_damaged_l2_copy_is_never_served);
+    tcase_add_test(t, blobs_skip_a_disk_l2_beside_file_blobs);
     suite_add_tcase(s, t);
     return s;
 }
