@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "l2_fs.h"
+#include "l2_mongo.h"
 #include "l2_redis.h"
 #include "l2_s3.h"
 
@@ -17,11 +18,8 @@ l2_cache *l2_open(const char *url, const l2_config *cfg, strata_error *err)
         return l2_redis_open(url, cfg, err);
     if (strncmp(url, "s3://", 5) == 0)
         return l2_s3_open(url, cfg, err);
-    if (strncmp(url, "mongodb://", 10) == 0) {
-        serr_set(err, SERR_UNAVAILABLE,
-                 "the L2 cache backend of '%s' is not available in this build yet", url);
-        return NULL;
-    }
+    if (strncmp(url, "mongodb://", 10) == 0)
+        return l2_mongo_open(url, cfg, err);
     serr_set(err, SERR_INVALID, "unsupported L2 cache URL '%s'", url);
     return NULL;
 }

@@ -67,7 +67,7 @@ int gc_lease(versions_svc *vs, bool *held, uint64_t *token, strata_error *err)
 {
     store *st = versions_store(vs);
     return st->ops->lease_acquire(st, MAINTENANCE_LEASE, node_id(), MAINTENANCE_LEASE_MS, held,
-                                  token, err);
+                                  token, NULL, err);
 }
 
 /* The lease is renewed as the run goes: a holder that can no longer renew

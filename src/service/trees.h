@@ -8,10 +8,14 @@
  * versions (and whose dependencies say the same); changes climb the tree
  * as vocabulary deltas, each master passing on only the words that
  * entered or left it and the frequency changes. */
-/* Concurrency: every change runs in one store transaction (transact()),
- * which is what keeps a master's aggregate exact when several nodes change
- * one tree; the process mutex only spares this node's threads from
- * retrying against each other. */
+/* Concurrency: on a store whose transactions hold tree writes
+ * (STORE_CAP_TREE_TXN) every change runs in one transact(), which is what
+ * keeps a master's aggregate exact when several nodes change one tree; on
+ * one without (MongoDB) it runs under a lease per tree, and a change left
+ * in doubt is rebuilt from the children by the tree's next holder (see
+ * trees.c). A change that cannot get its tree in time fails with
+ * SERR_RETRY. The process mutex only spares this node's threads from
+ * waiting on each other. */
 #ifndef STRATA_TREES_H
 #define STRATA_TREES_H
 
@@ -56,7 +60,25 @@ int trees_child_changed(trees_svc *t, const char *child, uint64_t old_vkey, uint
  * child's latest (a node that died between a child's save and its
  * master's update leaves one behind); *caught_up counts them. */
 int trees_sweep(trees_svc *t, size_t *caught_up, strata_error *err);
-/* Rebuilds a master's aggregate from its children, from scratch. */
+/* Corpus deletes and tree changes (defined in version_delete.c; its
+ * place is versions.h, which this module does not own). A corpus delete's
+ * tree checks (not aggregated by a master, not a master) hold only while
+ * no tree change runs on its tree: where the store's transactions do not
+ * hold tree writes, the guard runs body (the checks and the delete) under
+ * the lease of the corpus's tree; elsewhere it just runs body. The guard
+ * returns body's result, or -1 with *err set (SERR_RETRY: the tree stayed
+ * busy) without running it. trees_new installs the trees service's guard,
+ * trees_free removes it. versions_set_delete_guard fails (SERR_NOMEM) only
+ * when too many services have one; fn NULL removes svc's. Thread safe. */
+typedef int (*versions_delete_guard)(void *ctx, const char *corpus,
+                                     int (*body)(void *arg, strata_error *err), void *arg,
+                                     strata_error *err);
+int versions_set_delete_guard(versions_svc *svc, versions_delete_guard fn, void *ctx,
+                              strata_error *err);
+
+/* Rebuilds a master's aggregate from its children, from scratch. A child
+ * whose recorded version no longer exists is linked again at its latest
+ * version, or let go when the corpus has none. */
 int trees_reaggregate(trees_svc *t, const char *master, strata_error *err);
 bool trees_is_master(trees_svc *t, const char *id);
 /* The master that aggregates child, if any. */

@@ -2,9 +2,63 @@
  * in one store transaction, fenced in the cache around it. */
 #include "versions_internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "trees.h"
+
+/* The trees service's guard of corpus deletes (see trees.h), per versions
+ * service. It lives here, not in struct versions_svc, only because that
+ * struct is not this file's to change. */
+#define DELETE_GUARDS_MAX 16
+
+static pthread_mutex_t guards_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    versions_svc *svc;
+    versions_delete_guard fn;
+    void *ctx;
+} guards[DELETE_GUARDS_MAX];
+
+int versions_set_delete_guard(versions_svc *svc, versions_delete_guard fn, void *ctx,
+                              strata_error *err)
+{
+    pthread_mutex_lock(&guards_mu);
+    int at = -1;
+    for (int i = 0; i < DELETE_GUARDS_MAX; i++) {
+        if (guards[i].svc == svc) {
+            at = i;
+            break;
+        }
+        if (at < 0 && guards[i].svc == NULL)
+            at = i;
+    }
+    if (at >= 0) {
+        guards[at].svc = fn != NULL ? svc : NULL;
+        guards[at].fn = fn;
+        guards[at].ctx = ctx;
+    }
+    pthread_mutex_unlock(&guards_mu);
+    if (at < 0 && fn != NULL)
+        return serr_set(err, SERR_NOMEM, "more than %d versions services have a delete guard",
+                        DELETE_GUARDS_MAX);
+    return 0;
+}
+
+static bool delete_guard_of(versions_svc *svc, versions_delete_guard *fn, void **ctx)
+{
+    pthread_mutex_lock(&guards_mu);
+    bool found = false;
+    for (int i = 0; i < DELETE_GUARDS_MAX && !found; i++)
+        if (guards[i].svc == svc) {
+            *fn = guards[i].fn;
+            *ctx = guards[i].ctx;
+            found = true;
+        }
+    pthread_mutex_unlock(&guards_mu);
+    return found;
+}
 
 static int check_tree_version_deletable(versions_svc *svc, store_txn *txn, const char *id,
                                         uint64_t vkey, strata_error *err)
@@ -91,30 +145,70 @@ static int delete_in(store_txn *txn, void *ctx, strata_error *err)
     }
     if (corpus && check_tree_version_deletable(svc, txn, j->id, j->vkey, err) != 0)
         return -1;
+    /* Blobs stay: only the collector removes a blob, once no version
+     * references it and no save claims it (invariant 4). */
+    if (svc->st->ops->delete_version(svc->st, txn, j->type, j->id, j->vkey, j->removed_by, err) !=
+        0)
+        return -1;
+    /* Pins are checked after the delete, inside the transaction: a save
+     * that pins the version either committed before (and is seen here) or
+     * meets the version gone (where the store has no transactions, its
+     * dependency check and this one cannot both pass). Pinned: the
+     * transaction is rolled back, and the version kept. */
     if (j->unless_pinned) {
         if (svc->st->ops->version_pinned(svc->st, j->type, j->id, j->vkey, &j->pinned, j->pinned_by,
                                          sizeof j->pinned_by, err) != 0)
             return -1;
         if (j->pinned)
-            return 0;
+            return serr_set(err, SERR_CONFLICT, "%s/%s is pinned by %s: kept", j->type, j->id,
+                            j->pinned_by);
     }
-    /* Blobs stay: only the collector removes a blob, once no version
-     * references it and no save claims it (invariant 4). */
-    return svc->st->ops->delete_version(svc->st, txn, j->type, j->id, j->vkey, j->removed_by, err);
+    return 0;
 }
 
 /* Runs a delete in txn, or fenced in its own transaction. */
-static int run_delete(versions_svc *svc, store_txn *txn, struct delete_job *j, strata_error *err)
+static int run_delete_unguarded(versions_svc *svc, store_txn *txn, struct delete_job *j,
+                                strata_error *err)
 {
-    if (txn != NULL)
+    if (txn != NULL) /* unless_pinned needs its own transaction, to roll back */
         return delete_in(txn, j, err);
     if (versions_fence_latest(svc, j->type, j->id, err) != 0)
         return -1;
     int rc = svc->st->ops->transact(svc->st, delete_in, j, err);
+    if (rc != 0 && j->pinned)
+        rc = 0; /* kept: the transaction rolled the delete back */
     strata_error ierr;
     if (versions_invalidate_latest(svc, j->type, j->id, &ierr) != 0 && rc == 0)
         rc = versions_unconfirmed(err, "the delete");
     return rc;
+}
+
+struct guarded_delete {
+    versions_svc *svc;
+    store_txn *txn;
+    struct delete_job *j;
+};
+
+static int guarded_body(void *arg, strata_error *err)
+{
+    struct guarded_delete *g = arg;
+    return run_delete_unguarded(g->svc, g->txn, g->j, err);
+}
+
+/* A corpus delete's tree checks hold only while no tree change runs on
+ * the corpus's tree: where tree writes are not transactional, the trees
+ * service runs the checks and the delete under that tree's lease. In a
+ * batch (txn) the lease covers the checks and the pending delete, not the
+ * batch's commit, which comes later: a tree change in between may link
+ * the version, and the tree's next rebuild then follows the latest. */
+static int run_delete(versions_svc *svc, store_txn *txn, struct delete_job *j, strata_error *err)
+{
+    versions_delete_guard fn;
+    void *ctx;
+    if (strcmp(j->type, "corpus") != 0 || !delete_guard_of(svc, &fn, &ctx))
+        return run_delete_unguarded(svc, txn, j, err);
+    struct guarded_delete g = {svc, txn, j};
+    return fn(ctx, j->id, guarded_body, &g, err);
 }
 
 static int resolve_vkey(versions_svc *svc, store_txn *txn, const char *type, const char *id,

@@ -227,7 +227,7 @@ int sq_blob_collecting(store *base, int (*fn)(void *ctx, const char *key, uint64
 struct lease_ctx {
     const char *name, *holder;
     uint64_t ttl_ms;
-    bool release, held;
+    bool release, held, abandoned;
     uint64_t token;
 };
 
@@ -236,6 +236,7 @@ static int do_lease(sq_conn *db, void *arg, strata_error *err)
     struct lease_ctx *c = arg;
     int64_t now = clock_wall_ms();
     sqlite3_stmt *st = NULL;
+    c->held = c->abandoned = false; /* the write may run again */
     if (c->release) {
         /* expired, not deleted: the next holder's token must still grow */
         if (prepare(db, "UPDATE leases SET expires_at = 0 WHERE name = ?1 AND holder = ?2", &st,
@@ -245,6 +246,20 @@ static int do_lease(sq_conn *db, void *arg, strata_error *err)
         sqlite3_bind_text(st, 2, c->holder, -1, SQLITE_STATIC);
         return step_done(db, st, "release lease", err);
     }
+    /* the state before: a lease taken from another holder that had not
+     * released it (expires_at not 0) was abandoned */
+    bool was_other = false, was_unreleased = false;
+    if (prepare(db, "SELECT holder, expires_at FROM leases WHERE name = ?1", &st, err) != 0)
+        return -1;
+    sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        was_other = strcmp((const char *)sqlite3_column_text(st, 0), c->holder) != 0;
+        was_unreleased = sqlite3_column_int64(st, 1) != 0;
+    }
+    sq_release(st);
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        return db_error(db, err, "read lease");
     /* taken when free, expired or already ours; the token moves whenever
      * the holder changes, so a holder that lost the lease can tell */
     if (prepare(db,
@@ -264,10 +279,11 @@ static int do_lease(sq_conn *db, void *arg, strata_error *err)
     if (prepare(db, "SELECT holder, token FROM leases WHERE name = ?1", &st, err) != 0)
         return -1;
     sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
-    int r = sqlite3_step(st);
+    r = sqlite3_step(st);
     if (r == SQLITE_ROW) {
         c->held = strcmp((const char *)sqlite3_column_text(st, 0), c->holder) == 0;
         c->token = (uint64_t)sqlite3_column_int64(st, 1);
+        c->abandoned = c->held && was_other && was_unreleased;
     }
     int rc = r == SQLITE_ROW ? 0 : db_error(db, err, "read lease");
     sq_release(st);
@@ -275,12 +291,14 @@ static int do_lease(sq_conn *db, void *arg, strata_error *err)
 }
 
 int sq_lease_acquire(store *base, const char *name, const char *holder, uint64_t ttl_ms, bool *held,
-                     uint64_t *token, strata_error *err)
+                     uint64_t *token, bool *abandoned, strata_error *err)
 {
     struct lease_ctx c = {.name = name, .holder = holder, .ttl_ms = ttl_ms};
     int rc = in_write((sqlite_store *)base, NULL, do_lease, &c, err);
     *held = rc == 0 && c.held;
     *token = rc == 0 ? c.token : 0;
+    if (abandoned != NULL)
+        *abandoned = rc == 0 && c.abandoned;
     return rc;
 }
 

@@ -170,7 +170,7 @@ int sq_blob_collect_end(store *base, const char *key, strata_error *err);
 int sq_blob_collecting(store *base, int (*fn)(void *ctx, const char *key, uint64_t token),
                        void *ctx, strata_error *err);
 int sq_lease_acquire(store *base, const char *name, const char *holder, uint64_t ttl_ms, bool *held,
-                     uint64_t *token, strata_error *err);
+                     uint64_t *token, bool *abandoned, strata_error *err);
 int sq_lease_release(store *base, const char *name, const char *holder, strata_error *err);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store_mongo.h"
 #include "store_sqlite.h"
 
 void store_version_clear(store_version *v)
@@ -43,10 +44,8 @@ store *store_open(const char *url, strata_error *err)
 {
     if (strncmp(url, "sqlite:", 7) == 0)
         return store_sqlite_open(url + 7, err);
-    if (strncmp(url, "mongodb://", 10) == 0) {
-        serr_set(err, SERR_UNAVAILABLE, "the MongoDB store is not available in this build yet");
-        return NULL;
-    }
+    if (strncmp(url, "mongodb://", 10) == 0)
+        return store_mongo_open(url, err);
     serr_set(err, SERR_INVALID, "unsupported store URL '%s'", url);
     return NULL;
 }

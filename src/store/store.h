@@ -173,6 +173,11 @@ typedef int (*store_txn_fn)(store_txn *txn, void *ctx, strata_error *err);
 #define STORE_CAP_TRANSACTIONS (1u << 0) /* transact() is atomic across records */
 #define STORE_CAP_BLOB_CLAIMS  (1u << 1) /* blob_claim / blob_collect_* coordinate collectors */
 #define STORE_CAP_LEASES       (1u << 2) /* lease_acquire / lease_release */
+/* The tree writes (tree_link, tree_unlink, vocab_apply, vocab_clear) made
+ * through a txn commit and roll back with it. Without it a tree change
+ * cannot be made atomic by transact() (even where version writes are):
+ * the service runs it under its trees' leases instead (trees.c). */
+#define STORE_CAP_TREE_TXN (1u << 3)
 
 #define STORE_TRANSACT_ATTEMPTS 8
 
@@ -309,11 +314,17 @@ typedef struct store_ops {
     /* Leases: takes or renews lease `name` for holder (any string unique
      * to the process) until ttl_ms from now. *held tells whether holder
      * has it; *token grows each time the lease changes hands (a fencing
-     * token). Expiry uses the clock of the machine the store lives on
-     * (SQLite: this host; a server: the server's). */
+     * token). *abandoned (may be NULL) is true when this call took the
+     * lease over from another holder whose lease expired without
+     * lease_release (that holder may have died in the middle of its
+     * work); false when it was free, released, or already holder's, and
+     * when holder did not get it. Expiry uses the clock of the machine
+     * the store lives on (SQLite: this host; a server: the server's).
+     * Outputs are false/0 on failure. */
     int (*lease_acquire)(store *s, const char *name, const char *holder, uint64_t ttl_ms,
-                         bool *held, uint64_t *token, strata_error *err);
-    /* Gives the lease up if holder has it. */
+                         bool *held, uint64_t *token, bool *abandoned, strata_error *err);
+    /* Gives the lease up if holder has it (a later taker is not told
+     * abandoned). */
     int (*lease_release)(store *s, const char *name, const char *holder, strata_error *err);
 
     void (*close)(store *s);

@@ -36,7 +36,7 @@ static void sq_close(store *base)
 
 static const store_ops SQLITE_OPS = {
     .name = "sqlite",
-    .caps = STORE_CAP_TRANSACTIONS | STORE_CAP_BLOB_CLAIMS | STORE_CAP_LEASES,
+    .caps = STORE_CAP_TRANSACTIONS | STORE_CAP_BLOB_CLAIMS | STORE_CAP_LEASES | STORE_CAP_TREE_TXN,
     .ping = sq_ping,
     .transact = sq_transact,
     .get_head = sq_get_head,

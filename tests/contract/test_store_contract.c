@@ -15,7 +15,15 @@
  *   SKIP: store_contract/<backend>/<case>: <why>
  * which scripts/test-summary.py counts as skipped. STRATA_STORE_CAPS_MASK
  * (a number) hides capabilities of every backend, to exercise the skips.
- * A backend that cannot be opened is not skipped: its cases fail. */
+ * A backend that cannot be opened is not skipped: its cases fail.
+ *
+ * MongoDB (mongodb://HOST:PORT/DB): each case runs in a database of its
+ * own (DB_<prefix>, dropped when the case ends), so that collections stay
+ * small. With STRATA_STORE_REQUIRE set (a URL scheme, as the meson test
+ * store_contract_mongo sets mongodb://), a STRATA_STORE_URL of another
+ * scheme, or none, fails the run; for mongodb:// an unset STRATA_STORE_URL
+ * is taken from STRATA_MONGO_URL (the mongo suite's server) with the
+ * database strata_sc. */
 #include <check.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -27,16 +35,19 @@
 #include <unistd.h>
 
 #include "../../src/common/clock.h"
+#include "../../src/common/mongo_conn.h"
 #include "../../src/store/store.h"
 #include "../support/harness.h"
 
 #define MAX_BACKENDS 4
-#define ALL_CAPS     (STORE_CAP_TRANSACTIONS | STORE_CAP_BLOB_CLAIMS | STORE_CAP_LEASES)
+#define ALL_CAPS                                                                                   \
+    (STORE_CAP_TRANSACTIONS | STORE_CAP_BLOB_CLAIMS | STORE_CAP_LEASES | STORE_CAP_TREE_TXN)
 
 typedef struct backend {
     char url[600];
     char label[48];
     bool sqlite;
+    bool mongo;
 } backend;
 
 static backend BK[MAX_BACKENDS];
@@ -47,6 +58,25 @@ static int nbk;
 static const backend *CB;
 static store *S, *S2;
 static char P[40];
+static char CASE_URL[700]; /* the backend's URL for this case */
+
+/* url with its database name db (mongodb://HOST/DB[?opts] -> .../db?opts). */
+static void mongo_url_with_db(const char *url, const char *db, char *out, size_t cap)
+{
+    const char *hosts = url + 10, *slash = strchr(hosts, '/');
+    const char *q = strchr(url, '?');
+    size_t head = slash ? (size_t)(slash - url) : strcspn(url, "?");
+    snprintf(out, cap, "%.*s/%s%s", (int)head, url, db, q ? q : "");
+}
+
+/* The database of a mongodb:// URL ("" when none). */
+static void mongo_db_of(const char *url, char *out, size_t cap)
+{
+    const char *slash = strchr(url + 10, '/');
+    out[0] = '\0';
+    if (slash != NULL)
+        snprintf(out, cap, "%.*s", (int)strcspn(slash + 1, "?"), slash + 1);
+}
 
 static void open_case(int b)
 {
@@ -54,9 +84,33 @@ static void open_case(int b)
     CB = &BK[b];
     snprintf(P, sizeof P, "k%x%llx%u", (unsigned)getpid(),
              (unsigned long long)(clock_mono_ns() & 0xffffffffffull), ++seq);
+    snprintf(CASE_URL, sizeof CASE_URL, "%s", CB->url);
+    if (CB->mongo) {
+        char base[64], db[MONGO_DB_MAX + 1];
+        mongo_db_of(CB->url, base, sizeof base);
+        snprintf(db, sizeof db, "%.*s_%s", (int)(MONGO_DB_MAX - 1 - strlen(P)), base, P);
+        mongo_url_with_db(CB->url, db, CASE_URL, sizeof CASE_URL);
+    }
     strata_error err;
-    S = store_open(CB->url, &err);
-    ck_assert_msg(S != NULL, "cannot open the store %s: %s", CB->url, err.detail);
+    S = store_open(CASE_URL, &err);
+    ck_assert_msg(S != NULL, "cannot open the store %s: %s", CASE_URL, err.detail);
+}
+
+/* Drops the case's own database (MongoDB). */
+static void drop_case_db(void)
+{
+    strata_error err;
+    mongo_conn *c = mongo_conn_open(CASE_URL, "strata-store-contract", &err);
+    if (c == NULL)
+        return;
+    mongoc_client_t *cl = mongo_conn_pop(c);
+    mongoc_database_t *db = mongoc_client_get_database(cl, mongo_conn_db(c));
+    bson_error_t be;
+    if (!mongoc_database_drop(db, &be))
+        fprintf(stderr, "store_contract: cannot drop %s: %s\n", mongo_conn_db(c), be.message);
+    mongoc_database_destroy(db);
+    mongo_conn_push(c, cl);
+    mongo_conn_close(c);
 }
 
 static void close_case(void)
@@ -64,6 +118,8 @@ static void close_case(void)
     store_close(S2);
     store_close(S);
     S = S2 = NULL;
+    if (CB != NULL && CB->mongo)
+        drop_case_db();
 }
 
 #define FIXTURE(n)                                                                                 \
@@ -81,8 +137,8 @@ static store *second(void)
 {
     if (S2 == NULL) {
         strata_error err;
-        S2 = store_open(CB->url, &err);
-        ck_assert_msg(S2 != NULL, "cannot open a second handle on %s: %s", CB->url, err.detail);
+        S2 = store_open(CASE_URL, &err);
+        ck_assert_msg(S2 != NULL, "cannot open a second handle on %s: %s", CASE_URL, err.detail);
     }
     return S2;
 }
@@ -1291,11 +1347,14 @@ static int rollback_body(store_txn *txn, void *ctx, strata_error *err)
     size_t n = 0;
     STEP(S->ops->delete_resource(S, txn, "trie", c->x, "batch", &n, err));
     STEP(S->ops->set_stale(S, txn, "trie", c->r, true, NULL, err));
-    /* a tree edge and a vocabulary */
-    STEP(S->ops->tree_link(S, txn, c->m, c->c, 7, err));
+    /* a tree edge and a vocabulary, where tree writes are transactional */
+    bool trees = S->ops->caps & STORE_CAP_TREE_TXN;
     vocab_delta d = {"word", 1, 3, 0};
     int64_t size_delta = 0;
-    STEP(S->ops->vocab_apply(S, txn, c->m, &d, 1, &size_delta, err));
+    if (trees) {
+        STEP(S->ops->tree_link(S, txn, c->m, c->c, 7, err));
+        STEP(S->ops->vocab_apply(S, txn, c->m, &d, 1, &size_delta, err));
+    }
     /* a claim on a blob */
     uint64_t claim = 0;
     if (S->ops->caps & STORE_CAP_BLOB_CLAIMS)
@@ -1306,7 +1365,7 @@ static int rollback_body(store_txn *txn, void *ctx, strata_error *err)
         return serr_set(err, SERR_INTERNAL, "the body does not see its own version");
     uint64_t words = 0;
     STEP(S->ops->vocab_size(S, txn, c->m, &words, err));
-    if (words != 1)
+    if (words != (trees ? 1 : 0))
         return serr_set(err, SERR_INTERNAL, "the body does not see its own vocabulary");
 #undef STEP
     return serr_set(err, SERR_PRECONDITION, "and then it failed");
@@ -1515,6 +1574,242 @@ START_TEST(transact_read_check_write_never_goes_stale)
         ck_assert_msg(rs[i].failures == 0, "writer %d: %d failures, kind %d: %s", i, rs[i].failures,
                       rs[i].kind, rs[i].detail);
     ck_assert_uint_eq(check_chain("trie", N("rmw")), WRITERS * PER_WRITER);
+}
+END_TEST
+
+/* A transaction's writes to several heads are seen all or none by a
+ * reader in another thread (another handle): each round writes round r to
+ * three resources in one transaction, in the order the reader reads them,
+ * so a reader that saw round r on the first must see at least r on the
+ * next ones. */
+#define AON_HEADS  3
+#define AON_ROUNDS 25
+typedef struct aon {
+    store *s;
+    char ids[AON_HEADS][STORE_ID_MAX + 1];
+    char prefix[40];
+    int round;
+    volatile int done;
+    int reads, torn, errors;
+    char detail[STRATA_ERR_DETAIL_MAX + 2 * STORE_ID_MAX + 64];
+} aon;
+
+static int aon_body(store_txn *txn, void *ctx, strata_error *err)
+{
+    aon *a = ctx;
+    for (int i = 0; i < AON_HEADS; i++) {
+        store_head h;
+        if (S->ops->get_head(S, txn, "trie", a->ids[i], &h, err) != 0)
+            return -1;
+        store_version v;
+        char hash[64];
+        snprintf(hash, sizeof hash, "%s-r%d", a->prefix, a->round);
+        mkv(&v, "trie", a->ids[i], semver_next(h.max_vkey, BUMP_PATCH), hash);
+        int rc = S->ops->put_version(S, txn, &v, h.latest_vkey, h.max_vkey, NULL, 0, 0, err);
+        store_version_clear(&v);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void *aon_reader(void *arg)
+{
+    aon *a = arg;
+    while (!a->done) {
+        int seen[AON_HEADS];
+        for (int i = 0; i < AON_HEADS; i++) {
+            store_version v;
+            strata_error err;
+            seen[i] = -1;
+            if (a->s->ops->get_version(a->s, NULL, "trie", a->ids[i], 0, &v, &err) != 0) {
+                if (err.kind != SERR_NOT_FOUND && a->errors++ == 0)
+                    snprintf(a->detail, sizeof a->detail, "read: %s", err.detail);
+                continue;
+            }
+            const char *r = strrchr(v.data_hash, 'r');
+            seen[i] = r != NULL ? atoi(r + 1) : -2;
+            store_version_clear(&v);
+        }
+        a->reads++;
+        for (int i = 1; i < AON_HEADS; i++)
+            if (seen[i] < seen[i - 1] && a->torn++ == 0)
+                snprintf(a->detail, sizeof a->detail, "torn: %s saw round %d, then %s round %d",
+                         a->ids[i - 1], seen[i - 1], a->ids[i], seen[i]);
+    }
+    return NULL;
+}
+
+START_TEST(a_transaction_is_seen_all_or_none)
+{
+    aon a = {.s = second()};
+    snprintf(a.prefix, sizeof a.prefix, "%s", P);
+    for (int i = 0; i < AON_HEADS; i++) {
+        char label[16];
+        snprintf(label, sizeof label, "aon%d", i);
+        snprintf(a.ids[i], sizeof a.ids[i], "%s", N(label));
+    }
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, aon_reader, &a), 0);
+    int failed = 0;
+    char first[STRATA_ERR_DETAIL_MAX] = "";
+    for (a.round = 1; a.round <= AON_ROUNDS; a.round++) {
+        strata_error err;
+        if (S->ops->transact(S, aon_body, &a, &err) != 0 && failed++ == 0)
+            snprintf(first, sizeof first, "%s", err.detail);
+    }
+    while (a.reads < 5) /* a reader slower than every round still reads */
+        sleep_ms(5);
+    a.done = 1;
+    pthread_join(th, NULL);
+    ck_assert_msg(failed == 0, "%d rounds failed; the first: %s", failed, first);
+    ck_assert_msg(a.torn == 0 && a.errors == 0, "%d torn and %d failed of %d reads; %s", a.torn,
+                  a.errors, a.reads, a.detail);
+    for (int i = 0; i < AON_HEADS; i++)
+        ck_assert_uint_eq(check_chain("trie", a.ids[i]), AON_ROUNDS);
+}
+END_TEST
+
+/* A transaction whose process dies inside the body (a crash): none of its
+ * writes is ever visible, and the next writers of its heads go on. */
+typedef struct crash_ctx {
+    const char *ids[2];
+    store *s;
+} crash_ctx;
+
+static int crash_body(store_txn *txn, void *ctx, strata_error *err)
+{
+    crash_ctx *c = ctx;
+    for (int i = 0; i < 2; i++) {
+        store_head h;
+        if (c->s->ops->get_head(c->s, txn, "trie", c->ids[i], &h, err) != 0)
+            _exit(3);
+        store_version v;
+        mkv(&v, "trie", c->ids[i], semver_next(h.max_vkey, BUMP_PATCH), "crashed");
+        int rc = c->s->ops->put_version(c->s, txn, &v, h.latest_vkey, h.max_vkey, NULL, 0, 0, err);
+        store_version_clear(&v);
+        if (rc != 0)
+            _exit(4);
+    }
+    size_t n = 0;
+    if (c->s->ops->delete_resource(c->s, txn, "trie", c->ids[1], "crash", &n, err) != 0)
+        _exit(5);
+    _exit(0); /* dies holding the transaction */
+}
+
+static int resave_body(store_txn *txn, void *ctx, strata_error *err)
+{
+    crash_ctx *c = ctx;
+    store_head h;
+    if (S->ops->get_head(S, txn, "trie", c->ids[1], &h, err) != 0)
+        return -1;
+    store_version v;
+    mkv(&v, "trie", c->ids[1], semver_next(h.max_vkey, BUMP_PATCH), "after");
+    int rc = S->ops->put_version(S, txn, &v, h.latest_vkey, h.max_vkey, NULL, 0, 0, err);
+    store_version_clear(&v);
+    return rc;
+}
+
+START_TEST(an_abandoned_transaction_leaves_nothing)
+{
+    strata_error err;
+    crash_ctx c = {.ids = {N("ca"), N("cb")}};
+    ck_assert_int_eq(put("trie", "ca", "1.0.0", "a0", NULL, &err), 0);
+    ck_assert_int_eq(put("trie", "cb", "1.0.0", "b0", NULL, &err), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        c.s = store_open(CASE_URL, &err);
+        if (c.s == NULL)
+            _exit(2);
+        c.s->ops->transact(c.s, crash_body, &c, &err);
+        _exit(6); /* not reached: the body exits */
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child ended with %d", status);
+    /* nothing of it is visible */
+    expect_version("trie", "ca", "1.0.0", true, NULL, NULL);
+    expect_version("trie", "cb", "1.0.0", true, NULL, NULL);
+    ck_assert_uint_eq(count_listed("trie", N("ca")), 1);
+    ck_assert_uint_eq(count_listed("trie", N("cb")), 1);
+    store_tombstone tomb;
+    ck_assert_int_eq(S->ops->get_tombstone(S, "trie", N("cb"), 0, &tomb, &err), -1);
+    /* the next writers go on: one outside a transaction, one inside */
+    ck_assert_msg(put("trie", "ca", "1.0.1", "a1", NULL, &err) == 0, "%s", err.detail);
+    ck_assert_msg(S->ops->transact(S, resave_body, &c, &err) == 0, "%s", err.detail);
+    expect_version("trie", "ca", "1.0.1", true, "1.0.0", NULL);
+    expect_version("trie", "cb", "1.0.1", true, "1.0.0", NULL);
+    ck_assert_uint_eq(check_chain("trie", N("ca")), 2);
+    ck_assert_uint_eq(check_chain("trie", N("cb")), 2);
+    store_version v;
+    ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", N("cb"), 0, &v, &err), 0);
+    ck_assert_str_eq(v.data_hash, "after");
+    store_version_clear(&v);
+}
+END_TEST
+
+/* A transaction whose body works longer than a waiter's patience between
+ * its store calls (a large vocabulary change, an upload) is alive: a
+ * writer that waits on its head meanwhile never gives it up, and the
+ * body runs once. */
+typedef struct slow_ctx {
+    int calls;
+    const char *id;
+    volatile int started;
+} slow_ctx;
+
+static int slow_body(store_txn *txn, void *ctx, strata_error *err)
+{
+    slow_ctx *c = ctx;
+    c->calls++;
+    store_head h;
+    if (S->ops->get_head(S, txn, "trie", c->id, &h, err) != 0)
+        return -1;
+    c->started = 1;
+    sleep_ms(4500); /* beyond any waiter's grace (mongo: MH_GRACE_MS) */
+    store_version v;
+    mkv(&v, "trie", c->id, semver_next(h.max_vkey, BUMP_PATCH), c->id);
+    int rc = S->ops->put_version(S, txn, &v, h.latest_vkey, h.max_vkey, NULL, 0, 0, err);
+    store_version_clear(&v);
+    return rc;
+}
+
+typedef struct waiter_ctx {
+    store *s;
+    const char *id;
+    slow_ctx *slow;
+} waiter_ctx;
+
+static void *wait_and_put(void *arg)
+{
+    waiter_ctx *w = arg;
+    while (!w->slow->started)
+        sleep_ms(10);
+    sleep_ms(200);
+    strata_error err;
+    store_version v;
+    mkv(&v, "trie", w->id, V("1.0.9"), "waiter");
+    /* the head as it was: it fails once the transaction commits first */
+    w->s->ops->put_version(w->s, NULL, &v, V("1.0.0"), V("1.0.0"), NULL, 0, 0, &err);
+    store_version_clear(&v);
+    return NULL;
+}
+
+START_TEST(a_slow_transaction_is_not_given_up)
+{
+    strata_error err;
+    ck_assert_int_eq(put("trie", "slow", "1.0.0", "a", NULL, &err), 0);
+    slow_ctx c = {.id = N("slow")};
+    waiter_ctx w = {second(), N("slow"), &c};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, wait_and_put, &w), 0);
+    int rc = S->ops->transact(S, slow_body, &c, &err);
+    pthread_join(th, NULL);
+    ck_assert_msg(rc == 0, "%s", err.detail);
+    ck_assert_int_eq(c.calls, 1);
+    expect_version("trie", "slow", "1.0.1", true, "1.0.0", NULL);
+    ck_assert_uint_eq(check_chain("trie", N("slow")), 2);
 }
 END_TEST
 
@@ -2000,7 +2295,7 @@ static bool lease(store *s, const char *name, const char *holder, uint64_t ttl, 
     bool held = false;
     uint64_t t = 0;
     strata_error err;
-    ck_assert_msg(s->ops->lease_acquire(s, name, holder, ttl, &held, &t, &err) == 0, "%s",
+    ck_assert_msg(s->ops->lease_acquire(s, name, holder, ttl, &held, &t, NULL, &err) == 0, "%s",
                   err.detail);
     if (held && token)
         *token = t;
@@ -2083,7 +2378,8 @@ static void *race_lease(void *arg)
     uint64_t token = 0;
     strata_error err;
     pthread_barrier_wait(r->bar);
-    r->failed = r->s->ops->lease_acquire(r->s, r->name, r->holder, 10000, &r->held, &token, &err);
+    r->failed =
+        r->s->ops->lease_acquire(r->s, r->name, r->holder, 10000, &r->held, &token, NULL, &err);
     return NULL;
 }
 
@@ -2337,12 +2633,367 @@ START_TEST(fresh_file_opened_by_processes_at_once)
 }
 END_TEST
 
+/* ---- MongoDB only ---------------------------------------------------------------------------- */
+
+/* A writer that died in the middle of a put leaves its reservation on the
+ * head (src/store/mongo_internal.h). Made here by hand, as the dead
+ * writer would have left it: whoever reads the head waits the grace out,
+ * then rolls a sealed version forward and gives an unsealed key up, for
+ * good: its document, written late, is never seen. */
+static mongoc_collection_t *raw_coll(mongo_conn *c, mongoc_client_t *cl, const char *name)
+{
+    return mongo_conn_collection(c, cl, name);
+}
+
+/* Leaves a reservation of vkey on the head of trie/id, as a dead writer
+ * would; with `doc` its version written too, with `sealed` also sealed. */
+static void dead_writer(const char *id, uint64_t vkey, bool doc, bool sealed)
+{
+    strata_error err;
+    mongo_conn *c = mongo_conn_open(CASE_URL, "strata-store-contract", &err);
+    ck_assert_msg(c != NULL, "%s", err.detail);
+    mongoc_client_t *cl = mongo_conn_pop(c);
+    mongoc_collection_t *ptrs = raw_coll(c, cl, "store_pointers");
+    mongoc_collection_t *heads = raw_coll(c, cl, "store_heads");
+    char hid[STORE_ID_MAX + 32], pid[STORE_ID_MAX + 40], sid[STORE_ID_MAX + 64];
+    snprintf(hid, sizeof hid, "trie/%s", id);
+    snprintf(pid, sizeof pid, "h:%s", hid);
+    /* the current state: from the pointer on */
+    bson_t *f = BCON_NEW("_id", BCON_UTF8(pid));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(ptrs, f, NULL, NULL);
+    const bson_t *d = NULL;
+    ck_assert(mongoc_cursor_next(cur, &d));
+    bson_iter_t it;
+    ck_assert(bson_iter_init_find(&it, d, "q"));
+    int64_t q = bson_iter_as_int64(&it);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(f);
+    bson_t state;
+    for (;; q++) {
+        snprintf(sid, sizeof sid, "%s#%016llx", hid, (unsigned long long)q + 1);
+        f = BCON_NEW("_id", BCON_UTF8(sid));
+        cur = mongoc_collection_find_with_opts(heads, f, NULL, NULL);
+        bool more = mongoc_cursor_next(cur, &d);
+        mongoc_cursor_destroy(cur);
+        bson_destroy(f);
+        if (!more)
+            break;
+    }
+    snprintf(sid, sizeof sid, "%s#%016llx", hid, (unsigned long long)q);
+    f = BCON_NEW("_id", BCON_UTF8(sid));
+    cur = mongoc_collection_find_with_opts(heads, f, NULL, NULL);
+    ck_assert(mongoc_cursor_next(cur, &d));
+    bson_init(&state);
+    bson_copy_to_excluding_noinit(d, &state, "_id", "q", "m", "pk", "pn", NULL);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(f);
+    /* the reservation */
+    snprintf(sid, sizeof sid, "%s#%016llx", hid, (unsigned long long)q + 1);
+    BSON_APPEND_UTF8(&state, "_id", sid);
+    BSON_APPEND_INT64(&state, "q", q + 1);
+    BSON_APPEND_INT64(&state, "m", (int64_t)vkey);
+    BSON_APPEND_INT64(&state, "pk", (int64_t)vkey);
+    BSON_APPEND_UTF8(&state, "pn", "dead");
+    bson_error_t be;
+    ck_assert_msg(mongoc_collection_insert_one(heads, &state, NULL, NULL, &be), "%s", be.message);
+    bson_destroy(&state);
+    if (doc) {
+        char vid[STORE_ID_MAX + 64];
+        snprintf(vid, sizeof vid, "%s@%016llx", hid, (unsigned long long)vkey);
+        bson_t *v = BCON_NEW("_id", BCON_UTF8(vid), "t", BCON_UTF8("trie"), "i", BCON_UTF8(id), "k",
+                             BCON_INT64((int64_t)vkey), "ns", BCON_UTF8(P), "ca", BCON_INT64(1),
+                             "h", BCON_UTF8("dead-writer"), "d", BCON_UTF8("{}"), "tags", "[", "]");
+        mongoc_collection_t *vers = raw_coll(c, cl, "store_versions");
+        ck_assert_msg(mongoc_collection_insert_one(vers, v, NULL, NULL, &be), "%s", be.message);
+        mongoc_collection_destroy(vers);
+        bson_destroy(v);
+        if (sealed) {
+            mongoc_collection_t *seals = raw_coll(c, cl, "store_seals");
+            bson_t *sd = BCON_NEW("_id", BCON_UTF8(vid), "ok", BCON_BOOL(true));
+            ck_assert_msg(mongoc_collection_insert_one(seals, sd, NULL, NULL, &be), "%s",
+                          be.message);
+            mongoc_collection_destroy(seals);
+            bson_destroy(sd);
+        }
+    }
+    mongoc_collection_destroy(ptrs);
+    mongoc_collection_destroy(heads);
+    mongo_conn_push(c, cl);
+    mongo_conn_close(c);
+}
+
+/* A voided transaction's writer, slow, inserted its version after the
+ * rollback: the key is issued again and the next writer of it replaces
+ * the leftover (marked with the voided transaction), in and out of a
+ * transaction; a live document is never replaced. */
+static void leftover_doc(const char *id, uint64_t vkey, const char *txn, bool voided)
+{
+    strata_error err;
+    mongo_conn *c = mongo_conn_open(CASE_URL, "strata-store-contract", &err);
+    ck_assert_msg(c != NULL, "%s", err.detail);
+    mongoc_client_t *cl = mongo_conn_pop(c);
+    bson_error_t be;
+    char vid[STORE_ID_MAX + 64];
+    snprintf(vid, sizeof vid, "trie/%s@%016llx", id, (unsigned long long)vkey);
+    bson_t *v = BCON_NEW("_id", BCON_UTF8(vid), "t", BCON_UTF8("trie"), "i", BCON_UTF8(id), "k",
+                         BCON_INT64((int64_t)vkey), "ns", BCON_UTF8(P), "ca", BCON_INT64(1), "h",
+                         BCON_UTF8("leftover"), "d", BCON_UTF8("{}"), "tags", "[", "]", "x",
+                         BCON_UTF8(txn));
+    mongoc_collection_t *vers = raw_coll(c, cl, "store_versions");
+    ck_assert_msg(mongoc_collection_insert_one(vers, v, NULL, NULL, &be), "%s", be.message);
+    mongoc_collection_destroy(vers);
+    bson_destroy(v);
+    if (voided) {
+        mongoc_collection_t *seals = raw_coll(c, cl, "store_seals");
+        bson_t *sd = BCON_NEW("_id", BCON_UTF8(txn), "ok", BCON_BOOL(false));
+        ck_assert_msg(mongoc_collection_insert_one(seals, sd, NULL, NULL, &be), "%s", be.message);
+        mongoc_collection_destroy(seals);
+        bson_destroy(sd);
+    }
+    mongo_conn_push(c, cl);
+    mongo_conn_close(c);
+}
+
+START_TEST(a_voided_transactions_late_version_is_replaced)
+{
+    strata_error err;
+    ck_assert_int_eq(put("trie", "lo", "1.0.0", "a", NULL, &err), 0);
+    leftover_doc(N("lo"), V("1.0.1"), "txn:00000000000000aa", true);
+    ck_assert_msg(put("trie", "lo", "1.0.1", "b", NULL, &err) == 0, "%s", err.detail);
+    store_version v;
+    ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", N("lo"), 0, &v, &err), 0);
+    ck_assert_str_eq(v.data_hash, N("b"));
+    store_version_clear(&v);
+    /* in a transaction */
+    leftover_doc(N("lo"), V("1.0.2"), "txn:00000000000000bb", true);
+    txn_case c = {.write = true, .id = N("lo")};
+    ck_assert_msg(S->ops->transact(S, txn_body, &c, &err) == 0, "%s", err.detail);
+    ck_assert_uint_eq(check_chain("trie", N("lo")), 3);
+    /* a document of a transaction not voided is not touched */
+    leftover_doc(N("lo"), V("1.0.3"), "txn:00000000000000cc", false);
+    ck_assert_int_eq(put("trie", "lo", "1.0.3", "d", NULL, &err), -1);
+    ck_assert_uint_eq(check_chain("trie", N("lo")), 3);
+}
+END_TEST
+
+START_TEST(a_dead_writers_reservation_is_resolved)
+{
+    strata_error err;
+    ck_assert_int_eq(put("trie", "t", "1.0.0", "a", NULL, &err), 0);
+    /* died before sealing: the key is given up, the head stays */
+    dead_writer(N("t"), V("1.0.1"), true, false);
+    uint64_t t0 = clock_mono_ms();
+    expect_head("trie", "t", V("1.0.0"), V("1.0.1"));
+    ck_assert_uint_ge(clock_mono_ms() - t0, 2000); /* waited the grace out */
+    store_version v;
+    ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", N("t"), V("1.0.1"), &v, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+    ck_assert_uint_eq(check_chain("trie", N("t")), 1);
+    ck_assert_int_eq(put("trie", "t", "1.0.1", "b", NULL, &err), -1); /* never issued again */
+    ck_assert_int_eq(err.kind, SERR_CONFLICT);
+    ck_assert_int_eq(put("trie", "t", "1.0.2", "c", NULL, &err), 0);
+    expect_version("trie", "t", "1.0.2", true, "1.0.0", NULL);
+    /* died after sealing: rolled forward */
+    dead_writer(N("t"), V("1.0.3"), true, true);
+    expect_head("trie", "t", V("1.0.3"), V("1.0.3"));
+    expect_version("trie", "t", "1.0.3", true, "1.0.2", NULL);
+    ck_assert_uint_eq(check_chain("trie", N("t")), 3);
+    /* died right after reserving */
+    dead_writer(N("t"), V("1.0.4"), false, false);
+    ck_assert_int_eq(put("trie", "t", "1.0.5", "d", NULL, &err), 0);
+    expect_version("trie", "t", "1.0.5", true, "1.0.3", NULL);
+    ck_assert_uint_eq(check_chain("trie", N("t")), 4);
+}
+END_TEST
+
+/* Replaces fields of the current state of the head trie/id by hand (a
+ * new state q + 1), as a node that failed half-way would have left it. */
+static void edit_head(const char *id, const bson_t *set)
+{
+    strata_error err;
+    mongo_conn *c = mongo_conn_open(CASE_URL, "strata-store-contract", &err);
+    ck_assert_msg(c != NULL, "%s", err.detail);
+    mongoc_client_t *cl = mongo_conn_pop(c);
+    mongoc_collection_t *heads = raw_coll(c, cl, "store_heads");
+    char hid[STORE_ID_MAX + 32], sid[STORE_ID_MAX + 64];
+    snprintf(hid, sizeof hid, "trie/%s", id);
+    const bson_t *d = NULL;
+    int64_t q = 0;
+    for (;; q++) {
+        snprintf(sid, sizeof sid, "%s#%016llx", hid, (unsigned long long)q + 1);
+        bson_t *f = BCON_NEW("_id", BCON_UTF8(sid));
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(heads, f, NULL, NULL);
+        bool more = mongoc_cursor_next(cur, &d);
+        mongoc_cursor_destroy(cur);
+        bson_destroy(f);
+        if (!more)
+            break;
+    }
+    ck_assert_int_gt(q, 0);
+    snprintf(sid, sizeof sid, "%s#%016llx", hid, (unsigned long long)q);
+    bson_t *f = BCON_NEW("_id", BCON_UTF8(sid));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(heads, f, NULL, NULL);
+    ck_assert(mongoc_cursor_next(cur, &d));
+    bson_t state = BSON_INITIALIZER;
+    bson_iter_t it;
+    ck_assert(bson_iter_init(&it, d));
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (strcmp(k, "_id") != 0 && strcmp(k, "q") != 0 && !bson_has_field(set, k))
+            bson_append_iter(&state, k, -1, &it);
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(f);
+    bson_concat(&state, set);
+    snprintf(sid, sizeof sid, "%s#%016llx", hid, (unsigned long long)q + 1);
+    BSON_APPEND_UTF8(&state, "_id", sid);
+    BSON_APPEND_INT64(&state, "q", q + 1);
+    bson_error_t be;
+    ck_assert_msg(mongoc_collection_insert_one(heads, &state, NULL, NULL, &be), "%s", be.message);
+    bson_destroy(&state);
+    mongoc_collection_destroy(heads);
+    mongo_conn_push(c, cl);
+    mongo_conn_close(c);
+}
+
+/* A transaction's delete of a version hides it at once (a hole) and is
+ * owed by the head until the document is gone; a node that failed after
+ * the commit, before the removal, leaves it owed (made here by hand):
+ * the version stays hidden, and the next writer removes it and leaves its
+ * tombstone. */
+START_TEST(an_owed_removal_stays_hidden_and_is_completed)
+{
+    strata_error err;
+    ck_assert_int_eq(put("trie", "ow", "1.0.0", "a", NULL, &err), 0);
+    ck_assert_int_eq(put("trie", "ow", "1.0.1", "b", NULL, &err), 0);
+    ck_assert_int_eq(put("trie", "ow", "1.0.2", "c", NULL, &err), 0);
+    bson_t *set = BCON_NEW("holes", "[", BCON_INT64((int64_t)V("1.0.1")), "]", "dh", "[", "{", "k",
+                           BCON_INT64((int64_t)V("1.0.1")), "b", BCON_UTF8("txn"), "}", "]");
+    edit_head(N("ow"), set);
+    bson_destroy(set);
+    store_version v;
+    ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", N("ow"), V("1.0.1"), &v, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+    ck_assert_uint_eq(check_chain("trie", N("ow")), 2);
+    ck_assert_msg(put("trie", "ow", "1.0.3", "d", NULL, &err) == 0, "%s", err.detail);
+    store_tombstone t;
+    ck_assert_msg(S->ops->get_tombstone(S, "trie", N("ow"), V("1.0.1"), &t, &err) == 0,
+                  "the owed removal was not completed: %s", err.detail);
+    ck_assert_str_eq(t.removed_by, "txn");
+    ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", N("ow"), V("1.0.1"), &v, &err), -1);
+    ck_assert_uint_eq(check_chain("trie", N("ow")), 3);
+    expect_version("trie", "ow", "1.0.2", false, "1.0.0", "1.0.3");
+}
+END_TEST
+
+/* Saves that fail after their reservation (here: the exact version they
+ * depend on does not exist) leave no hole behind, so that any number of
+ * them never fills the head's list of holes: a later delete in a
+ * transaction still hides its version. */
+static int delete_and_read(store_txn *txn, void *ctx, strata_error *err)
+{
+    const char *id = ctx;
+    if (S->ops->delete_version(S, txn, "trie", id, V("1.0.0"), "request", err) != 0)
+        return -1;
+    store_version v;
+    if (S->ops->get_version(S, txn, "trie", id, V("1.0.0"), &v, err) == 0) {
+        store_version_clear(&v);
+        return serr_set(err, SERR_INTERNAL, "a deleted version is still seen in its transaction");
+    }
+    return err->kind == SERR_NOT_FOUND ? 0 : -1;
+}
+
+START_TEST(many_failed_saves_keep_deletes_hidden)
+{
+    strata_error err;
+    ck_assert_int_eq(put("trie", "fs", "1.0.0", "a", NULL, &err), 0);
+    ck_assert_int_eq(put("trie", "fs", "1.0.1", "b", NULL, &err), 0);
+    store_dep dep = {.type = "trie", .vkey = V("1.0.0")};
+    snprintf(dep.id, sizeof dep.id, "%s", N("nothing"));
+    for (int i = 0; i < 70; i++) {
+        store_head h;
+        ck_assert_int_eq(S->ops->get_head(S, NULL, "trie", N("fs"), &h, &err), 0);
+        store_version v;
+        mkv(&v, "trie", N("fs"), semver_next(h.max_vkey, BUMP_PATCH), N("x"));
+        int rc = S->ops->put_version(S, NULL, &v, h.latest_vkey, h.max_vkey, &dep, 1, 0, &err);
+        store_version_clear(&v);
+        ck_assert_int_eq(rc, -1);
+        ck_assert_msg(err.kind == SERR_INVALID, "save %d: %s", i, err.detail);
+    }
+    ck_assert_msg(S->ops->transact(S, delete_and_read, (void *)N("fs"), &err) == 0, "%s",
+                  err.detail);
+    ck_assert_uint_eq(check_chain("trie", N("fs")), 1);
+    store_head h;
+    ck_assert_int_eq(S->ops->get_head(S, NULL, "trie", N("fs"), &h, &err), 0);
+    store_version v;
+    mkv(&v, "trie", N("fs"), semver_next(h.max_vkey, BUMP_PATCH), N("y"));
+    ck_assert_msg(S->ops->put_version(S, NULL, &v, h.latest_vkey, h.max_vkey, NULL, 0, 0, &err) ==
+                      0,
+                  "%s", err.detail);
+    store_version_clear(&v);
+    ck_assert_uint_eq(check_chain("trie", N("fs")), 2);
+}
+END_TEST
+
+/* A dependency document left by a writer whose version does not stand
+ * (a voided transaction's, upserted late; made here by hand) neither pins
+ * the version it names nor lists its resource as a dependent. */
+START_TEST(a_voided_writers_dependency_counts_for_nothing)
+{
+    strata_error err;
+    ck_assert_int_eq(put("trie", "dd", "1.0.0", "a", NULL, &err), 0);
+    ck_assert_int_eq(put("trie", "df", "1.0.0", "b", NULL, &err), 0);
+    mongo_conn *c = mongo_conn_open(CASE_URL, "strata-store-contract", &err);
+    ck_assert_msg(c != NULL, "%s", err.detail);
+    mongoc_client_t *cl = mongo_conn_pop(c);
+    mongoc_collection_t *deps = raw_coll(c, cl, "store_deps");
+    char did[2 * STORE_ID_MAX + 96];
+    snprintf(did, sizeof did, "trie/%s@%016llx>trie/%s#txn:00000000000000dd", N("df"),
+             (unsigned long long)V("1.0.0"), N("dd"));
+    bson_t *d = BCON_NEW("_id", BCON_UTF8(did), "ft", BCON_UTF8("trie"), "fi", BCON_UTF8(N("df")),
+                         "fk", BCON_INT64((int64_t)V("1.0.0")), "tt", BCON_UTF8("trie"), "ti",
+                         BCON_UTF8(N("dd")), "tk", BCON_INT64((int64_t)V("1.0.0")), "x",
+                         BCON_UTF8("txn:00000000000000dd"), "w", BCON_UTF8("txn:00000000000000dd"));
+    bson_error_t be;
+    ck_assert_msg(mongoc_collection_insert_one(deps, d, NULL, NULL, &be), "%s", be.message);
+    bson_destroy(d);
+    mongoc_collection_destroy(deps);
+    mongo_conn_push(c, cl);
+    mongo_conn_close(c);
+    bool pinned = true;
+    char by[256];
+    ck_assert_int_eq(
+        S->ops->version_pinned(S, "trie", N("dd"), V("1.0.0"), &pinned, by, sizeof by, &err), 0);
+    ck_assert_msg(!pinned, "pinned by %s", by);
+    store_page p;
+    store_list_opts o = {.limit = 10, .stale = -1};
+    ck_assert_int_eq(S->ops->dependents(S, "trie", N("dd"), &o, &p, &err), 0);
+    ck_assert_uint_eq(p.count, 0);
+    store_page_free(&p);
+    /* a real one still counts */
+    store_version v;
+    mkv(&v, "trie", N("df"), V("1.0.1"), N("c"));
+    store_dep dep = {.type = "trie", .vkey = V("1.0.0")};
+    snprintf(dep.id, sizeof dep.id, "%s", N("dd"));
+    ck_assert_msg(S->ops->put_version(S, NULL, &v, V("1.0.0"), V("1.0.0"), &dep, 1, 0, &err) == 0,
+                  "%s", err.detail);
+    store_version_clear(&v);
+    ck_assert_int_eq(
+        S->ops->version_pinned(S, "trie", N("dd"), V("1.0.0"), &pinned, by, sizeof by, &err), 0);
+    ck_assert(pinned);
+    ck_assert_int_eq(S->ops->dependents(S, "trie", N("dd"), &o, &p, &err), 0);
+    ck_assert_uint_eq(p.count, 1);
+    store_page_free(&p);
+}
+END_TEST
+
 /* ---- the runner ------------------------------------------------------------------------------ */
 
 typedef struct contract_case {
     const TTest *test;
     unsigned caps;    /* STORE_CAP_* it needs */
     bool sqlite_file; /* it works on the SQLite file itself */
+    bool mongo_only;  /* it works on the MongoDB layout itself */
 } contract_case;
 
 static const char *cap_names(unsigned caps, char *out, size_t cap)
@@ -2354,6 +3005,8 @@ static const char *cap_names(unsigned caps, char *out, size_t cap)
         snprintf(out + strlen(out), cap - strlen(out), "%sblob claims", out[0] ? ", " : "");
     if (caps & STORE_CAP_LEASES)
         snprintf(out + strlen(out), cap - strlen(out), "%sleases", out[0] ? ", " : "");
+    if (caps & STORE_CAP_TREE_TXN)
+        snprintf(out + strlen(out), cap - strlen(out), "%stree txn", out[0] ? ", " : "");
     return out;
 }
 
@@ -2363,44 +3016,53 @@ static const char *cap_names(unsigned caps, char *out, size_t cap)
 static size_t add_contract(Suite *s, int b, unsigned caps)
 {
     const contract_case cases[] = {
-        {vtable_is_complete_and_ping_answers, 0, false},
-        {first_version_and_head, 0, false},
-        {compare_and_swap_refuses_a_moved_head, 0, false},
-        {concurrent_puts_one_winner_per_head, 0, false},
-        {concurrent_writers_keep_one_chain, 0, false},
-        {derived_fields_after_deletes, 0, false},
-        {chain_is_repaired_and_keys_never_reused, 0, false},
-        {versions_page_newest_first, 0, false},
-        {resources_filter_and_page_by_id, 0, false},
-        {exact_version_pins, 0, false},
-        {dependencies_are_indexed_in_reverse, 0, false},
-        {delete_resource_and_find_by_hash, 0, false},
-        {a_deleted_resource_keeps_its_numbers, 0, false},
-        {add_access_in_bulk_fills_totals, 0, false},
-        {transact_reruns_on_retry_then_commits, 0, false},
-        {transact_gives_up_after_its_attempts, 0, false},
-        {transact_returns_other_errors_without_rerunning, 0, false},
-        {transact_rolls_back_everything_on_error, STORE_CAP_TRANSACTIONS, false},
-        {transact_commits_whole, STORE_CAP_TRANSACTIONS, false},
-        {a_deleted_resource_in_a_transaction, STORE_CAP_TRANSACTIONS, false},
-        {transact_read_check_write_never_goes_stale, STORE_CAP_TRANSACTIONS, false},
-        {tree_links_parents_children_and_edges, 0, false},
-        {vocabulary_aggregates_apply_page_and_clear, 0, false},
-        {blob_references_follow_the_versions, 0, false},
-        {a_claim_blocks_collection_and_a_doomed_key_refuses_claims, STORE_CAP_BLOB_CLAIMS, false},
-        {a_referenced_key_is_never_doomed, STORE_CAP_BLOB_CLAIMS, false},
-        {old_claims_are_dropped_by_the_collector, STORE_CAP_BLOB_CLAIMS, false},
-        {put_version_consumes_its_claim, STORE_CAP_BLOB_CLAIMS, false},
-        {claims_in_transactions, STORE_CAP_BLOB_CLAIMS | STORE_CAP_TRANSACTIONS, false},
-        {a_live_lease_excludes_others_and_release_frees_it, STORE_CAP_LEASES, false},
-        {an_expired_lease_passes_to_another_holder, STORE_CAP_LEASES, false},
-        {renewing_a_lease_extends_it, STORE_CAP_LEASES, false},
-        {one_holder_wins_a_raced_lease, STORE_CAP_LEASES, false},
-        {two_handles_agree_on_heads, 0, false},
-        {two_handles_agree_on_claims, STORE_CAP_BLOB_CLAIMS, false},
-        {two_handles_agree_on_leases, STORE_CAP_LEASES, false},
-        {a_failing_read_is_an_error_not_an_empty_list, STORE_CAP_TRANSACTIONS, true},
-        {fresh_file_opened_by_processes_at_once, 0, true},
+        {vtable_is_complete_and_ping_answers, 0, false, false},
+        {first_version_and_head, 0, false, false},
+        {compare_and_swap_refuses_a_moved_head, 0, false, false},
+        {concurrent_puts_one_winner_per_head, 0, false, false},
+        {concurrent_writers_keep_one_chain, 0, false, false},
+        {derived_fields_after_deletes, 0, false, false},
+        {chain_is_repaired_and_keys_never_reused, 0, false, false},
+        {versions_page_newest_first, 0, false, false},
+        {resources_filter_and_page_by_id, 0, false, false},
+        {exact_version_pins, 0, false, false},
+        {dependencies_are_indexed_in_reverse, 0, false, false},
+        {delete_resource_and_find_by_hash, 0, false, false},
+        {a_deleted_resource_keeps_its_numbers, 0, false, false},
+        {add_access_in_bulk_fills_totals, 0, false, false},
+        {transact_reruns_on_retry_then_commits, 0, false, false},
+        {transact_gives_up_after_its_attempts, 0, false, false},
+        {transact_returns_other_errors_without_rerunning, 0, false, false},
+        {transact_rolls_back_everything_on_error, STORE_CAP_TRANSACTIONS, false, false},
+        {transact_commits_whole, STORE_CAP_TRANSACTIONS, false, false},
+        {a_deleted_resource_in_a_transaction, STORE_CAP_TRANSACTIONS, false, false},
+        {transact_read_check_write_never_goes_stale, STORE_CAP_TRANSACTIONS, false, false},
+        {a_transaction_is_seen_all_or_none, STORE_CAP_TRANSACTIONS, false, false},
+        {an_abandoned_transaction_leaves_nothing, STORE_CAP_TRANSACTIONS, false, false},
+        {a_slow_transaction_is_not_given_up, STORE_CAP_TRANSACTIONS, false, false},
+        {tree_links_parents_children_and_edges, 0, false, false},
+        {vocabulary_aggregates_apply_page_and_clear, 0, false, false},
+        {blob_references_follow_the_versions, 0, false, false},
+        {a_claim_blocks_collection_and_a_doomed_key_refuses_claims, STORE_CAP_BLOB_CLAIMS, false,
+         false},
+        {a_referenced_key_is_never_doomed, STORE_CAP_BLOB_CLAIMS, false, false},
+        {old_claims_are_dropped_by_the_collector, STORE_CAP_BLOB_CLAIMS, false, false},
+        {put_version_consumes_its_claim, STORE_CAP_BLOB_CLAIMS, false, false},
+        {claims_in_transactions, STORE_CAP_BLOB_CLAIMS | STORE_CAP_TRANSACTIONS, false, false},
+        {a_live_lease_excludes_others_and_release_frees_it, STORE_CAP_LEASES, false, false},
+        {an_expired_lease_passes_to_another_holder, STORE_CAP_LEASES, false, false},
+        {renewing_a_lease_extends_it, STORE_CAP_LEASES, false, false},
+        {one_holder_wins_a_raced_lease, STORE_CAP_LEASES, false, false},
+        {two_handles_agree_on_heads, 0, false, false},
+        {two_handles_agree_on_claims, STORE_CAP_BLOB_CLAIMS, false, false},
+        {two_handles_agree_on_leases, STORE_CAP_LEASES, false, false},
+        {a_failing_read_is_an_error_not_an_empty_list, STORE_CAP_TRANSACTIONS, true, false},
+        {fresh_file_opened_by_processes_at_once, 0, true, false},
+        {a_dead_writers_reservation_is_resolved, 0, false, true},
+        {a_voided_transactions_late_version_is_replaced, 0, false, true},
+        {an_owed_removal_stays_hidden_and_is_completed, 0, false, true},
+        {many_failed_saves_keep_deletes_hidden, 0, false, true},
+        {a_voided_writers_dependency_counts_for_nothing, 0, false, true},
     };
     TCase *tc = tcase_create(BK[b].label);
     tcase_add_checked_fixture(tc, SETUPS[b], close_case);
@@ -2414,6 +3076,8 @@ static size_t add_contract(Suite *s, int b, unsigned caps)
                      cap_names(missing, (char[96]){0}, 96));
         else if (cases[i].sqlite_file && !BK[b].sqlite)
             snprintf(why, sizeof why, "needs a SQLite file");
+        else if (cases[i].mongo_only && !BK[b].mongo)
+            snprintf(why, sizeof why, "needs a MongoDB store");
         else {
             tcase_add_test(tc, cases[i].test);
             continue;
@@ -2456,7 +3120,23 @@ int main(void)
 {
     char tmp[] = "/tmp/strata-store-XXXXXX";
     bool own = false;
-    const char *env = getenv("STRATA_STORE_URL");
+    const char *need = getenv("STRATA_STORE_REQUIRE"), *env = getenv("STRATA_STORE_URL");
+    const char *mongo = getenv("STRATA_MONGO_URL");
+    static char from_mongo[700];
+    if (need != NULL && strcmp(need, "mongodb://") == 0 && (env == NULL || env[0] == '\0') &&
+        mongo != NULL && strncmp(mongo, "mongodb://", 10) == 0) {
+        /* the mongo suite's server, the database strata_sc */
+        mongo_url_with_db(mongo, "strata_sc", from_mongo, sizeof from_mongo);
+        env = from_mongo;
+    }
+    if (need != NULL && need[0] != '\0' && (env == NULL || strncmp(env, need, strlen(need)) != 0)) {
+        printf("store_contract: STRATA_STORE_REQUIRE=%s but STRATA_STORE_URL is '%s'%s\n", need,
+               env ? env : "",
+               strcmp(need, "mongodb://") == 0 && env == NULL
+                   ? " and STRATA_MONGO_URL names no server"
+                   : "");
+        return 1;
+    }
     char urls[4096] = "";
     if (env != NULL && env[0] != '\0')
         snprintf(urls, sizeof urls, "%s", env);
@@ -2473,6 +3153,7 @@ int main(void)
         backend *b = &BK[nbk];
         snprintf(b->url, sizeof b->url, "%s", u);
         b->sqlite = strncmp(u, "sqlite:", 7) == 0;
+        b->mongo = strncmp(u, "mongodb://", 10) == 0;
         int scheme = (int)strcspn(u, ":");
         if (nbk == 0)
             snprintf(b->label, sizeof b->label, "%.*s", scheme < 20 ? scheme : 20, u);

@@ -309,7 +309,15 @@ static Suite *numbering_suite(void)
     tcase_add_test(t, numbering_continues_after_the_resource_is_deleted);
     tcase_add_test(t, every_version_deleted_one_by_one);
     tcase_add_test(t, batches_number_past_the_old_max);
-    tcase_add_test(t, a_database_from_before_keeps_its_numbers);
+    /* it rewrites the SQLite file as an older schema left it: only where
+     * the servers run on the embedded store */
+    const char *store = getenv("STRATA_TEST_STORE");
+    if (store == NULL || store[0] == '\0')
+        tcase_add_test(t, a_database_from_before_keeps_its_numbers);
+    else
+        printf("SKIP: numbering/store/a_database_from_before_keeps_its_numbers: "
+               "it rewrites the SQLite file, and the store is %.10s...\n",
+               store);
     suite_add_tcase(s, t);
     return s;
 }

@@ -510,7 +510,7 @@ START_TEST(a_key_left_doomed_by_a_dead_collector_is_finished_by_the_next_run)
     bool held = false, doomed = false;
     uint64_t dead_token = 0;
     ck_assert_int_eq(st->ops->lease_acquire(st, MAINTENANCE_LEASE, "dead-node:1:0", 300, &held,
-                                            &dead_token, &err),
+                                            &dead_token, NULL, &err),
                      0);
     ck_assert(held);
     ck_assert_int_eq(st->ops->blob_collect_begin(
