@@ -643,6 +643,7 @@ typedef struct putter {
     const tblob *t;
     bool replace;
     int failed;
+    char detail[STRATA_ERR_DETAIL_MAX]; /* the last failure's */
 } putter;
 
 static void *put_at_once(void *arg)
@@ -651,8 +652,10 @@ static void *put_at_once(void *arg)
     strata_error err = {0};
     for (int i = 0; i < 5; i++)
         if ((p->replace ? p->b->ops->replace : p->b->ops->put)(p->b, p->t->key, p->t->enc.data,
-                                                               p->t->enc.len, &err) != 0)
+                                                               p->t->enc.len, &err) != 0) {
             p->failed++;
+            snprintf(p->detail, sizeof p->detail, "%s", err.detail);
+        }
     return NULL;
 }
 
@@ -669,7 +672,8 @@ START_TEST(concurrent_puts_of_one_key)
     }
     for (int i = 0; i < PUTTERS; i++) {
         pthread_join(th[i], NULL);
-        ck_assert_int_eq(ps[i].failed, 0);
+        ck_assert_msg(ps[i].failed == 0, "putter %d: %d of 5 failed, the last: %s", i, ps[i].failed,
+                      ps[i].detail);
     }
     expect_bytes(B, t.key, t.enc.data, t.enc.len);
     listing l = {.blobs = &t, .n = 1};

@@ -489,7 +489,9 @@ static int child_fences_and_dies(l2_cache *c)
 {
     l2_fence_id id = 0;
     strata_error err;
-    if (c->ops->fence_open(c, "ns", "k", 500, &id, &err) != 0)
+    /* held 2 s: the parent's three checks below must fit in it even on a
+     * loaded machine and a slow server */
+    if (c->ops->fence_open(c, "ns", "k", 2000, &id, &err) != 0)
         return 1;
     raise(SIGKILL); /* before its commit and its closing invalidation */
     return 1;
@@ -521,7 +523,7 @@ START_TEST(another_process_invalidates_while_a_token_is_held)
     ck_assert_int_ne(get("ns", "k", out, sizeof out), 0);
     now = token("k");
     fill_refused(C, "k", &now);
-    usleep(700 * 1000);
+    usleep(2300 * 1000);
     now = token("k");
     ck_assert_int_eq(set("ns", "k", "after", 0, &now), 0);
 }

@@ -29,7 +29,9 @@
  * Environment: STRATA_MP_PROCS (3), STRATA_MP_SECONDS (120), STRATA_MP_KILL_S
  * (10: mean seconds between kills, each ±50%; 0: no kills), STRATA_MP_SETTLE_S
  * (20: how long masters may take to be rolled forward at the end; a dead
- * process's maintenance lease lapses after 15 s), STRATA_TEST_SEED,
+ * process's maintenance lease lapses after 15 s), STRATA_MP_MIN_RATE (10:
+ * the fewest acknowledged saves per second of the run that prove anything;
+ * a slower store, such as FerretDB's, is given a lower floor), STRATA_TEST_SEED,
  * STRATA_KEEP_LOGS (keep the servers' logs, with their access logs). The
  * summary line goes to stdout; failures to stderr, with the logs kept. */
 #include <check.h>
@@ -1539,6 +1541,7 @@ START_TEST(processes_sharing_a_data_directory_lose_nothing_and_agree)
     int seconds = env_int("STRATA_MP_SECONDS", 120);
     int kill_s = env_int("STRATA_MP_KILL_S", 10);
     int settle_s = env_int("STRATA_MP_SETTLE_S", 20);
+    int min_rate = env_int("STRATA_MP_MIN_RATE", 10);
     unsigned seed = (unsigned)env_int("STRATA_TEST_SEED", (int)time(NULL));
     ck_assert_msg(NP >= 1 && NP <= MAXP, "STRATA_MP_PROCS must be 1 to %d", MAXP);
     ck_assert_int_ge(seconds, 1);
@@ -1711,7 +1714,7 @@ START_TEST(processes_sharing_a_data_directory_lose_nothing_and_agree)
         }
     }
     /* and the run did what it is there for: a test that cannot fail is none */
-    FAIL_IF(seeded && nacks < (size_t)(10 * seconds), "only %zu saves acknowledged; ", nacks);
+    FAIL_IF(seeded && nacks < (size_t)(min_rate * seconds), "only %zu saves acknowledged; ", nacks);
     FAIL_IF(seeded && (inline_acks == 0 || blob_acks == 0 || atomic_load(&n_batches) == 0 ||
                        atomic_load(&n_del_version) == 0 || atomic_load(&n_del_resource) == 0 ||
                        atomic_load(&n_attach) == 0 || atomic_load(&n_detach) == 0 ||
