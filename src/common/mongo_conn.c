@@ -73,7 +73,7 @@ mongo_conn *mongo_conn_open(const char *url, const char *appname, strata_error *
     if (!default_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000) ||
         !default_option(uri, MONGOC_URI_CONNECTTIMEOUTMS, 2000) ||
         !default_option(uri, MONGOC_URI_SOCKETTIMEOUTMS, 30000) ||
-        !default_option(uri, MONGOC_URI_MAXPOOLSIZE, 32)) {
+        !default_option(uri, MONGOC_URI_MAXPOOLSIZE, 1024)) {
         mongoc_uri_destroy(uri);
         serr_set(err, SERR_INVALID, "the MongoDB URL's timeouts could not be set");
         return NULL;
@@ -86,7 +86,7 @@ mongo_conn *mongo_conn_open(const char *url, const char *appname, strata_error *
     }
     snprintf(c->db, sizeof c->db, "%s", db);
     c->uri = uri;
-    c->pool_size = mongoc_uri_get_option_as_int32(uri, MONGOC_URI_MAXPOOLSIZE, 32);
+    c->pool_size = mongoc_uri_get_option_as_int32(uri, MONGOC_URI_MAXPOOLSIZE, 1024);
     if (c->pool_size < 1)
         c->pool_size = 1;
     c->pool = mongoc_client_pool_new(uri);

@@ -7,9 +7,13 @@
  *   DB is required ([A-Za-z0-9_-]{1,63}): each role keeps its collections
  *   in it under names of its own. libmongoc reads the options; where the
  *   URL does not set them, Strata sets serverSelectionTimeoutMS=5000,
- *   connectTimeoutMS=2000, socketTimeoutMS=30000 and maxPoolSize=32, so
- *   that a server that is down costs a bounded wait, never a hang. The
- *   server is not contacted by mongo_conn_open.
+ *   connectTimeoutMS=2000, socketTimeoutMS=30000 and maxPoolSize=1024, so
+ *   that a server that is down costs a bounded wait, never a hang.
+ *   Connections are made only as they are needed; the cap is high because
+ *   a store operation may hold a second or third client while it holds one
+ *   (an abort, a blob claim's release, a beat thread), so a pool smaller
+ *   than about 3 x --threads could leave every thread waiting for another.
+ *   The server is not contacted by mongo_conn_open.
  *
  * Errors. libmongoc's errors map to: SERR_CONFLICT for a duplicate key
  * (server code 11000: a unique index refused the write), SERR_UNAVAILABLE

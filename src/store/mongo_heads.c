@@ -205,6 +205,32 @@ int mh_decision(mg *m, const char *tid, int *out, strata_error *err)
     return 0;
 }
 
+static void note_open_tx(mg *m, const char *tid)
+{
+    for (int i = 0; i < m->n_open_tx; i++)
+        if (strcmp(m->open_tx[i], tid) == 0)
+            return;
+    if (m->n_open_tx == MG_OPEN_TX_MAX) {
+        m->open_tx_lost = true;
+        return;
+    }
+    snprintf(m->open_tx[m->n_open_tx++], sizeof m->open_tx[0], "%s", tid);
+}
+
+int mg_open_tx_committed(mg *m, bool *committed, strata_error *err)
+{
+    *committed = m->open_tx_lost;
+    for (int i = 0; i < m->n_open_tx && !*committed; i++) {
+        int dec = 0;
+        if (mh_decision(m, m->open_tx[i], &dec, err) != 0)
+            return -1;
+        *committed = dec > 0;
+    }
+    m->n_open_tx = 0;
+    m->open_tx_lost = false;
+    return 0;
+}
+
 int mh_read_tx(mg *m, const char *own, const char *type, const char *id, mhead *h, bson_t *doc,
                strata_error *err)
 {
@@ -236,6 +262,8 @@ int mh_read_tx(mg *m, const char *own, const char *type, const char *id, mhead *
         } else
             pxs = dec > 0 ? MH_PX_SEALED : dec < 0 ? MH_PX_VOID : MH_PX_OPEN;
         intended = pxs == MH_PX_OWN || pxs == MH_PX_SEALED;
+        if (pxs == MH_PX_OPEN)
+            note_open_tx(m, px);
     }
     if (pxs == MH_PX_OPEN && sub_doc(&d, "pi", &view)) {
         h->pil = (uint64_t)bs_i64(&view, "l");
@@ -552,9 +580,38 @@ int mh_decide(mg *m, const char *vid, bool ok, bool *ok_out, strata_error *err)
     return 0;
 }
 
+/* After a void: takes the dead reservation's key out of use for good, as
+ * its writer's abort_put would have. Its document (if it got that far:
+ * only its writer, named by the nonce in w, writes at that _id) and its
+ * dependencies go, then a blocker takes the _id (t "", so no read of
+ * versions takes it for a version). True when the blocker stands: no
+ * document can appear there any more, and the key needs no hole. False
+ * (a late document of the writer won the _id, or the server failed): the
+ * key becomes a hole, as before. Without this a resource whose writers
+ * were killed MH_HOLES_MAX times would refuse every save. */
+static bool block_voided_key(mg *m, const char *type, const char *id, const mhead *h,
+                             const char *vid)
+{
+    strata_error e2;
+    bson_t *f = BCON_NEW("_id", BCON_UTF8(vid), "w", BCON_UTF8(h->nonce));
+    mg_delete(m, MC_VERSIONS, f, false, NULL, "store: drop a voided version", &e2);
+    bson_destroy(f);
+    bson_t *df = BCON_NEW("ft", BCON_UTF8(type), "fi", BCON_UTF8(id), "fk",
+                          BCON_INT64((int64_t)h->pend), "w", BCON_UTF8(h->nonce));
+    mg_delete(m, MC_DEPS, df, true, NULL, "store: drop voided dependencies", &e2);
+    bson_destroy(df);
+    char hid[MG_HID_MAX];
+    mk_head_id(hid, sizeof hid, type, id);
+    bson_t *blk = BCON_NEW("_id", BCON_UTF8(vid), "t", BCON_UTF8(""), "i", BCON_UTF8(hid), "k",
+                           BCON_INT64((int64_t)h->pend));
+    bool blocked = mg_insert(m, MC_VERSIONS, blk, "store: block a voided key", &e2) == 0;
+    bson_destroy(blk);
+    return blocked;
+}
+
 /* Decides a reservation whose writer seems gone, racing the writer's own
  * seal in store_seals: sealed, the version is rolled forward; voided, the
- * key becomes a hole and the reservation is dropped. */
+ * key is blocked (else it becomes a hole) and the reservation is dropped. */
 static int resolve(mg *m, const char *type, const char *id, const mhead *h, const bson_t *hdoc,
                    strata_error *err)
 {
@@ -582,7 +639,7 @@ static int resolve(mg *m, const char *type, const char *id, const mhead *h, cons
         BSON_APPEND_BOOL(&set, "st", false);
         BSON_APPEND_NULL(&set, "sr");
         bson_destroy(&vdoc);
-    } else {
+    } else if (!block_voided_key(m, type, id, h, vid)) {
         mh_holes_plus(&set, h, h->pend);
     }
     int rc = mh_move(m, type, id, h, hdoc, &set, NULL, err);

@@ -163,13 +163,25 @@ struct store_txn {
 };
 
 /* One operation's client (from the pool) and the collections it opened. */
+#define MG_OPEN_TX_MAX 8
+
 typedef struct mg {
     mongo_store *s;
     mongoc_client_t *cl;
     mongoc_collection_t *c[MC_COUNT];
+    /* Transactions this operation found undecided (heads read as before
+     * them), so that a read of many heads can tell whether one of them
+     * committed midway: mh_read_tx records, mg_open_tx_committed checks. */
+    char open_tx[MG_OPEN_TX_MAX][24];
+    int n_open_tx;
+    bool open_tx_lost; /* more than MG_OPEN_TX_MAX: treated as committed */
 } mg;
 
 void mg_begin(mg *m, mongo_store *s);
+/* Whether a transaction recorded in m as undecided has committed since (a
+ * read of several heads then may show part of it: read again); the record
+ * is emptied. -1 with *err when a decision cannot be read. */
+int mg_open_tx_committed(mg *m, bool *committed, strata_error *err);
 void mg_end(mg *m);
 mongoc_collection_t *mg_coll(mg *m, int which);
 

@@ -59,12 +59,22 @@ int mg_migrate(mongo_store *s, strata_error *err)
     mg m;
     mg_begin(&m, s);
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < sizeof INDEXES / sizeof *INDEXES; i++)
-        rc = create_index(&m, &INDEXES[i], err);
-    /* the schema version: written by the first open, checked by every one */
+    /* the schema version: written by the first open after it made the
+     * indexes, checked by every one. Later opens make no index: FerretDB
+     * v1.24 can deadlock on concurrent createIndexes of one collection,
+     * and nodes often start together. */
     bson_t *filter = BCON_NEW("_id", BCON_UTF8("schema"));
     bson_t *update = BCON_NEW("$setOnInsert", "{", "version", BCON_INT32(SCHEMA_VERSION), "}");
-    if (rc == 0)
+    bson_t cur;
+    bool made = false;
+    rc = mg_find_one(&m, MC_META, filter, NULL, &cur, &made, "store: schema version", err);
+    if (rc == 0 && made) {
+        made = bs_i64(&cur, "version") == SCHEMA_VERSION;
+        bson_destroy(&cur);
+    }
+    for (size_t i = 0; rc == 0 && !made && i < sizeof INDEXES / sizeof *INDEXES; i++)
+        rc = create_index(&m, &INDEXES[i], err);
+    if (rc == 0 && !made)
         rc = mg_update(&m, MC_META, filter, update, true, NULL, "store: schema version", err);
     if (rc != 0 && err->kind == SERR_CONFLICT) /* two opens at once: the other one wrote it */
         rc = 0;

@@ -787,7 +787,14 @@ static int res_row(const bson_t *p, void *ctx)
     return w->rc != 0;
 }
 
-/* Walks the heads' pointers of the type by id, reading each head. */
+#define LIST_TRIES 8
+
+/* Walks the heads' pointers of the type by id, reading each head. A
+ * transaction (a batch) that commits while the walk reads its heads could
+ * show in part: the heads read before its seal as they were, those after
+ * as it left them. So a walk that met a transaction undecided checks it
+ * at the end and, if it committed meanwhile, walks again; the page then
+ * holds all of a batch or none of it. */
 int mg_list_resources(store *base, const char *type, const store_list_opts *o, store_page *out,
                       strata_error *err)
 {
@@ -795,18 +802,34 @@ int mg_list_resources(store *base, const char *type, const store_list_opts *o, s
     char after[STORE_ID_MAX + 1] = "";
     if (o->cursor && store_cursor_decode_str(o->cursor, 'r', after, sizeof after) != 0)
         return serr_set(err, SERR_INVALID, "cursor is not valid for this list");
-    if (page_alloc(out, o->limit, err) != 0)
-        return -1;
     mg m;
     mg_begin(&m, (mongo_store *)base);
-    res_walk w = {&m, o, out, false, 0, err};
-    bson_t *f = BCON_NEW("t", BCON_UTF8(type), "i", "{", "$gt", BCON_UTF8(after), "}");
-    bson_t *opts = BCON_NEW("sort", "{", "i", BCON_INT32(1), "}");
-    int rc = mg_each(&m, MC_PTRS, f, opts, res_row, &w, NULL, "store: list resources", err);
-    bson_destroy(f);
-    bson_destroy(opts);
-    if (rc == 0)
-        rc = w.rc;
+    res_walk w;
+    int rc = 0;
+    for (int tries = 0;; tries++) {
+        if (page_alloc(out, o->limit, err) != 0) {
+            rc = -1;
+            break;
+        }
+        w = (res_walk){&m, o, out, false, 0, err};
+        bson_t *f = BCON_NEW("t", BCON_UTF8(type), "i", "{", "$gt", BCON_UTF8(after), "}");
+        bson_t *opts = BCON_NEW("sort", "{", "i", BCON_INT32(1), "}");
+        rc = mg_each(&m, MC_PTRS, f, opts, res_row, &w, NULL, "store: list resources", err);
+        bson_destroy(f);
+        bson_destroy(opts);
+        if (rc == 0)
+            rc = w.rc;
+        bool committed = false;
+        if (rc == 0)
+            rc = mg_open_tx_committed(&m, &committed, err);
+        if (rc != 0 || !committed)
+            break;
+        store_page_free(out);
+        if (tries + 1 == LIST_TRIES) {
+            rc = serr_set(err, SERR_RETRY, "store: batches kept committing during a listing");
+            break;
+        }
+    }
     if (rc == 0 && w.more && out->count > 0) {
         out->next = store_cursor_encode_str('r', out->items[out->count - 1]->id);
         if (out->next == NULL)

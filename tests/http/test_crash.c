@@ -661,6 +661,10 @@ START_TEST(kill_nine_loses_nothing_and_serves_no_stale_latest)
     int cycles = env && atoi(env) > 0 ? atoi(env) : 40;
     const char *senv = getenv("STRATA_TEST_SEED");
     unsigned seed = senv ? (unsigned)strtoul(senv, NULL, 10) : (unsigned)time(NULL);
+    /* the fewest acknowledged saves per cycle that prove the writers wrote
+     * (a slower store, such as FerretDB's, is given a lower floor) */
+    const char *menv = getenv("STRATA_CRASH_MIN_ACKS");
+    int min_acks = menv && atoi(menv) > 0 ? atoi(menv) : 10;
     fprintf(stderr, "crash: %d cycles, seed %u\n", cycles, seed);
     make_pool();
     int64_t t_begin = now_ns();
@@ -719,7 +723,7 @@ START_TEST(kill_nine_loses_nothing_and_serves_no_stale_latest)
         free(pool[i]);
     ck_assert_int_lt(atomic_load(&nacks), MAX_ACKS);
     ck_assert_int_lt(atomic_load(&ndels), MAX_DELS);
-    ck_assert_int_gt(atomic_load(&nacks), cycles * 10); /* the writers really wrote */
+    ck_assert_int_gt(atomic_load(&nacks), cycles * min_acks); /* the writers really wrote */
     ck_assert_int_gt(answered, 0);
     ck_assert_int_eq(atomic_load(&failures), 0);
     ck_assert_msg(code == 0, "the server exited with %d on SIGTERM", code);

@@ -253,8 +253,10 @@ static void *batch_reader(void *arg)
         json_t *list;
         long st = call(c, "GET", "/dictionary?namespace=batch&limit=1000", NULL, &list);
         size_t n = json_array_size(json_object_get(list, "items"));
-        if (st != 200 || (n != 0 && n != 10))
+        if (st != 200 || (n != 0 && n != 10)) {
             atomic_fetch_add(&torn, 1);
+            fprintf(stderr, "batch reader: %ld with %zu of the 10 items\n", st, n);
+        }
         atomic_fetch_add(&polls, 1);
         json_decref(list);
     }
