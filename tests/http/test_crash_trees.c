@@ -1,5 +1,6 @@
 /* Issue 14's crash acceptance: kill -9 of strata during batches and tree
- * changes, STRATA_TEST_CYCLES times (20), each time restarted on the same
+ * changes, STRATA_CRASH_TREES_CYCLES times (else STRATA_TEST_CYCLES, else
+ * 20), each time restarted on the same
  * data directory (the same store: SQLite, or MongoDB with
  * STRATA_TEST_STORE). While it runs, writers send
  * (a) POST /batch of 2 or 3 saves on distinct resources that nothing
@@ -1330,7 +1331,9 @@ static void keep_log_on_failure(void)
 
 START_TEST(kill_nine_during_batches_and_tree_changes)
 {
-    const char *env = getenv("STRATA_TEST_CYCLES");
+    const char *env = getenv("STRATA_CRASH_TREES_CYCLES");
+    if (env == NULL || atoi(env) <= 0)
+        env = getenv("STRATA_TEST_CYCLES");
     int cycles = env && atoi(env) > 0 ? atoi(env) : 20;
     const char *senv = getenv("STRATA_TEST_SEED");
     unsigned seed = senv ? (unsigned)strtoul(senv, NULL, 10) : (unsigned)time(NULL);
