@@ -2,15 +2,19 @@
 """Attach one 100,000-word child to a master with 50 such children, against
 re-aggregating all 51 from scratch (POST /corpus/<child>/rebuild walks to the
 master and rebuilds its aggregate), in the same run on the same server.
-Usage: trees.py PORT [ROUNDS]"""
+Usage: trees.py PORT [ROUNDS]
+TREES_WORDS and TREES_CHILDREN change the sizes (a smaller tree for a slow
+store: the attach should cost the same whatever the number of children).
+TREES_TIMEOUT is the per-request timeout in seconds (600)."""
 import http.client
 import json
+import os
 import statistics
 import sys
 import time
 
-WORDS = 100_000
-CHILDREN = 50
+WORDS = int(os.environ.get("TREES_WORDS", 100_000))
+CHILDREN = int(os.environ.get("TREES_CHILDREN", 50))
 
 
 def request(conn, method, path, body=None, ctype="application/json"):
@@ -26,10 +30,11 @@ def request(conn, method, path, body=None, ctype="application/json"):
 def main():
     port = int(sys.argv[1])
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    # child i holds words i*50000 .. i*50000+99999: each shares half with the next
+    conn = http.client.HTTPConnection("127.0.0.1", port,
+                                      timeout=int(os.environ.get("TREES_TIMEOUT", 600)))
+    # child i holds words i*W/2 .. i*W/2+W-1 (W = WORDS): each shares half with the next
     for i in range(CHILDREN + 1):
-        text = "\n".join(f"w{i * 50_000 + j:08d}" for j in range(WORDS)).encode()
+        text = "\n".join(f"w{i * (WORDS // 2) + j:08d}" for j in range(WORDS)).encode()
         request(conn, "POST", f"/corpus/c{i}/versions?corpus_type=base&language=en", text,
                 "text/plain")
     t0 = time.perf_counter()
@@ -52,7 +57,7 @@ def main():
     a, s = statistics.median(attach), statistics.median(scratch)
     print(f"master with {CHILDREN} children of {WORDS} words created in {create:.2f} s")
     print(f"attach 1 child:             median {a * 1000:8.1f} ms  ({', '.join(f'{x*1000:.0f}' for x in attach)})")
-    print(f"re-aggregate 51 children:   median {s * 1000:8.1f} ms  ({', '.join(f'{x*1000:.0f}' for x in scratch)})")
+    print(f"re-aggregate {CHILDREN + 1} children:   median {s * 1000:8.1f} ms  ({', '.join(f'{x*1000:.0f}' for x in scratch)})")
     print(f"ratio from-scratch / incremental: {s / a:.1f}x   (master vocabulary {size} words)")
 
 
