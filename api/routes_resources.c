@@ -314,6 +314,8 @@ static void post_version(request *req, reply *rep)
         media_base(ctype, base, sizeof base);
         rq.bytes = rq.upload ? NULL : data ? data : (const unsigned char *)"";
         rq.len = len;
+        if (req->body.complete) /* hashed as it arrived: not again */
+            rq.bytes_sha256 = req->body.raw_sha256;
         rq.content_type = base[0] ? base : "application/octet-stream";
         rq.wire_codec = req->body.encoding;
         rq.wire = req->body.wire.data;
