@@ -18,15 +18,37 @@ typedef struct fs_blobs {
     char dir[PATH_MAX - 80];
 } fs_blobs;
 
+/* Makes fan-out directory `dir` in `parent` unless it exists (and parent
+ * too, should it have gone). A directory made here is synced into its
+ * parent: the blob's own directory sync makes its entry durable, not the
+ * path to it. */
+static int make_fanout_dir(const char *parent, const char *dir, strata_error *err)
+{
+    int rc = mkdir(dir, 0755);
+    if (rc != 0 && errno == ENOENT) {
+        if (fs_mkdir_p(parent, err) != 0)
+            return -1;
+        rc = mkdir(dir, 0755);
+    }
+    if (rc != 0) {
+        if (errno == EEXIST)
+            return 0;
+        return serr_set(err, fs_errno_kind(errno), "cannot create a blob directory: %s",
+                        strerror(errno));
+    }
+    return fs_sync_dir(parent, err);
+}
+
 /* DIR/ab/cd/abcd...: two levels of 256 fan-out keep directories small. */
 static int blob_path(const fs_blobs *b, const char *key, char *out, size_t cap, bool make_dirs,
                      strata_error *err)
 {
     if (!blob_key_valid(key))
         return serr_set(err, SERR_INVALID, "bad blob key");
-    char d[PATH_MAX];
+    char d1[PATH_MAX], d[PATH_MAX];
+    snprintf(d1, sizeof d1, "%s/%.2s", b->dir, key);
     snprintf(d, sizeof d, "%s/%.2s/%.2s", b->dir, key, key + 2);
-    if (make_dirs && fs_mkdir_p(d, err) != 0)
+    if (make_dirs && (make_fanout_dir(b->dir, d1, err) != 0 || make_fanout_dir(d1, d, err) != 0))
         return -1;
     if (snprintf(out, cap, "%s/%s", d, key) >= (int)cap)
         return serr_set(err, SERR_INVALID, "blob path too long");
