@@ -285,12 +285,10 @@ static int post_version_body(request *req, strata_error *err)
     (void)err;
     const resource_type_def *t = resource_type_find(req_param(req, "type"));
     uint64_t declared = 0;
+    bool past = declared_length(req, &declared) && declared > SAVE_STREAM_AT;
     if (t != NULL && strcmp(t->name, "corpus") != 0 &&
         !media_is_json(req_header(req, "Content-Type")))
-        body_spill_to(&req->body,
-                      declared_length(req, &declared) && declared > SAVE_STREAM_AT ? 0
-                                                                                    : SAVE_STREAM_AT,
-                      upload_sink, req);
+        body_spill_to(&req->body, past ? 0 : SAVE_STREAM_AT, upload_sink, req);
     return 0;
 }
 

@@ -51,8 +51,8 @@ static int gen(const char *path, long mib)
         x ^= x >> 7;
         x ^= x << 17;
         /* common words more often: the square favours the low indexes */
-        size_t i = (size_t)((double)(x % 100000) / 100000.0 * (double)(x % 100000) / 100000.0 *
-                            (double)n);
+        double u = (double)(x % 100000) / 100000.0;
+        size_t i = (size_t)(u * u * (double)n);
         const char *w = words[i < n ? i : n - 1];
         long len = (long)strlen(w);
         if (done + len + 1 > total)

@@ -20,7 +20,7 @@ struct content_upload {
     sencoder *enc;     /* a plain body compressed on the way */
     sha256_ctx *payload_hash;
     uint64_t raw_size, payload_size; /* raw_size: a plain body's, as written */
-    blob_header h; /* once finished */
+    blob_header h;                   /* once finished */
 };
 
 void versions_upload_free(content_upload *u)
