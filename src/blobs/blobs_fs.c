@@ -240,10 +240,16 @@ static int fs_open_read(blob_store *base, const char *key, uint64_t offset, blob
  * older than STAGING_MAX_AGE_MS. */
 #define STAGING_MAX_AGE_MS (3600 * 1000LL)
 
+/* Written bytes are handed to the disk every WRITEBACK_STEP as they
+ * arrive (sync_file_range, which does not wait), so that the fsync at
+ * commit, which still makes them durable, finds little left to write. */
+#define WRITEBACK_STEP (1 << 20)
+
 typedef struct fs_writer {
     blob_writer base;
     fs_blobs *store;
     int fd;
+    off_t written, started; /* file bytes written; those handed to writeback */
     char tmp[PATH_MAX];
 } fs_writer;
 
@@ -260,6 +266,12 @@ static int fs_writer_write(blob_writer *base, const void *data, size_t len, stra
     fs_writer *w = (fs_writer *)base;
     if (fs_write_all(w->fd, data, len) != 0)
         return serr_set(err, fs_errno_kind(errno), "cannot write a blob: %s", strerror(errno));
+    w->written += (off_t)len;
+    if (w->written - w->started >= WRITEBACK_STEP) {
+        /* a hint: an error here is the fsync's to report */
+        (void)sync_file_range(w->fd, w->started, w->written - w->started, SYNC_FILE_RANGE_WRITE);
+        w->started = w->written;
+    }
     return 0;
 }
 
@@ -319,6 +331,7 @@ static int fs_begin_write(blob_store *base, blob_writer **out, strata_error *err
         fs_writer_drop(w);
         return serr_set(err, fs_errno_kind(e), "cannot start a blob: %s", strerror(e));
     }
+    w->written = BLOB_HEADER_SIZE;
     *out = &w->base;
     return 0;
 }
