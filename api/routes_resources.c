@@ -261,14 +261,34 @@ static int upload_sink(void *ctx, const void *data, size_t len, strata_error *er
     return versions_upload_write(req->route_state, data, len, err);
 }
 
-/* Large byte saves stream (a corpus is read whole: it is parsed). */
+/* The body's declared length (framing is checked before a route sees
+ * it: at most one, all digits); false when none (chunked) or too long. */
+static bool declared_length(request *req, uint64_t *n)
+{
+    const char *cl = req_header(req, "Content-Length");
+    if (cl == NULL || cl[0] == '\0' || strlen(cl) > 19)
+        return false;
+    *n = 0;
+    for (const char *p = cl; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        *n = *n * 10 + (uint64_t)(*p - '0');
+    }
+    return true;
+}
+
+/* Large byte saves stream (a corpus is read whole: it is parsed). A body
+ * that says up front it will pass the threshold streams from its first
+ * byte: it is hashed and compressed as it arrives, never held. */
 static int post_version_body(request *req, strata_error *err)
 {
     (void)err;
     const resource_type_def *t = resource_type_find(req_param(req, "type"));
+    uint64_t declared = 0;
+    bool past = declared_length(req, &declared) && declared > SAVE_STREAM_AT;
     if (t != NULL && strcmp(t->name, "corpus") != 0 &&
         !media_is_json(req_header(req, "Content-Type")))
-        body_spill_to(&req->body, SAVE_STREAM_AT, upload_sink, req);
+        body_spill_to(&req->body, past ? 0 : SAVE_STREAM_AT, upload_sink, req);
     return 0;
 }
 
@@ -314,6 +334,8 @@ static void post_version(request *req, reply *rep)
         media_base(ctype, base, sizeof base);
         rq.bytes = rq.upload ? NULL : data ? data : (const unsigned char *)"";
         rq.len = len;
+        if (req->body.complete) /* hashed as it arrived: not again */
+            rq.bytes_sha256 = req->body.raw_sha256;
         rq.content_type = base[0] ? base : "application/octet-stream";
         rq.wire_codec = req->body.encoding;
         rq.wire = req->body.wire.data;

@@ -18,15 +18,37 @@ typedef struct fs_blobs {
     char dir[PATH_MAX - 80];
 } fs_blobs;
 
+/* Makes fan-out directory `dir` in `parent` unless it exists (and parent
+ * too, should it have gone). A directory made here is synced into its
+ * parent: the blob's own directory sync makes its entry durable, not the
+ * path to it. */
+static int make_fanout_dir(const char *parent, const char *dir, strata_error *err)
+{
+    int rc = mkdir(dir, 0755);
+    if (rc != 0 && errno == ENOENT) {
+        if (fs_mkdir_p(parent, err) != 0)
+            return -1;
+        rc = mkdir(dir, 0755);
+    }
+    if (rc != 0) {
+        if (errno == EEXIST)
+            return 0;
+        return serr_set(err, fs_errno_kind(errno), "cannot create a blob directory: %s",
+                        strerror(errno));
+    }
+    return fs_sync_dir(parent, err);
+}
+
 /* DIR/ab/cd/abcd...: two levels of 256 fan-out keep directories small. */
 static int blob_path(const fs_blobs *b, const char *key, char *out, size_t cap, bool make_dirs,
                      strata_error *err)
 {
     if (!blob_key_valid(key))
         return serr_set(err, SERR_INVALID, "bad blob key");
-    char d[PATH_MAX];
+    char d1[PATH_MAX], d[PATH_MAX];
+    snprintf(d1, sizeof d1, "%s/%.2s", b->dir, key);
     snprintf(d, sizeof d, "%s/%.2s/%.2s", b->dir, key, key + 2);
-    if (make_dirs && fs_mkdir_p(d, err) != 0)
+    if (make_dirs && (make_fanout_dir(b->dir, d1, err) != 0 || make_fanout_dir(d1, d, err) != 0))
         return -1;
     if (snprintf(out, cap, "%s/%s", d, key) >= (int)cap)
         return serr_set(err, SERR_INVALID, "blob path too long");
@@ -218,10 +240,16 @@ static int fs_open_read(blob_store *base, const char *key, uint64_t offset, blob
  * older than STAGING_MAX_AGE_MS. */
 #define STAGING_MAX_AGE_MS (3600 * 1000LL)
 
+/* Written bytes are handed to the disk every WRITEBACK_STEP as they
+ * arrive (sync_file_range, which does not wait), so that the fsync at
+ * commit, which still makes them durable, finds little left to write. */
+#define WRITEBACK_STEP (1 << 20)
+
 typedef struct fs_writer {
     blob_writer base;
     fs_blobs *store;
     int fd;
+    off_t written, started; /* file bytes written; those handed to writeback */
     char tmp[PATH_MAX];
 } fs_writer;
 
@@ -238,6 +266,12 @@ static int fs_writer_write(blob_writer *base, const void *data, size_t len, stra
     fs_writer *w = (fs_writer *)base;
     if (fs_write_all(w->fd, data, len) != 0)
         return serr_set(err, fs_errno_kind(errno), "cannot write a blob: %s", strerror(errno));
+    w->written += (off_t)len;
+    if (w->written - w->started >= WRITEBACK_STEP) {
+        /* a hint: an error here is the fsync's to report */
+        (void)sync_file_range(w->fd, w->started, w->written - w->started, SYNC_FILE_RANGE_WRITE);
+        w->started = w->written;
+    }
     return 0;
 }
 
@@ -297,6 +331,7 @@ static int fs_begin_write(blob_store *base, blob_writer **out, strata_error *err
         fs_writer_drop(w);
         return serr_set(err, fs_errno_kind(e), "cannot start a blob: %s", strerror(e));
     }
+    w->written = BLOB_HEADER_SIZE;
     *out = &w->base;
     return 0;
 }

@@ -64,12 +64,20 @@ static int finish_blob(blob_header *h, strata_buf *out, size_t header_at, strata
 int blob_encode(const void *raw, size_t raw_len, enum scodec codec, strata_buf *out, blob_header *h,
                 strata_error *err)
 {
+    unsigned char digest[SHA256_LEN];
+    if (sha256_oneshot(raw, raw_len, digest, err) != 0)
+        return -1;
+    return blob_encode_hashed(raw, raw_len, digest, codec, out, h, err);
+}
+
+int blob_encode_hashed(const void *raw, size_t raw_len, const unsigned char raw_sha256[SHA256_LEN],
+                       enum scodec codec, strata_buf *out, blob_header *h, strata_error *err)
+{
     static const unsigned char zero_header[BLOB_HEADER_SIZE];
     size_t at = out->len;
     memset(h, 0, sizeof *h);
     h->raw_size = raw_len;
-    if (sha256_oneshot(raw, raw_len, h->raw_sha256, err) != 0)
-        return -1;
+    memcpy(h->raw_sha256, raw_sha256, SHA256_LEN);
     if (sbuf_append(out, zero_header, BLOB_HEADER_SIZE, err) != 0)
         return -1;
     h->codec = codec;

@@ -39,6 +39,11 @@ int blob_header_decode(const unsigned char *in, size_t len, blob_header *h, stra
  * compression does not pay (then the payload is the raw bytes). */
 int blob_encode(const void *raw, size_t raw_len, enum scodec codec, strata_buf *out, blob_header *h,
                 strata_error *err);
+/* blob_encode for a caller that hashed the raw bytes already (as they
+ * arrived): raw_sha256 is trusted to be theirs, so they are read once, by
+ * the compressor. Errors and outputs as for blob_encode. */
+int blob_encode_hashed(const void *raw, size_t raw_len, const unsigned char raw_sha256[SHA256_LEN],
+                       enum scodec codec, strata_buf *out, blob_header *h, strata_error *err);
 
 /* Builds header + payload from bytes a client already compressed; the
  * caller has decoded them once to learn raw_size and raw_sha256. */

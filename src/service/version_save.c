@@ -22,13 +22,15 @@ static int encode_blob(const save_request *rq, const save_plan *p, const unsigne
                        size_t len, const char *hash_hex, strata_buf *blob, blob_header *h,
                        strata_error *err)
 {
-    if (rq->wire_codec != SCODEC_NONE && rq->wire != NULL) {
-        unsigned char raw_sha[SHA256_LEN];
-        sha256_from_hex(hash_hex, raw_sha);
+    /* hash_hex is the hash of bytes (computed once, by the body reader
+     * when it could): not taken again here */
+    unsigned char raw_sha[SHA256_LEN];
+    sha256_from_hex(hash_hex, raw_sha);
+    if (rq->wire_codec != SCODEC_NONE && rq->wire != NULL)
         return blob_encode_precompressed(rq->wire_codec, rq->wire, rq->wire_len, len, raw_sha, blob,
                                          h, err);
-    }
-    return blob_encode(bytes, len, resource_codec_for(p->type, p->fields, len), blob, h, err);
+    return blob_encode_hashed(bytes, len, raw_sha, resource_codec_for(p->type, p->fields, len),
+                              blob, h, err);
 }
 
 /* Is the stored blob of this content whole? Read and checked in full
@@ -244,6 +246,8 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     char hash[SHA256_HEX_LEN + 1];
     if (rq->upload != NULL)
         memcpy(digest, uh.raw_sha256, SHA256_LEN);
+    else if (canon == NULL && rq->bytes_sha256 != NULL)
+        memcpy(digest, rq->bytes_sha256, SHA256_LEN); /* the body reader's */
     else if (sha256_oneshot(bytes ? bytes : (const unsigned char *)"", len, digest, err) != 0)
         goto done;
     sha256_to_hex(digest, hash);

@@ -1,8 +1,10 @@
 /* A byte save received as a stream (versions.h, content_upload): the
  * body's bytes go to a staged blob as they arrive, compressed on the way
- * or kept in the client's codec, hashed as they pass; versions_save
- * claims the key and commits the staged blob, so memory per upload stays
- * bounded (one encoder, a hash or two) whatever the content's size. */
+ * or kept in the client's codec, the payload hashed as it passes (the raw
+ * content's hash is the body reader's: each byte is hashed once as raw
+ * content and once as payload, never more); versions_save claims the key
+ * and commits the staged blob, so memory per upload stays bounded (one
+ * encoder, one hash) whatever the content's size. */
 #include "versions_internal.h"
 
 #include <stdlib.h>
@@ -17,9 +19,8 @@ struct content_upload {
     bool passthrough;  /* the wire bytes are the payload */
     sencoder *enc;     /* a plain body compressed on the way */
     sha256_ctx *payload_hash;
-    sha256_ctx *raw_hash; /* a plain body's */
-    uint64_t raw_size, payload_size;
-    blob_header h; /* once finished */
+    uint64_t raw_size, payload_size; /* raw_size: a plain body's, as written */
+    blob_header h;                   /* once finished */
 };
 
 void versions_upload_free(content_upload *u)
@@ -30,7 +31,6 @@ void versions_upload_free(content_upload *u)
         u->w->ops->abort(u->w);
     sencoder_free(u->enc);
     sha256_free(u->payload_hash);
-    sha256_free(u->raw_hash);
     free(u);
 }
 
@@ -45,7 +45,7 @@ int versions_upload_begin(versions_svc *svc, enum scodec wire_codec, enum scodec
     u->passthrough = wire_codec != SCODEC_NONE;
     u->codec = u->passthrough ? wire_codec : store_codec;
     u->payload_hash = sha256_new(err);
-    if (u->payload_hash == NULL || (!u->passthrough && (u->raw_hash = sha256_new(err)) == NULL) ||
+    if (u->payload_hash == NULL ||
         (!u->passthrough && u->codec != SCODEC_NONE &&
          (u->enc = sencoder_new(u->codec, SCODEC_DEFAULT_LEVEL, SCODEC_SIZE_UNKNOWN, err)) ==
              NULL) ||
@@ -77,8 +77,6 @@ int versions_upload_write(content_upload *u, const void *data, size_t len, strat
         return serr_set(err, SERR_TOO_LARGE, "content exceeds the limit of %zu bytes",
                         u->svc->cfg.max_content);
     u->raw_size += len;
-    if (sha256_update(u->raw_hash, data, len, err) != 0)
-        return -1;
     if (u->enc == NULL)
         return write_payload(u, data, len, err);
     return sencoder_feed(u->enc, data, len, write_payload, u, err);
@@ -94,14 +92,13 @@ int versions_upload_finish(content_upload *u, uint64_t raw_size, const unsigned 
     memset(&u->h, 0, sizeof u->h);
     u->h.codec = u->codec;
     u->h.payload_size = u->payload_size;
-    if (u->passthrough) {
-        u->h.raw_size = raw_size;
-        memcpy(u->h.raw_sha256, raw_sha256, SHA256_LEN);
-    } else {
-        u->h.raw_size = u->raw_size;
-        if (sha256_final(u->raw_hash, u->h.raw_sha256, err) != 0)
-            return -1;
-    }
+    /* a plain body's bytes were all written here: the reader's count
+     * must be ours, or the hash would name other bytes than the blob's */
+    if (!u->passthrough && raw_size != u->raw_size)
+        return serr_set(err, SERR_INTERNAL, "an upload of %llu bytes finished as %llu",
+                        (unsigned long long)u->raw_size, (unsigned long long)raw_size);
+    u->h.raw_size = raw_size;
+    memcpy(u->h.raw_sha256, raw_sha256, SHA256_LEN);
     if (sha256_final(u->payload_hash, u->h.payload_sha256, err) != 0)
         return -1;
     *h = u->h;

@@ -60,13 +60,18 @@ typedef struct save_request {
     const json_t *envelope;
     const unsigned char *bytes; /* decoded content of a byte save */
     size_t len;
+    /* The SHA-256 of bytes when the caller took it already (the body
+     * reader hashes the content as it arrives), or NULL (versions_save
+     * hashes them). Trusted: it names the version and its blob. */
+    const unsigned char *bytes_sha256;
     const char *content_type;  /* of a byte save */
     const unsigned char *wire; /* the bytes as received, when encoded */
     size_t wire_len;
     enum scodec wire_codec; /* SCODEC_NONE when sent plain */
     const char *if_match;   /* If-Match header or NULL */
-    /* A streamed byte save: bytes is NULL; for an encoded body the raw
-     * size and hash come from the body reader (which decoded it). */
+    /* A streamed byte save: bytes is NULL; the raw size and hash of the
+     * (decoded) content come from the body reader, which hashed it as it
+     * arrived. */
     content_upload *upload;
     uint64_t upload_raw_size;
     const unsigned char *upload_raw_sha256;

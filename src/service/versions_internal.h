@@ -46,8 +46,10 @@ int versions_parse_version(const char *version, uint64_t *vkey, strata_error *er
 void versions_gone_or_missing(versions_svc *svc, const char *type, const char *id, uint64_t vkey,
                               const char *version, strata_error *err);
 
-/* Ends a streamed upload: the header of what was staged (raw size and
- * hash from the arguments for an encoded body, else computed). */
+/* Ends a streamed upload: the header of what was staged. raw_size and
+ * raw_sha256 are the decoded content's, from the body reader (which hashes
+ * every byte as it arrives, so the upload does not hash them again); for a
+ * plain body raw_size must equal the bytes written (SERR_INTERNAL). */
 int versions_upload_finish(content_upload *u, uint64_t raw_size, const unsigned char *raw_sha256,
                            blob_header *h, strata_error *err);
 /* Places a finished upload under hash_hex (claimed by the caller): a

@@ -2,7 +2,8 @@
  * content streamed from the blob store and verified as it passes (a
  * damaged blob ends the transfer short), and byte saves streamed into
  * the blob store as they arrive (shared, passed through, or dropped when
- * the client goes away). */
+ * the client goes away), each byte hashed once on the way in yet every
+ * stored blob named by and carrying the hashes of what it holds. */
 #include <check.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -13,6 +14,8 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "../../src/codec/blob_format.h"
+#include "../../src/codec/compress.h"
 #include "../../src/codec/sha256.h"
 #include "../../src/common/base64.h"
 #include "../support/harness.h"
@@ -469,6 +472,66 @@ START_TEST(hot_blobs_served_many_times_stay_correct)
 }
 END_TEST
 
+/* Whatever a client sends (plain or in any Content-Encoding, held or
+ * streamed), the blob is stored under the SHA-256 of the decoded content
+ * and its header carries that hash, the size and the payload's hash: the
+ * hashes taken as the body arrived are the content's. */
+START_TEST(stored_blobs_carry_the_contents_hashes)
+{
+    static const char *const encodings[] = {NULL, "zstd", "gzip", "lz4"};
+    static const enum scodec codecs[] = {SCODEC_NONE, SCODEC_ZSTD, SCODEC_GZIP, SCODEC_LZ4};
+    /* held in memory (past the 64K kept inline), and streamed even once
+     * compressed (16 letters: about half the size with entropy coding) */
+    static const size_t sizes[] = {300u << 10, 12u << 20};
+    for (size_t si = 0; si < 2; si++) {
+        for (size_t e = 0; e < 4; e++) {
+            size_t len = sizes[si];
+            unsigned char *data = text(len, (unsigned)(100 + si * 4 + e));
+            strata_buf wire;
+            strata_error err;
+            sbuf_init(&wire, 0);
+            if (codecs[e] == SCODEC_NONE)
+                ck_assert_int_eq(sbuf_append(&wire, data, len, &err), 0);
+            else
+                ck_assert_int_eq(
+                    scodec_compress(codecs[e], SCODEC_DEFAULT_LEVEL, data, len, &wire, &err), 0);
+            char ce[64], id[32], path[160];
+            snprintf(ce, sizeof ce, "Content-Encoding: %s", encodings[e] ? encodings[e] : "");
+            const char *hdrs[] = {"Content-Type: text/plain", encodings[e] ? ce : NULL, NULL};
+            snprintf(id, sizeof id, "h%zu-%zu", si, e);
+            snprintf(path, sizeof path, "/literature/%s/versions" LIT, id);
+            http_resp r;
+            long st = call("POST", path, hdrs, wire.data, wire.len, &r);
+            ck_assert_msg(st == 201, "%s (%zu bytes) answered %ld: %.300s", id, len, st, r.body);
+            char key[SHA256_HEX_LEN + 1], want[96];
+            blob_key(data, len, key);
+            snprintf(want, sizeof want, "\"checksum\":\"sha256:%s\"", key);
+            ck_assert_msg(strstr(r.body, want) != NULL, "%s: record without %s", id, want);
+            http_resp_free(&r);
+            strata_buf stored, raw;
+            sbuf_init(&stored, 0);
+            sbuf_init(&raw, 0);
+            ck_assert_msg(server_blob_read(&S, key, &stored) == 0, "%s: no blob %s", id, key);
+            blob_header h;
+            /* checks the header, the payload's hash and the raw hash */
+            ck_assert_msg(blob_decode(stored.data, stored.len, len, &raw, &h, &err) == 0, "%s: %s",
+                          id, err.detail);
+            char named[SHA256_HEX_LEN + 1];
+            sha256_to_hex(h.raw_sha256, named);
+            ck_assert_str_eq(named, key);
+            ck_assert_uint_eq(h.raw_size, len);
+            ck_assert_uint_eq(raw.len, len);
+            ck_assert_msg(memcmp(raw.data, data, len) == 0, "%s: other bytes stored", id);
+            sbuf_free(&raw);
+            sbuf_free(&stored);
+            sbuf_free(&wire);
+            free(data);
+        }
+    }
+    ck_assert_int_eq(server_blob_staged(&S), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("content");
@@ -480,6 +543,7 @@ int main(void)
     tcase_add_test(tc, repr_digest_names_what_was_sent);
     tcase_add_test(tc, a_damaged_blob_ends_the_transfer_short);
     tcase_add_test(tc, streamed_saves_share_and_pass_through);
+    tcase_add_test(tc, stored_blobs_carry_the_contents_hashes);
     suite_add_tcase(s, tc);
     TCase *hot = tcase_create("hot");
     tcase_add_checked_fixture(hot, start_small_l1, stop);
