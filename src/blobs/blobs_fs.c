@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,17 +14,25 @@
 #include <unistd.h>
 
 #include "../common/fsutil.h"
+#include "../common/hex.h"
 
 typedef struct fs_blobs {
     blob_store base;
     char dir[PATH_MAX - 80];
+    /* fan-out directories (ab: 256, ab/cd: 65,536) this process has seen
+     * synced into their parents, one bit each */
+    _Atomic uint64_t synced1[256 / 64];
+    _Atomic uint64_t synced2[65536 / 64];
 } fs_blobs;
 
 /* Makes fan-out directory `dir` in `parent` unless it exists (and parent
- * too, should it have gone). A directory made here is synced into its
- * parent: the blob's own directory sync makes its entry durable, not the
- * path to it. */
-static int make_fanout_dir(const char *parent, const char *dir, strata_error *err)
+ * too, should it have gone), and syncs it into its parent once per
+ * process (bit `ix` of `synced`): the blob's own directory sync makes its
+ * entry durable, not the path to it. Also when it existed: another
+ * process sharing the directory may have made it and not synced it yet,
+ * and a blob acknowledged here must not hang on that process's sync. */
+static int make_fanout_dir(const char *parent, const char *dir, _Atomic uint64_t *synced,
+                           unsigned ix, strata_error *err)
 {
     int rc = mkdir(dir, 0755);
     if (rc != 0 && errno == ENOENT) {
@@ -30,17 +40,20 @@ static int make_fanout_dir(const char *parent, const char *dir, strata_error *er
             return -1;
         rc = mkdir(dir, 0755);
     }
-    if (rc != 0) {
-        if (errno == EEXIST)
-            return 0;
+    if (rc != 0 && errno != EEXIST)
         return serr_set(err, fs_errno_kind(errno), "cannot create a blob directory: %s",
                         strerror(errno));
-    }
-    return fs_sync_dir(parent, err);
+    uint64_t bit = UINT64_C(1) << (ix % 64);
+    if (rc != 0 && (atomic_load_explicit(&synced[ix / 64], memory_order_acquire) & bit))
+        return 0;
+    if (fs_sync_dir(parent, err) != 0)
+        return -1;
+    atomic_fetch_or_explicit(&synced[ix / 64], bit, memory_order_release);
+    return 0;
 }
 
 /* DIR/ab/cd/abcd...: two levels of 256 fan-out keep directories small. */
-static int blob_path(const fs_blobs *b, const char *key, char *out, size_t cap, bool make_dirs,
+static int blob_path(fs_blobs *b, const char *key, char *out, size_t cap, bool make_dirs,
                      strata_error *err)
 {
     if (!blob_key_valid(key))
@@ -48,7 +61,10 @@ static int blob_path(const fs_blobs *b, const char *key, char *out, size_t cap, 
     char d1[PATH_MAX], d[PATH_MAX];
     snprintf(d1, sizeof d1, "%s/%.2s", b->dir, key);
     snprintf(d, sizeof d, "%s/%.2s/%.2s", b->dir, key, key + 2);
-    if (make_dirs && (make_fanout_dir(b->dir, d1, err) != 0 || make_fanout_dir(d1, d, err) != 0))
+    unsigned char fan[2];
+    hex_decode(key, 2, fan); /* (a valid key is hex: checked above) */
+    if (make_dirs && (make_fanout_dir(b->dir, d1, b->synced1, fan[0], err) != 0 ||
+                      make_fanout_dir(d1, d, b->synced2, (unsigned)fan[0] << 8 | fan[1], err) != 0))
         return -1;
     if (snprintf(out, cap, "%s/%s", d, key) >= (int)cap)
         return serr_set(err, SERR_INVALID, "blob path too long");

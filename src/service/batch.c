@@ -118,6 +118,10 @@ int batch_run(versions_svc *vs, const json_t *body, json_t **results, strata_err
         return serr_set(err, SERR_TOO_LARGE, "a batch holds at most %d operations",
                         BATCH_MAX_OPERATIONS);
     store *st = versions_store(vs);
+    if (!(st->ops->caps & STORE_CAP_TRANSACTIONS)) /* (both stores have them today) */
+        return serr_set(err, SERR_UNAVAILABLE,
+                        "batches need a store with transactions; the %s store has none",
+                        st->ops->name);
     struct batch_job b = {.vs = vs, .ops = ops, .n = n};
     b.done = calloc(n, sizeof *b.done);
     b.out = json_array();

@@ -86,9 +86,11 @@ int mg_migrate(mongo_store *s, strata_error *err)
         rc = serr_set(err, SERR_IO, "store: the schema version document is missing");
     if (rc == 0) {
         int64_t version = bs_i64(&doc, "version");
-        if (version < 1 || version > SCHEMA_VERSION)
+        /* no release wrote another layout: version 1 (one document per
+         * vocabulary) came only from development builds, and is not read */
+        if (version != SCHEMA_VERSION)
             rc = serr_set(err, SERR_IO,
-                          "store: schema version %lld is not one this build knows (1-%d)",
+                          "store: schema version %lld is not the one this build knows (%d)",
                           (long long)version, SCHEMA_VERSION);
         bson_destroy(&doc);
     }
