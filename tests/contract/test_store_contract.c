@@ -26,6 +26,7 @@
  * database strata_sc. */
 #include <check.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1589,8 +1590,8 @@ typedef struct aon {
     char ids[AON_HEADS][STORE_ID_MAX + 1];
     char prefix[40];
     int round;
-    volatile int done;
-    int reads, torn, errors;
+    atomic_int done, reads; /* shared by the writer and the reader */
+    int torn, errors;       /* the reader's (read after the join) */
     char detail[STRATA_ERR_DETAIL_MAX + 2 * STORE_ID_MAX + 64];
 } aon;
 
@@ -1616,7 +1617,7 @@ static int aon_body(store_txn *txn, void *ctx, strata_error *err)
 static void *aon_reader(void *arg)
 {
     aon *a = arg;
-    while (!a->done) {
+    while (!atomic_load(&a->done)) {
         int seen[AON_HEADS];
         for (int i = 0; i < AON_HEADS; i++) {
             store_version v;
@@ -1631,7 +1632,7 @@ static void *aon_reader(void *arg)
             seen[i] = r != NULL ? atoi(r + 1) : -2;
             store_version_clear(&v);
         }
-        a->reads++;
+        atomic_fetch_add(&a->reads, 1);
         for (int i = 1; i < AON_HEADS; i++)
             if (seen[i] < seen[i - 1] && a->torn++ == 0)
                 snprintf(a->detail, sizeof a->detail, "torn: %s saw round %d, then %s round %d",
@@ -1658,13 +1659,13 @@ START_TEST(a_transaction_is_seen_all_or_none)
         if (S->ops->transact(S, aon_body, &a, &err) != 0 && failed++ == 0)
             snprintf(first, sizeof first, "%s", err.detail);
     }
-    while (a.reads < 5) /* a reader slower than every round still reads */
+    while (atomic_load(&a.reads) < 5) /* a reader slower than every round still reads */
         sleep_ms(5);
-    a.done = 1;
+    atomic_store(&a.done, 1);
     pthread_join(th, NULL);
     ck_assert_msg(failed == 0, "%d rounds failed; the first: %s", failed, first);
     ck_assert_msg(a.torn == 0 && a.errors == 0, "%d torn and %d failed of %d reads; %s", a.torn,
-                  a.errors, a.reads, a.detail);
+                  a.errors, atomic_load(&a.reads), a.detail);
     for (int i = 0; i < AON_HEADS; i++)
         ck_assert_uint_eq(check_chain("trie", a.ids[i]), AON_ROUNDS);
 }
@@ -1756,7 +1757,7 @@ END_TEST
 typedef struct slow_ctx {
     int calls;
     const char *id;
-    volatile int started;
+    atomic_int started; /* set by the transaction's body, read by the waiter */
 } slow_ctx;
 
 static int slow_body(store_txn *txn, void *ctx, strata_error *err)
@@ -1766,7 +1767,7 @@ static int slow_body(store_txn *txn, void *ctx, strata_error *err)
     store_head h;
     if (S->ops->get_head(S, txn, "trie", c->id, &h, err) != 0)
         return -1;
-    c->started = 1;
+    atomic_store(&c->started, 1);
     sleep_ms(4500); /* beyond any waiter's grace (mongo: MH_GRACE_MS) */
     store_version v;
     mkv(&v, "trie", c->id, semver_next(h.max_vkey, BUMP_PATCH), c->id);
@@ -1784,7 +1785,7 @@ typedef struct waiter_ctx {
 static void *wait_and_put(void *arg)
 {
     waiter_ctx *w = arg;
-    while (!w->slow->started)
+    while (!atomic_load(&w->slow->started))
         sleep_ms(10);
     sleep_ms(200);
     strata_error err;
