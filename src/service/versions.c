@@ -383,11 +383,14 @@ int versions_get_rendered(versions_svc *svc, const char *type, const char *id, c
     if (kept == &mine->memo) {
         out->r = mine;
         out->hold = cv;
-    } else if (kept != NULL) { /* another reader rendered the copy first */
+    } else if (kept != NULL &&
+               strcmp(((const rendered_record *)(const void *)kept)->type, type) == 0 &&
+               strcmp(((const rendered_record *)(const void *)kept)->id, id) == 0) {
+        /* another reader rendered the copy first (checked as above) */
         rendered_free(&mine->memo);
         out->r = (const rendered_record *)(const void *)kept;
         out->hold = cv;
-    } else { /* for this read alone */
+    } else { /* for this read alone (no memo kept, or one that failed the check) */
         cache_value_unref(cv);
         out->r = mine;
         out->own = mine;

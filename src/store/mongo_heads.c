@@ -580,6 +580,18 @@ int mh_decide(mg *m, const char *vid, bool ok, bool *ok_out, strata_error *err)
     return 0;
 }
 
+bool mh_block_key(mg *m, const char *type, const char *id, uint64_t vkey, const char *vid)
+{
+    strata_error e2;
+    char hid[MG_HID_MAX];
+    mk_head_id(hid, sizeof hid, type, id);
+    bson_t *blk = BCON_NEW("_id", BCON_UTF8(vid), "t", BCON_UTF8(""), "i", BCON_UTF8(hid), "k",
+                           BCON_INT64((int64_t)vkey));
+    bool blocked = mg_insert(m, MC_VERSIONS, blk, "store: block a key", &e2) == 0;
+    bson_destroy(blk);
+    return blocked;
+}
+
 /* After a void: takes the dead reservation's key out of use for good, as
  * its writer's abort_put would have. Its document (if it got that far:
  * only its writer, named by the nonce in w, writes at that _id) and its
@@ -600,13 +612,7 @@ static bool block_voided_key(mg *m, const char *type, const char *id, const mhea
                           BCON_INT64((int64_t)h->pend), "w", BCON_UTF8(h->nonce));
     mg_delete(m, MC_DEPS, df, true, NULL, "store: drop voided dependencies", &e2);
     bson_destroy(df);
-    char hid[MG_HID_MAX];
-    mk_head_id(hid, sizeof hid, type, id);
-    bson_t *blk = BCON_NEW("_id", BCON_UTF8(vid), "t", BCON_UTF8(""), "i", BCON_UTF8(hid), "k",
-                           BCON_INT64((int64_t)h->pend));
-    bool blocked = mg_insert(m, MC_VERSIONS, blk, "store: block a voided key", &e2) == 0;
-    bson_destroy(blk);
-    return blocked;
+    return mh_block_key(m, type, id, h->pend, vid);
 }
 
 /* Decides a reservation whose writer seems gone, racing the writer's own

@@ -310,6 +310,11 @@ void mh_visible_filter(bson_t *filter, const mhead *h, uint64_t lt, uint64_t gt)
 void mh_latest_fields(bson_t *set, const bson_t *vdoc);
 /* Appends to set the head's holes with vkey added / removed. */
 void mh_holes_plus(bson_t *set, const mhead *h, uint64_t vkey);
+/* Puts a blocker (t "", i the head's id) at version _id vid of key vkey,
+ * so that no version document can ever appear there (nor be read as one).
+ * True when it stands now; false when a document holds the _id or the
+ * server failed. */
+bool mh_block_key(mg *m, const char *type, const char *id, uint64_t vkey, const char *vid);
 void mh_holes_minus(bson_t *set, const mhead *h, uint64_t vkey);
 /* Appends to set the head's owed removals (from its view doc) with
  * (vkey, by) added. */

@@ -205,12 +205,7 @@ static void abort_put(mg *m, const store_version *v, const char *nonce)
     bson_t *f = BCON_NEW("_id", BCON_UTF8(vid));
     mg_delete(m, MC_VERSIONS, f, false, NULL, "store: drop version", &e2);
     bson_destroy(f);
-    char hid[MG_HID_MAX];
-    mk_head_id(hid, sizeof hid, v->type, v->id);
-    bson_t *blk = BCON_NEW("_id", BCON_UTF8(vid), "t", BCON_UTF8(""), "i", BCON_UTF8(hid), "k",
-                           BCON_INT64((int64_t)v->vkey));
-    bool clean = mg_insert(m, MC_VERSIONS, blk, "store: block a key", &e2) == 0;
-    bson_destroy(blk);
+    bool clean = mh_block_key(m, v->type, v->id, v->vkey, vid);
     bson_t *df = BCON_NEW("ft", BCON_UTF8(v->type), "fi", BCON_UTF8(v->id), "fk",
                           BCON_INT64((int64_t)v->vkey), "w", BCON_UTF8(nonce));
     mg_delete(m, MC_DEPS, df, true, NULL, "store: drop dependencies", &e2);
