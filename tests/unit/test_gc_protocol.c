@@ -509,7 +509,9 @@ START_TEST(a_key_left_doomed_by_a_dead_collector_is_finished_by_the_next_run)
     strata_error err;
     bool held = false, doomed = false;
     uint64_t dead_token = 0;
-    ck_assert_int_eq(st->ops->lease_acquire(st, MAINTENANCE_LEASE, "dead-node:1:0", 300, &held,
+    /* 3 s: long enough that the checks below run inside it on a loaded
+     * machine under ThreadSanitizer (300 ms was not) */
+    ck_assert_int_eq(st->ops->lease_acquire(st, MAINTENANCE_LEASE, "dead-node:1:0", 3000, &held,
                                             &dead_token, NULL, &err),
                      0);
     ck_assert(held);
@@ -525,7 +527,7 @@ START_TEST(a_key_left_doomed_by_a_dead_collector_is_finished_by_the_next_run)
     json_t *report = NULL;
     ck_assert_int_eq(gc_run(vs, 0, false, &report, &err), -1);
     ck_assert_int_eq(err.kind, SERR_CONFLICT);
-    sleep_ms(450); /* the lease lapses */
+    sleep_ms(3200); /* the lease lapses */
     ck_assert_msg(!bg_done(&s), "the save did not wait (rc %d: %s)", s.rc, s.err.detail);
     uint64_t token = 0;
     ck_assert(is_doomed(key, &token));
