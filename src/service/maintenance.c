@@ -19,6 +19,7 @@ struct maintenance {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopping;
+    uint64_t token; /* the lease's fencing token when this node last held it */
 };
 
 static void run_once(maintenance *m)
@@ -33,6 +34,14 @@ static void run_once(maintenance *m)
     }
     if (!held)
         return; /* another node runs maintenance now */
+    if (token != m->token) {
+        /* each taking of the lease gets a new token: an operator (and the
+         * cluster test) reads from these lines which node ran maintenance
+         * when, and that it moved when its holder died */
+        slog_info("maintenance lease taken: token %llu, holder %s", (unsigned long long)token,
+                  node_id());
+        m->token = token;
+    }
     size_t caught_up = 0;
     if (trees_sweep(m->trees, &caught_up, &err) != 0)
         slog_warn("tree sweep failed: %s", err.detail);

@@ -32,8 +32,23 @@
  * process's maintenance lease lapses after 15 s), STRATA_MP_MIN_RATE (10:
  * the fewest acknowledged saves per second of the run that prove anything;
  * a slower store, such as FerretDB's, is given a lower floor), STRATA_TEST_SEED,
- * STRATA_KEEP_LOGS (keep the servers' logs, with their access logs). The
- * summary line goes to stdout; failures to stderr, with the logs kept. */
+ * STRATA_KEEP_LOGS (keep the servers' logs, with their access logs),
+ * STRATA_MP_READERS (2, at most 8), STRATA_MP_KILL_JITTER (1; 0: a kill
+ * exactly every STRATA_MP_KILL_S). The summary line goes to stdout;
+ * failures to stderr, with the logs kept.
+ *
+ * Cluster mode (STRATA_MP_CLUSTER=1; the 'cluster' suite): the processes
+ * are the nodes scripts/cluster starts over FerretDB, redis-server and
+ * versitygw (mp_cluster.h; STRATA_CLUSTER_SCRIPTS names scripts/), and
+ * every request goes through its nginx half the time. The first kill is
+ * of the maintenance lease's holder; redis-server is restarted (empty) at
+ * 40% of the run and versitygw stopped for 5 s at 60%. Writers also PUT
+ * and DELETE cache entries of their own and read them back on any node.
+ * Checked besides 1-4: 5. no cache read answers a value older than an
+ * acknowledged PUT or DELETE of its key; 6. no maintenance lease token is
+ * taken by two nodes (their logs), and the lease moved when its holder was
+ * killed. 503s while a server is down are expected; an nginx 503 (no node
+ * answered: it may have committed) leaves the outcome unknown. */
 #include <check.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -50,6 +65,7 @@
 
 #include "../../src/codec/sha256.h"
 #include "../support/harness.h"
+#include "mp_cluster.h"
 
 #define WRITERS    8
 #define MAXP       16
@@ -143,6 +159,11 @@ static int NP;
 static pthread_mutex_t procs_mu = PTHREAD_MUTEX_INITIALIZER;
 static char data_dir[256];
 static const char *server_args[16];
+/* cluster mode (STRATA_MP_CLUSTER=1): the processes are scripts/cluster's
+ * nodes, and half the requests go through its nginx, LB */
+static bool cluster;
+static mp_cluster CL;
+static test_server LB;
 
 /* A copy of process i when it is up. */
 static bool proc_get(int i, test_server *out)
@@ -206,6 +227,28 @@ static unsigned rnd(unsigned *seed)
 }
 
 /* "1.2.3" as one comparable number; 0 when not a version */
+/* Where a request for process p goes: p, or in cluster mode nginx half
+ * the time (it passes the request to any live node). false: p is down. */
+static bool route(int p, unsigned *seed, test_server *out, bool *via_lb)
+{
+    bool lb = cluster && rnd(seed) % 2 == 0;
+    if (via_lb != NULL)
+        *via_lb = lb;
+    if (lb) {
+        *out = LB;
+        return true;
+    }
+    return proc_get(p, out);
+}
+
+/* nginx's own 503: no node answered, or the node died under the request
+ * (it may have committed it first: the outcome is unknown) */
+static bool lb_gave_up(bool via_lb, const http_resp *r)
+{
+    return via_lb && r->status == 503 && r->body != NULL &&
+           strstr(r->body, "no Strata node answered") != NULL;
+}
+
 static uint64_t vkey_of(const char *v)
 {
     unsigned a, b, c;
@@ -249,6 +292,9 @@ static atomic_long n_unknown, n_sent;
 static atomic_long n_verified, n_gone_ok, n_lost, n_changed, n_undeleted, n_del_checked;
 static atomic_long n_latest_checks, n_latest_bad, n_master_checks, n_master_bad;
 static atomic_long n_errors; /* anything else the checks refuse */
+/* cluster mode: 503s while a server was down (no other failure is one),
+ * and the cache entries' checks */
+static atomic_long n_unavailable, n_cache_put, n_cache_del, n_cache_reads, n_cache_stale;
 static atomic_long status_hist[600];
 static atomic_int stop_writers;
 
@@ -467,6 +513,10 @@ typedef struct writer_ctx {
     own mine[OWN_MAX]; /* versions this writer saw acknowledged, to delete */
     int nmine;
     char last[24]; /* the version of the last 201 */
+    bool via_lb;   /* the last request went through nginx */
+    long cache_seq;
+    long cache_acked[4]; /* per cache key: the seq of the last acknowledged PUT or DELETE */
+    long cache_tried[4]; /* and of the last one sent, answered or not */
 } writer_ctx;
 
 static atomic_int child_master[NCHILD]; /* a hint: the master last seen, -1 none */
@@ -493,7 +543,7 @@ static int send_req(writer_ctx *x, const char *method, const char *path, const c
             return -2;
         test_server s;
         int p = pick_live(x->w % NP, -1);
-        if (p < 0 || !proc_get(p, &s)) {
+        if (p < 0 || !route(p, &x->seed, &s, &x->via_lb)) {
             sleep_ms(20);
             continue;
         }
@@ -502,7 +552,12 @@ static int send_req(writer_ctx *x, const char *method, const char *path, const c
             return -1;
         }
         count_status(r->status);
-        *pi = p;
+        if (lb_gave_up(x->via_lb, r)) {
+            http_resp_free(r);
+            atomic_fetch_add(&n_unknown, 1);
+            return -1;
+        }
+        *pi = p; /* (through nginx: any node) */
         return 0;
     }
 }
@@ -519,13 +574,20 @@ static void freshness(writer_ctx *x, int res, uint64_t vkey, const char *version
                                     saved_on)
                         : pick_live(0, -1);
         test_server s;
-        if (q < 0 || !proc_get(q, &s)) {
+        if (q < 0 || !route(q, &x->seed, &s, NULL)) {
             sleep_ms(20);
             continue;
         }
         http_resp r;
         if (http_client_do(x->c, &s, "GET", path, NULL, NULL, 0, &r) != 0)
             continue; /* q was killed under the read: another one */
+        if (cluster && r.status == 503) {
+            /* the blob store stopped, or no node answered nginx: again */
+            http_resp_free(&r);
+            atomic_fetch_add(&n_unavailable, 1);
+            sleep_ms(100);
+            continue;
+        }
         atomic_fetch_add(&n_fresh, 1);
         json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
         const char *got = r.status == 200 ? vi_field(j, "version") : NULL;
@@ -769,8 +831,12 @@ static void delete_version(writer_ctx *x, int res, const char *version)
         del_end(di, rc == -1 ? D_UNKNOWN : D_VOID);
         return;
     }
-    /* a 5xx may have come after the commit */
-    del_end(di, r.status == 204 ? D_DONE : r.status >= 500 ? D_UNKNOWN : D_VOID);
+    /* a 5xx may have come after the commit; through nginx, a 404 or 410
+     * may answer its retry of a DELETE that took effect on a node that
+     * died before it answered */
+    del_end(di, r.status == 204                                                          ? D_DONE
+                : r.status >= 500 || (x->via_lb && (r.status == 404 || r.status == 410)) ? D_UNKNOWN
+                                                                                         : D_VOID);
     if (r.status == 204)
         atomic_fetch_add(&n_del_version, 1);
     http_resp_free(&r);
@@ -799,7 +865,9 @@ static void op_delete_resource(writer_ctx *x)
         del_end(di, rc == -1 ? D_UNKNOWN : D_VOID);
         return;
     }
-    del_end(di, r.status == 200 ? D_DONE : r.status >= 500 ? D_UNKNOWN : D_VOID);
+    del_end(di, r.status == 200                                                          ? D_DONE
+                : r.status >= 500 || (x->via_lb && (r.status == 404 || r.status == 410)) ? D_UNKNOWN
+                                                                                         : D_VOID);
     if (r.status == 200)
         atomic_fetch_add(&n_del_resource, 1);
     http_resp_free(&r);
@@ -853,7 +921,7 @@ static void op_read(writer_ctx *x)
     int res = (int)(rnd(&x->seed) % NRES);
     int q = pick_live((int)(rnd(&x->seed) % (unsigned)NP), -1);
     test_server s;
-    if (q < 0 || !proc_get(q, &s))
+    if (q < 0 || !route(q, &x->seed, &s, NULL))
         return;
     char path[128];
     if (R[res].type[0] == 'l' && rnd(&x->seed) % 3 == 0)
@@ -863,6 +931,68 @@ static void op_read(writer_ctx *x)
     http_resp r;
     if (http_client_do(x->c, &s, "GET", path, NULL, NULL, 0, &r) == 0)
         http_resp_free(&r);
+}
+
+/* Cluster mode: cache entries of the writer's own (PUT or DELETE on any
+ * node, then GET on any node). Each value names the sequence number of the
+ * write that put it; once a PUT or DELETE of sequence A is acknowledged,
+ * no node may answer a value older than A (a miss is allowed: a cache may
+ * lose entries, as when redis-server restarts empty). */
+#define CKEYS 4
+
+static long cache_value_seq(const http_resp *r, int w, int k)
+{
+    char want[32], got[64];
+    int n = snprintf(want, sizeof want, "w%d-k%d-", w, k);
+    size_t len = r->body_len < sizeof got - 1 ? r->body_len : sizeof got - 1;
+    memcpy(got, r->body ? r->body : "", len);
+    got[len] = '\0';
+    if (strncmp(got, want, (size_t)n) != 0)
+        return -1;
+    return strtol(got + n, NULL, 10);
+}
+
+static void op_cache(writer_ctx *x)
+{
+    static const char *const OCTET[] = {"Content-Type: application/octet-stream", NULL};
+    int k = (int)(rnd(&x->seed) % CKEYS);
+    char path[96], value[48];
+    snprintf(path, sizeof path, "/cache/default/mp-w%d-k%d", x->w, k);
+    long seq = ++x->cache_seq;
+    x->cache_tried[k] = seq;
+    bool is_del = rnd(&x->seed) % 4 == 0;
+    http_resp r;
+    int p;
+    int len = snprintf(value, sizeof value, "w%d-k%d-%ld", x->w, k, seq);
+    int rc = is_del ? send_req(x, "DELETE", path, NULL, NULL, 0, &r, &p)
+                    : send_req(x, "PUT", path, OCTET, value, (size_t)len, &r, &p);
+    if (rc != 0)
+        return;
+    if (r.status / 100 == 2 || (is_del && r.status == 404)) {
+        x->cache_acked[k] = seq;
+        atomic_fetch_add(is_del ? &n_cache_del : &n_cache_put, 1);
+    }
+    http_resp_free(&r);
+    /* and read on a node */
+    int q = pick_live((int)(rnd(&x->seed) % (unsigned)NP), -1);
+    test_server s;
+    if (q < 0 || !route(q, &x->seed, &s, NULL) ||
+        http_client_do(x->c, &s, "GET", path, NULL, NULL, 0, &r) != 0)
+        return;
+    atomic_fetch_add(&n_cache_reads, 1);
+    if (r.status == 200) {
+        long v = cache_value_seq(&r, x->w, k);
+        if (v < 0 || v > x->cache_tried[k])
+            report(&n_errors, "GET %s answers a value never put: %.60s", path, r.body);
+        else if (v < x->cache_acked[k])
+            report(&n_cache_stale,
+                   "stale cache entry: GET %s on process %d answers the value of write %ld after "
+                   "write %ld was acknowledged",
+                   path, q, v, x->cache_acked[k]);
+    } else if (r.status != 404 && r.status != 503) {
+        report(&n_errors, "GET %s on process %d answers %ld: %.200s", path, q, r.status, r.body);
+    }
+    http_resp_free(&r);
 }
 
 static void *writer(void *arg)
@@ -889,6 +1019,8 @@ static void *writer(void *arg)
             op_attach(x);
         else if (op < 80)
             op_detach(x);
+        else if (cluster && op < 88)
+            op_cache(x);
         else
             op_read(x);
     }
@@ -930,7 +1062,7 @@ static void *auditor(void *arg)
         pthread_mutex_unlock(&book_mu);
         int q = pick_live((int)(rnd(&seed) % (unsigned)NP), -1);
         test_server s;
-        if (!have || q < 0 || !proc_get(q, &s)) {
+        if (!have || q < 0 || !route(q, &seed, &s, NULL)) {
             sleep_ms(10);
             continue;
         }
@@ -959,6 +1091,8 @@ static void *auditor(void *arg)
                        "LOST during the run: GET %s on process %d answers %ld, %.1f s after the "
                        "save was acknowledged, with no delete that could remove it: %.200s",
                        path, q, r.status, (double)(now_ns() - a.t_done) / 1e9, r.body);
+        } else if (cluster && r.status == 503) {
+            atomic_fetch_add(&n_unavailable, 1);
         } else {
             report(&n_errors, "GET %s on process %d answers %ld: %.200s", path, q, r.status,
                    r.body);
@@ -985,12 +1119,14 @@ static void *collector(void *arg)
         int q = pick_live((int)(rnd(&seed) % (unsigned)NP), -1);
         test_server s;
         http_resp r;
-        if (q >= 0 && proc_get(q, &s) &&
+        if (q >= 0 && route(q, &seed, &s, NULL) &&
             http_client_do(c, &s, "POST", "/admin/gc", NULL, NULL, 0, &r) == 0) {
             if (r.status == 200)
                 atomic_fetch_add(&n_gc_runs, 1);
             else if (r.status == 409)
                 atomic_fetch_add(&n_gc_busy, 1);
+            else if (cluster && r.status == 503)
+                atomic_fetch_add(&n_unavailable, 1);
             else
                 report(&n_errors, "POST /admin/gc on process %d answers %ld: %.200s", q, r.status,
                        r.body);
@@ -1007,7 +1143,8 @@ static void *collector(void *arg)
 /* A read that loads a latest record while another process commits a newer
  * one is what could leave a stale copy behind: the writers' own resources,
  * mostly the ones being saved, are read without pause on every process. */
-#define READERS 2
+#define MAX_READERS 8
+static int n_readers = 2;
 
 static atomic_long n_reads;
 
@@ -1022,7 +1159,7 @@ static void *reader(void *arg)
             res = atomic_load(&hot[w]);
         int q = pick_live((int)(rnd(&seed) % (unsigned)NP), -1);
         test_server s;
-        if (q < 0 || !proc_get(q, &s)) {
+        if (q < 0 || !route(q, &seed, &s, NULL)) {
             sleep_ms(10);
             continue;
         }
@@ -1104,7 +1241,7 @@ static void restart(int i)
 {
     test_server s = P[i].s; /* only this thread changes a process */
     for (int attempt = 0; attempt < 5; attempt++) {
-        if (server_restart(&s, server_args) == 0) {
+        if (cluster ? mp_cluster_restart(&CL, i, &s) == 0 : server_restart(&s, server_args) == 0) {
             set_up(i, &s);
             atomic_fetch_add(&n_restarts, 1);
             return;
@@ -1123,7 +1260,7 @@ static void watch_deaths(void)
         test_server s = P[i].s;
         if (!proc_get(i, &s))
             continue;
-        int code = server_reap(&s);
+        int code = cluster ? (mp_cluster_alive(&s) ? -1 : 1) : server_reap(&s);
         if (code < 0)
             continue;
         set_down(i);
@@ -1135,12 +1272,31 @@ static void watch_deaths(void)
     }
 }
 
+/* In cluster mode the first kill is of the maintenance lease's holder (its
+ * logs show the lease moving on), the others of any node. */
+static atomic_long n_holder_kills, n_redis_restarts, n_s3_stops;
+
 static void kill_one(unsigned *seed)
 {
     int i = (int)(rnd(seed) % (unsigned)NP);
+    if (cluster && atomic_load(&n_kills) == 0) {
+        test_server nodes[MAXP];
+        mp_lease_history h;
+        pthread_mutex_lock(&procs_mu);
+        for (int k = 0; k < NP; k++)
+            nodes[k] = P[k].s;
+        pthread_mutex_unlock(&procs_mu);
+        int holder =
+            mp_cluster_lease_history(&CL, &h) == 0 ? mp_cluster_node_of(nodes, NP, h.holder) : -1;
+        if (holder >= 0) {
+            i = holder;
+            atomic_fetch_add(&n_holder_kills, 1);
+        }
+    }
     test_server s = P[i].s;
     set_down(i);
-    if (server_kill9(&s) != 0)
+    bool died_before = cluster && !mp_cluster_alive(&s);
+    if ((cluster ? mp_cluster_kill(&CL, i) : server_kill9(&s)) != 0 || died_before)
         report(&n_deaths, "process %d had died before its kill -9 (log %s)", i, s.log_path);
     pthread_mutex_lock(&procs_mu);
     P[i].s = s;
@@ -1149,9 +1305,11 @@ static void kill_one(unsigned *seed)
     restart(i);
 }
 
-static int64_t next_kill_at(unsigned *seed, int kill_s)
+/* kill_s later, ±50% at random, or exactly with STRATA_MP_KILL_JITTER=0 */
+static int64_t next_kill_at(unsigned *seed, int kill_s, bool jitter)
 {
-    int64_t ms = kill_s * 500 + (int64_t)(rnd(seed) % (unsigned)(kill_s * 1000 + 1));
+    int64_t ms = jitter ? kill_s * 500 + (int64_t)(rnd(seed) % (unsigned)(kill_s * 1000 + 1))
+                        : (int64_t)kill_s * 1000;
     return now_ns() + ms * 1000000;
 }
 
@@ -1542,12 +1700,18 @@ START_TEST(processes_sharing_a_data_directory_lose_nothing_and_agree)
     int kill_s = env_int("STRATA_MP_KILL_S", 10);
     int settle_s = env_int("STRATA_MP_SETTLE_S", 20);
     int min_rate = env_int("STRATA_MP_MIN_RATE", 10);
+    bool jitter = env_int("STRATA_MP_KILL_JITTER", 1) != 0;
+    cluster = env_int("STRATA_MP_CLUSTER", 0) != 0;
+    n_readers = env_int("STRATA_MP_READERS", 2);
+    ck_assert_msg(n_readers >= 1 && n_readers <= MAX_READERS, "STRATA_MP_READERS must be 1 to %d",
+                  MAX_READERS);
     unsigned seed = (unsigned)env_int("STRATA_TEST_SEED", (int)time(NULL));
     ck_assert_msg(NP >= 1 && NP <= MAXP, "STRATA_MP_PROCS must be 1 to %d", MAXP);
     ck_assert_int_ge(seconds, 1);
     ck_assert_int_ge(kill_s, 0);
-    fprintf(stderr, "multiproc: %d processes, %d s, a kill every %d s on average, seed %u\n", NP,
-            seconds, kill_s, seed);
+    fprintf(stderr, "multiproc: %d %s, %d s, a kill every %d s%s, seed %u\n", NP,
+            cluster ? "cluster nodes behind nginx" : "processes", seconds, kill_s,
+            jitter ? " on average" : "", seed);
     make_resources();
     for (int w = 0; w < WRITERS; w++)
         atomic_store(&hot[w], own_dict(w, 0));
@@ -1568,16 +1732,27 @@ START_TEST(processes_sharing_a_data_directory_lose_nothing_and_agree)
     }
     server_args[a] = NULL;
 
-    /* process 0 makes the data directory; the others share it */
-    bool started = server_start(&P[0].s, server_args) == 0;
-    snprintf(data_dir, sizeof data_dir, "%s", P[0].s.data_dir);
-    P[0].up = started;
-    for (int i = 1; i < NP && started; i++)
-        P[i].up = started = server_start_shared(&P[i].s, data_dir, server_args) == 0;
+    bool started;
+    if (cluster) {
+        /* scripts/cluster: the servers, the nodes on them, nginx */
+        test_server nodes[MAXP];
+        started = mp_cluster_start(&CL, NP, server_args, nodes, &LB) == 0;
+        for (int i = 0; i < NP && started; i++) {
+            P[i].s = nodes[i];
+            P[i].up = true;
+        }
+    } else {
+        /* process 0 makes the data directory; the others share it */
+        started = server_start(&P[0].s, server_args) == 0;
+        snprintf(data_dir, sizeof data_dir, "%s", P[0].s.data_dir);
+        P[0].up = started;
+        for (int i = 1; i < NP && started; i++)
+            P[i].up = started = server_start_shared(&P[i].s, data_dir, server_args) == 0;
+    }
     bool seeded = started && seed_trees();
 
     int64_t t_begin = now_ns(), t_end = t_begin + (int64_t)seconds * 1000000000;
-    pthread_t th[WRITERS], audit_th, gc_th, read_th[READERS];
+    pthread_t th[WRITERS], audit_th, gc_th, read_th[MAX_READERS];
     static writer_ctx ctx[WRITERS];
     if (seeded) {
         for (int i = 0; i < WRITERS; i++) {
@@ -1590,20 +1765,45 @@ START_TEST(processes_sharing_a_data_directory_lose_nothing_and_agree)
         pthread_create(&audit_th, NULL, auditor, &aseed);
         unsigned gseed = seed ^ 0x9e3779b9u;
         pthread_create(&gc_th, NULL, collector, &gseed);
-        unsigned rseed[READERS];
-        for (int i = 0; i < READERS; i++) {
+        unsigned rseed[MAX_READERS];
+        for (int i = 0; i < n_readers; i++) {
             rseed[i] = seed ^ (unsigned)(i * 40503 + 7);
             pthread_create(&read_th[i], NULL, reader, &rseed[i]);
         }
         /* kill -9 one process at random every kill_s (±50%), restart it */
         unsigned kseed = seed * 7919u + 1;
-        int64_t next_kill = kill_s > 0 ? next_kill_at(&kseed, kill_s) : INT64_MAX;
+        int64_t next_kill = kill_s > 0 ? next_kill_at(&kseed, kill_s, jitter) : INT64_MAX;
+        /* cluster mode: redis-server restarted (empty) at 40% of the run,
+         * versitygw stopped for 5 s at 60% */
+        int64_t redis_at = cluster ? t_begin + (int64_t)seconds * 400000000 : INT64_MAX;
+        int64_t s3_at = cluster ? t_begin + (int64_t)seconds * 600000000 : INT64_MAX;
+        int64_t s3_back_at = INT64_MAX;
         while (now_ns() < t_end) {
             sleep_ms(50);
             watch_deaths();
             if (now_ns() >= next_kill && now_ns() < t_end) {
                 kill_one(&kseed);
-                next_kill = next_kill_at(&kseed, kill_s);
+                next_kill = next_kill_at(&kseed, kill_s, jitter);
+            }
+            if (now_ns() >= redis_at) {
+                redis_at = INT64_MAX;
+                if (mp_cluster_redis_restart(&CL) == 0)
+                    atomic_fetch_add(&n_redis_restarts, 1);
+                else
+                    report(&n_errors, "redis-server did not restart (see %s)", CL.dir);
+            }
+            if (now_ns() >= s3_at) {
+                s3_at = INT64_MAX;
+                if (mp_cluster_s3_stop(&CL) != 0)
+                    report(&n_errors, "versitygw did not stop (see %s)", CL.dir);
+                s3_back_at = now_ns() + (int64_t)5000000000;
+            }
+            if (now_ns() >= s3_back_at) {
+                s3_back_at = INT64_MAX;
+                if (mp_cluster_s3_start(&CL) == 0)
+                    atomic_fetch_add(&n_s3_stops, 1);
+                else
+                    report(&n_errors, "versitygw did not start again (see %s)", CL.dir);
             }
         }
         atomic_store(&stop_writers, 1);
@@ -1611,8 +1811,10 @@ START_TEST(processes_sharing_a_data_directory_lose_nothing_and_agree)
             pthread_join(th[i], NULL);
         pthread_join(audit_th, NULL);
         pthread_join(gc_th, NULL);
-        for (int i = 0; i < READERS; i++)
+        for (int i = 0; i < n_readers; i++)
             pthread_join(read_th[i], NULL);
+        if (s3_back_at != INT64_MAX && mp_cluster_s3_start(&CL) != 0)
+            report(&n_errors, "versitygw did not start again (see %s)", CL.dir);
         watch_deaths();
     }
     double run_s = (double)(now_ns() - t_begin) / 1e9;
@@ -1639,6 +1841,20 @@ START_TEST(processes_sharing_a_data_directory_lose_nothing_and_agree)
         http_client_free(c);
         watch_deaths();
     }
+
+    /* cluster mode: who held the maintenance lease, from the nodes' logs */
+    mp_lease_history lease = {0};
+    int lease_rc = cluster && started ? mp_cluster_lease_history(&CL, &lease) : 0;
+    long cache_stale = atomic_load(&n_cache_stale);
+    if (cluster)
+        printf("cluster: %d nodes behind nginx, %d readers, %ld node kills (%ld of the lease's "
+               "holder), %ld redis-server restarts, %ld versitygw stops of 5 s, %ld answers 503 "
+               "while a server was down, cache PUT %ld / DELETE %ld acked, cache reads %ld stale "
+               "%ld, maintenance lease taken %d times, moved %d times, tokens held twice %d\n",
+               NP, n_readers, atomic_load(&n_kills), atomic_load(&n_holder_kills),
+               atomic_load(&n_redis_restarts), atomic_load(&n_s3_stops),
+               atomic_load(&n_unavailable), atomic_load(&n_cache_put), atomic_load(&n_cache_del),
+               atomic_load(&n_cache_reads), cache_stale, lease.takes, lease.moves, lease.shared);
 
     long del_unknown = 0;
     for (size_t i = 0; i < ndels; i++)
@@ -1696,12 +1912,22 @@ START_TEST(processes_sharing_a_data_directory_lose_nothing_and_agree)
     FAIL_IF(master_bad > 0, "%ld master vocabularies wrong; ", master_bad);
     FAIL_IF(deaths > 0, "%ld processes died unasked; ", deaths);
     FAIL_IF(errors > 0, "%ld other errors; ", errors);
+    FAIL_IF(cache_stale > 0, "%ld stale cache entries served; ", cache_stale);
+    FAIL_IF(lease_rc != 0, "the nodes' logs could not be read; ");
+    FAIL_IF(lease.shared > 0, "%d maintenance lease tokens taken twice; ", lease.shared);
     bool failed = fails[0] != '\0';
     if (failed)
         show_logs();
     /* every process stopped, the directory removed, before any assertion:
      * a failed one ends this process */
-    for (int i = NP - 1; i >= 0; i--) {
+    if (cluster && started) {
+        FAIL_IF(mp_cluster_stop(&CL) != 0, "the cluster did not stop cleanly; ");
+        if (failed)
+            fprintf(stderr, "multiproc: the cluster's logs are kept in %s\n", CL.dir);
+        else
+            mp_cluster_remove(&CL);
+    }
+    for (int i = NP - 1; i >= 0 && !cluster; i--) {
         int code = P[i].s.pid > 0 ? server_stop(&P[i].s, 60) : 0;
         FAIL_IF(code != 0, "process %d exited with %d on SIGTERM; ", i, code);
         if (i > 0) {
@@ -1725,6 +1951,15 @@ START_TEST(processes_sharing_a_data_directory_lose_nothing_and_agree)
     FAIL_IF(seeded && kill_s > 0 && seconds * 2 >= kill_s * 3 + 2 && kills == 0,
             "no process was killed; ");
     FAIL_IF(atomic_load(&n_restarts) < kills, "killed processes not restarted; ");
+    FAIL_IF(cluster && seeded &&
+                (atomic_load(&n_cache_put) == 0 || atomic_load(&n_cache_del) == 0 ||
+                 atomic_load(&n_cache_reads) == 0 || atomic_load(&n_redis_restarts) == 0 ||
+                 atomic_load(&n_s3_stops) == 0 || lease.takes == 0),
+            "some cache operation, server fault or lease taking never happened; ");
+    FAIL_IF(cluster && seeded && atomic_load(&n_holder_kills) > 0 && lease.moves == 0,
+            "the maintenance lease never moved, although its holder was killed; ");
+    FAIL_IF(cluster && seeded && kills > 0 && atomic_load(&n_holder_kills) == 0,
+            "no node was known to hold the maintenance lease when the first was killed; ");
 #undef FAIL_IF
     free_pools();
     free(newest_alive);
