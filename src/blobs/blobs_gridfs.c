@@ -225,8 +225,19 @@ int gfs_mark_retired(gfs_blobs *b, mongoc_client_t *cl, const bson_value_t *data
     bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
     bson_error_t be;
     int rc = 0;
-    if (!mongoc_collection_update_one(coll, &filter, upd, opts, NULL, &be))
-        rc = gfs_error(&be, "noting chunks to delete", err);
+    /* Two replacers of one key retire the same chunks at once. An upsert
+     * that met the other's insert is refused on the unique _id (FerretDB
+     * v1 does not retry it as MongoDB does): the note is there now, and
+     * the next try updates it. */
+    for (int attempt = 0;; attempt++) {
+        if (mongoc_collection_update_one(coll, &filter, upd, opts, NULL, &be))
+            break;
+        bool dup = mongo_conn_is_duplicate(&be) || strstr(be.message, "duplicate key value");
+        if (!dup || attempt == 3) {
+            rc = gfs_error(&be, "noting chunks to delete", err);
+            break;
+        }
+    }
     bson_destroy(opts);
     bson_destroy(upd);
     bson_destroy(&filter);
