@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -22,11 +21,14 @@ static int run(const mp_cluster *c, const char *const *argv)
     posix_spawn_file_actions_t fa;
     if (posix_spawn_file_actions_init(&fa) != 0)
         return -1;
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
     pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    int rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    if (rc == 0)
+        rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {
         fprintf(stderr, "mp_cluster: cannot run %s: %s\n", argv[0], strerror(rc));
@@ -93,7 +95,12 @@ int mp_cluster_start(mp_cluster *c, int n, const char *const *args, test_server 
     c->n = n;
     snprintf(c->scripts, sizeof c->scripts, "%s", scripts);
     const char *tmp = getenv("TMPDIR");
-    snprintf(c->dir, sizeof c->dir, "%s/strata-cluster-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int len =
+        snprintf(c->dir, sizeof c->dir, "%s/strata-cluster-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (len < 0 || (size_t)len >= sizeof c->dir) {
+        fprintf(stderr, "mp_cluster: TMPDIR is too long\n");
+        return -1;
+    }
     if (mkdtemp(c->dir) == NULL) {
         fprintf(stderr, "mp_cluster: mkdtemp: %s\n", strerror(errno));
         return -1;
@@ -116,8 +123,11 @@ int mp_cluster_start(mp_cluster *c, int n, const char *const *args, test_server 
         return -1;
     memset(lb, 0, sizeof *lb);
     long lb_port = read_num(c, "nginx/port");
-    if (lb_port <= 0 || lb_port > 65535)
+    if (lb_port <= 0 || lb_port > 65535) {
+        fprintf(stderr, "mp_cluster: no nginx port in %s\n", c->dir);
+        mp_cluster_stop(c);
         return -1;
+    }
     lb->port = (int)lb_port;
     snprintf(lb->log_path, sizeof lb->log_path, "%s/nginx/error.log", c->dir);
     for (int i = 0; i < n; i++)
@@ -164,7 +174,22 @@ bool mp_cluster_alive(const test_server *node)
     fclose(f);
     stat[len] = '\0';
     const char *p = strrchr(stat, ')'); /* the state follows the command's name */
-    return p == NULL || p[1] == '\0' || p[2] != 'Z';
+    if (p != NULL && p[1] != '\0' && p[2] == 'Z')
+        return false;
+    /* and it is still the node, not another process that took its pid */
+    char cmdline[1024], want[40];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)node->pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    len = fread(cmdline, 1, sizeof cmdline - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < len; i++)
+        if (cmdline[i] == '\0')
+            cmdline[i] = ' ';
+    cmdline[len] = '\0';
+    snprintf(want, sizeof want, "127.0.0.1:%d ", node->port);
+    return strstr(cmdline, want) != NULL;
 }
 
 static int server_cmd(const mp_cluster *c, const char *server, const char *verb, const char *sub)
@@ -212,7 +237,7 @@ void mp_cluster_remove(const mp_cluster *c)
 
 typedef struct taking {
     uint64_t token;
-    char holder[64]; /* node_id(): a restarted node is another holder */
+    char holder[MP_HOLDER_MAX]; /* node_id(): a restarted node is another holder */
 } taking;
 
 static int by_token(const void *a, const void *b)
@@ -256,7 +281,7 @@ int mp_cluster_lease_history(const mp_cluster *c, mp_lease_history *out)
             const char *h = end ? strstr(end, "holder ") : NULL;
             t[nt].holder[0] = '\0';
             if (h != NULL)
-                sscanf(h + 7, "%63s", t[nt].holder);
+                sscanf(h + 7, "%127s", t[nt].holder);
             nt++;
         }
         fclose(f);
@@ -270,6 +295,7 @@ int mp_cluster_lease_history(const mp_cluster *c, mp_lease_history *out)
             else if (strcmp(t[k].holder, t[k - 1].holder) != 0)
                 out->moves++;
         }
+        out->newest = t[nt - 1].token;
         snprintf(out->holder, sizeof out->holder, "%s", t[nt - 1].holder);
     }
     free(t);

@@ -56,12 +56,14 @@ void mp_cluster_remove(const mp_cluster *c);
  * lease taken: token T, holder H" line, from every node, in token order.
  * takes: the lines; moves: consecutive takings by different holders (a
  * restarted node is a new holder); shared: tokens that more than one line
- * names (two holders of one token: must be 0); holder: the one that took
- * the newest token ("" when none did). Returns 0, or -1 when a log cannot
- * be read. */
+ * names (two holders of one token: must be 0); newest and holder: the
+ * newest token and the one that took it (0 and "" when none did). Returns 0, or -1 when a log
+ * cannot be read. */
+#define MP_HOLDER_MAX 128 /* node_id()'s NODE_ID_MAX */
 typedef struct mp_lease_history {
     int takes, moves, shared;
-    char holder[64];
+    uint64_t newest; /* the newest token taken (0: none) */
+    char holder[MP_HOLDER_MAX];
 } mp_lease_history;
 
 /* The node (0-based) whose process is `holder` (its pid is the id's
