@@ -35,6 +35,12 @@ again (an idempotent save: 200 when it is there) before such a case is
 sent, since the fuzzer may delete anything it finds; the case stays valid
 by the schema.
 
+4. Byte lengths. Ids are bounded at 200 bytes of UTF-8 and namespaces at
+64, as the spec says; JSON Schema's maxLength counts characters, so the
+spec's maxLength is the same number and a string of fewer characters can
+still be too long. A case generated as valid whose body or path holds an
+id or a namespace past its byte bound is dropped.
+
 Nothing else is filtered or changed. The required fields are read from
 the spec (the JSON envelope's `required`, less `content`), so the hooks
 follow openapi.yaml as it changes."""
@@ -131,6 +137,27 @@ def _has_big_int(value):
     return False
 
 
+BYTE_BOUNDS = {"namespace": 64, "id": 200}
+PATH_ID_PARAMS = ("id", "master", "child")
+
+
+def _utf8_len(s):
+    return len(s.encode("utf-8", "surrogatepass"))
+
+
+def _past_byte_bound(value):
+    """Whether a JSON value holds an id or a namespace past its byte bound."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, str) and k in BYTE_BOUNDS and _utf8_len(v) > BYTE_BOUNDS[k]:
+                return True
+            if _past_byte_bound(v):
+                return True
+    elif isinstance(value, (list, tuple)):
+        return any(_past_byte_bound(v) for v in value)
+    return False
+
+
 @schemathesis.hook
 def filter_case(context, case):
     meta = case.meta
@@ -139,6 +166,12 @@ def filter_case(context, case):
     if not meta.generation.mode.is_negative:
         body = case.body if _is_json(case.media_type) else None
         if _has_big_int(body) or _has_big_int(list((case.query or {}).values())):
+            return False
+        if _past_byte_bound(body):
+            return False
+        path = case.path_parameters or {}
+        if any(isinstance(path.get(p), str) and _utf8_len(path[p]) > BYTE_BOUNDS["id"]
+               for p in PATH_ID_PARAMS):
             return False
     if not _is_save(case) or not _is_json(case.media_type):
         return True
