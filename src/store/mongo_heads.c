@@ -494,8 +494,31 @@ void mh_owed_plus(bson_t *set, const bson_t *doc, uint64_t vkey, const char *by)
     BSON_APPEND_DOCUMENT_BEGIN(&arr, ix, &e);
     BSON_APPEND_INT64(&e, "k", (int64_t)vkey);
     BSON_APPEND_UTF8(&e, "b", by);
+    BSON_APPEND_INT64(&e, "at", clock_wall_ms());
     bson_append_document_end(&arr, &e);
     bson_append_array_end(set, &arr);
+}
+
+bool mh_owed_find(const bson_t *doc, uint64_t vkey, char *by, size_t cap, int64_t *at_ms)
+{
+    bson_iter_t it, a;
+    if (!bson_iter_init_find(&it, doc, "dh") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &a))
+        return false;
+    while (bson_iter_next(&a)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&a))
+            continue;
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_document(&a, &len, &data);
+        bson_t e;
+        if (!bson_init_static(&e, data, len) || (uint64_t)bs_i64(&e, "k") != vkey)
+            continue;
+        bs_str(&e, "b", by, cap);
+        *at_ms = bs_i64(&e, "at");
+        return true;
+    }
+    return false;
 }
 
 /* A settled head (h, its state d) that owes removals (see mongo_internal.h)

@@ -116,7 +116,7 @@ typedef struct mongo_store {
  * progress (a thread of T beats "hb:T" in store_seals every MH_BEAT_MS
  * from T's first head on, for at most MH_BEAT_MAX_MS), then void it.
  * A version T deletes stays a hole of its head, and is listed in the
- * head's "dh" (owed removals: {k, b}), until its document is removed;
+ * head's "dh" (owed removals: {k, b, at}), until its document is removed;
  * T's commit removes them, and whoever finds a settled head that still
  * owes some (T's node failed or crashed) completes them (mh_settled_w).
  * T never waits while it holds pending states: meeting another's, it
@@ -317,8 +317,13 @@ void mh_holes_plus(bson_t *set, const mhead *h, uint64_t vkey);
 bool mh_block_key(mg *m, const char *type, const char *id, uint64_t vkey, const char *vid);
 void mh_holes_minus(bson_t *set, const mhead *h, uint64_t vkey);
 /* Appends to set the head's owed removals (from its view doc) with
- * (vkey, by) added. */
+ * (vkey, by, now) added. */
 void mh_owed_plus(bson_t *set, const bson_t *doc, uint64_t vkey, const char *by);
+/* Whether the head's view doc owes the removal of vkey: a version deleted
+ * by a sealed transaction whose removal is not done yet (its node may
+ * have died before it). If so, by (cap bytes) and *at_ms get who removed
+ * it and when (0 for a removal recorded without a time). */
+bool mh_owed_find(const bson_t *doc, uint64_t vkey, char *by, size_t cap, int64_t *at_ms);
 /* Seals (ok) or voids the version key vid in store_seals: the first
  * insert decides; *ok_out gets the decision that stands. */
 int mh_decide(mg *m, const char *vid, bool ok, bool *ok_out, strata_error *err);

@@ -981,12 +981,20 @@ static int repair_latest(mg *m, const char *type, const char *id, strata_error *
 
 /* Removes the document of a version the head no longer shows, with its
  * dependencies and access counts, leaving its tombstone; *deleted false
- * when it was gone already. */
+ * when it was gone already. The tombstone goes first: a crash between the
+ * two leaves the version readable (it never answers 200 after an
+ * acknowledged delete, which needs both), never missing without a
+ * tombstone (404 where the contract says 410). A tombstone beside a
+ * version that is still there is never read: readers look for one only
+ * when the version is not found. */
 static int remove_version(mg *m, const char *type, const char *id, uint64_t vkey,
                           const char *removed_by, bool *deleted, strata_error *err)
 {
     char vid[MG_VID_MAX];
     mk_ver_id(vid, sizeof vid, type, id, vkey);
+    *deleted = false;
+    if (put_tombstone(m, type, id, vkey, removed_by, err) != 0)
+        return -1;
     bson_t *f = BCON_NEW("_id", BCON_UTF8(vid));
     int64_t n = 0;
     int r = mg_delete(m, MC_VERSIONS, f, false, &n, "store: delete version", err);
@@ -994,8 +1002,6 @@ static int remove_version(mg *m, const char *type, const char *id, uint64_t vkey
     *deleted = n > 0;
     if (r != 0 || n == 0)
         return r;
-    if (put_tombstone(m, type, id, vkey, removed_by, err) != 0)
-        return -1;
     bson_t *df =
         BCON_NEW("ft", BCON_UTF8(type), "fi", BCON_UTF8(id), "fk", BCON_INT64((int64_t)vkey));
     r = mg_delete(m, MC_DEPS, df, true, NULL, "store: delete dependencies", err);
@@ -1314,10 +1320,8 @@ int mv_after_run(mg *m, const tx_after *a, strata_error *err)
 int mv_remove_owed(mg *m, const char *type, const char *id, uint64_t vkey, const char *by,
                    strata_error *err)
 {
-    /* the tombstone first: a retry after a failure finds the document
-     * gone and must not lose it */
-    if (put_tombstone(m, type, id, vkey, by, err) != 0)
-        return -1;
+    /* remove_version puts the tombstone first: a retry after a failure
+     * finds the document gone and must not lose it */
     bool deleted = false;
     return remove_version(m, type, id, vkey, by, &deleted, err);
 }
@@ -1468,6 +1472,20 @@ int mg_get_tombstone(store *base, const char *type, const char *id, uint64_t vke
     bool found = false;
     int rc = mg_find_one(&m, MC_TOMBS, f, NULL, &d, &found, "store: tombstone", err);
     bson_destroy(f);
+    if (rc == 0 && !found && vkey > 0) {
+        /* deleted by a sealed transaction whose node died before it put
+         * the tombstone: the head still owes the removal, and says so */
+        mhead h;
+        bson_t hd;
+        rc = mh_read(&m, type, id, &h, &hd, err);
+        if (rc == 0) {
+            bool owed = mh_owed_find(&hd, vkey, out->removed_by, sizeof out->removed_by,
+                                     &out->removed_at_ms);
+            bson_destroy(&hd);
+            mg_end(&m);
+            return owed ? 0 : serr_set(err, SERR_NOT_FOUND, "no tombstone");
+        }
+    }
     mg_end(&m);
     if (rc != 0)
         return -1;

@@ -2901,8 +2901,9 @@ static void edit_head(const char *id, const bson_t *set)
 /* A transaction's delete of a version hides it at once (a hole) and is
  * owed by the head until the document is gone; a node that failed after
  * the commit, before the removal, leaves it owed (made here by hand):
- * the version stays hidden, and the next writer removes it and leaves its
- * tombstone. */
+ * the version stays hidden, answers with a tombstone made from what the
+ * head owes (410, not 404, for a delete that was acknowledged), and the
+ * next writer removes it and leaves its tombstone. */
 START_TEST(an_owed_removal_stays_hidden_and_is_completed)
 {
     strata_error err;
@@ -2916,9 +2917,14 @@ START_TEST(an_owed_removal_stays_hidden_and_is_completed)
     store_version v;
     ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", N("ow"), V("1.0.1"), &v, &err), -1);
     ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
+    store_tombstone t;
+    ck_assert_msg(S->ops->get_tombstone(S, "trie", N("ow"), V("1.0.1"), &t, &err) == 0,
+                  "an owed removal has no tombstone: %s", err.detail);
+    ck_assert_str_eq(t.removed_by, "txn");
+    ck_assert_int_eq(S->ops->get_tombstone(S, "trie", N("ow"), V("1.0.2"), &t, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
     ck_assert_uint_eq(check_chain("trie", N("ow")), 2);
     ck_assert_msg(put("trie", "ow", "1.0.3", "d", NULL, &err) == 0, "%s", err.detail);
-    store_tombstone t;
     ck_assert_msg(S->ops->get_tombstone(S, "trie", N("ow"), V("1.0.1"), &t, &err) == 0,
                   "the owed removal was not completed: %s", err.detail);
     ck_assert_str_eq(t.removed_by, "txn");
