@@ -1,7 +1,9 @@
-/* The reference for scripts/bench/health: the least a libmicrohttpd
- * server can do for GET /health with the same threading as strata
- * (epoll, internal thread pool) and the same respond-when-complete
- * pattern. Usage: minimal_mhd PORT THREADS; stops on SIGTERM/SIGINT. */
+/* The reference for scripts/bench/health and scripts/bench/records: the
+ * least a libmicrohttpd server can do for a GET with the same threading as
+ * strata (epoll, internal thread pool) and the same respond-when-complete
+ * pattern. Usage: minimal_mhd PORT THREADS [BYTES]: every GET answers the
+ * /health JSON, or BYTES bytes of 'v' (application/octet-stream, at most
+ * 1 MiB); stops on SIGTERM/SIGINT. */
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
@@ -9,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char BODY[] = "{\"status\":\"ok\"}";
+static const char HEALTH[] = "{\"status\":\"ok\"}";
+static const char *body = HEALTH;
+static size_t body_len = sizeof HEALTH - 1;
+static const char *body_type = "application/json";
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version, const char *data,
@@ -30,8 +35,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         return MHD_YES;
     }
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(sizeof BODY - 1, (void *)BODY, MHD_RESPMEM_PERSISTENT);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_create_response_from_buffer(body_len, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, body_type);
     enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return ret;
@@ -39,9 +46,21 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s PORT THREADS\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s PORT THREADS [BYTES]\n", argv[0]);
         return 2;
+    }
+    if (argc == 4) {
+        long n = atol(argv[3]);
+        char *b = n > 0 && n <= (1L << 20) ? malloc((size_t)n) : NULL;
+        if (b == NULL) {
+            fprintf(stderr, "minimal_mhd: BYTES must be 1 to 1048576\n");
+            return 2;
+        }
+        memset(b, 'v', (size_t)n);
+        body = b;
+        body_len = (size_t)n;
+        body_type = "application/octet-stream";
     }
     sigset_t set;
     sigemptyset(&set);
