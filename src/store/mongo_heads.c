@@ -453,24 +453,40 @@ void mh_holes_minus(bson_t *set, const mhead *h, uint64_t vkey)
     bson_append_array_end(set, &holes);
 }
 
+/* The owed removals ("dh") of a head's view doc, one entry at a time:
+ * owed_first, then owed_next until it returns false; each entry e is a
+ * static view of doc's bytes, valid while doc is. */
+static bool owed_first(const bson_t *doc, bson_iter_t *a)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, "dh") && BSON_ITER_HOLDS_ARRAY(&it) &&
+           bson_iter_recurse(&it, a);
+}
+
+static bool owed_next(bson_iter_t *a, bson_t *e)
+{
+    while (bson_iter_next(a)) {
+        uint32_t len;
+        const uint8_t *data;
+        if (!BSON_ITER_HOLDS_DOCUMENT(a))
+            continue;
+        bson_iter_document(a, &len, &data);
+        if (bson_init_static(e, data, len))
+            return true;
+    }
+    return false;
+}
+
 /* Appends to out (an array being built, n its next index) the owed
  * removals of doc whose key is not in skip[0..nskip). */
 static void owed_copy(bson_t *out, size_t *n, const bson_t *doc, const uint64_t *skip,
                       const bool *skip_if, size_t nskip)
 {
-    bson_iter_t it, a;
-    if (!bson_iter_init_find(&it, doc, "dh") || !BSON_ITER_HOLDS_ARRAY(&it) ||
-        !bson_iter_recurse(&it, &a))
+    bson_iter_t a;
+    bson_t e;
+    if (!owed_first(doc, &a))
         return;
-    while (bson_iter_next(&a)) {
-        if (!BSON_ITER_HOLDS_DOCUMENT(&a))
-            continue;
-        uint32_t len;
-        const uint8_t *data;
-        bson_iter_document(&a, &len, &data);
-        bson_t e;
-        if (!bson_init_static(&e, data, len))
-            continue;
+    while (owed_next(&a, &e)) {
         uint64_t k = (uint64_t)bs_i64(&e, "k");
         bool drop = false;
         for (size_t j = 0; j < nskip; j++)
@@ -501,18 +517,12 @@ void mh_owed_plus(bson_t *set, const bson_t *doc, uint64_t vkey, const char *by)
 
 bool mh_owed_find(const bson_t *doc, uint64_t vkey, char *by, size_t cap, int64_t *at_ms)
 {
-    bson_iter_t it, a;
-    if (!bson_iter_init_find(&it, doc, "dh") || !BSON_ITER_HOLDS_ARRAY(&it) ||
-        !bson_iter_recurse(&it, &a))
+    bson_iter_t a;
+    bson_t e;
+    if (!owed_first(doc, &a))
         return false;
-    while (bson_iter_next(&a)) {
-        if (!BSON_ITER_HOLDS_DOCUMENT(&a))
-            continue;
-        uint32_t len;
-        const uint8_t *data;
-        bson_iter_document(&a, &len, &data);
-        bson_t e;
-        if (!bson_init_static(&e, data, len) || (uint64_t)bs_i64(&e, "k") != vkey)
+    while (owed_next(&a, &e)) {
+        if ((uint64_t)bs_i64(&e, "k") != vkey)
             continue;
         bs_str(&e, "b", by, cap);
         *at_ms = bs_i64(&e, "at");
@@ -528,22 +538,14 @@ bool mh_owed_find(const bson_t *doc, uint64_t vkey, char *by, size_t cap, int64_
  * keep hiding the versions; the next writer tries again). */
 static int complete_owed(mg *m, const char *type, const char *id, const mhead *h, const bson_t *d)
 {
-    bson_iter_t it, a;
-    if (!bson_iter_init_find(&it, d, "dh") || !BSON_ITER_HOLDS_ARRAY(&it) ||
-        !bson_iter_recurse(&it, &a))
+    bson_iter_t a;
+    bson_t e;
+    if (!owed_first(d, &a))
         return 0;
     uint64_t done[MH_HOLES_MAX];
     size_t ndone = 0;
     strata_error e2;
-    while (ndone < MH_HOLES_MAX && bson_iter_next(&a)) {
-        if (!BSON_ITER_HOLDS_DOCUMENT(&a))
-            continue;
-        uint32_t len;
-        const uint8_t *data;
-        bson_iter_document(&a, &len, &data);
-        bson_t e;
-        if (!bson_init_static(&e, data, len))
-            continue;
+    while (ndone < MH_HOLES_MAX && owed_next(&a, &e)) {
         char by[128];
         uint64_t k = (uint64_t)bs_i64(&e, "k");
         bs_str(&e, "b", by, sizeof by);
