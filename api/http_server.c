@@ -6,6 +6,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "../src/common/log.h"
 #include "listener.h"
 #include "request.h"
+#include "work_pool.h"
 
 /* One open connection, so that the drain can close the idle ones: MHD
  * 0.9.75 has no call for that. The list links, busy and closing are
@@ -37,6 +39,8 @@ typedef struct conn_entry {
 typedef struct server_request {
     request req;                       /* first: a request * is a server_request * */
     char principal[AUTH_NAME_MAX + 1]; /* the token's name for the access log, "" none */
+    work_item work;                    /* its place in the writers' queue */
+    bool offloaded;                    /* its handler ran (or runs) on a writer thread */
 } server_request;
 
 struct http_server {
@@ -51,6 +55,7 @@ struct http_server {
     pthread_mutex_t conns_lock;
     conn_entry *conns;
     long nconns;
+    work_pool *writers; /* runs writes' handlers; NULL: the HTTP threads do */
 };
 
 /* Keep the path percent-encoded: the router decodes segment by segment,
@@ -136,6 +141,39 @@ static void fail(request *req, const strata_error *err)
 {
     reply_error(&req->rep, err);
     req->failed = true;
+}
+
+static void run_handler(request *req)
+{
+    req->match.route->handler(req, &req->rep);
+    if (!req->rep.set)
+        reply_problem(&req->rep, 500, "internal", "the handler gave no answer");
+}
+
+/* A writer thread: the handler, then the connection back to its HTTP
+ * thread, which queues the answer (on_access). */
+static void run_offloaded(work_item *item, void *ctx)
+{
+    (void)ctx;
+    server_request *sr = (server_request *)((char *)item - offsetof(server_request, work));
+    run_handler(&sr->req);
+    MHD_resume_connection(sr->req.conn);
+}
+
+/* Writes (which may wait for a shared commit or a backend) run on the
+ * writers, with the connection suspended meanwhile, so that an HTTP
+ * thread never waits for them and concurrent saves can share a commit.
+ * Returns false when the request is the HTTP thread's to answer. */
+static bool offload(http_server *s, server_request *sr)
+{
+    if (s->writers == NULL ||
+        (sr->req.method & (HTTP_POST | HTTP_PUT | HTTP_DELETE | HTTP_PATCH)) == 0)
+        return false;
+    sr->offloaded = true;
+    MHD_suspend_connection(sr->req.conn);
+    if (!work_pool_submit(s->writers, &sr->work))
+        run_offloaded(&sr->work, s); /* stopping: answered here, the same way */
+    return true;
 }
 
 static int parse_content_length(const char *v, uint64_t *out)
@@ -464,15 +502,17 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     }
 
     /* The request is complete: answer it. */
+    server_request *sr = (server_request *)req;
+    if (sr->offloaded) /* resumed: a writer ran its handler */
+        return queue_reply(s, req);
     if (!req->failed) {
         strata_error err;
-        if (req->body.started && body_finish(&req->body, &err) != 0) {
+        if (req->body.started && body_finish(&req->body, &err) != 0)
             fail(req, &err);
-        } else {
-            req->match.route->handler(req, &req->rep);
-            if (!req->rep.set)
-                reply_problem(&req->rep, 500, "internal", "the handler gave no answer");
-        }
+        else if (offload(s, sr))
+            return MHD_YES; /* suspended until a writer has the answer */
+        else
+            run_handler(req);
     }
     return queue_reply(s, req);
 }
@@ -623,8 +663,16 @@ http_server *http_server_start(app *a, strata_error *err)
     }
     /* Strata listens itself (listener.h says why) and hands connections to
      * the daemon, which needs ITC to see them at once. */
-    unsigned flags =
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                     MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME;
+    if (cfg->write_threads > 0) {
+        s->writers = work_pool_start(cfg->write_threads, run_offloaded, NULL, err);
+        if (s->writers == NULL) {
+            pthread_mutex_destroy(&s->conns_lock);
+            free(s);
+            return NULL;
+        }
+    }
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* TLS: the daemon needs a certificate of its own to start; each
@@ -649,6 +697,7 @@ http_server *http_server_start(app *a, strata_error *err)
         MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (s->daemon == NULL) {
         serr_set(err, SERR_UNAVAILABLE, "cannot start the HTTP daemon");
+        work_pool_free(s->writers);
         pthread_mutex_destroy(&s->conns_lock);
         free(s);
         return NULL;
@@ -659,6 +708,7 @@ http_server *http_server_start(app *a, strata_error *err)
         serr_set(err, SERR_UNAVAILABLE, "cannot listen on %s:%u (%s)", cfg->listen_host,
                  cfg->listen_port, lerr.detail);
         MHD_stop_daemon(s->daemon);
+        work_pool_free(s->writers);
         pthread_mutex_destroy(&s->conns_lock);
         free(s);
         return NULL;
@@ -716,7 +766,11 @@ void http_server_stop(http_server *s)
     if (s == NULL)
         return;
     listener_free(s->listener);
+    /* every write queued or under way is answered and its connection
+     * resumed first: libmicrohttpd must not stop with one suspended */
+    work_pool_stop(s->writers);
     MHD_stop_daemon(s->daemon);
+    work_pool_free(s->writers);
     pthread_mutex_destroy(&s->conns_lock);
     free(s);
 }

@@ -51,6 +51,9 @@ enum {
     ST_FENCE_DROP,
     ST_FENCE_SWEEP,
     ST_FENCE_OPEN,
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
     ST_COUNT
 };
 
@@ -167,18 +170,18 @@ static int db_fail(fs_l2 *c, strata_error *err, const char *what)
  * l2_generations.h). */
 static int txn_begin(fs_l2 *c, strata_error *err)
 {
-    return sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK
-               ? 0
-               : db_fail(c, err, "begin");
+    /* prepared once: a save opens two of these, and parsing the text
+     * each time showed in its profile */
+    return run(c, ST_BEGIN, "BEGIN IMMEDIATE", NULL, 0) >= 0 ? 0 : db_fail(c, err, "begin");
 }
 
 /* Commits when rc is 0, rolls back otherwise; returns the outcome. */
 static int txn_end(fs_l2 *c, int rc, strata_error *err)
 {
-    if (rc == 0 && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    if (rc == 0 && run(c, ST_COMMIT, "COMMIT", NULL, 0) < 0)
         rc = db_fail(c, err, "commit");
     if (rc != 0 && !sqlite3_get_autocommit(c->db))
-        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        run(c, ST_ROLLBACK, "ROLLBACK", NULL, 0);
     return rc;
 }
 

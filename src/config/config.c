@@ -154,6 +154,15 @@ static int set_threads(strata_config *cfg, const char *v, strata_error *err)
     return 0;
 }
 
+static int set_write_threads(strata_config *cfg, const char *v, strata_error *err)
+{
+    unsigned long long n;
+    if (parse_uint(v, 0, 1024, &n) != 0)
+        return serr_set(err, SERR_INVALID, "--write-threads: expected 0-1024, got '%s'", v);
+    cfg->write_threads = (unsigned)n;
+    return 0;
+}
+
 static int set_size(const char *name, uint64_t *dst, const char *v, strata_error *err)
 {
     uint64_t n;
@@ -316,6 +325,10 @@ static const struct opt_def OPTIONS[] = {
      "L2 cache: file:DIR, redis://..., s3://..., mongodb://... or none [file:DIR/cache]",
      set_cache_l2},
     {"threads", "STRATA_THREADS", "N", "HTTP worker threads, 1-256 [number of CPUs]", set_threads},
+    {"write-threads", "STRATA_WRITE_THREADS", "N",
+     "threads that run writes (POST, PUT, DELETE) so that concurrent saves share commits; 0 runs "
+     "them on the HTTP threads [32]",
+     set_write_threads},
     {"max-body", "STRATA_MAX_BODY", "SIZE", "largest request body on the wire [64M]", set_max_body},
     {"max-decoded-body", "STRATA_MAX_DECODED_BODY", "SIZE",
      "largest request body after Content-Encoding is undone [256M]", set_max_decoded},
@@ -399,6 +412,7 @@ static void set_defaults(strata_config *cfg)
     strcpy(cfg->data_dir, "./data");
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = n > 0 && n <= 256 ? (unsigned)n : 2;
+    cfg->write_threads = CONFIG_WRITE_THREADS_DEFAULT;
     cfg->max_body = UINT64_C(64) << 20;
     cfg->max_decoded_body = UINT64_C(256) << 20;
     cfg->inline_threshold = UINT64_C(64) << 10;

@@ -22,6 +22,9 @@
  * (Schemathesis sends such lines). 15K would keep an idle connection
  * under 16 KiB, but answers 414/431 to lines past about 15,000 bytes. */
 #define CONFIG_CONNECTION_MEMORY_DEFAULT (UINT64_C(64) << 10)
+/* Threads for writes: a save waits for its shared commit on one of them,
+ * so this many saves at once can share a commit. */
+#define CONFIG_WRITE_THREADS_DEFAULT 32u
 
 typedef struct strata_config {
     char listen_host[256];
@@ -31,6 +34,7 @@ typedef struct strata_config {
     char blobs_url[CONFIG_STR_MAX];
     char cache_l2_url[CONFIG_STR_MAX];
     unsigned threads;
+    unsigned write_threads;                /* 0: writes run on the HTTP threads */
     uint64_t max_body;                     /* bytes on the wire */
     uint64_t max_decoded_body;             /* bytes after Content-Encoding is undone */
     uint64_t inline_threshold;             /* content up to this size is kept in the store */

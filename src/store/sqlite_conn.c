@@ -187,37 +187,90 @@ int sq_each_row(sqlite_store *s, const char *sql, int (*row)(sqlite3_stmt *st, v
  * no txn from inside it would wait for its own group's commit. */
 static _Thread_local const sqlite_store *tls_in_txn;
 
+/* A member's write, on its own stack until its group is done. */
+typedef struct wmember {
+    struct wmember *next; /* the member that joined after it */
+    write_fn body;
+    void *ctx;
+    int rc;           /* what running it returned */
+    bool body_ok;     /* the body itself succeeded */
+    bool ran;         /* it has been run */
+    strata_error err; /* when rc != 0 */
+} wmember;
+
 typedef struct wgroup {
     uint64_t seq;
-    int members;      /* joined */
-    int ran;          /* have had their turn */
-    int refs;         /* members not yet returned (the last frees the group) */
-    bool begun;       /* BEGIN IMMEDIATE succeeded */
-    bool lost;        /* the transaction is gone: BEGIN or COMMIT failed, or an
-                       * error rolled the whole transaction back */
-    bool done;        /* committed or given up: members may return */
-    strata_error why; /* when lost */
+    bool combined;          /* its members' bodies are run by one of them (the
+                             * leader); otherwise each member runs its own */
+    wmember *first, *last;  /* the members, in the order they joined */
+    wmember *pending;       /* the next member the leader runs */
+    int members;            /* joined */
+    int ran;                /* have had their turn */
+    int refs;               /* members not yet returned (the last frees the group) */
+    bool begun;             /* BEGIN IMMEDIATE succeeded */
+    bool lost;              /* the transaction is gone: BEGIN or COMMIT failed, or an
+                             * error rolled the whole transaction back */
+    bool done;              /* committed or given up: members may return */
+    strata_error why;       /* when lost */
+    struct wgroup *next;    /* the group after this one */
+    pthread_cond_t turn_cv; /* members waiting for the writer */
+    pthread_cond_t done_cv; /* members that ran, waiting for the commit */
 } wgroup;
 
-static wgroup *wg_join(sqlite_store *s, strata_error *err)
+/* Adds me to the open group, or to a new one when there is none, it is
+ * full or it is of the other kind. */
+static wgroup *wg_join(sqlite_store *s, wmember *me, bool combined, strata_error *err)
 {
     wgroup *g = s->wg_open;
-    if (g == NULL || g->members == WGROUP_MAX) {
+    if (g == NULL || g->members == WGROUP_MAX || g->combined != combined) {
         g = calloc(1, sizeof *g);
         if (g == NULL) {
             serr_set(err, SERR_NOMEM, "out of memory");
             return NULL;
         }
+        if (pthread_cond_init(&g->turn_cv, NULL) != 0) {
+            free(g);
+            serr_set(err, SERR_NOMEM, "cannot create a condition variable");
+            return NULL;
+        }
+        if (pthread_cond_init(&g->done_cv, NULL) != 0) {
+            pthread_cond_destroy(&g->turn_cv);
+            free(g);
+            serr_set(err, SERR_NOMEM, "cannot create a condition variable");
+            return NULL;
+        }
         g->seq = s->wg_next++;
+        g->combined = combined;
+        if (s->wg_tail != NULL)
+            s->wg_tail->next = g;
+        else
+            s->wg_head = g;
+        s->wg_tail = g;
         s->wg_open = g;
     }
+    if (g->last != NULL)
+        g->last->next = me;
+    else
+        g->first = me;
+    g->last = me;
+    if (g->pending == NULL)
+        g->pending = me;
     g->members++;
     g->refs++;
     return g;
 }
 
-/* Savepoint statements, prepared once per connection (the literal's
+static void wg_free(wgroup *g)
+{
+    pthread_cond_destroy(&g->turn_cv);
+    pthread_cond_destroy(&g->done_cv);
+    free(g);
+}
+
+/* The group's transaction and savepoint statements, prepared once per connection (the literal's
  * address keys the statement cache). */
+static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
+static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_SAVEPOINT[] = "SAVEPOINT member";
 static const char SQL_RELEASE[] = "RELEASE member";
 static const char SQL_ROLLBACK_TO[] = "ROLLBACK TO member";
@@ -242,7 +295,7 @@ static int wg_run(sqlite_store *s, wgroup *g, write_fn body, void *ctx, bool *ra
         return -1;
     }
     if (!g->begun) {
-        if (exec(db, "BEGIN IMMEDIATE", err) != 0) {
+        if (run_stmt(db, SQL_BEGIN, err) != 0) {
             g->lost = true;
             g->why = *err;
             return -1;
@@ -289,68 +342,118 @@ static int wg_run(sqlite_store *s, wgroup *g, write_fn body, void *ctx, bool *ra
 static void wg_commit(sqlite_store *s, wgroup *g)
 {
     sq_conn *db = s->writer;
-    if (g->begun && !g->lost && exec(db, "COMMIT", &g->why) != 0)
+    if (g->begun && !g->lost && run_stmt(db, SQL_COMMIT, &g->why) != 0)
         g->lost = true;
     if (g->lost && !sqlite3_get_autocommit(db->h))
         sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
 }
 
-/* One write: joins the open group, waits for its turn, runs body, and
- * returns once the group's commit is durable (or known lost). *undone
- * tells whether body succeeded and the group lost it afterwards (another
+/* The last member has run: commit (the writer is still the caller's, and
+ * wg_turn moves on only after it), wake the members and hand the writer
+ * to the next group. Called and returns with write_mu held. */
+static void wg_finish(sqlite_store *s, wgroup *g)
+{
+    if (s->wg_open == g)
+        s->wg_open = NULL; /* no one joins any more */
+    pthread_mutex_unlock(&s->write_mu);
+    wg_commit(s, g);
+    pthread_mutex_lock(&s->write_mu);
+    g->done = true;
+    s->wg_turn++;
+    if (!g->lost) {
+        s->wg_commits++;
+        s->wg_writes += (uint64_t)g->members;
+    }
+    /* g was the head: the next group's turn comes */
+    s->wg_head = g->next;
+    if (s->wg_head == NULL)
+        s->wg_tail = NULL;
+    s->wg_busy = false;
+    pthread_cond_broadcast(&g->done_cv);
+    pthread_cond_broadcast(&g->turn_cv); /* a combined group's members wait there */
+    if (s->wg_head != NULL)
+        pthread_cond_signal(&s->wg_head->turn_cv);
+}
+
+/* Runs member m with the writer held by the caller. Called with write_mu
+ * held; drops it meanwhile. */
+static void wg_run_member(sqlite_store *s, wgroup *g, wmember *m)
+{
+    pthread_mutex_unlock(&s->write_mu);
+    m->rc = wg_run(s, g, m->body, m->ctx, &m->body_ok, &m->err);
+    pthread_mutex_lock(&s->write_mu);
+    m->ran = true;
+    g->ran++;
+}
+
+/* One write: joins the open group, runs body in its turn, and returns
+ * once the group's commit is durable (or known lost). *undone tells
+ * whether body succeeded and the group lost it afterwards (another
  * member's error rolled the transaction back, or the commit failed): the
  * one failure worth running the body again for. A failure of the body
  * itself, or of BEGIN (another process held the lock past busy_timeout),
- * is not. */
-static int wg_write(sqlite_store *s, write_fn body, void *ctx, bool *undone, strata_error *err)
+ * is not.
+ *
+ * combined: the body is plain SQL on the writer (no lock taken, nothing
+ * that depends on the calling thread), so whichever member of the group
+ * gets the writer first runs every member's body, one after another,
+ * while the others sleep until the commit. Passing the writer from thread
+ * to thread instead costs a wake-up and a wait for a CPU per member, which
+ * on a busy machine is most of a save. A transaction's body (sq_transact)
+ * may hold the caller's locks, so it runs on its caller's thread, in
+ * turns. */
+static int wg_write(sqlite_store *s, write_fn body, void *ctx, bool combined, bool *undone,
+                    strata_error *err)
 {
     *undone = false;
+    wmember me = {.body = body, .ctx = ctx};
     pthread_mutex_lock(&s->write_mu);
-    wgroup *g = wg_join(s, err);
+    wgroup *g = wg_join(s, &me, combined, err);
     if (g == NULL) {
         pthread_mutex_unlock(&s->write_mu);
         return -1;
     }
-    while (s->wg_turn != g->seq || s->wg_busy)
-        pthread_cond_wait(&s->write_cv, &s->write_mu);
-    s->wg_busy = true;
-    pthread_mutex_unlock(&s->write_mu);
-
-    bool ran = false;
-    int rc = wg_run(s, g, body, ctx, &ran, err);
-
-    pthread_mutex_lock(&s->write_mu);
-    g->ran++;
-    if (g->ran == g->members) {
-        /* the last to run: no one joins any more; commit with the writer
-         * still ours (wg_turn moves on only after it) */
-        if (s->wg_open == g)
-            s->wg_open = NULL;
-        pthread_mutex_unlock(&s->write_mu);
-        wg_commit(s, g);
-        pthread_mutex_lock(&s->write_mu);
-        g->done = true;
-        s->wg_turn++;
-        if (!g->lost) {
-            s->wg_commits++;
-            s->wg_writes += (uint64_t)g->members;
+    if (combined) {
+        while (!g->done && (me.ran || s->wg_turn != g->seq || s->wg_busy))
+            pthread_cond_wait(&g->turn_cv, &s->write_mu);
+        if (!g->done) { /* the leader: runs whoever has joined, itself included */
+            s->wg_busy = true;
+            while (g->pending != NULL) {
+                wmember *m = g->pending;
+                g->pending = m->next;
+                wg_run_member(s, g, m);
+            }
+            wg_finish(s, g);
         }
+    } else {
+        while (s->wg_turn != g->seq || s->wg_busy)
+            pthread_cond_wait(&g->turn_cv, &s->write_mu);
+        s->wg_busy = true;
+        wg_run_member(s, g, &me);
+        if (g->ran == g->members) {
+            wg_finish(s, g);
+        } else {
+            /* the writer passes to one more member of this group */
+            s->wg_busy = false;
+            pthread_cond_signal(&g->turn_cv);
+        }
+        while (!g->done)
+            pthread_cond_wait(&g->done_cv, &s->write_mu);
     }
-    s->wg_busy = false;
-    pthread_cond_broadcast(&s->write_cv);
-    while (!g->done)
-        pthread_cond_wait(&s->write_cv, &s->write_mu);
+    int rc = me.rc;
+    if (rc != 0)
+        *err = me.err;
     if (rc == 0 && g->lost) {
         *err = g->why;
         rc = -1;
         *undone = true;
-    } else if (rc != 0 && ran && g->lost && err->kind == SERR_RETRY) {
+    } else if (rc != 0 && me.body_ok && g->lost && err->kind == SERR_RETRY) {
         *undone = true; /* its own success, rolled back by someone else's error */
     }
     bool last = --g->refs == 0;
     pthread_mutex_unlock(&s->write_mu);
     if (last)
-        free(g);
+        wg_free(g);
     return rc;
 }
 
@@ -371,7 +474,7 @@ int in_write(sqlite_store *s, store_txn *txn, write_fn fn, void *ctx, strata_err
         return serr_set(err, SERR_INTERNAL, "store: a write outside the transaction it runs in");
     for (int attempt = 1;; attempt++) {
         bool undone;
-        int rc = wg_write(s, fn, ctx, &undone, err);
+        int rc = wg_write(s, fn, ctx, true, &undone, err);
         /* the body's own failure is the caller's to handle (a refused
          * claim's SERR_RETRY included), and so is a lock held past
          * busy_timeout, as before group commit; only a success that the
@@ -410,7 +513,7 @@ int sq_transact(store *base, store_txn_fn fn, void *ctx, strata_error *err)
     struct txn_call c = {s, fn, ctx};
     for (int attempt = 1;; attempt++) {
         bool undone;
-        int rc = wg_write(s, txn_body, &c, &undone, err);
+        int rc = wg_write(s, txn_body, &c, false, &undone, err);
         if (rc == 0 || err->kind != SERR_RETRY)
             return rc;
         if (attempt >= STORE_TRANSACT_ATTEMPTS)

@@ -25,7 +25,9 @@
  * concurrent saves cost about one fsync instead of N. A group holds at
  * most WGROUP_MAX members. Groups run strictly one after another
  * (wg_turn); other processes are kept out by SQLite's own file lock, as
- * before. */
+ * before. Waiters sleep on their own group's condition variables and are
+ * woken one at a time for their turn (all at once only for the commit),
+ * so a group of N costs about N wake-ups, not N squared. */
 #ifndef STRATA_SQLITE_INTERNAL_H
 #define STRATA_SQLITE_INTERNAL_H
 
@@ -55,13 +57,14 @@ typedef struct sqlite_store {
     store base;
     char path[PATH_MAX];
     pthread_mutex_t write_mu; /* guards the group state below */
-    pthread_cond_t write_cv;
-    struct wgroup *wg_open; /* the group new writers join (NULL: start one) */
-    uint64_t wg_next;       /* sequence number of the next group */
-    uint64_t wg_turn;       /* the group whose members may use the writer */
-    bool wg_busy;           /* a member is using the writer connection */
-    uint64_t wg_commits;    /* groups committed (stats) */
-    uint64_t wg_writes;     /* members of committed groups (stats) */
+    struct wgroup *wg_head;   /* the oldest group not yet committed (its turn) */
+    struct wgroup *wg_tail;   /* the newest group */
+    struct wgroup *wg_open;   /* the group new writers join (NULL: start one) */
+    uint64_t wg_next;         /* sequence number of the next group */
+    uint64_t wg_turn;         /* the group whose members may use the writer */
+    bool wg_busy;             /* a member is using the writer connection */
+    uint64_t wg_commits;      /* groups committed (stats) */
+    uint64_t wg_writes;       /* members of committed groups (stats) */
     sq_conn *writer;
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;

@@ -28,7 +28,6 @@ static void sq_close(store *base)
         sq_conn_close(s->idle[i]);
     sq_conn_close(s->writer);
     pthread_mutex_destroy(&s->write_mu);
-    pthread_cond_destroy(&s->write_cv);
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->pool_cv);
     free(s);
@@ -95,7 +94,6 @@ store *store_sqlite_open(const char *path, strata_error *err)
     s->base.ops = &SQLITE_OPS;
     snprintf(s->path, sizeof s->path, "%s", path);
     pthread_mutex_init(&s->write_mu, NULL);
-    pthread_cond_init(&s->write_cv, NULL);
     pthread_mutex_init(&s->pool_mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
     if (sq_conn_open(path, &s->writer, err) != 0 || sq_migrate(s->writer, err) != 0) {

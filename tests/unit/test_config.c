@@ -54,6 +54,7 @@ START_TEST(defaults_need_no_option)
     ck_assert_uint_eq(cfg.max_body, 64u << 20);
     ck_assert_uint_eq(cfg.connection_memory, 64u << 10);
     ck_assert_uint_ge(cfg.threads, 1);
+    ck_assert_uint_eq(cfg.write_threads, 32);
 }
 END_TEST
 
@@ -101,6 +102,8 @@ static const char *const BAD[][3] = {
     {"--threads", "0", "threads"},
     {"--threads", "many", "threads"},
     {"--threads", "300", "threads"},
+    {"--write-threads", "1025", "write-threads"},
+    {"--write-threads", "-1", "write-threads"},
     {"--listen", "8080", "listen"},
     {"--listen", "127.0.0.1:70000", "listen"},
     {"--max-body", "12Q", "max-body"},
