@@ -78,6 +78,21 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     slog_warn("libmicrohttpd: %s", line);
 }
 
+/* "%08x%012llx" of prefix and n, by hand: it runs for every request. */
+static void generated_id(char out[REQUEST_ID_MAX + 1], uint32_t prefix, uint64_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t at = 0;
+    for (int shift = 28; shift >= 0; shift -= 4)
+        out[at++] = hex[(prefix >> shift) & 15];
+    int top = 44; /* at least 12 digits */
+    while (top < 60 && (n >> (top + 4)) != 0)
+        top += 4;
+    for (int shift = top; shift >= 0; shift -= 4)
+        out[at++] = hex[(n >> shift) & 15];
+    out[at] = '\0';
+}
+
 static int valid_request_id(const char *s)
 {
     size_t n = 0;
@@ -389,8 +404,7 @@ static enum MHD_Result request_begin(http_server *s, struct MHD_Connection *conn
     if (rid != NULL && valid_request_id(rid))
         snprintf(req->request_id, sizeof req->request_id, "%s", rid);
     else
-        snprintf(req->request_id, sizeof req->request_id, "%08" PRIx32 "%012" PRIxFAST64,
-                 s->id_prefix, atomic_fetch_add(&s->next_id, 1));
+        generated_id(req->request_id, s->id_prefix, atomic_fetch_add(&s->next_id, 1));
     reply_init(&req->rep, req->path, req->request_id);
     req->rep.method = method;
     metrics_request_started(s->app->metrics);

@@ -32,14 +32,23 @@ static void drop_body(reply *rep)
     }
 }
 
+static bool in_hbuf(const reply *rep, const char *p)
+{
+    /* as addresses: p may belong to another allocation */
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)rep->hbuf;
+    return rep->hbuf != NULL && a >= lo && a < lo + REPLY_HEADER_BYTES;
+}
+
 void reply_free(reply *rep)
 {
     drop_body(rep);
-    for (int i = 0; i < rep->nheaders; i++) {
-        free(rep->headers[i].name);
-        free(rep->headers[i].value);
-    }
+    for (int i = 0; i < rep->nheaders; i++)
+        if (!in_hbuf(rep, rep->headers[i].value))
+            free(rep->headers[i].value);
     rep->nheaders = 0;
+    free(rep->hbuf);
+    rep->hbuf = NULL;
+    rep->hused = 0;
 }
 
 void reply_bytes(reply *rep, int status, const char *content_type, unsigned char *data, size_t len)
@@ -166,23 +175,47 @@ void reply_error(reply *rep, const strata_error *err)
     reply_problem(rep, serr_http_status(err->kind), serr_slug(err->kind), "%s", err->detail);
 }
 
+/* A place for a value of len bytes (and its NUL): in hbuf while it fits,
+ * else malloc'd on its own (reply_free tells them apart by address). NULL
+ * when memory runs out. */
+static char *value_space(reply *rep, size_t len)
+{
+    if (rep->hbuf == NULL)
+        rep->hbuf = malloc(REPLY_HEADER_BYTES);
+    if (rep->hbuf != NULL && len < REPLY_HEADER_BYTES - rep->hused) {
+        char *at = rep->hbuf + rep->hused;
+        rep->hused += len + 1;
+        return at;
+    }
+    return malloc(len + 1);
+}
+
+int reply_header_add(reply *rep, const char *name, const char *value)
+{
+    if (rep->nheaders >= REPLY_MAX_HEADERS)
+        return -1;
+    size_t len = strlen(value);
+    if (len > REPLY_HEADER_VALUE_MAX)
+        len = REPLY_HEADER_VALUE_MAX;
+    char *v = value_space(rep, len);
+    if (v == NULL)
+        return -1;
+    memcpy(v, value, len);
+    v[len] = '\0';
+    rep->headers[rep->nheaders].name = name;
+    rep->headers[rep->nheaders].value = v;
+    rep->nheaders++;
+    return 0;
+}
+
 int reply_header_set(reply *rep, const char *name, const char *fmt, ...)
 {
     if (rep->nheaders >= REPLY_MAX_HEADERS)
         return -1;
-    char value[1024];
+    char value[REPLY_HEADER_VALUE_MAX + 1];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(value, sizeof value, fmt, ap);
     va_end(ap);
-    char *n = strdup(name), *v = strdup(value);
-    if (n == NULL || v == NULL) {
-        free(n);
-        free(v);
-        return -1;
-    }
-    rep->headers[rep->nheaders].name = n;
-    rep->headers[rep->nheaders].value = v;
-    rep->nheaders++;
-    return 0;
+    return reply_header_add(rep, name, value);
 }

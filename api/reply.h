@@ -11,13 +11,15 @@
 
 #include "../src/common/error.h"
 
-#define REPLY_MAX_HEADERS 16
+#define REPLY_MAX_HEADERS      16
+#define REPLY_HEADER_BYTES     256  /* one block holds the header values that fit */
+#define REPLY_HEADER_VALUE_MAX 1023 /* longer values are cut here */
 
 struct MHD_Response;
 
 typedef struct reply_header {
-    char *name;
-    char *value;
+    const char *name; /* static storage (a string literal) */
+    char *value;      /* in the reply's hbuf, or malloc'd on its own */
 } reply_header;
 
 typedef struct reply {
@@ -34,6 +36,8 @@ typedef struct reply {
     const char *request_id;
     const char *method;    /* for the server log of a 5xx; may be NULL */
     bool close_connection; /* answer with Connection: close */
+    char *hbuf;            /* REPLY_HEADER_BYTES for header values, or NULL */
+    size_t hused;          /* bytes of hbuf in use */
 } reply;
 
 /* instance and request_id must outlive the reply; method starts NULL. */
@@ -60,8 +64,14 @@ void reply_text(reply *rep, int status, const char *content_type, const char *te
 void reply_empty(reply *rep, int status);
 /* A body that outlives the response (a string literal, the built-in spec). */
 void reply_static(reply *rep, int status, const char *content_type, const void *data, size_t len);
-/* Adds a header; the value is copied. Returns -1 when full. */
+/* Adds a header. name must have static storage (a string literal); the
+ * value is copied (values past REPLY_HEADER_VALUE_MAX bytes are cut there).
+ * Returns -1, adding nothing, when the reply has REPLY_MAX_HEADERS already
+ * or memory runs out. Values share one block while they fit: most answers
+ * allocate once for all their headers. */
 int reply_header_set(reply *rep, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* reply_header_set with the value as it is (no formatting). */
+int reply_header_add(reply *rep, const char *name, const char *value);
 
 #endif
