@@ -37,11 +37,9 @@ static bool check_ns_key(request *req, reply *rep, bool must_exist, const char *
 }
 
 /* A cheap validator for a value: FNV-1a of its bytes. */
-static void value_etag(const cache_value *v, char *out, size_t cap)
+static void value_etag(cache_value *v, char *out, size_t cap)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < v->len; i++)
-        h = (h ^ v->data[i]) * 1099511628211ull;
+    uint64_t h = cache_value_fnv1a(v); /* hashed once per cached copy */
     /* "%016llx-%zx", quoted, by hand: this runs on every cache GET */
     static const char hex[] = "0123456789abcdef";
     char buf[48];

@@ -12,6 +12,7 @@ static void init(cache_value *v, size_t len, const char *content_type)
     v->memo_reserve = 0;
     atomic_init(&v->memo, NULL);
     atomic_init(&v->verified, false);
+    atomic_init(&v->fnv1a, 0);
     snprintf(v->content_type, sizeof v->content_type, "%s",
              content_type ? content_type : "application/octet-stream");
     v->len = len;
@@ -72,6 +73,20 @@ const cache_memo *cache_value_attach_memo(cache_value *v, cache_memo *m)
                                                 memory_order_acquire))
         return m;
     return expected;
+}
+
+uint64_t cache_value_fnv1a(cache_value *v)
+{
+    uint64_t h = atomic_load_explicit(&v->fnv1a, memory_order_relaxed);
+    if (h != 0)
+        return h;
+    /* every caller computes the same hash, so a race only repeats work;
+     * a hash of 0 is computed each time (one in 2^64) */
+    h = 1469598103934665603ull;
+    for (size_t i = 0; i < v->len; i++)
+        h = (h ^ v->data[i]) * 1099511628211ull;
+    atomic_store_explicit(&v->fnv1a, h, memory_order_relaxed);
+    return h;
 }
 
 void cache_value_mark_verified(cache_value *v)

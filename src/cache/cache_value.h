@@ -43,6 +43,7 @@ typedef struct cache_value {
     size_t memo_reserve;
     _Atomic(cache_memo *) memo;
     atomic_bool verified;
+    _Atomic uint64_t fnv1a; /* cache_value_fnv1a's, once computed (0: not yet) */
     char content_type[CACHE_CTYPE_MAX];
     size_t len;
     unsigned char *data; /* the bytes: in inline_data, or an adopted buffer */
@@ -79,6 +80,11 @@ const cache_memo *cache_value_attach_memo(cache_value *v, cache_memo *m);
 void cache_value_mark_verified(cache_value *v);
 /* Whether some holder marked v verified. */
 bool cache_value_verified(const cache_value *v);
+
+/* The 64-bit FNV-1a hash of v's bytes (a cheap validator for ETags),
+ * computed by the first caller and kept with the value, so that serving
+ * a large value again costs nothing more. Any thread. */
+uint64_t cache_value_fnv1a(cache_value *v);
 
 /* What a value costs a byte budget: its bytes, the memo it may carry,
  * plus bookkeeping. */
