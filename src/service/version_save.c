@@ -3,6 +3,7 @@
  * around the commit. */
 #include "version_plan.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,7 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     bool unconfirmed = false; /* committed (or found) but not invalidated: not acknowledged */
     uint64_t claim = 0; /* our claim on the blob in the store, until put_version consumes it */
     uint64_t prev_latest = 0;
+    pthread_mutex_t *stripe = NULL; /* held from the head's read to the commit */
     char *canon = NULL;
     json_t *doc = NULL, *loc = NULL;
     int rc = -1;
@@ -287,6 +289,10 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     json_object_set_new(doc, "dependencies", p.deps_json ? json_incref(p.deps_json) : json_array());
     json_object_set_new(doc, "ttl", p.ttl ? json_incref(p.ttl) : json_null());
 
+    if (rq->txn == NULL) { /* released at done */
+        stripe = versions_save_stripe(svc, rq->type, rq->id);
+        pthread_mutex_lock(stripe);
+    }
     for (int attempt = 0; attempt < SAVE_RETRIES; attempt++) {
         store_head head;
         if (svc->st->ops->get_head(svc->st, rq->txn, rq->type, rq->id, &head, err) != 0)
@@ -391,6 +397,8 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
     serr_set(err, SERR_CONFLICT, "too many concurrent writers on %s/%s; try again", rq->type,
              rq->id);
 done:
+    if (stripe != NULL)
+        pthread_mutex_unlock(stripe);
     if (fenced) { /* nothing committed: lift the fence early (it expires if this fails) */
         strata_error ierr;
         versions_invalidate_latest(svc, rq->type, rq->id, &ierr);

@@ -121,8 +121,20 @@ versions_svc *versions_new(store *st, blob_store *blobs, cache_manager *cache,
     svc->blobs = blobs;
     svc->cache = cache;
     svc->cfg = *cfg;
+    int made = 0;
+    while (made < SAVE_STRIPES && pthread_mutex_init(&svc->save_stripes[made], NULL) == 0)
+        made++;
+    if (made < SAVE_STRIPES) {
+        while (made > 0)
+            pthread_mutex_destroy(&svc->save_stripes[--made]);
+        free(svc);
+        serr_set(err, SERR_NOMEM, "cannot create a mutex");
+        return NULL;
+    }
     svc->access = access_stats_new(st, cfg->access_flush_ms, err);
     if (svc->access == NULL) {
+        for (int i = 0; i < SAVE_STRIPES; i++)
+            pthread_mutex_destroy(&svc->save_stripes[i]);
         free(svc);
         return NULL;
     }
@@ -134,7 +146,20 @@ void versions_free(versions_svc *svc)
     if (svc == NULL)
         return;
     access_stats_free(svc->access);
+    for (int i = 0; i < SAVE_STRIPES; i++)
+        pthread_mutex_destroy(&svc->save_stripes[i]);
     free(svc);
+}
+
+pthread_mutex_t *versions_save_stripe(versions_svc *svc, const char *type, const char *id)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of "type/id" */
+    for (const char *p = type; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ '/') * 1099511628211ull;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return &svc->save_stripes[h % SAVE_STRIPES];
 }
 
 int versions_check_resource(const char *type, const char *id, strata_error *err)

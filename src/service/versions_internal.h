@@ -12,9 +12,17 @@
 
 #include "versions.h"
 
+#include <pthread.h>
+
 #include "../codec/blob_format.h"
 
 #define SAVE_RETRIES 64
+/* Saves of one resource in one process take turns on its stripe (hash of
+ * type and id): with writes running on many threads at once, racing
+ * compare-and-swaps on one head would otherwise starve a writer past
+ * SAVE_RETRIES. Only a speed-up: other processes still meet at the
+ * compare-and-swap, and retry. */
+#define SAVE_STRIPES 64
 /* How long a fence set before a change refuses cache fills if the change
  * never ends it (a crash between the fence and the commit): longer than
  * any fence-to-commit interval, short enough to lose little caching. */
@@ -34,7 +42,11 @@ struct versions_svc {
     access_stats *access;
     versions_hook hook;
     void *hook_ctx;
+    pthread_mutex_t save_stripes[SAVE_STRIPES];
 };
+
+/* The stripe that saves of type/id take turns on (see SAVE_STRIPES). */
+pthread_mutex_t *versions_save_stripe(versions_svc *svc, const char *type, const char *id);
 
 /* Cache keys, in the internal namespace of the resource type ("@corpus"),
  * which no /cache request can reach. */
