@@ -352,8 +352,13 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
         v.content_len = external ? 0 : len;
         /* Invariant 6: the cached latest record is fenced before the commit
          * (a batch or tree change fences before its own commit), so that no
-         * crash or cache failure after the commit can leave it served. */
-        if (rq->txn == NULL && !fenced) {
+         * crash or cache failure after the commit can leave it served.
+         * A save that creates the resource (no latest version) has nothing
+         * to fence: no cache holds a latest record of it (a delete fenced
+         * and dropped the last one, absence is never cached, and a fill
+         * begun before a later change of the key cannot land), and a
+         * racing creator that wins makes this one retry, fencing then. */
+        if (rq->txn == NULL && !fenced && latest != 0) {
             if (versions_fence_latest(svc, rq->type, rq->id, err) != 0) {
                 store_version_clear(&v);
                 goto done;
@@ -366,7 +371,8 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
             /* the fence's end: the cache may fill again from the new head */
             if (rq->txn == NULL) {
                 strata_error ierr;
-                unconfirmed = versions_invalidate_latest(svc, rq->type, rq->id, &ierr) != 0;
+                if (fenced)
+                    unconfirmed = versions_invalidate_latest(svc, rq->type, rq->id, &ierr) != 0;
                 fenced = false;
                 run_hook = svc->hook != NULL;
                 prev_latest = latest;

@@ -861,10 +861,28 @@ START_TEST(rendered_latest_follows_every_change)
     ck_assert_int_eq(http_do(&S, "GET", "/dictionary/rend", h, NULL, 0, &r), 0);
     ck_assert_int_eq(r.status, 200);
     http_resp_free(&r);
+
+    /* the resource deleted and created again (a save with no latest to
+     * fence): the new record at once, never the cached copy of 1.0.0 */
+    ck_assert_int_eq(http_do(&S, "DELETE", "/dictionary/rend", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_do(&S, "GET", "/dictionary/rend", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 410);
+    http_resp_free(&r);
+    snprintf(body, sizeof body,
+             "{\"content\": {\"n\": 3}, \"word\": \"rend\", \"provider\": \"p\", %s}", deps);
+    ck_assert_int_eq(post_json("/dictionary/rend/versions", body, NULL), 201);
+    char *v5 = latest_everywhere("1.0.2");
+    rec = json_loads(v5, 0, NULL);
+    ck_assert_str_eq(info_str(rec, "version"), "1.0.2");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(rec, "content"), "n")), 3);
+    json_decref(rec);
     free(v1);
     free(v2);
     free(v3);
     free(v4);
+    free(v5);
 }
 END_TEST
 
