@@ -51,11 +51,15 @@ int blob_header_decode(const unsigned char *in, size_t len, blob_header *h, stra
     return 0;
 }
 
+/* The payload's hash is taken here, except for a payload of raw bytes,
+ * whose hash is the raw hash already in h (read once, not twice). */
 static int finish_blob(blob_header *h, strata_buf *out, size_t header_at, strata_error *err)
 {
     const unsigned char *payload = out->data + header_at + BLOB_HEADER_SIZE;
     h->payload_size = out->len - header_at - BLOB_HEADER_SIZE;
-    if (sha256_oneshot(payload, h->payload_size, h->payload_sha256, err) != 0)
+    if (h->codec == SCODEC_NONE && h->payload_size == h->raw_size)
+        memcpy(h->payload_sha256, h->raw_sha256, SHA256_LEN);
+    else if (sha256_oneshot(payload, h->payload_size, h->payload_sha256, err) != 0)
         return -1;
     blob_header_encode(h, out->data + header_at);
     return 0;

@@ -45,6 +45,21 @@ int sbuf_reserve(strata_buf *b, size_t extra, strata_error *err)
     return 0;
 }
 
+int sbuf_reserve_aligned(strata_buf *b, size_t size, size_t align, strata_error *err)
+{
+    if (b->data != NULL)
+        return sbuf_reserve(b, size > b->len ? size - b->len : 0, err);
+    if (size > b->cap)
+        return serr_set(err, SERR_TOO_LARGE, "size exceeds the limit of %zu bytes", b->cap);
+    void *p = NULL;
+    if (size == 0 || posix_memalign(&p, align, size) != 0)
+        return size == 0 ? 0
+                         : serr_set(err, SERR_NOMEM, "out of memory allocating %zu bytes", size);
+    b->data = p;
+    b->alloc = size;
+    return 0;
+}
+
 int sbuf_append(strata_buf *b, const void *data, size_t len, strata_error *err)
 {
     if (len == 0)

@@ -34,6 +34,9 @@ static int encode_blob(const save_request *rq, const save_plan *p, const unsigne
                               blob, h, err);
 }
 
+#define BLOB_DIRECT_MIN   (256u << 10)
+#define BLOB_DIRECT_ALIGN 4096u
+
 /* Is the stored blob of this content whole? Read and checked in full
  * (header, payload hash, raw hash and size): a version must never share
  * a damaged blob (its content could not be read). 1: whole, 0: missing
@@ -82,7 +85,13 @@ static int place_external(versions_svc *svc, const save_request *rq, const save_
     if (!whole) {
         strata_buf blob;
         sbuf_init(&blob, 0);
-        int rc = encode_blob(rq, p, bytes, len, hash_hex, &blob, &h, err);
+        /* large content at an aligned address, so that a local blob store
+         * can write it around the page cache (fs_write_atomic) */
+        int rc = len >= BLOB_DIRECT_MIN
+                     ? sbuf_reserve_aligned(&blob, BLOB_HEADER_SIZE + len, BLOB_DIRECT_ALIGN, err)
+                     : 0;
+        if (rc == 0)
+            rc = encode_blob(rq, p, bytes, len, hash_hex, &blob, &h, err);
         if (rc == 0)
             rc = exists ? svc->blobs->ops->replace(svc->blobs, hash_hex, blob.data, blob.len, err)
                         : svc->blobs->ops->put(svc->blobs, hash_hex, blob.data, blob.len, err);

@@ -2,7 +2,8 @@
  * body's bytes go to a staged blob as they arrive, compressed on the way
  * or kept in the client's codec, the payload hashed as it passes (the raw
  * content's hash is the body reader's: each byte is hashed once as raw
- * content and once as payload, never more); versions_save claims the key
+ * content and, when the payload differs from it, once as payload);
+ * versions_save claims the key
  * and commits the staged blob, so memory per upload stays bounded (one
  * encoder, one hash) whatever the content's size. */
 #include "versions_internal.h"
@@ -14,11 +15,11 @@
 
 struct content_upload {
     versions_svc *svc;
-    blob_writer *w;    /* NULL once committed or dropped */
-    enum scodec codec; /* of the payload */
-    bool passthrough;  /* the wire bytes are the payload */
-    sencoder *enc;     /* a plain body compressed on the way */
-    sha256_ctx *payload_hash;
+    blob_writer *w;                  /* NULL once committed or dropped */
+    enum scodec codec;               /* of the payload */
+    bool passthrough;                /* the wire bytes are the payload */
+    sencoder *enc;                   /* a plain body compressed on the way */
+    sha256_ctx *payload_hash;        /* NULL when the payload is the raw bytes */
     uint64_t raw_size, payload_size; /* raw_size: a plain body's, as written */
     blob_header h;                   /* once finished */
 };
@@ -44,8 +45,10 @@ int versions_upload_begin(versions_svc *svc, enum scodec wire_codec, enum scodec
     u->svc = svc;
     u->passthrough = wire_codec != SCODEC_NONE;
     u->codec = u->passthrough ? wire_codec : store_codec;
-    u->payload_hash = sha256_new(err);
-    if (u->payload_hash == NULL ||
+    /* a plain body stored raw is its own payload: the body reader's raw
+     * hash is the payload's too, so it is not taken twice */
+    bool raw_payload = !u->passthrough && u->codec == SCODEC_NONE;
+    if ((!raw_payload && (u->payload_hash = sha256_new(err)) == NULL) ||
         (!u->passthrough && u->codec != SCODEC_NONE &&
          (u->enc = sencoder_new(u->codec, SCODEC_DEFAULT_LEVEL, SCODEC_SIZE_UNKNOWN, err)) ==
              NULL) ||
@@ -62,7 +65,7 @@ static int write_payload(void *ctx, const void *data, size_t len, strata_error *
 {
     content_upload *u = ctx;
     u->payload_size += len;
-    if (sha256_update(u->payload_hash, data, len, err) != 0)
+    if (u->payload_hash != NULL && sha256_update(u->payload_hash, data, len, err) != 0)
         return -1;
     return u->w->ops->write(u->w, data, len, err);
 }
@@ -99,7 +102,9 @@ int versions_upload_finish(content_upload *u, uint64_t raw_size, const unsigned 
                         (unsigned long long)u->raw_size, (unsigned long long)raw_size);
     u->h.raw_size = raw_size;
     memcpy(u->h.raw_sha256, raw_sha256, SHA256_LEN);
-    if (sha256_final(u->payload_hash, u->h.payload_sha256, err) != 0)
+    if (u->payload_hash == NULL)
+        memcpy(u->h.payload_sha256, raw_sha256, SHA256_LEN);
+    else if (sha256_final(u->payload_hash, u->h.payload_sha256, err) != 0)
         return -1;
     *h = u->h;
     return 0;
