@@ -32,7 +32,11 @@ int sbuf_reserve(strata_buf *b, size_t extra, strata_error *err)
     size_t need = b->len + extra;
     if (need <= b->alloc)
         return 0;
+    /* a first reservation is taken as asked (a file read, a known length):
+     * doubling it would leave up to half of it unused */
     size_t n = b->alloc ? b->alloc : 256;
+    if (b->alloc == 0 && need > n)
+        n = need;
     while (n < need)
         n = (n > SIZE_MAX / 2) ? need : n * 2;
     if (n > b->cap)
