@@ -56,9 +56,10 @@ int sbuf_reserve_aligned(strata_buf *b, size_t size, size_t align, strata_error 
     if (size > b->cap)
         return serr_set(err, SERR_TOO_LARGE, "size exceeds the limit of %zu bytes", b->cap);
     void *p = NULL;
-    if (size == 0 || posix_memalign(&p, align, size) != 0)
-        return size == 0 ? 0
-                         : serr_set(err, SERR_NOMEM, "out of memory allocating %zu bytes", size);
+    if (size == 0)
+        return 0;
+    if (posix_memalign(&p, align, size) != 0)
+        return serr_set(err, SERR_NOMEM, "out of memory allocating %zu bytes", size);
     b->data = p;
     b->alloc = size;
     return 0;

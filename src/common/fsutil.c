@@ -69,16 +69,13 @@ int fs_write_all(int fd, const void *data, size_t len)
  * goes through the page cache; so does everything where the file system
  * refuses O_DIRECT. The fsync that follows makes either durable. -1 with
  * errno set. */
-#define DIRECT_ALIGN 4096u
-#define DIRECT_MIN   (256u << 10)
-
 static int write_contents(int fd, const unsigned char *data, size_t len)
 {
     size_t done = 0;
     int fl;
-    if (len >= DIRECT_MIN && ((uintptr_t)data & (DIRECT_ALIGN - 1)) == 0 &&
+    if (len >= FS_DIRECT_MIN && ((uintptr_t)data & (FS_DIRECT_ALIGN - 1)) == 0 &&
         (fl = fcntl(fd, F_GETFL)) >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0) {
-        size_t head = len & ~(size_t)(DIRECT_ALIGN - 1);
+        size_t head = len & ~(size_t)(FS_DIRECT_ALIGN - 1);
         int e = 0;
         while (done < head) {
             ssize_t w = pwrite(fd, data + done, head - done, (off_t)done);

@@ -10,11 +10,15 @@
 
 /* Creates a directory and its parents (mode 0755); existing is fine. */
 int fs_mkdir_p(const char *path, strata_error *err);
+/* Data of at least FS_DIRECT_MIN bytes at an FS_DIRECT_ALIGN-aligned
+ * address (sbuf_reserve_aligned) is written by fs_write_atomic around the
+ * page cache (O_DIRECT), where the file system allows it. */
+#define FS_DIRECT_ALIGN 4096u
+#define FS_DIRECT_MIN   (256u << 10)
+
 /* Writes `data` to `path` atomically: a reader sees the old file or the
  * whole new one, and after return the new one survives a crash. The temp
- * file is created beside the target (same filesystem). Large data at a
- * 4096-byte-aligned address is written around the page cache (O_DIRECT)
- * where the file system allows it (see sbuf_reserve_aligned). */
+ * file is created beside the target (same filesystem). */
 int fs_write_atomic(const char *path, const void *data, size_t len, strata_error *err);
 /* Reads a whole file, refusing files larger than max_len. SERR_NOT_FOUND
  * when it does not exist. */

@@ -4,12 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
+
 static uint64_t hash_str(const char *s)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return fnv_str(FNV_BASIS, s);
 }
 
 void strset_init(strset *s)

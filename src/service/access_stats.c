@@ -1,5 +1,6 @@
 #include "access_stats.h"
 #include "../common/clock.h"
+#include "../common/fnv.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -39,12 +40,7 @@ struct access_stats {
 
 static size_t bucket_of(const char *type, const char *id, uint64_t vkey)
 {
-    uint64_t h = 1469598103934665603ull ^ vkey; /* FNV-1a */
-    for (const char *p = type; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    for (const char *p = id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    return (size_t)(h % BUCKETS);
+    return (size_t)(fnv_str(fnv_str(FNV_BASIS ^ vkey, type), id) % BUCKETS);
 }
 
 static entry *find(access_stats *a, size_t b, const char *type, const char *id, uint64_t vkey)

@@ -12,6 +12,7 @@
 #include "../codec/blob_format.h"
 #include "../codec/json_canon.h"
 #include "../common/clock.h"
+#include "../common/fsutil.h"
 #include "../common/log.h"
 
 /* ---- placement --------------------------------------------------------------- */
@@ -33,9 +34,6 @@ static int encode_blob(const save_request *rq, const save_plan *p, const unsigne
     return blob_encode_hashed(bytes, len, raw_sha, resource_codec_for(p->type, p->fields, len),
                               blob, h, err);
 }
-
-#define BLOB_DIRECT_MIN   (256u << 10)
-#define BLOB_DIRECT_ALIGN 4096u
 
 /* Is the stored blob of this content whole? Read and checked in full
  * (header, payload hash, raw hash and size): a version must never share
@@ -87,8 +85,8 @@ static int place_external(versions_svc *svc, const save_request *rq, const save_
         sbuf_init(&blob, 0);
         /* large content at an aligned address, so that a local blob store
          * can write it around the page cache (fs_write_atomic) */
-        int rc = len >= BLOB_DIRECT_MIN
-                     ? sbuf_reserve_aligned(&blob, BLOB_HEADER_SIZE + len, BLOB_DIRECT_ALIGN, err)
+        int rc = len >= FS_DIRECT_MIN
+                     ? sbuf_reserve_aligned(&blob, BLOB_HEADER_SIZE + len, FS_DIRECT_ALIGN, err)
                      : 0;
         if (rc == 0)
             rc = encode_blob(rq, p, bytes, len, hash_hex, &blob, &h, err);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "../common/clock.h"
+#include "../common/fnv.h"
 #include "../common/log.h"
 #include "record_codec.h"
 #include "resource_types.h"
@@ -153,12 +154,7 @@ void versions_free(versions_svc *svc)
 
 pthread_mutex_t *versions_save_stripe(versions_svc *svc, const char *type, const char *id)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a of "type/id" */
-    for (const char *p = type; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    h = (h ^ '/') * 1099511628211ull;
-    for (const char *p = id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    uint64_t h = fnv_str(fnv_byte(fnv_str(FNV_BASIS, type), '/'), id);
     return &svc->save_stripes[h % SAVE_STRIPES];
 }
 

@@ -81,7 +81,7 @@ static size_t resident_pages(const char *path, size_t len)
     return in;
 }
 
-static const size_t SIZES[] = {(256u << 10), (256u << 10) + 1, (1u << 20) + 123, 4u << 20, 5000};
+static const size_t SIZES[] = {FS_DIRECT_MIN, FS_DIRECT_MIN + 1, (1u << 20) + 123, 4u << 20, 5000};
 
 /* Each size, from an aligned and from an unaligned address, over a file
  * that exists already; reads back byte for byte. */
@@ -95,15 +95,15 @@ static void write_and_read_back(const char *base)
             strata_buf b;
             sbuf_init(&b, 0);
             strata_error err;
-            ck_assert_int_eq(sbuf_reserve_aligned(&b, len + 1, 4096, &err), 0);
-            ck_assert_uint_eq((uintptr_t)b.data % 4096, 0);
+            ck_assert_int_eq(sbuf_reserve_aligned(&b, len + 1, FS_DIRECT_ALIGN, &err), 0);
+            ck_assert_uint_eq((uintptr_t)b.data % FS_DIRECT_ALIGN, 0);
             unsigned char *data = b.data + shift;
             fill(data, len, (unsigned)(i * 2 + (size_t)shift));
             char path[300];
             snprintf(path, sizeof path, "%s/f%zu", dir, i);
             ck_assert_int_eq(fs_write_atomic(path, "old", 3, &err), 0);
             ck_assert_msg(fs_write_atomic(path, data, len, &err) == 0, "%s", err.detail);
-            if (direct && shift == 0 && len >= (256u << 10))
+            if (direct && shift == 0 && len >= FS_DIRECT_MIN)
                 /* written around the page cache: at most the tail's page */
                 ck_assert_uint_le(resident_pages(path, len), 1);
             strata_buf back;
@@ -157,6 +157,26 @@ START_TEST(aligned_buffers_keep_their_cap_and_grow)
 }
 END_TEST
 
+/* A first reservation is taken as asked (a 1 MiB file read took 2 MiB
+ * when it was doubled up from 256 bytes); growth after it doubles. */
+START_TEST(a_first_reservation_is_exact)
+{
+    strata_buf b;
+    sbuf_init(&b, 0);
+    strata_error err;
+    ck_assert_int_eq(sbuf_reserve(&b, (1u << 20) + 96, &err), 0);
+    ck_assert_uint_eq(b.alloc, (1u << 20) + 96);
+    b.len = b.alloc;
+    ck_assert_int_eq(sbuf_reserve(&b, 1, &err), 0);
+    ck_assert_uint_eq(b.alloc, 2 * ((1u << 20) + 96));
+    sbuf_free(&b);
+    sbuf_init(&b, 0); /* small first appends still start at 256 */
+    ck_assert_int_eq(sbuf_append(&b, "x", 1, &err), 0);
+    ck_assert_uint_eq(b.alloc, 256);
+    sbuf_free(&b);
+}
+END_TEST
+
 static Suite *fsutil_suite(void)
 {
     Suite *s = suite_create("fsutil");
@@ -165,6 +185,7 @@ static Suite *fsutil_suite(void)
     tcase_add_test(t, large_aligned_writes_read_back_on_disk);
     tcase_add_test(t, large_aligned_writes_read_back_on_tmpfs);
     tcase_add_test(t, aligned_buffers_keep_their_cap_and_grow);
+    tcase_add_test(t, a_first_reservation_is_exact);
     suite_add_tcase(s, t);
     return s;
 }
