@@ -53,20 +53,57 @@ void body_spill_to(http_body *b, size_t spill_at, body_sink_fn sink, void *ctx)
     b->sink_ctx = ctx;
 }
 
+int body_hold(http_body *b, size_t expected, size_t headroom, size_t align, strata_error *err)
+{
+    if (!b->started || b->wire.data != NULL || b->raw_size != 0 || b->spilled ||
+        b->encoding != SCODEC_NONE)
+        return serr_set(err, SERR_INTERNAL, "body_hold: only before a plain body's first byte");
+    size_t cap = b->wire.cap;
+    if (expected > cap || headroom > SIZE_MAX - expected)
+        return serr_set(err, SERR_TOO_LARGE, "request body exceeds the limit of %zu bytes", cap);
+    /* the limit stays on the body's own bytes */
+    b->wire.cap = cap > SIZE_MAX - headroom ? SIZE_MAX : cap + headroom;
+    if (sbuf_reserve_aligned(&b->wire, headroom + expected, align, err) != 0) {
+        b->wire.cap = cap;
+        return -1;
+    }
+    memset(b->wire.data, 0, headroom);
+    b->wire.len = headroom;
+    b->headroom = headroom;
+    return 0;
+}
+
+unsigned char *body_room(http_body *b)
+{
+    return b->headroom != 0 && !b->spilled ? b->wire.data : NULL;
+}
+
+const unsigned char *body_wire(const http_body *b, size_t *len)
+{
+    if (b->spilled || b->wire.data == NULL) {
+        *len = 0;
+        return NULL;
+    }
+    *len = b->wire.len - b->headroom;
+    return b->wire.data + b->headroom;
+}
+
 /* Keeps the wire bytes, or hands them to the sink once past spill_at. */
 static int keep_wire(http_body *b, const void *data, size_t len, strata_error *err)
 {
-    if (!b->spilled && (b->sink == NULL || b->wire.len + len <= b->spill_at)) {
+    size_t held = b->wire.len - b->headroom;
+    if (!b->spilled && (b->sink == NULL || held + len <= b->spill_at)) {
         if (sbuf_append(&b->wire, data, len, err) != 0)
             return serr_set(err, SERR_TOO_LARGE, "request body exceeds the limit of %zu bytes",
-                            b->wire.cap);
+                            b->wire.cap - b->headroom);
         return 0;
     }
     if (!b->spilled) {
         b->spilled = true;
-        if (b->wire.len > 0 && b->sink(b->sink_ctx, b->wire.data, b->wire.len, err) != 0)
+        if (held > 0 && b->sink(b->sink_ctx, b->wire.data + b->headroom, held, err) != 0)
             return -1;
         sbuf_free(&b->wire);
+        b->headroom = 0;
     }
     return b->sink(b->sink_ctx, data, len, err);
 }
@@ -112,13 +149,14 @@ int body_content(http_body *b, strata_buf *scratch, const unsigned char **data, 
 {
     if (b->spilled)
         return serr_set(err, SERR_INTERNAL, "the body went to a stream, not to memory");
+    size_t wlen;
+    const unsigned char *wire = body_wire(b, &wlen);
     if (b->encoding == SCODEC_NONE) {
-        *data = b->wire.data;
-        *len = b->wire.len;
+        *data = wire;
+        *len = wlen;
         return 0;
     }
-    if (scodec_decompress(b->encoding, b->wire.data, b->wire.len, (size_t)b->max_decoded, scratch,
-                          err) != 0)
+    if (scodec_decompress(b->encoding, wire, wlen, (size_t)b->max_decoded, scratch, err) != 0)
         return -1;
     *data = scratch->data;
     *len = scratch->len;

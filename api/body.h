@@ -19,7 +19,8 @@
 typedef int (*body_sink_fn)(void *ctx, const void *data, size_t len, strata_error *err);
 
 typedef struct http_body {
-    strata_buf wire;
+    strata_buf wire;   /* headroom bytes (body_hold), then the wire bytes */
+    size_t headroom;
     body_sink_fn sink; /* set by body_spill_to */
     void *sink_ctx;
     size_t spill_at;
@@ -46,6 +47,24 @@ void body_free(http_body *b);
  * still computed. After body_begin, before the first body_feed. A sink
  * error fails the feed with it. */
 void body_spill_to(http_body *b, size_t spill_at, body_sink_fn sink, void *ctx);
+
+/* Reserves, for a plain (unencoded) body expected to be `expected` wire
+ * bytes long, one buffer at an address aligned to `align` (a power of
+ * two, a multiple of sizeof(void *)) that holds `headroom` writable bytes
+ * and then the body: it is read in without growing, and a consumer may
+ * put a header right before the bytes (body_room) instead of copying
+ * them behind one. After body_begin, before the first body_feed; a body
+ * longer than expected still arrives whole (the buffer grows). Errors:
+ * SERR_TOO_LARGE past the wire limit, SERR_NOMEM, SERR_INTERNAL when
+ * called late or on an encoded body; the body is unchanged then. */
+int body_hold(http_body *b, size_t expected, size_t headroom, size_t align, strata_error *err);
+
+/* The headroom in front of the wire bytes (body_hold), writable, or NULL
+ * when there is none (or the body spilled); its size is b->headroom. */
+unsigned char *body_room(http_body *b);
+
+/* The wire bytes held (none once spilled), after any headroom. */
+const unsigned char *body_wire(const http_body *b, size_t *len);
 
 /* The decoded content (not for a spilled body: SERR_INTERNAL): points
  * at the wire bytes when there is no encoding, otherwise decodes into

@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/codec/blob_format.h"
 #include "../src/codec/json_parse.h"
+#include "../src/common/fsutil.h"
+#include "../src/common/log.h"
 #include "../src/service/resource_types.h"
 #include "../src/service/versions.h"
 #include "app.h"
@@ -285,10 +288,18 @@ static int post_version_body(request *req, strata_error *err)
     (void)err;
     const resource_type_def *t = resource_type_find(req_param(req, "type"));
     uint64_t declared = 0;
-    bool past = declared_length(req, &declared) && declared > SAVE_STREAM_AT;
-    if (t != NULL && strcmp(t->name, "corpus") != 0 &&
-        !media_is_json(req_header(req, "Content-Type")))
-        body_spill_to(&req->body, past ? 0 : SAVE_STREAM_AT, upload_sink, req);
+    bool known = declared_length(req, &declared), past = known && declared > SAVE_STREAM_AT;
+    if (t == NULL || strcmp(t->name, "corpus") == 0 || media_is_json(req_header(req, "Content-Type")))
+        return 0;
+    body_spill_to(&req->body, past ? 0 : SAVE_STREAM_AT, upload_sink, req);
+    /* A large plain body that will be held is read into one page-aligned
+     * buffer with room for a blob header before it: stored raw, it is
+     * then written where it lies (versions.h, save_request.room). */
+    if (known && !past && declared >= FS_DIRECT_MIN && req->body.encoding == SCODEC_NONE) {
+        strata_error herr;
+        if (body_hold(&req->body, (size_t)declared, BLOB_HEADER_SIZE, FS_DIRECT_ALIGN, &herr) != 0)
+            slog_debug("body not held in place: %s", herr.detail); /* read in as usual */
+    }
     return 0;
 }
 
@@ -338,8 +349,9 @@ static void post_version(request *req, reply *rep)
             rq.bytes_sha256 = req->body.raw_sha256;
         rq.content_type = base[0] ? base : "application/octet-stream";
         rq.wire_codec = req->body.encoding;
-        rq.wire = req->body.wire.data;
-        rq.wire_len = req->body.wire.len;
+        rq.wire = body_wire(&req->body, &rq.wire_len);
+        rq.room = body_room(&req->body); /* a raw blob's header goes there */
+        rq.room_len = req->body.headroom;
     }
     rq.envelope = env;
     store_version v;

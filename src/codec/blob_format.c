@@ -103,6 +103,18 @@ fail:
     return -1;
 }
 
+void blob_frame_raw_in_place(unsigned char head[BLOB_HEADER_SIZE], uint64_t raw_len,
+                             const unsigned char raw_sha256[SHA256_LEN], blob_header *h)
+{
+    memset(h, 0, sizeof *h);
+    h->codec = SCODEC_NONE;
+    h->raw_size = raw_len;
+    h->payload_size = raw_len;
+    memcpy(h->raw_sha256, raw_sha256, SHA256_LEN);
+    memcpy(h->payload_sha256, raw_sha256, SHA256_LEN); /* the payload is the raw bytes */
+    blob_header_encode(h, head);
+}
+
 int blob_encode_precompressed(enum scodec codec, const void *payload, size_t payload_len,
                               uint64_t raw_size, const unsigned char raw_sha256[SHA256_LEN],
                               strata_buf *out, blob_header *h, strata_error *err)

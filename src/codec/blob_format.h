@@ -45,6 +45,14 @@ int blob_encode(const void *raw, size_t raw_len, enum scodec codec, strata_buf *
 int blob_encode_hashed(const void *raw, size_t raw_len, const unsigned char raw_sha256[SHA256_LEN],
                        enum scodec codec, strata_buf *out, blob_header *h, strata_error *err);
 
+/* Frames raw bytes as a blob where they lie: writes the header of an
+ * uncompressed blob of raw_len bytes hashing to raw_sha256 (trusted) into
+ * head, the BLOB_HEADER_SIZE bytes right before them, so that the blob is
+ * head[0, BLOB_HEADER_SIZE + raw_len) with no copy of the bytes. Fills h.
+ * Cannot fail. */
+void blob_frame_raw_in_place(unsigned char head[BLOB_HEADER_SIZE], uint64_t raw_len,
+                             const unsigned char raw_sha256[SHA256_LEN], blob_header *h);
+
 /* Builds header + payload from bytes a client already compressed; the
  * caller has decoded them once to learn raw_size and raw_sha256. */
 int blob_encode_precompressed(enum scodec codec, const void *payload, size_t payload_len,

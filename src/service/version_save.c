@@ -35,6 +35,17 @@ static int encode_blob(const save_request *rq, const save_plan *p, const unsigne
                               blob, h, err);
 }
 
+/* Whether the content goes into its blob as it lies, the header written
+ * into the caller's room before it: stored raw (sent plain, and the
+ * type's policy does not compress it) with room for a header. */
+static bool frame_in_place(const save_request *rq, const save_plan *p, const unsigned char *bytes,
+                           size_t len)
+{
+    return rq->room != NULL && rq->room_len >= BLOB_HEADER_SIZE && bytes == rq->bytes &&
+           len == rq->len && rq->wire_codec == SCODEC_NONE &&
+           resource_codec_for(p->type, p->fields, len) == SCODEC_NONE;
+}
+
 /* Is the stored blob of this content whole? Read and checked in full
  * (header, payload hash, raw hash and size): a version must never share
  * a damaged blob (its content could not be read). 1: whole, 0: missing
@@ -83,16 +94,29 @@ static int place_external(versions_svc *svc, const save_request *rq, const save_
     if (!whole) {
         strata_buf blob;
         sbuf_init(&blob, 0);
-        /* large content at an aligned address, so that a local blob store
-         * can write it around the page cache (fs_write_atomic) */
-        int rc = len >= FS_DIRECT_MIN
-                     ? sbuf_reserve_aligned(&blob, BLOB_HEADER_SIZE + len, FS_DIRECT_ALIGN, err)
-                     : 0;
+        const unsigned char *whole_blob;
+        size_t blob_len;
+        int rc = 0;
+        if (frame_in_place(rq, p, bytes, len)) {
+            unsigned char raw_sha[SHA256_LEN];
+            sha256_from_hex(hash_hex, raw_sha);
+            unsigned char *head = rq->room + rq->room_len - BLOB_HEADER_SIZE;
+            blob_frame_raw_in_place(head, len, raw_sha, &h);
+            whole_blob = head;
+            blob_len = BLOB_HEADER_SIZE + len;
+        } else {
+            /* large content at an aligned address, so that a local blob
+             * store can write it around the page cache (fs_write_atomic) */
+            if (len >= FS_DIRECT_MIN)
+                rc = sbuf_reserve_aligned(&blob, BLOB_HEADER_SIZE + len, FS_DIRECT_ALIGN, err);
+            if (rc == 0)
+                rc = encode_blob(rq, p, bytes, len, hash_hex, &blob, &h, err);
+            whole_blob = blob.data;
+            blob_len = blob.len;
+        }
         if (rc == 0)
-            rc = encode_blob(rq, p, bytes, len, hash_hex, &blob, &h, err);
-        if (rc == 0)
-            rc = exists ? svc->blobs->ops->replace(svc->blobs, hash_hex, blob.data, blob.len, err)
-                        : svc->blobs->ops->put(svc->blobs, hash_hex, blob.data, blob.len, err);
+            rc = exists ? svc->blobs->ops->replace(svc->blobs, hash_hex, whole_blob, blob_len, err)
+                        : svc->blobs->ops->put(svc->blobs, hash_hex, whole_blob, blob_len, err);
         sbuf_free(&blob);
         if (rc != 0)
             return -1;
@@ -273,8 +297,10 @@ int versions_save(versions_svc *svc, const save_request *rq, store_version *out,
                             ? "application/json"
                             : (rq->content_type ? rq->content_type : "application/octet-stream");
     save_request placed = *rq;
-    if (canon != NULL)
-        placed.wire = NULL; /* the bytes are not the client's: its frames no longer apply */
+    if (canon != NULL) { /* the bytes are not the client's: its frames and room do not apply */
+        placed.wire = NULL;
+        placed.room = NULL;
+    }
     if (external) {
         if (place_content(svc, &placed, &p, bytes, len, hash, loc, err) != 0)
             goto done;

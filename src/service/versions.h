@@ -64,6 +64,14 @@ typedef struct save_request {
      * reader hashes the content as it arrives), or NULL (versions_save
      * hashes them). Trusted: it names the version and its blob. */
     const unsigned char *bytes_sha256;
+    /* When not NULL: room_len writable bytes right before bytes, the
+     * caller's, that the save may overwrite. A content stored raw in a
+     * blob gets its header written there (at least BLOB_HEADER_SIZE bytes
+     * are needed), so the bytes are written where they lie instead of
+     * copied behind a new header; at a page-aligned address, a local blob
+     * store then writes them around the page cache. */
+    unsigned char *room;
+    size_t room_len;
     const char *content_type;  /* of a byte save */
     const unsigned char *wire; /* the bytes as received, when encoded */
     size_t wire_len;

@@ -532,6 +532,51 @@ START_TEST(stored_blobs_carry_the_contents_hashes)
 }
 END_TEST
 
+/* A large plain body of a type stored raw is read into a page-aligned
+ * buffer with room for the blob header before it, and written where it
+ * lies: the stored blob is still whole and names the content, at sizes
+ * around the direct-I/O threshold and off the page size. */
+START_TEST(raw_blobs_written_in_place_are_whole)
+{
+    static const size_t sizes[] = {(256u << 10) - 1, 256u << 10, (1u << 20) + 123, 3u << 20};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        size_t len = sizes[si];
+        unsigned char *data = text(len, (unsigned)(200 + si));
+        char path[160];
+        snprintf(path, sizeof path,
+                 "/semantic/raw%zu/versions?corpus_id=c&corpus_version=1.0.0&model_name=m"
+                 "&embedding_dimension=4",
+                 si);
+        http_resp r;
+        long st = call("POST", path, BYTES_CT, data, len, &r);
+        ck_assert_msg(st == 201, "%zu bytes answered %ld: %.300s", len, st, r.body);
+        http_resp_free(&r);
+        char key[SHA256_HEX_LEN + 1];
+        blob_key(data, len, key);
+        strata_buf stored, raw;
+        strata_error err;
+        sbuf_init(&stored, 0);
+        sbuf_init(&raw, 0);
+        ck_assert_msg(server_blob_read(&S, key, &stored) == 0, "%zu bytes: no blob %s", len, key);
+        ck_assert_uint_eq(stored.len, BLOB_HEADER_SIZE + len);
+        blob_header h;
+        ck_assert_msg(blob_decode(stored.data, stored.len, len, &raw, &h, &err) == 0, "%zu: %s",
+                      len, err.detail);
+        ck_assert_int_eq(h.codec, SCODEC_NONE);
+        ck_assert_uint_eq(raw.len, len);
+        ck_assert_msg(memcmp(raw.data, data, len) == 0, "%zu bytes: other bytes stored", len);
+        snprintf(path, sizeof path, "/semantic/raw%zu/versions/latest/content", si);
+        ck_assert_int_eq(call("GET", path, NULL, NULL, 0, &r), 200);
+        ck_assert_uint_eq(r.body_len, len);
+        ck_assert_msg(memcmp(r.body, data, len) == 0, "%zu bytes: other bytes served", len);
+        http_resp_free(&r);
+        sbuf_free(&raw);
+        sbuf_free(&stored);
+        free(data);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("content");
@@ -544,6 +589,7 @@ int main(void)
     tcase_add_test(tc, a_damaged_blob_ends_the_transfer_short);
     tcase_add_test(tc, streamed_saves_share_and_pass_through);
     tcase_add_test(tc, stored_blobs_carry_the_contents_hashes);
+    tcase_add_test(tc, raw_blobs_written_in_place_are_whole);
     suite_add_tcase(s, tc);
     TCase *hot = tcase_create("hot");
     tcase_add_checked_fixture(hot, start_small_l1, stop);

@@ -393,6 +393,38 @@ START_TEST(blob_keeps_raw_bytes_when_compression_does_not_pay)
 }
 END_TEST
 
+/* Framing in place gives byte for byte the blob that encoding raw bytes
+ * builds by copying them, and writes nothing but the header's room. */
+START_TEST(blob_framed_in_place_equals_an_encoded_one)
+{
+    size_t len;
+    unsigned char *in = make_input(IN_RANDOM, &len);
+    unsigned char sha[SHA256_LEN];
+    sha256_oneshot(in, len, sha, NULL);
+    strata_buf blob, raw;
+    sbuf_init(&blob, 0);
+    sbuf_init(&raw, 0);
+    blob_header want, got;
+    ck_assert_int_eq(blob_encode_hashed(in, len, sha, SCODEC_NONE, &blob, &want, NULL), 0);
+    unsigned char *framed = malloc(BLOB_HEADER_SIZE + len + 1);
+    ck_assert_ptr_nonnull(framed);
+    memset(framed, 0xA5, BLOB_HEADER_SIZE);
+    memcpy(framed + BLOB_HEADER_SIZE, in, len);
+    framed[BLOB_HEADER_SIZE + len] = 0x5A;
+    blob_frame_raw_in_place(framed, len, sha, &got);
+    ck_assert_uint_eq(blob.len, BLOB_HEADER_SIZE + len);
+    ck_assert_int_eq(memcmp(framed, blob.data, blob.len), 0);
+    ck_assert_uint_eq(framed[BLOB_HEADER_SIZE + len], 0x5A);
+    ck_assert_int_eq(memcmp(&got, &want, sizeof got), 0);
+    ck_assert_int_eq(blob_decode(framed, BLOB_HEADER_SIZE + len, len, &raw, &got, NULL), 0);
+    ck_assert_int_eq(memcmp(raw.data, in, len), 0);
+    free(framed);
+    sbuf_free(&blob);
+    sbuf_free(&raw);
+    free(in);
+}
+END_TEST
+
 START_TEST(blob_from_precompressed_bytes)
 {
     const char *text = "the quick brown fox jumps over the lazy dog, again and again and again";
@@ -448,6 +480,7 @@ static Suite *codec_suite(void)
     tcase_add_test(t, policy_follows_the_design);
     tcase_add_test(t, blob_roundtrip_and_verification);
     tcase_add_test(t, blob_keeps_raw_bytes_when_compression_does_not_pay);
+    tcase_add_test(t, blob_framed_in_place_equals_an_encoded_one);
     tcase_add_test(t, blob_from_precompressed_bytes);
     suite_add_tcase(s, t);
     return s;
