@@ -184,7 +184,8 @@ static void on_new_version(void *ctx, const store_version *created, uint64_t pre
         if (trees_child_changed(c->trees, created->id, prev, created->vkey, &err) != 0)
             slog_error("masters of %s did not follow its version: %s", created->id, err.detail);
     }
-    mark_dependents_stale(c, created->type, created->id, created->vkey);
+    if (!created->no_dependents) /* the store saw none as it wrote the version */
+        mark_dependents_stale(c, created->type, created->id, created->vkey);
 }
 
 static void on_master_saved(void *ctx, const char *master, uint64_t vkey)

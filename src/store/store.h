@@ -84,6 +84,10 @@ typedef struct store_version {
     int64_t last_accessed_ms;
     bool stale;           /* of the resource, reported on its latest version */
     json_t *stale_reason; /* owned, may be NULL */
+    /* Set by put_version when, in the same write, no version of any
+     * resource depended on (type, id); false when something did, or when
+     * the backend does not tell. */
+    bool no_dependents;
 } store_version;
 
 void store_version_free(store_version *v);
@@ -207,7 +211,9 @@ typedef struct store_ops {
      * claim: for a version in a blob, the claim blob_claim gave for
      * v->blob_key, consumed by this write (SERR_RETRY when it no longer
      * stands: claim again); 0 for inline content. On success v's derived
-     * fields (is_latest, supersedes, superseded_by) are set. */
+     * fields (is_latest, supersedes, superseded_by) are set, and
+     * no_dependents may be (a backend that sets it saves the caller its
+     * look for dependents to cascade to). */
     int (*put_version)(store *s, store_txn *txn, store_version *v, uint64_t expected_latest,
                        uint64_t expected_max, const store_dep *deps, size_t ndeps, uint64_t claim,
                        strata_error *err);

@@ -340,6 +340,27 @@ START_TEST(a_new_version_marks_dependents_stale_and_rebuild_orders_them)
 }
 END_TEST
 
+/* A resource deleted whole and saved again starts with a first version,
+ * yet what depended on it before still does: the new version marks it
+ * stale (the store looks for dependents as it writes, not only for
+ * resources that had a latest version). */
+START_TEST(a_recreated_resource_marks_its_old_dependents_stale)
+{
+    post_words("rc", "[\"alpha\"]");
+    save("trie", "rt", "\"corpus_ids\": [\"rc\"], \"node_count\": 1, \"max_depth\": 1",
+         "[{\"type\": \"corpus\", \"id\": \"rc\"}]", 201);
+    ck_assert(!is_stale("trie", "rt", NULL));
+    ck_assert_int_eq(call("DELETE", "/corpus/rc", NULL, NULL), 200);
+    ck_assert(!is_stale("trie", "rt", NULL));
+    post_words("rc", "[\"alpha\", \"beta\"]");
+    json_t *reason = NULL;
+    ck_assert(is_stale("trie", "rt", &reason));
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(reason, "cause"), "id")),
+                     "rc");
+    json_decref(reason);
+}
+END_TEST
+
 START_TEST(a_dependency_cycle_is_refused_and_changes_nothing)
 {
     save("trie", "a", "\"corpus_ids\": [\"c\"], \"node_count\": 1, \"max_depth\": 1", "[]", 201);
@@ -706,6 +727,7 @@ static Suite *trees_suite(void)
     tcase_add_test(t, english_is_the_union_of_the_word_lists);
     tcase_add_test(t, changes_climb_a_deep_tree);
     tcase_add_test(t, a_new_version_marks_dependents_stale_and_rebuild_orders_them);
+    tcase_add_test(t, a_recreated_resource_marks_its_old_dependents_stale);
     tcase_add_test(t, a_dependency_cycle_is_refused_and_changes_nothing);
     tcase_add_test(t, dependencies_on_what_does_not_exist_are_refused);
     tcase_add_test(t, dependents_are_paginated_and_404_for_nothing);
