@@ -19,7 +19,7 @@
 typedef int (*body_sink_fn)(void *ctx, const void *data, size_t len, strata_error *err);
 
 typedef struct http_body {
-    strata_buf wire;   /* headroom bytes (body_hold), then the wire bytes */
+    strata_buf wire; /* headroom bytes (body_hold), then the wire bytes */
     size_t headroom;
     body_sink_fn sink; /* set by body_spill_to */
     void *sink_ctx;

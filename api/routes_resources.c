@@ -289,7 +289,8 @@ static int post_version_body(request *req, strata_error *err)
     const resource_type_def *t = resource_type_find(req_param(req, "type"));
     uint64_t declared = 0;
     bool known = declared_length(req, &declared), past = known && declared > SAVE_STREAM_AT;
-    if (t == NULL || strcmp(t->name, "corpus") == 0 || media_is_json(req_header(req, "Content-Type")))
+    if (t == NULL || strcmp(t->name, "corpus") == 0 ||
+        media_is_json(req_header(req, "Content-Type")))
         return 0;
     body_spill_to(&req->body, past ? 0 : SAVE_STREAM_AT, upload_sink, req);
     /* A large plain body that will be held is read into one page-aligned

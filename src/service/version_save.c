@@ -42,7 +42,7 @@ static bool frame_in_place(const save_request *rq, const save_plan *p, const uns
                            size_t len)
 {
     return rq->room != NULL && rq->room_len >= BLOB_HEADER_SIZE && bytes == rq->bytes &&
-           len == rq->len && rq->wire_codec == SCODEC_NONE &&
+           rq->room + rq->room_len == bytes && len == rq->len && rq->wire_codec == SCODEC_NONE &&
            resource_codec_for(p->type, p->fields, len) == SCODEC_NONE;
 }
 

@@ -300,7 +300,8 @@ static int do_put(sq_conn *db, void *arg, strata_error *err)
     sqlite3_bind_text(st, 1, v->type, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, v->id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
-    int failed = rc != SQLITE_ROW && rc != SQLITE_DONE ? db_error(db, err, "look for dependents") : 0;
+    int failed =
+        rc != SQLITE_ROW && rc != SQLITE_DONE ? db_error(db, err, "look for dependents") : 0;
     sq_release(st);
     if (failed)
         return -1;

@@ -976,8 +976,7 @@ START_TEST(dependencies_are_indexed_in_reverse)
     store_version_clear(&v);
     /* now the trie does: no backend may claim that nothing depends on c */
     mkv(&v, "corpus", N("c"), V("1.0.1"), N("c2"));
-    ck_assert_int_eq(S->ops->put_version(S, NULL, &v, V("1.0.0"), V("1.0.0"), NULL, 0, 0, &err),
-                     0);
+    ck_assert_int_eq(S->ops->put_version(S, NULL, &v, V("1.0.0"), V("1.0.0"), NULL, 0, 0, &err), 0);
     ck_assert(!v.no_dependents);
     store_version_clear(&v);
     store_page p;
