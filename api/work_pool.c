@@ -108,6 +108,7 @@ work_pool *work_pool_start(unsigned nthreads, work_fn fn, void *ctx, strata_erro
 
 bool work_pool_submit(work_pool *p, work_item *item)
 {
+    pool_thread *t = NULL;
     pthread_mutex_lock(&p->mu);
     bool ok = !p->stopping;
     if (ok) {
@@ -117,14 +118,18 @@ bool work_pool_submit(work_pool *p, work_item *item)
         else
             p->head = item;
         p->tail = item;
-        pool_thread *t = p->idle; /* none idle: a running one takes it next */
+        t = p->idle; /* none idle: a running one takes it next */
         if (t != NULL) {
             p->idle = t->next_idle;
             t->woken = true;
-            pthread_cond_signal(&t->cv);
         }
     }
     pthread_mutex_unlock(&p->mu);
+    /* signalled after the unlock, so that the thread woken does not wake
+     * only to wait for the mutex still held here (a second sleep). A late
+     * signal is harmless: the thread waits while it has not been woken. */
+    if (t != NULL)
+        pthread_cond_signal(&t->cv);
     return ok;
 }
 

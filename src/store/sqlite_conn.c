@@ -3,6 +3,8 @@
 #include "sqlite_internal.h"
 #include "store_sqlite.h"
 
+#include <errno.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,6 +189,9 @@ int sq_each_row(sqlite_store *s, const char *sql, int (*row)(sqlite3_stmt *st, v
  * no txn from inside it would wait for its own group's commit. */
 static _Thread_local const sqlite_store *tls_in_txn;
 
+/* What a combined group's member is woken for. */
+enum wm_call { WM_WAIT, WM_LEAD, WM_DONE };
+
 /* A member's write, on its own stack until its group is done. */
 typedef struct wmember {
     struct wmember *next; /* the member that joined after it */
@@ -196,6 +201,17 @@ typedef struct wmember {
     bool body_ok;     /* the body itself succeeded */
     bool ran;         /* it has been run */
     strata_error err; /* when rc != 0 */
+    /* A combined group's member sleeps on a semaphore of its own, woken
+     * once: to lead its group, or with the group's outcome (copied into
+     * lost and why, so that it never touches the group again). Waking
+     * members on the group's condition variable made all of them fight
+     * for write_mu at once, a second sleep each on two cores. The
+     * semaphore orders the fields written before sem_post and read after
+     * sem_wait. */
+    sem_t wake;
+    enum wm_call call;
+    bool lost;
+    strata_error why;
 } wmember;
 
 typedef struct wgroup {
@@ -206,15 +222,16 @@ typedef struct wgroup {
     wmember *pending;       /* the next member the leader runs */
     int members;            /* joined */
     int ran;                /* have had their turn */
-    int refs;               /* members not yet returned (the last frees the group) */
+    int refs;               /* members not yet returned (the last frees a turn-taking
+                             * group; a combined one is freed by its leader) */
     bool begun;             /* BEGIN IMMEDIATE succeeded */
     bool lost;              /* the transaction is gone: BEGIN or COMMIT failed, or an
                              * error rolled the whole transaction back */
     bool done;              /* committed or given up: members may return */
     strata_error why;       /* when lost */
     struct wgroup *next;    /* the group after this one */
-    pthread_cond_t turn_cv; /* members waiting for the writer */
-    pthread_cond_t done_cv; /* members that ran, waiting for the commit */
+    pthread_cond_t turn_cv; /* a turn-taking group's members waiting for the writer */
+    pthread_cond_t done_cv; /* ... and those that ran, waiting for the commit */
 } wgroup;
 
 /* Adds me to the open group, or to a new one when there is none, it is
@@ -349,9 +366,13 @@ static void wg_commit(sqlite_store *s, wgroup *g)
 }
 
 /* The last member has run: commit (the writer is still the caller's, and
- * wg_turn moves on only after it), wake the members and hand the writer
- * to the next group. Called and returns with write_mu held. */
-static void wg_finish(sqlite_store *s, wgroup *g)
+ * wg_turn moves on only after it), wake a turn-taking group's members and
+ * hand the writer to the next group. Called and returns with write_mu
+ * held. Returns the member elected to lead the next group when that group
+ * is combined (the writer is reserved for it: wg_busy), to be woken with
+ * wg_wake after write_mu is released; otherwise NULL. A combined group's
+ * own members are woken by its leader (wg_release). */
+static wmember *wg_finish(sqlite_store *s, wgroup *g)
 {
     if (s->wg_open == g)
         s->wg_open = NULL; /* no one joins any more */
@@ -369,10 +390,63 @@ static void wg_finish(sqlite_store *s, wgroup *g)
     if (s->wg_head == NULL)
         s->wg_tail = NULL;
     s->wg_busy = false;
-    pthread_cond_broadcast(&g->done_cv);
-    pthread_cond_broadcast(&g->turn_cv); /* a combined group's members wait there */
-    if (s->wg_head != NULL)
-        pthread_cond_signal(&s->wg_head->turn_cv);
+    if (!g->combined)
+        pthread_cond_broadcast(&g->done_cv);
+    wgroup *h = s->wg_head;
+    if (h == NULL)
+        return NULL;
+    if (!h->combined) {
+        pthread_cond_signal(&h->turn_cv);
+        return NULL;
+    }
+    /* none of a waiting group's members has run: the first one leads */
+    s->wg_busy = true;
+    h->pending->call = WM_LEAD;
+    return h->pending;
+}
+
+static void wg_wake(wmember *m)
+{
+    if (m != NULL)
+        sem_post(&m->wake); /* cannot fail: the semaphore is valid, its count 0 */
+}
+
+/* A combined group's leader, after wg_finish and with write_mu released:
+ * hands every other member the group's outcome and wakes it. The group
+ * is the leader's alone then (no longer open nor anyone's turn, and its
+ * members touch only their own wmember once woken), so it frees it. */
+static void wg_release(wgroup *g, const wmember *leader)
+{
+    wmember *m = g->first;
+    while (m != NULL) {
+        wmember *next = m->next; /* m may be gone once woken */
+        if (m != leader) {
+            m->lost = g->lost;
+            m->why = g->why;
+            m->call = WM_DONE;
+            wg_wake(m);
+        }
+        m = next;
+    }
+    wg_free(g);
+}
+
+/* A member's result, from its own run and its group's outcome; see
+ * wg_write for *undone. */
+static int wg_outcome(const wmember *me, bool lost, const strata_error *why, bool *undone,
+                      strata_error *err)
+{
+    int rc = me->rc;
+    if (rc != 0)
+        *err = me->err;
+    if (rc == 0 && lost) {
+        *err = *why;
+        rc = -1;
+        *undone = true;
+    } else if (rc != 0 && me->body_ok && lost && err->kind == SERR_RETRY) {
+        *undone = true; /* its own success, rolled back by someone else's error */
+    }
+    return rc;
 }
 
 /* Runs member m with the writer held by the caller. Called with write_mu
@@ -395,9 +469,10 @@ static void wg_run_member(sqlite_store *s, wgroup *g, wmember *m)
  * is not.
  *
  * combined: the body is plain SQL on the writer (no lock taken, nothing
- * that depends on the calling thread), so whichever member of the group
- * gets the writer first runs every member's body, one after another,
- * while the others sleep until the commit. Passing the writer from thread
+ * that depends on the calling thread), so one member of the group (the
+ * first to find the writer free, or the one elected when the group's
+ * turn comes) runs every member's body, one after another, while the
+ * others sleep until the commit. Passing the writer from thread
  * to thread instead costs a wake-up and a wait for a CPU per member, which
  * on a busy machine is most of a save. A transaction's body (sq_transact)
  * may hold the caller's locks, so it runs on its caller's thread, in
@@ -406,52 +481,64 @@ static int wg_write(sqlite_store *s, write_fn body, void *ctx, bool combined, bo
                     strata_error *err)
 {
     *undone = false;
-    wmember me = {.body = body, .ctx = ctx};
+    wmember me = {.body = body, .ctx = ctx, .call = WM_WAIT};
+    if (combined && sem_init(&me.wake, 0, 0) != 0) /* not with a count of 0 */
+        return serr_set(err, SERR_INTERNAL, "store: cannot create a semaphore");
     pthread_mutex_lock(&s->write_mu);
     wgroup *g = wg_join(s, &me, combined, err);
     if (g == NULL) {
         pthread_mutex_unlock(&s->write_mu);
+        if (combined)
+            sem_destroy(&me.wake);
         return -1;
     }
     if (combined) {
-        while (!g->done && (me.ran || s->wg_turn != g->seq || s->wg_busy))
-            pthread_cond_wait(&g->turn_cv, &s->write_mu);
-        if (!g->done) { /* the leader: runs whoever has joined, itself included */
+        bool lead = s->wg_turn == g->seq && !s->wg_busy;
+        if (lead) {
             s->wg_busy = true;
-            while (g->pending != NULL) {
-                wmember *m = g->pending;
-                g->pending = m->next;
-                wg_run_member(s, g, m);
-            }
-            wg_finish(s, g);
-        }
-    } else {
-        while (s->wg_turn != g->seq || s->wg_busy)
-            pthread_cond_wait(&g->turn_cv, &s->write_mu);
-        s->wg_busy = true;
-        wg_run_member(s, g, &me);
-        if (g->ran == g->members) {
-            wg_finish(s, g);
         } else {
-            /* the writer passes to one more member of this group */
-            s->wg_busy = false;
-            pthread_cond_signal(&g->turn_cv);
+            pthread_mutex_unlock(&s->write_mu);
+            /* posted exactly once (EINTR is the only failure of a valid
+             * semaphore); me.call is read only after it */
+            while (sem_wait(&me.wake) != 0 && errno == EINTR)
+                ;
+            if (me.call == WM_DONE) {
+                sem_destroy(&me.wake);
+                return wg_outcome(&me, me.lost, &me.why, undone, err);
+            }
+            pthread_mutex_lock(&s->write_mu); /* elected: the writer is ours */
         }
-        while (!g->done)
-            pthread_cond_wait(&g->done_cv, &s->write_mu);
+        while (g->pending != NULL) { /* whoever has joined, the leader included */
+            wmember *m = g->pending;
+            g->pending = m->next;
+            wg_run_member(s, g, m);
+        }
+        wmember *next_leader = wg_finish(s, g);
+        pthread_mutex_unlock(&s->write_mu);
+        wg_wake(next_leader);
+        int rc = wg_outcome(&me, g->lost, &g->why, undone, err);
+        wg_release(g, &me);
+        sem_destroy(&me.wake);
+        return rc;
     }
-    int rc = me.rc;
-    if (rc != 0)
-        *err = me.err;
-    if (rc == 0 && g->lost) {
-        *err = g->why;
-        rc = -1;
-        *undone = true;
-    } else if (rc != 0 && me.body_ok && g->lost && err->kind == SERR_RETRY) {
-        *undone = true; /* its own success, rolled back by someone else's error */
+    wmember *next_leader = NULL;
+    while (s->wg_turn != g->seq || s->wg_busy)
+        pthread_cond_wait(&g->turn_cv, &s->write_mu);
+    s->wg_busy = true;
+    wg_run_member(s, g, &me);
+    if (g->ran == g->members) {
+        next_leader = wg_finish(s, g);
+    } else {
+        /* the writer passes to one more member of this group */
+        s->wg_busy = false;
+        pthread_cond_signal(&g->turn_cv);
     }
+    while (!g->done)
+        pthread_cond_wait(&g->done_cv, &s->write_mu);
+    int rc = wg_outcome(&me, g->lost, &g->why, undone, err);
     bool last = --g->refs == 0;
     pthread_mutex_unlock(&s->write_mu);
+    wg_wake(next_leader);
     if (last)
         wg_free(g);
     return rc;

@@ -25,9 +25,12 @@
  * concurrent saves cost about one fsync instead of N. A group holds at
  * most WGROUP_MAX members. Groups run strictly one after another
  * (wg_turn); other processes are kept out by SQLite's own file lock, as
- * before. Waiters sleep on their own group's condition variables and are
- * woken one at a time for their turn (all at once only for the commit),
- * so a group of N costs about N wake-ups, not N squared. */
+ * before. A combined group (plain writes: one member, its leader, runs
+ * every member's body) wakes each member once, on a semaphore of the
+ * member's own, with the outcome; a transaction's group wakes its members
+ * one at a time for their turn on the group's condition variables (all
+ * at once only for the commit). Either way a group of N costs about N
+ * wake-ups, not N squared. */
 #ifndef STRATA_SQLITE_INTERNAL_H
 #define STRATA_SQLITE_INTERNAL_H
 
