@@ -122,6 +122,47 @@ START_TEST(metrics_count_requests_by_route_and_status)
 }
 END_TEST
 
+static unsigned long long metric_value(const char *text, const char *name)
+{
+    const char *line = strstr(text, name);
+    ck_assert_msg(line != NULL, "no %s in /metrics", name);
+    return strtoull(line + strlen(name), NULL, 10);
+}
+
+/* Saves are durable when answered, so each is in a counted commit by then:
+ * the writes counter grows by at least the saves, the commits by at least
+ * one and by no more than the saves (a commit holds one write or more). */
+START_TEST(metrics_count_the_stores_commits_and_their_writes)
+{
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "# TYPE strata_store_commits_total counter\n"));
+    unsigned long long c0 = metric_value(r.body, "\nstrata_store_commits_total ");
+    unsigned long long w0 = metric_value(r.body, "\nstrata_store_commit_writes_total ");
+    http_resp_free(&r);
+    ck_assert_uint_ge(w0, c0);
+    enum { SAVES = 5 };
+    const char *const json[] = {"Content-Type: application/json", NULL};
+    for (int i = 0; i < SAVES; i++) {
+        char path[96], body[128];
+        snprintf(path, sizeof path, "/dictionary/metrics-commit-%d/versions", i);
+        snprintf(body, sizeof body, "{\"word\":\"w%d\",\"provider\":\"p\",\"content\":{\"n\":%d}}",
+                 i, i);
+        ck_assert_int_eq(http_do(&S, "POST", path, json, body, strlen(body), &r), 0);
+        ck_assert_int_eq(r.status, 201);
+        http_resp_free(&r);
+    }
+    ck_assert_int_eq(http_do(&S, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    unsigned long long c1 = metric_value(r.body, "\nstrata_store_commits_total ");
+    unsigned long long w1 = metric_value(r.body, "\nstrata_store_commit_writes_total ");
+    http_resp_free(&r);
+    ck_assert_uint_ge(w1 - w0, SAVES);
+    ck_assert_uint_ge(c1 - c0, 1);
+    ck_assert_uint_le(c1 - c0, w1 - w0);
+}
+END_TEST
+
 START_TEST(openapi_is_served)
 {
     http_resp r;
@@ -468,6 +509,7 @@ static Suite *http_suite(void)
     tcase_add_test(t, health_answers_ok);
     tcase_add_test(t, request_id_is_echoed);
     tcase_add_test(t, metrics_count_requests_by_route_and_status);
+    tcase_add_test(t, metrics_count_the_stores_commits_and_their_writes);
     tcase_add_test(t, openapi_is_served);
     tcase_add_test(t, unknown_path_is_404_problem);
     tcase_add_test(t, wrong_method_is_405_with_allow);
