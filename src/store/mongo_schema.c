@@ -18,7 +18,6 @@ typedef struct index_spec {
 static const index_spec INDEXES[] = {
     {MC_PTRS, "type_id", {"t", "i", NULL}, false},
     {MC_VERSIONS, "type_id_vkey", {"t", "i", "k", NULL}, true},
-    {MC_VERSIONS, "hash", {"h", NULL}, false},
     {MC_VERSIONS, "blob", {"b", NULL}, false},
     {MC_DEPS, "reverse", {"tt", "ti", "ft", "fi", NULL}, false},
     {MC_DEPS, "forward", {"ft", "fi", "fk", NULL}, false},

@@ -836,53 +836,6 @@ int mg_list_resources(store *base, const char *type, const store_list_opts *o, s
     return rc;
 }
 
-typedef struct hash_walk {
-    mg *m;
-    store_version *out;
-    bool found;
-    int rc;
-    strata_error *err;
-} hash_walk;
-
-static int hash_row(const bson_t *vd, void *ctx)
-{
-    hash_walk *w = ctx;
-    char type[STORE_TYPE_MAX], id[STORE_ID_MAX + 1];
-    bs_str(vd, "t", type, sizeof type);
-    bs_str(vd, "i", id, sizeof id);
-    mhead h;
-    bson_t hdoc;
-    if ((w->rc = mh_read(w->m, type, id, &h, &hdoc, w->err)) != 0)
-        return 1;
-    if (mh_visible(&h, (uint64_t)bs_i64(vd, "k"))) {
-        w->rc = full_version(w->m, vd, &h, &hdoc, w->out, w->err);
-        w->found = w->rc == 0;
-    }
-    bson_destroy(&hdoc);
-    return w->rc != 0 || w->found;
-}
-
-int mg_find_by_hash(store *base, const char *data_hash, store_version *out, strata_error *err)
-{
-    memset(out, 0, sizeof *out);
-    mg m;
-    mg_begin(&m, (mongo_store *)base);
-    hash_walk w = {&m, out, false, 0, err};
-    bson_t *f = BCON_NEW("h", BCON_UTF8(data_hash));
-    bson_t *opts = BCON_NEW("limit", BCON_INT64(100));
-    int rc = mg_each(&m, MC_VERSIONS, f, opts, hash_row, &w, NULL, "store: find by hash", err);
-    bson_destroy(f);
-    bson_destroy(opts);
-    mg_end(&m);
-    if (rc == 0)
-        rc = w.rc;
-    if (rc == 0 && !w.found)
-        rc = serr_set(err, SERR_NOT_FOUND, "no version has that content");
-    if (rc != 0)
-        store_version_clear(out);
-    return rc;
-}
-
 /* ---- deletes ---------------------------------------------------------------- */
 
 static int put_tombstone(mg *m, const char *type, const char *id, uint64_t vkey,

@@ -133,7 +133,6 @@ int sq_list_versions(store *base, const char *type, const char *id, const store_
                      store_page *out, strata_error *err);
 int sq_list_resources(store *base, const char *type, const store_list_opts *o, store_page *out,
                       strata_error *err);
-int sq_find_by_hash(store *base, const char *data_hash, store_version *out, strata_error *err);
 int sq_delete_version(store *base, store_txn *txn, const char *type, const char *id, uint64_t vkey,
                       const char *removed_by, strata_error *err);
 int sq_delete_resource(store *base, store_txn *txn, const char *type, const char *id,

@@ -5,24 +5,28 @@
 
 #include <stdio.h>
 
+/* A version row. Every index on it is a B-tree page more that a save
+ * writes (and syncs, and checkpoints): the rows hold only what queries
+ * look up, by (type, id, vkey) and by blob key. The version string is a
+ * function of vkey, so the key already makes it unique. */
+#define VERSIONS_COLUMNS                                                                           \
+    "  resource_type TEXT NOT NULL, resource_id TEXT NOT NULL, vkey INTEGER NOT NULL,"             \
+    "  version TEXT NOT NULL, namespace TEXT NOT NULL, created_at INTEGER NOT NULL,"               \
+    "  data_hash TEXT NOT NULL, blob_key TEXT, is_latest INTEGER NOT NULL,"                        \
+    "  supersedes INTEGER, superseded_by INTEGER, doc TEXT NOT NULL, content BLOB,"                \
+    "  access_count INTEGER NOT NULL DEFAULT 0, last_accessed INTEGER,"                            \
+    "  PRIMARY KEY(resource_type, resource_id, vkey)"
+#define VERSIONS_COLUMN_NAMES                                                                      \
+    "resource_type, resource_id, vkey, version, namespace, created_at, data_hash, blob_key,"       \
+    " is_latest, supersedes, superseded_by, doc, content, access_count, last_accessed"
+
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS resources("
     "  resource_type TEXT NOT NULL, resource_id TEXT NOT NULL, namespace TEXT NOT NULL,"
     "  latest_vkey INTEGER, max_vkey INTEGER NOT NULL,"
     "  stale INTEGER NOT NULL DEFAULT 0, stale_reason TEXT, updated_at INTEGER NOT NULL,"
     "  PRIMARY KEY(resource_type, resource_id)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS resources_ns_type ON resources(namespace, resource_type);"
-    "CREATE TABLE IF NOT EXISTS versions("
-    "  resource_type TEXT NOT NULL, resource_id TEXT NOT NULL, vkey INTEGER NOT NULL,"
-    "  version TEXT NOT NULL, namespace TEXT NOT NULL, created_at INTEGER NOT NULL,"
-    "  data_hash TEXT NOT NULL, blob_key TEXT, is_latest INTEGER NOT NULL,"
-    "  supersedes INTEGER, superseded_by INTEGER, doc TEXT NOT NULL, content BLOB,"
-    "  access_count INTEGER NOT NULL DEFAULT 0, last_accessed INTEGER,"
-    "  PRIMARY KEY(resource_type, resource_id, vkey),"
-    "  UNIQUE(resource_type, resource_id, version));"
-    "CREATE INDEX IF NOT EXISTS versions_ns_type ON versions(namespace, resource_type);"
-    "CREATE INDEX IF NOT EXISTS versions_created ON versions(created_at DESC);"
-    "CREATE INDEX IF NOT EXISTS versions_hash ON versions(data_hash);"
+    "CREATE TABLE IF NOT EXISTS versions(" VERSIONS_COLUMNS ");"
     "CREATE INDEX IF NOT EXISTS versions_blob ON versions(blob_key) WHERE blob_key IS NOT NULL;"
     "CREATE TABLE IF NOT EXISTS dependencies("
     "  from_type TEXT NOT NULL, from_id TEXT NOT NULL, from_vkey INTEGER NOT NULL,"
@@ -59,7 +63,7 @@ static const char SCHEMA[] =
 /* The layout's version, kept in PRAGMA user_version. MIGRATIONS[i] takes a
  * database from version i to i + 1; open runs the ones a database lacks in
  * the same transaction as SCHEMA, so a crash leaves it as it was. */
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 static const char *const MIGRATIONS[SCHEMA_VERSION] = {
     /* 0 -> 1: a deleted resource keeps its head (no latest, max_vkey
@@ -86,6 +90,24 @@ static const char *const MIGRATIONS[SCHEMA_VERSION] = {
     "INSERT OR IGNORE INTO access(resource_type, resource_id, vkey, count, last)"
     " SELECT resource_type, resource_id, vkey, access_count, last_accessed FROM versions"
     " WHERE access_count > 0;",
+    /* 2 -> 3: fewer pages per save. Indexes no query used go (namespace
+     * and type of resources and of versions, creation time, data hash:
+     * random keys, a page of their own in every save), and so does
+     * UNIQUE(type, id, version), which only SQLite's rebuild of the table
+     * can drop: a new table, the rows copied, the old one dropped and the
+     * new one renamed, in this transaction. A file already in this layout
+     * is rebuilt the same way. */
+    "DROP INDEX IF EXISTS resources_ns_type;"
+    "DROP INDEX IF EXISTS versions_ns_type;"
+    "DROP INDEX IF EXISTS versions_created;"
+    "DROP INDEX IF EXISTS versions_hash;"
+    "DROP TABLE IF EXISTS versions_v3;"
+    "CREATE TABLE versions_v3(" VERSIONS_COLUMNS ");"
+    "INSERT INTO versions_v3(" VERSIONS_COLUMN_NAMES ") SELECT " VERSIONS_COLUMN_NAMES
+    " FROM versions;"
+    "DROP TABLE versions;"
+    "ALTER TABLE versions_v3 RENAME TO versions;"
+    "CREATE INDEX versions_blob ON versions(blob_key) WHERE blob_key IS NOT NULL;",
 };
 
 /* A version as readers see it: the row as written, its place in the

@@ -395,33 +395,6 @@ int sq_list_resources(store *base, const char *type, const store_list_opts *o, s
     return finish_page(rc, out, o->limit, 'r', err);
 }
 
-int sq_find_by_hash(store *base, const char *data_hash, store_version *out, strata_error *err)
-{
-    sqlite_store *s = (sqlite_store *)base;
-    memset(out, 0, sizeof *out);
-    sq_conn *db = reader_get(s, err);
-    if (db == NULL)
-        return -1;
-    sqlite3_stmt *st = NULL;
-    int result = -1;
-    if (prepare(db, "SELECT " VERSION_COLS VERSION_FROM " WHERE v.data_hash = ?1 LIMIT 1", &st,
-                err) == 0) {
-        sqlite3_bind_text(st, 1, data_hash, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW)
-            result = read_version_row(st, out, err);
-        else if (rc == SQLITE_DONE)
-            serr_set(err, SERR_NOT_FOUND, "no version has that content");
-        else
-            db_error(db, err, "find by hash");
-        if (result != 0)
-            store_version_clear(out);
-    }
-    sq_release(st);
-    reader_put(s, db);
-    return result;
-}
-
 struct del_ctx {
     const char *type, *id;
     uint64_t vkey;

@@ -223,8 +223,6 @@ typedef struct store_ops {
      * resource with no latest version (deleted) is not listed. */
     int (*list_resources)(store *s, const char *type, const store_list_opts *o, store_page *out,
                           strata_error *err);
-    /* Any version of any resource whose content has this hash (dedupe). */
-    int (*find_by_hash)(store *s, const char *data_hash, store_version *out, strata_error *err);
     /* Removes one version and repairs the chain; the head moves to the
      * newest remaining version when the latest goes. A tombstone records
      * removed_by ("request", "retention: ...") and when. */

@@ -268,7 +268,6 @@ static const store_ops MONGO_OPS = {
     .put_version = mg_put_version,
     .list_versions = mg_list_versions,
     .list_resources = mg_list_resources,
-    .find_by_hash = mg_find_by_hash,
     .delete_version = mg_delete_version,
     .delete_resource = mg_delete_resource,
     .dependents = mg_dependents,

@@ -43,7 +43,6 @@ static const store_ops SQLITE_OPS = {
     .put_version = sq_put_version,
     .list_versions = sq_list_versions,
     .list_resources = sq_list_resources,
-    .find_by_hash = sq_find_by_hash,
     .delete_version = sq_delete_version,
     .delete_resource = sq_delete_resource,
     .dependents = sq_dependents,

@@ -333,7 +333,6 @@ START_TEST(vtable_is_complete_and_ping_answers)
     HAS(put_version);
     HAS(list_versions);
     HAS(list_resources);
-    HAS(find_by_hash);
     HAS(delete_version);
     HAS(delete_resource);
     HAS(get_tombstone);
@@ -1045,25 +1044,18 @@ START_TEST(dependencies_are_indexed_in_reverse)
 }
 END_TEST
 
-START_TEST(delete_resource_and_find_by_hash)
+START_TEST(delete_resource_removes_every_version)
 {
     strata_error err;
     ck_assert_int_eq(put("trie", "t", "1.0.0", "same", NULL, &err), 0);
     ck_assert_int_eq(put("trie", "t", "1.0.1", "other", NULL, &err), 0);
     store_version v;
-    ck_assert_int_eq(S->ops->find_by_hash(S, N("same"), &v, &err), 0);
-    ck_assert_str_eq(v.id, N("t"));
-    ck_assert_uint_eq(v.vkey, V("1.0.0"));
-    ck_assert_str_eq(v.data_hash, N("same"));
-    store_version_clear(&v);
-    ck_assert_int_eq(S->ops->find_by_hash(S, N("missing"), &v, &err), -1);
-    ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
     size_t n = 0;
     ck_assert_int_eq(S->ops->delete_resource(S, NULL, "trie", N("t"), "request", &n, &err), 0);
     ck_assert_uint_eq(n, 2);
     ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", N("t"), 0, &v, &err), -1);
     ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
-    ck_assert_int_eq(S->ops->find_by_hash(S, N("same"), &v, &err), -1);
+    ck_assert_int_eq(S->ops->get_version(S, NULL, "trie", N("t"), V("1.0.0"), &v, &err), -1);
     ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
     ck_assert_int_eq(S->ops->delete_resource(S, NULL, "trie", N("t"), "request", &n, &err), -1);
     ck_assert_int_eq(err.kind, SERR_NOT_FOUND);
@@ -3085,7 +3077,7 @@ static size_t add_contract(Suite *s, int b, unsigned caps)
         {resources_filter_and_page_by_id, 0, false, false},
         {exact_version_pins, 0, false, false},
         {dependencies_are_indexed_in_reverse, 0, false, false},
-        {delete_resource_and_find_by_hash, 0, false, false},
+        {delete_resource_removes_every_version, 0, false, false},
         {a_deleted_resource_keeps_its_numbers, 0, false, false},
         {add_access_in_bulk_fills_totals, 0, false, false},
         {transact_reruns_on_retry_then_commits, 0, false, false},

@@ -4,7 +4,6 @@
  * answering 410. */
 #include <check.h>
 #include <jansson.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,13 +251,7 @@ static void on_database(const char *sql)
 {
     char path[400];
     snprintf(path, sizeof path, "%s/strata.db", S.data_dir);
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-    ck_assert_msg(rc == SQLITE_OK, "%s", msg ? msg : "?");
-    sqlite3_free(msg);
-    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+    test_sqlite_exec(path, sql);
 }
 
 START_TEST(a_database_from_before_keeps_its_numbers)

@@ -10,12 +10,14 @@
 #include <check.h>
 #include <curl/curl.h>
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -1453,4 +1455,30 @@ int server_blob_damage(const test_server *s, const char *key, long offset, int t
         rc = server_blob_write(s, key, b.data ? (void *)b.data : (void *)"", b.len);
     sbuf_free(&b);
     return rc;
+}
+
+void test_tmpdir(const char *prefix, char *dir, size_t cap)
+{
+    int n = snprintf(dir, cap, "/tmp/%s-XXXXXX", prefix);
+    ck_assert(n > 0 && (size_t)n < cap);
+    ck_assert_msg(mkdtemp(dir) != NULL, "mkdtemp %s: %s", dir, strerror(errno));
+}
+
+void test_rmtree(const char *dir)
+{
+    char cmd[PATH_MAX + 16];
+    int n = snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert(n > 0 && (size_t)n < sizeof cmd && strchr(dir, '\'') == NULL);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+void test_sqlite_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    ck_assert_msg(rc == SQLITE_OK, "%s", msg ? msg : "?");
+    sqlite3_free(msg);
+    ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
 }

@@ -148,6 +148,16 @@ void make_zstd_bomb(strata_buf *out, int pledged);
 struct Suite;
 int run_suite(struct Suite *suite);
 
+/* A new directory /tmp/PREFIX-XXXXXX, its path into dir (cap bytes); and
+ * the removal of a directory with everything under it. Both fail the
+ * running test when they cannot. */
+void test_tmpdir(const char *prefix, char *dir, size_t cap);
+void test_rmtree(const char *dir);
+/* Runs sql (statements, no parameters) on the SQLite file at path with a
+ * connection of its own; fails the running test, with SQLite's message,
+ * on an error. */
+void test_sqlite_exec(const char *path, const char *sql);
+
 /* ---- the server's blobs, seen the backend's way ----------------------- */
 
 /* These look at the server's blob store (s->blobs_url) directly, not

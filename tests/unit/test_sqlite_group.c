@@ -12,22 +12,20 @@
 
 #include "../../src/common/semver.h"
 #include "../../src/store/store_sqlite.h"
+#include "../support/harness.h"
 
-static char dir[] = "/tmp/strata-group-XXXXXX";
+static char dir[64];
 static char path[128];
 
 static void setup(void)
 {
-    strcpy(dir, "/tmp/strata-group-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    test_tmpdir("strata-group", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/strata.db", dir);
 }
 
 static void teardown(void)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rmtree(dir);
 }
 
 static int put(store *s, store_txn *txn, const char *id, int n, strata_error *err)
