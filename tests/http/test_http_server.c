@@ -129,14 +129,22 @@ static unsigned long long metric_value(const char *text, const char *name)
     return strtoull(line + strlen(name), NULL, 10);
 }
 
-/* Saves are durable when answered, so each is in a counted commit by then:
- * the writes counter grows by at least the saves, the commits by at least
- * one and by no more than the saves (a commit holds one write or more). */
+/* The SQLite store's group commit. Saves are durable when answered, so
+ * each is in a counted commit by then: the writes counter grows by at
+ * least the saves, the commits by at least one and by no more than the
+ * saves (a commit holds one write or more). A MongoDB store publishes no
+ * such counters. */
 START_TEST(metrics_count_the_stores_commits_and_their_writes)
 {
     http_resp r;
     ck_assert_int_eq(http_do(&S, "GET", "/metrics", NULL, NULL, 0, &r), 0);
     ck_assert_int_eq(r.status, 200);
+    if (strncmp(S.store_url, "mongodb://", 10) == 0) {
+        /* MongoDB commits on its server: nothing of the kind to count */
+        ck_assert_ptr_null(strstr(r.body, "strata_store_commit"));
+        http_resp_free(&r);
+        return;
+    }
     ck_assert_ptr_nonnull(strstr(r.body, "# TYPE strata_store_commits_total counter\n"));
     unsigned long long c0 = metric_value(r.body, "\nstrata_store_commits_total ");
     unsigned long long w0 = metric_value(r.body, "\nstrata_store_commit_writes_total ");
