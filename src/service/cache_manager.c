@@ -590,7 +590,7 @@ int cache_get_or_load_ex(cache_manager *cm, const char *ns, const char *key, uns
      * the two), and its result is handed to waiters only if it was
      * accepted as current: otherwise it may predate a write that was
      * acknowledged before the waiter arrived, and the waiter loads for
-     * itself. */
+     * itself. So it does when the load found nothing (SERR_NOT_FOUND). */
     pthread_mutex_lock(&cm->fly_mu);
     inflight *f = cm->flying;
     while (f && !(strcmp(f->ns, ns) == 0 && strcmp(f->key, key) == 0))
@@ -601,7 +601,11 @@ int cache_get_or_load_ex(cache_manager *cm, const char *ns, const char *key, uns
         atomic_fetch_add(&s->coalesced, 1);
         while (!f->done)
             pthread_cond_wait(&f->done_cv, &cm->fly_mu);
-        bool reuse = f->current || f->value == NULL;
+        /* an error is shared, except "not there": the load may have read
+         * the source before a write that was acknowledged before this
+         * waiter arrived (on another node: nothing here tells), and a
+         * miss is no value whose fill L2 could have refused */
+        bool reuse = f->value != NULL ? f->current : f->err.kind != SERR_NOT_FOUND;
         int rc = 0;
         if (reuse && f->value)
             *out = cache_value_ref(f->value);
