@@ -198,8 +198,8 @@ static void *read_key(void *arg)
     cache_value *v = NULL;
     enum cache_tier tier;
     strata_error err;
-    r->rc = cache_get_or_load(r->cm, "dictionary", "latest:x", false, held_loader, r->h, &v,
-                              &tier, &err);
+    r->rc = cache_get_or_load(r->cm, "dictionary", "latest:x", false, held_loader, r->h, &v, &tier,
+                              &err);
     if (r->rc == 0) {
         snprintf(r->got, sizeof r->got, "%.*s", (int)v->len, (const char *)v->data);
         cache_value_unref(v);
@@ -262,8 +262,8 @@ static void joiner_sees_the_write(const char *first_value)
     else
         ck_assert(a.rc == 0 && strcmp(a.got, first_value) == 0);
     ck_assert_msg(b.rc == 0 && strcmp(b.got, "v1") == 0,
-                  "the reader that came after the write got %s%s (rc %d)", b.rc == 0 ? "" : "error ",
-                  b.rc == 0 ? b.got : serr_slug(b.kind), b.rc);
+                  "the reader that came after the write got %s%s (rc %d)",
+                  b.rc == 0 ? "" : "error ", b.rc == 0 ? b.got : serr_slug(b.kind), b.rc);
     ck_assert_int_eq(atomic_load(&h.calls), 2);
 
     cache_free(cm);
