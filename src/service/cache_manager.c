@@ -523,22 +523,20 @@ static int load_and_fill(cache_manager *cm, ns_state *s, const char *key, const 
         (*out)->memo_reserve = CACHE_MEMO_RESERVE((*out)->len);
     l2_token tag;
     int l2rc = 0;
-    bool refused = false;
     if (fill != NULL && (flags & CACHE_FILL_L1_ONLY)) {
         tag = *fill; /* (an unusable token tags no copy: l1_set_tagged stores nothing) */
     } else if (fill != NULL) {
         strata_error e2;
         l2rc = l2_write(cm, s, key, *out, s->cfg.l2_ttl_ms, fill, &tag, &e2);
-        refused = l2rc != 0 && e2.kind == SERR_CONFLICT;
     }
     bool unchanged = atomic_load(&cm->epoch) == epoch;
     if (l2rc == 0 && unchanged)
         l1_set_tagged(s->l1, key, *out, clock_mono_ms(), s->cfg.l1_ttl_ms,
                       fill != NULL ? &tag : NULL);
-    /* a refused fill (the key changed, or a change is in progress) or a
-     * local invalidation: another writer may have committed after this
-     * load read the store */
-    *current = unchanged && !refused;
+    /* a refused fill (the key changed, or a change is in progress), a
+     * failed one (then nothing checked it) or a local invalidation:
+     * another writer may have committed after this load read the store */
+    *current = unchanged && l2rc == 0;
     return 0;
 }
 

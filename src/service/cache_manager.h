@@ -103,7 +103,8 @@ int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **
  * decides, atomically with the write) and L1 only when L2 took it.
  * Concurrent misses on one key in this process run the loader once when
  * nothing changed in between; its value is handed to the others only when
- * L2 accepted it as current, its error only when it is not
+ * L2 took it as current (not when L2 refused or failed the fill), its
+ * error only when it is not
  * SERR_NOT_FOUND (a load that found nothing may have read the source
  * before a write another node acknowledged: each waiter then loads for
  * itself). Every L1 copy is checked (see above). memo:

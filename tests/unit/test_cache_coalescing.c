@@ -23,6 +23,7 @@ typedef struct fake_l2 {
     pthread_mutex_t mu;
     uint64_t gen;  /* the key's token: moves on every change, in any node */
     uint64_t seen; /* the token as this node knows it (token_seen) */
+    bool failing;  /* every set fails as an unreachable L2's would */
 } fake_l2;
 
 static fake_l2 *fake_of(l2_cache *c)
@@ -75,7 +76,9 @@ static int f_set(l2_cache *c, const char *ns, const char *key, const void *data,
     fake_l2 *f = fake_of(c);
     int rc = 0;
     pthread_mutex_lock(&f->mu);
-    if (fill != NULL && (!l2_token_usable(fill) || fill->w[0] != f->gen))
+    if (f->failing)
+        rc = serr_set(err, SERR_UNAVAILABLE, "the L2 is unreachable");
+    else if (fill != NULL && (!l2_token_usable(fill) || fill->w[0] != f->gen))
         rc = serr_set(err, SERR_CONFLICT, "the key changed since the fill's token");
     else {
         if (fill == NULL)
@@ -222,9 +225,9 @@ static long coalesced_waits(cache_manager *cm)
  * reader arrives after that write's acknowledgement, joins the load (its
  * seen token still equals the first's) and must end with the new value,
  * whatever the first load found. */
-static void joiner_sees_the_write(const char *first_value)
+static void joiner_sees_the_write(const char *first_value, bool l2_failing)
 {
-    fake_l2 f = {.base = {&FAKE_OPS}, .gen = 10, .seen = 10};
+    fake_l2 f = {.base = {&FAKE_OPS}, .gen = 10, .seen = 10, .failing = l2_failing};
     pthread_mutex_init(&f.mu, NULL);
     cache_config cfg;
     cache_config_defaults(&cfg);
@@ -274,13 +277,20 @@ static void joiner_sees_the_write(const char *first_value)
 
 START_TEST(a_joiner_is_not_handed_a_miss_read_before_a_remote_write)
 {
-    joiner_sees_the_write(NULL);
+    joiner_sees_the_write(NULL, false);
 }
 END_TEST
 
 START_TEST(a_joiner_is_not_handed_a_value_read_before_a_remote_write)
 {
-    joiner_sees_the_write("v0");
+    joiner_sees_the_write("v0", false); /* L2 refuses the load's fill */
+}
+END_TEST
+
+/* An L2 that fails the fill checked nothing: the value is not shared. */
+START_TEST(a_joiner_is_not_handed_a_value_no_l2_checked)
+{
+    joiner_sees_the_write("v0", true);
 }
 END_TEST
 
@@ -332,6 +342,7 @@ static Suite *coalescing_suite(void)
     tcase_set_timeout(t, 60);
     tcase_add_test(t, a_joiner_is_not_handed_a_miss_read_before_a_remote_write);
     tcase_add_test(t, a_joiner_is_not_handed_a_value_read_before_a_remote_write);
+    tcase_add_test(t, a_joiner_is_not_handed_a_value_no_l2_checked);
     tcase_add_test(t, a_joiner_shares_a_current_value);
     suite_add_tcase(s, t);
     return s;
