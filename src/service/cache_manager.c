@@ -588,11 +588,23 @@ int cache_get_or_load_ex(cache_manager *cm, const char *ns, const char *key, uns
      * the two), and its result is handed to waiters only if it was
      * accepted as current: otherwise it may predate a write that was
      * acknowledged before the waiter arrived, and the waiter loads for
-     * itself. So it does when the load found nothing (SERR_NOT_FOUND). */
+     * itself. So it does when the load found nothing (SERR_NOT_FOUND). A
+     * token this node has merely seen may lag behind a change acknowledged
+     * elsewhere before this reader came (and the load may have filled
+     * before that change): a reader about to join asks L2 first. */
+    bool fresh = check_l1;
+    inflight *f;
+find_flight:
     pthread_mutex_lock(&cm->fly_mu);
-    inflight *f = cm->flying;
+    f = cm->flying;
     while (f && !(strcmp(f->ns, ns) == 0 && strcmp(f->key, key) == 0))
         f = f->next;
+    if (f != NULL && !fresh && cur != NULL) {
+        pthread_mutex_unlock(&cm->fly_mu);
+        cur = token_now(cm, s, key, &tok); /* (no lock held across the L2's answer) */
+        fresh = true;
+        goto find_flight;
+    }
     if (f != NULL && f->epoch == atomic_load(&cm->epoch) &&
         (cur == NULL || l2_token_equal(&f->token, cur))) {
         f->waiters++;
@@ -628,7 +640,7 @@ int cache_get_or_load_ex(cache_manager *cm, const char *ns, const char *key, uns
     /* a load that ended between this reader's misses and the lock filled
      * L1 before it left the list: look once more before loading again
      * (only with a token that may validate a copy) */
-    v = check_l1 ? l1_get_current(s->l1, key, clock_mono_ms(), cur) : NULL;
+    v = fresh ? l1_get_current(s->l1, key, clock_mono_ms(), cur) : NULL;
     if (v != NULL) {
         pthread_mutex_unlock(&cm->fly_mu);
         *out = v;

@@ -102,12 +102,15 @@ int cache_get(cache_manager *cm, const char *ns, const char *key, cache_value **
  * no change or open fence of the key came since the load began (the L2
  * decides, atomically with the write) and L1 only when L2 took it.
  * Concurrent misses on one key in this process run the loader once when
- * nothing changed in between; its value is handed to the others only when
- * L2 took it as current (not when L2 refused or failed the fill), its
- * error only when it is not
- * SERR_NOT_FOUND (a load that found nothing may have read the source
- * before a write another node acknowledged: each waiter then loads for
- * itself). Every L1 copy is checked (see above). memo:
+ * nothing changed in between: a reader joins a load only once L2 itself
+ * (not the token this node has seen) says the key did not change since
+ * the load began, one token read per joiner. The load's value is handed
+ * to those who joined only when L2 took it as current (not when L2
+ * refused or failed the fill), its error only when it is not
+ * SERR_NOT_FOUND (the save that creates a resource moves no token, so a
+ * load that found nothing may have read the source before a creation
+ * another node acknowledged): otherwise each loads for itself. Every L1
+ * copy is checked (see above). memo:
  * a value this call reads from L2 or loads gets a memo_reserve of
  * CACHE_MEMO_RESERVE(len) (cache_value.h), charged to L1 with it, so that
  * the caller may attach a memo to it. Errors: the loader's, or
