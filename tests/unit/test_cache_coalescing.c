@@ -236,20 +236,39 @@ static long coalesced_waits(cache_manager *cm)
     return n;
 }
 
-/* A first reader's load is in flight when another node writes; a second
- * reader arrives after that write's acknowledgement (its seen token still
- * equals the first's) and must end with the new value, whatever the first
- * load found: it joins the load only when the write moved no token (then
- * it must not take the load's miss), and loads for itself otherwise. */
-static void joiner_sees_the_write(const char *first_value, bool l2_failing, bool moves_token)
+static cache_manager *manager_over(fake_l2 *f)
 {
-    fake_l2 f = {.base = {&FAKE_OPS}, .gen = 10, .seen = 10, .failing = l2_failing};
-    pthread_mutex_init(&f.mu, NULL);
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->hold_cv, NULL);
     cache_config cfg;
     cache_config_defaults(&cfg);
     strata_error err;
-    cache_manager *cm = cache_new(&cfg, &f.base, &err);
+    cache_manager *cm = cache_new(&cfg, &f->base, &err);
     ck_assert_msg(cm != NULL, "cache_new: %s", err.detail);
+    return cm;
+}
+
+static void manager_free(cache_manager *cm, fake_l2 *f)
+{
+    cache_free(cm);
+    pthread_cond_destroy(&f->hold_cv);
+    pthread_mutex_destroy(&f->mu);
+}
+
+/* What happens elsewhere while the first load is in flight. */
+enum remote { NO_WRITE, CREATION, CHANGE };
+
+/* A first reader's load is in flight; another node may write (its save
+ * acknowledged); then a second reader comes, its seen token still equal to
+ * the first's. With no write it joins and shares the load's value (the
+ * point of coalescing: one load for both). After a creation (no token
+ * moves) it joins, and must not take the load's miss. After a change it
+ * learns from L2 that the key moved and does not join. Either way it ends
+ * with the new value, whatever the first load found. */
+static void second_reader(const char *first_value, bool l2_failing, enum remote w)
+{
+    fake_l2 f = {.base = {&FAKE_OPS}, .gen = 10, .seen = 10, .failing = l2_failing};
+    cache_manager *cm = manager_over(&f);
     held_load h = {.value = first_value};
     pthread_mutex_init(&h.mu, NULL);
     pthread_cond_init(&h.cv, NULL);
@@ -261,12 +280,13 @@ static void joiner_sees_the_write(const char *first_value, bool l2_failing, bool
         pthread_cond_wait(&h.cv, &h.mu);
     pthread_mutex_unlock(&h.mu);
 
-    remote_write(&f, moves_token); /* acknowledged elsewhere; b comes after it */
+    if (w != NO_WRITE)
+        remote_write(&f, w == CHANGE); /* acknowledged elsewhere; b comes after it */
     long before = coalesced_waits(cm);
     ck_assert_int_eq(pthread_create(&b.t, NULL, read_key, &b), 0);
     for (int i = 0; i < 5000 && !atomic_load(&b.done) && coalesced_waits(cm) == before; i++)
         usleep(1000);
-    if (!moves_token) /* nothing told b: it joined, and the miss is what it must not take */
+    if (w != CHANGE) /* nothing told b of a change: it joined */
         ck_assert_msg(coalesced_waits(cm) == before + 1, "the second reader never joined the load");
     else /* L2 told b of the write before it joined */
         ck_assert_msg(coalesced_waits(cm) == before, "the second reader joined a load from before");
@@ -278,79 +298,44 @@ static void joiner_sees_the_write(const char *first_value, bool l2_failing, bool
     pthread_join(a.t, NULL);
     pthread_join(b.t, NULL);
 
-    /* the first reader may answer what it read (it began before the write) */
+    /* the first reader answers what it read (it began before any write) */
     if (first_value == NULL)
         ck_assert(a.rc == -1 && a.kind == SERR_NOT_FOUND);
     else
         ck_assert(a.rc == 0 && strcmp(a.got, first_value) == 0);
-    ck_assert_msg(b.rc == 0 && strcmp(b.got, "v1") == 0,
-                  "the reader that came after the write got %s%s (rc %d)",
-                  b.rc == 0 ? "" : "error ", b.rc == 0 ? b.got : serr_slug(b.kind), b.rc);
-    ck_assert_int_eq(atomic_load(&h.calls), 2);
+    const char *want = w == NO_WRITE ? first_value : "v1";
+    ck_assert_msg(b.rc == 0 && strcmp(b.got, want) == 0,
+                  "the second reader got %s%s (rc %d), not %s", b.rc == 0 ? "" : "error ",
+                  b.rc == 0 ? b.got : serr_slug(b.kind), b.rc, want);
+    ck_assert_int_eq(atomic_load(&h.calls), w == NO_WRITE ? 1 : 2);
 
-    cache_free(cm);
+    manager_free(cm, &f);
     pthread_cond_destroy(&h.cv);
     pthread_mutex_destroy(&h.mu);
-    pthread_mutex_destroy(&f.mu);
 }
 
 /* CI run 26's cluster test: a resource created elsewhere, read here as 404 */
 START_TEST(a_joiner_is_not_handed_a_miss_read_before_a_remote_creation)
 {
-    joiner_sees_the_write(NULL, false, false);
+    second_reader(NULL, false, CREATION);
 }
 END_TEST
 
 START_TEST(a_reader_does_not_join_a_load_read_before_a_remote_change)
 {
-    joiner_sees_the_write("v0", false, true);
+    second_reader("v0", false, CHANGE);
 }
 END_TEST
 
 START_TEST(a_reader_does_not_join_a_load_whose_fill_the_l2_failed)
 {
-    joiner_sees_the_write("v0", true, true);
+    second_reader("v0", true, CHANGE);
 }
 END_TEST
 
-/* With nothing written in between, the joiner shares the load's value
- * (the point of coalescing): one load for both. */
 START_TEST(a_joiner_shares_a_current_value)
 {
-    fake_l2 f = {.base = {&FAKE_OPS}, .gen = 10, .seen = 10};
-    pthread_mutex_init(&f.mu, NULL);
-    cache_config cfg;
-    cache_config_defaults(&cfg);
-    strata_error err;
-    cache_manager *cm = cache_new(&cfg, &f.base, &err);
-    ck_assert_msg(cm != NULL, "cache_new: %s", err.detail);
-    held_load h = {.value = "v0"};
-    pthread_mutex_init(&h.mu, NULL);
-    pthread_cond_init(&h.cv, NULL);
-    reader a = {.cm = cm, .h = &h}, b = {.cm = cm, .h = &h};
-    ck_assert_int_eq(pthread_create(&a.t, NULL, read_key, &a), 0);
-    pthread_mutex_lock(&h.mu);
-    while (!h.entered)
-        pthread_cond_wait(&h.cv, &h.mu);
-    pthread_mutex_unlock(&h.mu);
-    long before = coalesced_waits(cm);
-    ck_assert_int_eq(pthread_create(&b.t, NULL, read_key, &b), 0);
-    for (int i = 0; i < 5000 && coalesced_waits(cm) == before; i++)
-        usleep(1000);
-    ck_assert_int_eq(coalesced_waits(cm), before + 1);
-    pthread_mutex_lock(&h.mu);
-    h.release = true;
-    pthread_cond_broadcast(&h.cv);
-    pthread_mutex_unlock(&h.mu);
-    pthread_join(a.t, NULL);
-    pthread_join(b.t, NULL);
-    ck_assert(a.rc == 0 && strcmp(a.got, "v0") == 0);
-    ck_assert(b.rc == 0 && strcmp(b.got, "v0") == 0);
-    ck_assert_int_eq(atomic_load(&h.calls), 1); /* one load for both */
-    cache_free(cm);
-    pthread_cond_destroy(&h.cv);
-    pthread_mutex_destroy(&h.mu);
-    pthread_mutex_destroy(&f.mu);
+    second_reader("v0", false, NO_WRITE);
 }
 END_TEST
 
@@ -396,13 +381,7 @@ static void *quick_read(void *arg)
 START_TEST(a_joiner_is_not_handed_a_value_filled_before_a_remote_write)
 {
     fake_l2 f = {.base = {&FAKE_OPS}, .gen = 10, .seen = 10, .hold_first_fill = true};
-    pthread_mutex_init(&f.mu, NULL);
-    pthread_cond_init(&f.hold_cv, NULL);
-    cache_config cfg;
-    cache_config_defaults(&cfg);
-    strata_error err;
-    cache_manager *cm = cache_new(&cfg, &f.base, &err);
-    ck_assert_msg(cm != NULL, "cache_new: %s", err.detail);
+    cache_manager *cm = manager_over(&f);
     atomic_int calls = 0;
     quick_reader a = {.cm = cm, .calls = &calls}, b = {.cm = cm, .calls = &calls};
     ck_assert_int_eq(pthread_create(&a.t, NULL, quick_read, &a), 0);
@@ -427,9 +406,7 @@ START_TEST(a_joiner_is_not_handed_a_value_filled_before_a_remote_write)
     ck_assert_msg(b.rc == 0 && strcmp(b.got, "v1") == 0,
                   "the reader that came after the write got %s (rc %d)", b.got, b.rc);
     ck_assert_int_eq(coalesced_waits(cm), before); /* it did not join */
-    cache_free(cm);
-    pthread_cond_destroy(&f.hold_cv);
-    pthread_mutex_destroy(&f.mu);
+    manager_free(cm, &f);
 }
 END_TEST
 
