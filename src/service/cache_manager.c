@@ -599,14 +599,15 @@ find_flight:
     f = cm->flying;
     while (f && !(strcmp(f->ns, ns) == 0 && strcmp(f->key, key) == 0))
         f = f->next;
-    if (f != NULL && !fresh && cur != NULL) {
+    bool joinable = f != NULL && f->epoch == atomic_load(&cm->epoch) &&
+                    (cur == NULL || l2_token_equal(&f->token, cur));
+    if (joinable && !fresh) {
         pthread_mutex_unlock(&cm->fly_mu);
         cur = token_now(cm, s, key, &tok); /* (no lock held across the L2's answer) */
         fresh = true;
         goto find_flight;
     }
-    if (f != NULL && f->epoch == atomic_load(&cm->epoch) &&
-        (cur == NULL || l2_token_equal(&f->token, cur))) {
+    if (joinable) {
         f->waiters++;
         atomic_fetch_add(&s->coalesced, 1);
         while (!f->done)
