@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../src/codec/json_write.h"
+
 /* The form of every timestamp in a record; "" for none (null). */
 static void iso_text(int64_t ms, char *buf, size_t cap)
 {
@@ -103,24 +105,21 @@ json_t *record_json(versions_svc *svc, const store_version *v)
     return r;
 }
 
-/* As reply_json serialises a record. */
-#define RECORD_DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY)
-
 int record_render(const store_version *v, strata_buf *out, size_t *split, strata_error *err)
 {
     /* {head...} and {tail...} dumped apart: "{head...," then, at split,
      * the counts, then ",tail...}" */
     json_t *head = json_object(), *tail = json_object();
     char *h = NULL, *t = NULL;
+    size_t hl = 0, tl = 0;
     if (head != NULL && tail != NULL) {
         put_head(head, v, true);
         put_tail(tail, v);
-        h = json_dumps(head, RECORD_DUMP_FLAGS);
-        t = json_dumps(tail, RECORD_DUMP_FLAGS);
+        h = json_write_text(head, 0, &hl, NULL);
+        t = json_write_text(tail, 0, &tl, NULL);
     }
     json_decref(head);
     json_decref(tail);
-    size_t hl = h ? strlen(h) : 0, tl = t ? strlen(t) : 0;
     int rc = -1;
     if (h == NULL || t == NULL)
         serr_set(err, SERR_NOMEM, "out of memory rendering a record");

@@ -1,5 +1,6 @@
 #include "reply.h"
 
+#include "../src/codec/json_write.h"
 #include "../src/common/utf8.h"
 
 #include <microhttpd.h>
@@ -91,13 +92,14 @@ void reply_empty(reply *rep, int status)
 
 void reply_json(reply *rep, int status, json_t *value)
 {
-    char *s = value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    size_t len = 0;
+    char *s = value ? json_write_text(value, 0, &len, NULL) : NULL;
     json_decref(value);
     if (s == NULL) {
         reply_problem(rep, 500, "internal", "could not serialise the response");
         return;
     }
-    reply_bytes(rep, status, "application/json", (unsigned char *)s, strlen(s));
+    reply_bytes(rep, status, "application/json", (unsigned char *)s, len);
 }
 
 /* What a 5xx tells the client: the kind (in type and title) and where to
@@ -144,14 +146,15 @@ static void problem(reply *rep, int status, const char *slug, bool shown, const 
     }
     if (p && rep->request_id)
         json_object_set_new(p, "request_id", json_string(rep->request_id));
-    char *s = p ? json_dumps(p, JSON_COMPACT) : NULL;
+    size_t len = 0;
+    char *s = p ? json_write_text(p, 0, &len, NULL) : NULL;
     json_decref(p);
     if (s == NULL) {
         /* out of memory: a bare status still tells the client something */
         reply_bytes(rep, status, NULL, NULL, 0);
         return;
     }
-    reply_bytes(rep, status, "application/problem+json", (unsigned char *)s, strlen(s));
+    reply_bytes(rep, status, "application/problem+json", (unsigned char *)s, len);
 }
 
 void reply_problem(reply *rep, int status, const char *slug, const char *fmt, ...)

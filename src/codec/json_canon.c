@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CANON_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
+#include "json_write.h"
 
 char *json_canon_dump(const json_t *value, size_t *len, strata_error *err)
 {
@@ -11,14 +11,7 @@ char *json_canon_dump(const json_t *value, size_t *len, strata_error *err)
         serr_set(err, SERR_INVALID, "no JSON value to canonicalise");
         return NULL;
     }
-    char *s = json_dumps(value, CANON_FLAGS);
-    if (s == NULL) {
-        serr_set(err, SERR_NOMEM, "could not serialise JSON");
-        return NULL;
-    }
-    if (len)
-        *len = strlen(s);
-    return s;
+    return json_write_text(value, JSON_WRITE_SORT_KEYS, len, err);
 }
 
 int json_canon_hash(const json_t *value, unsigned char out[SHA256_LEN], strata_error *err)

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../codec/json_write.h"
+
 int record_encode(const store_version *v, strata_buf *out, strata_error *err)
 {
     json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:I, s:I, s:O, s:I, s:I, s:b,"
@@ -13,11 +15,12 @@ int record_encode(const store_version *v, strata_buf *out, strata_error *err)
                           (json_int_t)v->superseded_by, "d", v->doc ? v->doc : json_null(), "ac",
                           (json_int_t)v->access_count, "la", (json_int_t)v->last_accessed_ms, "s",
                           v->stale, "sr", v->stale_reason ? v->stale_reason : json_null());
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    size_t len = 0;
+    char *s = j ? json_write_text(j, 0, &len, NULL) : NULL;
     json_decref(j);
     if (s == NULL)
         return serr_set(err, SERR_NOMEM, "out of memory encoding a record");
-    int rc = sbuf_append(out, s, strlen(s) + 1, err);
+    int rc = sbuf_append(out, s, len + 1, err);
     if (rc == 0 && v->content_len)
         rc = sbuf_append(out, v->content, v->content_len, err);
     free(s);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../codec/json_write.h"
 #include "../common/clock.h"
 
 #define REPAIR_TRIES 32
@@ -374,7 +375,7 @@ static int insert_version(mg *m, const store_version *v, const char *xid, const 
 {
     char vid[MG_VID_MAX];
     mk_ver_id(vid, sizeof vid, v->type, v->id, v->vkey);
-    char *text = json_dumps(v->doc ? v->doc : json_object(), JSON_COMPACT);
+    char *text = v->doc ? json_write_text(v->doc, 0, NULL, NULL) : strdup("{}");
     if (text == NULL)
         return serr_set(err, SERR_NOMEM, "out of memory serialising a record");
     bson_t d = BSON_INITIALIZER;
@@ -1513,7 +1514,7 @@ int mg_version_pinned(store *base, const char *type, const char *id, uint64_t vk
 int mg_set_stale(store *base, store_txn *txn, const char *type, const char *id, bool stale,
                  const json_t *reason, strata_error *err)
 {
-    char *text = stale && reason ? json_dumps(reason, JSON_COMPACT) : NULL;
+    char *text = stale && reason ? json_write_text(reason, 0, NULL, NULL) : NULL;
     bson_t set = BSON_INITIALIZER;
     BSON_APPEND_BOOL(&set, "st", stale);
     if (text)

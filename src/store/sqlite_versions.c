@@ -2,6 +2,7 @@
  * writing by compare-and-swap on the head, lists, deletes with their
  * tombstones, dependents, pins and staleness. */
 #include "sqlite_internal.h"
+#include "../codec/json_write.h"
 #include "../common/clock.h"
 
 #include <stdio.h>
@@ -234,7 +235,8 @@ static int do_put(sq_conn *db, void *arg, strata_error *err)
     }
     char version[SEMVER_STR_MAX];
     semver_format(v->vkey, version);
-    char *doc = json_dumps(v->doc ? v->doc : json_object(), JSON_COMPACT);
+    size_t doc_len = 2;
+    char *doc = v->doc ? json_write_text(v->doc, 0, &doc_len, NULL) : strdup("{}");
     if (doc == NULL)
         return serr_set(err, SERR_NOMEM, "out of memory serialising a record");
     if (prepare(db,
@@ -254,7 +256,7 @@ static int do_put(sq_conn *db, void *arg, strata_error *err)
     sqlite3_bind_text(st, 7, v->data_hash, -1, SQLITE_STATIC);
     if (v->blob_key[0])
         sqlite3_bind_text(st, 8, v->blob_key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 10, doc, -1, free);
+    sqlite3_bind_text(st, 10, doc, (int)doc_len, free);
     if (v->content)
         sqlite3_bind_blob64(st, 11, v->content, v->content_len, SQLITE_STATIC);
     if (step_done(db, st, "insert version", err) != 0)
@@ -667,7 +669,7 @@ static int do_set_stale(sq_conn *db, void *arg, strata_error *err)
     sqlite3_bind_text(st, 1, c->type, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 3, c->stale);
-    char *reason = c->stale && c->reason ? json_dumps(c->reason, JSON_COMPACT) : NULL;
+    char *reason = c->stale && c->reason ? json_write_text(c->reason, 0, NULL, NULL) : NULL;
     if (reason)
         sqlite3_bind_text(st, 4, reason, -1, free);
     if (step_done(db, st, "mark stale", err) != 0)
