@@ -1,8 +1,9 @@
 /* A version record as clients see it: the type's own fields at the top
  * level, the chain under version_info, inline JSON content, and the
- * access counts merged at render time (see access_stats.h). The same
- * fields are put by record_json (a JSON value, for lists and saves) and by
- * record_render (bytes rendered once, for reads), so the two agree. */
+ * access counts merged at render time (see access_stats.h). Written
+ * straight as compact JSON: record_write for saves and lists, record_render
+ * (bytes rendered once, for reads) with the counts left to record_body, so
+ * that all three agree byte for byte. */
 #include "record_json.h"
 
 #include <inttypes.h>
@@ -26,138 +27,181 @@ static void iso_text(int64_t ms, char *buf, size_t cap)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
-static json_t *iso_time(int64_t ms)
-{
-    char buf[96];
-    iso_text(ms, buf, sizeof buf);
-    return buf[0] ? json_string(buf) : json_null();
-}
-
-static json_t *version_or_null(uint64_t vkey)
-{
-    if (vkey == 0)
-        return json_null();
-    char s[SEMVER_STR_MAX];
-    semver_format(vkey, s);
-    return json_string(s);
-}
-
 void record_etag(const store_version *v, char *out, size_t cap)
 {
     snprintf(out, cap, "\"%s\"", v->data_hash);
 }
 
-/* The fields before the access counts: the type's own (skipping those
- * the record puts itself after them, which no type defines), then the
- * record's. */
-static void put_head(json_t *r, const store_version *v, bool skip_later)
+static int put(strata_buf *out, const char *text, strata_error *err)
 {
-    const char *key;
-    json_t *val;
-    json_object_foreach(v->doc, key, val)
-    {
-        if (strcmp(key, "dependencies") == 0 ||
-            (skip_later && (strcmp(key, "access_count") == 0 || strcmp(key, "last_accessed") == 0 ||
-                            strcmp(key, "stale") == 0 || strcmp(key, "stale_reason") == 0)))
-            continue;
-        json_object_set(r, key, val);
-    }
-    json_object_set_new(r, "resource_id", json_string(v->id));
-    json_object_set_new(r, "resource_type", json_string(v->type));
-    json_object_set_new(r, "namespace", json_string(v->ns));
-    json_t *deps = json_object_get(v->doc, "dependencies");
-    json_object_set_new(
-        r, "version_info",
-        json_pack("{s:o, s:o, s:s, s:b, s:o, s:o, s:o}", "version", version_or_null(v->vkey),
-                  "created_at", iso_time(v->created_at_ms), "data_hash", v->data_hash, "is_latest",
-                  v->is_latest, "supersedes", version_or_null(v->supersedes), "superseded_by",
-                  version_or_null(v->superseded_by), "dependencies",
-                  deps ? json_incref(deps) : json_array()));
+    return sbuf_append(out, text, strlen(text), err);
+}
+
+static int put_str(strata_buf *out, const char *text, strata_error *err)
+{
+    return json_write_string(text, strlen(text), out, err);
+}
+
+/* "key": (the key is one of ours or a stored document's) */
+static int put_key(strata_buf *out, const char *key, size_t len, strata_error *err)
+{
+    if (json_write_string(key, len, out, err) != 0)
+        return -1;
+    return sbuf_append(out, ":", 1, err);
+}
+
+static int put_text_or_null(strata_buf *out, const char *text, strata_error *err)
+{
+    return text[0] ? put_str(out, text, err) : put(out, "null", err);
+}
+
+static int put_version(strata_buf *out, uint64_t vkey, strata_error *err)
+{
+    char s[SEMVER_STR_MAX] = "";
+    if (vkey != 0)
+        semver_format(vkey, s);
+    return put_text_or_null(out, s, err);
+}
+
+static int put_time(strata_buf *out, int64_t ms, strata_error *err)
+{
+    char s[96];
+    iso_text(ms, s, sizeof s);
+    return put_text_or_null(out, s, err);
+}
+
+static bool put_later(const char *key)
+{
+    return strcmp(key, "dependencies") == 0 || strcmp(key, "access_count") == 0 ||
+           strcmp(key, "last_accessed") == 0 || strcmp(key, "stale") == 0 ||
+           strcmp(key, "stale_reason") == 0;
+}
+
+/* Inline JSON content, parsed from the stored bytes so that it is sent as
+ * JSON; none when the bytes do not parse (content stored raw under the
+ * JSON type) or cannot be written. */
+static int put_content(strata_buf *out, const store_version *v, strata_error *err)
+{
     const char *ctype = json_string_value(
         json_object_get(json_object_get(v->doc, "content_location"), "content_type"));
-    if (v->blob_key[0] == '\0' && ctype && strcmp(ctype, "application/json") == 0 && v->content) {
-        json_t *c = json_loadb((const char *)v->content, v->content_len, JSON_DECODE_ANY, NULL);
-        if (c)
-            json_object_set_new(r, "content", c);
+    if (v->blob_key[0] != '\0' || ctype == NULL || strcmp(ctype, "application/json") != 0 ||
+        v->content == NULL)
+        return 0;
+    json_t *c = json_loadb((const char *)v->content, v->content_len, JSON_DECODE_ANY, NULL);
+    if (c == NULL)
+        return 0;
+    size_t before = out->len;
+    int rc = put(out, "\"content\":", err);
+    if (rc == 0 && json_write(c, 0, out, err) == 0)
+        rc = put(out, ",", err);
+    else if (rc == 0 && err->kind != SERR_NOMEM && err->kind != SERR_TOO_LARGE)
+        out->len = before; /* not writable as JSON: left out, as unparsable bytes are */
+    else
+        rc = -1;
+    json_decref(c);
+    return rc;
+}
+
+/* '{' and the fields before the access counts, each followed by ',': the
+ * type's own (skipping those the record puts itself later, which no type
+ * defines), then the record's. */
+static int put_head(strata_buf *out, const store_version *v, strata_error *err)
+{
+    if (put(out, "{", err) != 0)
+        return -1;
+    for (void *it = json_object_iter(v->doc); it != NULL; it = json_object_iter_next(v->doc, it)) {
+        const char *key = json_object_iter_key(it);
+        if (put_later(key))
+            continue;
+        if (put_key(out, key, json_object_iter_key_len(it), err) != 0 ||
+            json_write(json_object_iter_value(it), 0, out, err) != 0 || put(out, ",", err) != 0)
+            return -1;
     }
+    json_t *deps = json_object_get(v->doc, "dependencies");
+    if (put(out, "\"resource_id\":", err) != 0 || put_str(out, v->id, err) != 0 ||
+        put(out, ",\"resource_type\":", err) != 0 || put_str(out, v->type, err) != 0 ||
+        put(out, ",\"namespace\":", err) != 0 || put_str(out, v->ns, err) != 0 ||
+        put(out, ",\"version_info\":{\"version\":", err) != 0 ||
+        put_version(out, v->vkey, err) != 0 || put(out, ",\"created_at\":", err) != 0 ||
+        put_time(out, v->created_at_ms, err) != 0 || put(out, ",\"data_hash\":", err) != 0 ||
+        put_str(out, v->data_hash, err) != 0 ||
+        put(out, v->is_latest ? ",\"is_latest\":true" : ",\"is_latest\":false", err) != 0 ||
+        put(out, ",\"supersedes\":", err) != 0 || put_version(out, v->supersedes, err) != 0 ||
+        put(out, ",\"superseded_by\":", err) != 0 || put_version(out, v->superseded_by, err) != 0 ||
+        put(out, ",\"dependencies\":", err) != 0 ||
+        (deps ? json_write(deps, 0, out, err) : put(out, "[]", err)) != 0 ||
+        put(out, "},", err) != 0)
+        return -1;
+    return put_content(out, v, err);
 }
 
-/* The fields after the access counts. */
-static void put_tail(json_t *r, const store_version *v)
+/* The fields after the access counts, each after a ',', and '}'. */
+static int put_tail(strata_buf *out, const store_version *v, strata_error *err)
 {
-    json_object_set_new(r, "stale", json_boolean(v->stale));
-    if (v->stale && v->stale_reason)
-        json_object_set(r, "stale_reason", v->stale_reason);
+    if (put(out, v->stale ? ",\"stale\":true" : ",\"stale\":false", err) != 0)
+        return -1;
+    if (v->stale && v->stale_reason &&
+        (put(out, ",\"stale_reason\":", err) != 0 || json_write(v->stale_reason, 0, out, err) != 0))
+        return -1;
+    return put(out, "}", err);
 }
 
-json_t *record_json(versions_svc *svc, const store_version *v)
+/* "access_count":N,"last_accessed":"..."|null */
+#define COUNTS_MAX 96
+
+static size_t counts_text(uint64_t count, int64_t last_ms, char out[COUNTS_MAX])
 {
-    json_t *r = json_object();
-    if (r == NULL)
-        return NULL;
-    put_head(r, v, false);
-    uint64_t count = 0;
-    int64_t last = 0;
-    versions_access_counts(svc, v, &count, &last);
-    json_object_set_new(r, "access_count", json_integer((json_int_t)count));
-    json_object_set_new(r, "last_accessed", iso_time(last));
-    put_tail(r, v);
-    return r;
+    char when[64];
+    iso_text(last_ms, when, sizeof when);
+    int n = snprintf(
+        out, COUNTS_MAX, "\"access_count\":%" JSON_INTEGER_FORMAT ",\"last_accessed\":%s%s%s",
+        (json_int_t)count, when[0] ? "\"" : "", when[0] ? when : "null", when[0] ? "\"" : "");
+    return n < 0 || n >= COUNTS_MAX ? 0 : (size_t)n;
+}
+
+int record_write(const store_version *v, uint64_t count, int64_t last_ms, strata_buf *out,
+                 strata_error *err)
+{
+    char counts[COUNTS_MAX];
+    size_t n = counts_text(count, last_ms, counts), before = out->len;
+    if (n == 0)
+        return serr_set(err, SERR_INTERNAL, "access counts did not fit");
+    if (put_head(out, v, err) != 0 || sbuf_append(out, counts, n, err) != 0 ||
+        put_tail(out, v, err) != 0) {
+        out->len = before;
+        return -1;
+    }
+    return 0;
 }
 
 int record_render(const store_version *v, strata_buf *out, size_t *split, strata_error *err)
 {
-    /* {head...} and {tail...} dumped apart: "{head...," then, at split,
-     * the counts, then ",tail...}" */
-    json_t *head = json_object(), *tail = json_object();
-    char *h = NULL, *t = NULL;
-    size_t hl = 0, tl = 0;
-    if (head != NULL && tail != NULL) {
-        put_head(head, v, true);
-        put_tail(tail, v);
-        h = json_write_text(head, 0, &hl, NULL);
-        t = json_write_text(tail, 0, &tl, NULL);
-    }
-    json_decref(head);
-    json_decref(tail);
-    int rc = -1;
-    if (h == NULL || t == NULL)
-        serr_set(err, SERR_NOMEM, "out of memory rendering a record");
-    else if (hl < 3 || h[hl - 1] != '}' || tl < 3 || t[0] != '{') /* never empty: ids, stale */
-        serr_set(err, SERR_INTERNAL, "a record rendered to an unexpected form");
-    else {
-        size_t base = out->len;
-        h[hl - 1] = ',';
-        t[0] = ',';
-        if (sbuf_append(out, h, hl, err) == 0 && sbuf_append(out, t, tl, err) == 0) {
-            *split = base + hl;
-            rc = 0;
-        }
-    }
-    free(h);
-    free(t);
-    return rc;
+    /* "{head...," then, at split, the counts, then ",tail...}" */
+    size_t before = out->len;
+    if (put_head(out, v, err) != 0)
+        goto fail;
+    *split = out->len;
+    if (put_tail(out, v, err) != 0)
+        goto fail;
+    return 0;
+fail:
+    out->len = before;
+    return -1;
 }
-
-/* "access_count":N,"last_accessed":"..."|null, as json_dumps writes them */
-#define COUNTS_MAX 96
 
 unsigned char *record_body(const rendered_record *r, uint64_t count, int64_t last_ms, size_t *len)
 {
-    char when[64], counts[COUNTS_MAX];
-    iso_text(last_ms, when, sizeof when);
-    int n = snprintf(
-        counts, sizeof counts, "\"access_count\":%" JSON_INTEGER_FORMAT ",\"last_accessed\":%s%s%s",
-        (json_int_t)count, when[0] ? "\"" : "", when[0] ? when : "null", when[0] ? "\"" : "");
-    if (n < 0 || (size_t)n >= sizeof counts)
+    char counts[COUNTS_MAX];
+    size_t n = counts_text(count, last_ms, counts);
+    if (n == 0)
         return NULL;
-    unsigned char *body = malloc(r->len + (size_t)n + 1);
+    unsigned char *body = malloc(r->len + n + 1);
     if (body == NULL)
         return NULL;
     memcpy(body, r->bytes, r->split);
-    memcpy(body + r->split, counts, (size_t)n);
-    memcpy(body + r->split + (size_t)n, r->bytes + r->split, r->len - r->split);
-    *len = r->len + (size_t)n;
+    memcpy(body + r->split, counts, n);
+    memcpy(body + r->split + n, r->bytes + r->split, r->len - r->split);
+    *len = r->len + n;
     body[*len] = '\0';
     return body;
 }

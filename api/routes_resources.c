@@ -7,6 +7,7 @@
 
 #include "../src/codec/blob_format.h"
 #include "../src/codec/json_parse.h"
+#include "../src/codec/json_write.h"
 #include "../src/common/fsutil.h"
 #include "../src/common/log.h"
 #include "../src/service/resource_types.h"
@@ -33,15 +34,39 @@ static int parse_list_opts(request *req, store_list_opts *o, strata_error *err)
     return 0;
 }
 
+/* Appends v as record_write writes it, with its access counts. */
+static int put_record(request *req, const store_version *v, strata_buf *out, strata_error *err)
+{
+    uint64_t count = 0;
+    int64_t last = 0;
+    versions_access_counts(req->app->versions, v, &count, &last);
+    return record_write(v, count, last, out, err);
+}
+
+/* {"items":[records],"next":cursor|null} */
 static void reply_page(request *req, reply *rep, store_page *page)
 {
-    json_t *items = json_array();
-    for (size_t i = 0; i < page->count; i++)
-        json_array_append_new(items, record_json(req->app->versions, page->items[i]));
-    reply_json(rep, 200,
-               json_pack("{s:o, s:o}", "items", items, "next",
-                         page->next ? json_string(page->next) : json_null()));
+    strata_buf b;
+    sbuf_init(&b, 0);
+    strata_error err;
+    int rc = sbuf_append(&b, "{\"items\":[", 10, &err);
+    for (size_t i = 0; rc == 0 && i < page->count; i++)
+        rc = (i > 0 ? sbuf_append(&b, ",", 1, &err) : 0) ||
+             put_record(req, page->items[i], &b, &err);
+    if (rc == 0)
+        rc = sbuf_append(&b, "],\"next\":", 9, &err) ||
+             (page->next ? json_write_string(page->next, strlen(page->next), &b, &err)
+                         : sbuf_append(&b, "null", 4, &err)) ||
+             sbuf_append(&b, "}", 1, &err);
     store_page_free(page);
+    if (rc != 0) {
+        sbuf_free(&b);
+        reply_error(rep, &err);
+        return;
+    }
+    size_t len = 0;
+    unsigned char *body = sbuf_take(&b, &len);
+    reply_bytes(rep, 200, "application/json", body, len);
 }
 
 static void set_record_headers(reply *rep, const store_version *v)
@@ -53,8 +78,17 @@ static void set_record_headers(reply *rep, const store_version *v)
 
 static void reply_record(request *req, reply *rep, int status, const store_version *v)
 {
-    json_t *rec = record_json(req->app->versions, v);
-    reply_json(rep, status, rec);
+    strata_buf b;
+    sbuf_init(&b, 0);
+    strata_error err;
+    if (put_record(req, v, &b, &err) != 0) {
+        sbuf_free(&b);
+        reply_error(rep, &err);
+        return;
+    }
+    size_t len = 0;
+    unsigned char *body = sbuf_take(&b, &len);
+    reply_bytes(rep, status, "application/json", body, len);
     set_record_headers(rep, v);
 }
 

@@ -260,6 +260,18 @@ int json_write(const json_t *value, unsigned flags, strata_buf *out, strata_erro
     return 0;
 }
 
+int json_write_string(const char *s, size_t len, strata_buf *out, strata_error *err)
+{
+    size_t before = out->len;
+    writer w = {.out = out};
+    w.err = err;
+    if (put_string(&w, s, len) != 0) {
+        out->len = before;
+        return -1;
+    }
+    return 0;
+}
+
 char *json_write_text(const json_t *value, unsigned flags, size_t *len, strata_error *err)
 {
     strata_buf b;

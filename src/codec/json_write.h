@@ -22,9 +22,10 @@
 #include "../common/buf.h"
 #include "../common/error.h"
 
-/* Deeper than anything the bounded parser accepts (JSON_MAX_DEPTH) plus
- * what a record wraps around it. */
-#define JSON_WRITE_MAX_DEPTH 1024
+/* Deeper than anything jansson's parser gives (JSON_PARSER_MAX_DEPTH,
+ * 2048) plus what a record or a page wraps around it: what json_dumps
+ * wrote, this writes. */
+#define JSON_WRITE_MAX_DEPTH 4096
 
 /* Object members sorted bytewise by key (JSON_SORT_KEYS). */
 #define JSON_WRITE_SORT_KEYS 0x1u
@@ -35,6 +36,9 @@
  * out's cap; SERR_NOMEM. On failure out->len is what it was (the bytes
  * past it are unspecified). */
 int json_write(const json_t *value, unsigned flags, strata_buf *out, strata_error *err);
+
+/* Appends the len bytes at s as a JSON string. Errors as json_write's. */
+int json_write_string(const char *s, size_t len, strata_buf *out, strata_error *err);
 
 /* The same text as a malloc'd NUL-terminated string that the caller frees,
  * its length in *len when len is not NULL: a drop-in for

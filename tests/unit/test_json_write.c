@@ -227,6 +227,18 @@ START_TEST(depth_cycles_null_and_cap_are_errors)
     free(text);
     json_decref(ok);
 
+    /* the deepest document jansson's parser gives is written as json_dumps
+     * writes it */
+    char *nested = malloc(2 * JSON_PARSER_MAX_DEPTH + 1);
+    memset(nested, '[', JSON_PARSER_MAX_DEPTH);
+    memset(nested + JSON_PARSER_MAX_DEPTH, ']', JSON_PARSER_MAX_DEPTH);
+    nested[2 * JSON_PARSER_MAX_DEPTH] = '\0';
+    json_t *parsed = json_loads(nested, 0, NULL);
+    ck_assert_ptr_nonnull(parsed);
+    assert_same_as_jansson(parsed);
+    json_decref(parsed);
+    free(nested);
+
     /* a cycle (jansson allows making one through arrays) */
     json_t *a = json_array(), *b = json_array();
     json_array_append(a, b);
