@@ -190,7 +190,7 @@ START_TEST(invalid_utf8_is_refused)
         assert_refused(s, 0, SERR_INVALID);
         json_t *o = json_object();
         /* jansson writes such a key half and goes on (invalid JSON) */
-        json_object_setn_nocheck(o, bad[i], strlen(bad[i]), json_integer(1));
+        json_object_setn_new_nocheck(o, bad[i], strlen(bad[i]), json_integer(1));
         assert_refused(o, 0, SERR_INVALID);
         assert_refused(o, JSON_WRITE_SORT_KEYS, SERR_INVALID);
         json_decref(o);
