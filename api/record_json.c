@@ -159,6 +159,16 @@ static size_t counts_text(uint64_t count, int64_t last_ms, char out[COUNTS_MAX])
     return n < 0 || n >= COUNTS_MAX ? 0 : (size_t)n;
 }
 
+/* Leaves out as it was. A stored record that cannot be written (not
+ * UTF-8) is the server's fault, not the client's: SERR_INTERNAL. */
+static int write_failed(strata_buf *out, size_t before, strata_error *err)
+{
+    out->len = before;
+    if (err->kind == SERR_INVALID)
+        serr_set(err, SERR_INTERNAL, "a stored record could not be written as JSON");
+    return -1;
+}
+
 int record_write(const store_version *v, uint64_t count, int64_t last_ms, strata_buf *out,
                  strata_error *err)
 {
@@ -167,10 +177,8 @@ int record_write(const store_version *v, uint64_t count, int64_t last_ms, strata
     if (n == 0)
         return serr_set(err, SERR_INTERNAL, "access counts did not fit");
     if (put_head(out, v, err) != 0 || sbuf_append(out, counts, n, err) != 0 ||
-        put_tail(out, v, err) != 0) {
-        out->len = before;
-        return -1;
-    }
+        put_tail(out, v, err) != 0)
+        return write_failed(out, before, err);
     return 0;
 }
 
@@ -179,14 +187,11 @@ int record_render(const store_version *v, strata_buf *out, size_t *split, strata
     /* "{head...," then, at split, the counts, then ",tail...}" */
     size_t before = out->len;
     if (put_head(out, v, err) != 0)
-        goto fail;
+        return write_failed(out, before, err);
     *split = out->len;
     if (put_tail(out, v, err) != 0)
-        goto fail;
+        return write_failed(out, before, err);
     return 0;
-fail:
-    out->len = before;
-    return -1;
 }
 
 unsigned char *record_body(const rendered_record *r, uint64_t count, int64_t last_ms, size_t *len)

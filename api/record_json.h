@@ -7,7 +7,7 @@
 #include "../src/service/versions.h"
 
 /* Appends the record as clients see it, with these access counts, as
- * compact JSON. SERR_NOMEM, SERR_TOO_LARGE past out's cap, SERR_INVALID
+ * compact JSON. SERR_NOMEM, SERR_TOO_LARGE past out's cap, SERR_INTERNAL
  * for a stored document that is not valid UTF-8; on failure out->len is
  * what it was. Any thread. */
 int record_write(const store_version *v, uint64_t count, int64_t last_ms, strata_buf *out,

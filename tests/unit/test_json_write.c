@@ -2,12 +2,15 @@
  * the same bytes for every kind of value (random trees, escapes, UTF-8,
  * the edges of integers and reals, keys with NUL bytes, sorted keys), and
  * errors where json_dumps fails or a bound is passed, with the buffer left
- * as it was. */
+ * as it was. And the records written with it (api/record_json.c): a
+ * record written whole equals its rendered form with the counts put back,
+ * and is valid JSON. */
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../api/record_json.h"
 #include "../../src/codec/json_write.h"
 #include "../support/harness.h"
 
@@ -261,6 +264,92 @@ START_TEST(depth_cycles_null_and_cap_are_errors)
 }
 END_TEST
 
+/* ---- records ------------------------------------------------------------ */
+
+static void sample_version(store_version *v, bool stale)
+{
+    memset(v, 0, sizeof *v);
+    strcpy(v->type, "dictionary");
+    strcpy(v->id, "w\u00e9rd");
+    strcpy(v->ns, "default");
+    v->vkey = (1ull << 40) | 2; /* any vkey semver_format takes */
+    v->created_at_ms = 1700000000123;
+    memset(v->data_hash, 'a', SHA256_HEX_LEN);
+    v->is_latest = true;
+    v->doc = json_pack("{s:s, s:{s:s}, s:[{s:s, s:s}], s:n}", "word", "w\u00e9rd",
+                       "content_location", "content_type", "application/json", "dependencies",
+                       "type", "dictionary", "id", "other", "ttl");
+    static const char content[] = "{\"senses\":[\"a\\nb\",1.5]}";
+    v->content = (unsigned char *)strdup(content);
+    v->content_len = strlen(content);
+    v->stale = stale;
+    v->stale_reason = stale ? json_pack("{s:s}", "cause", "x") : NULL;
+}
+
+START_TEST(record_written_whole_equals_rendered_with_counts)
+{
+    for (int stale = 0; stale <= 1; stale++) {
+        store_version v;
+        sample_version(&v, stale);
+        strata_buf whole, rendered;
+        sbuf_init(&whole, 0);
+        sbuf_init(&rendered, 0);
+        strata_error err;
+        ck_assert_int_eq(record_write(&v, 7, 1700000001000, &whole, &err), 0);
+        size_t split = 0;
+        ck_assert_int_eq(record_render(&v, &rendered, &split, &err), 0);
+        rendered_record *r = malloc(sizeof *r + rendered.len);
+        memset(r, 0, sizeof *r);
+        memcpy(r->bytes, rendered.data, rendered.len);
+        r->len = rendered.len;
+        r->split = split;
+        size_t len = 0;
+        unsigned char *body = record_body(r, 7, 1700000001000, &len);
+        ck_assert_ptr_nonnull(body);
+        ck_assert_uint_eq(len, whole.len);
+        ck_assert_mem_eq(body, whole.data, len);
+        /* valid JSON, with the fields where a client looks for them */
+        json_t *parsed = json_loadb((const char *)body, len, 0, NULL);
+        ck_assert_ptr_nonnull(parsed);
+        ck_assert_str_eq(json_string_value(json_object_get(parsed, "resource_id")), v.id);
+        ck_assert_int_eq(json_integer_value(json_object_get(parsed, "access_count")), 7);
+        ck_assert(json_is_array(json_object_get(json_object_get(parsed, "content"), "senses")));
+        ck_assert(json_is_array(
+            json_object_get(json_object_get(parsed, "version_info"), "dependencies")));
+        ck_assert_ptr_null(json_object_get(parsed, "dependencies"));
+        ck_assert_int_eq(json_is_true(json_object_get(parsed, "stale")), stale);
+        ck_assert_int_eq(json_object_get(parsed, "stale_reason") != NULL, stale);
+        json_decref(parsed);
+        free(body);
+        free(r);
+        sbuf_free(&whole);
+        sbuf_free(&rendered);
+        store_version_clear(&v);
+    }
+}
+END_TEST
+
+START_TEST(unwritable_stored_record_is_an_internal_error)
+{
+    store_version v;
+    sample_version(&v, false);
+    json_object_set_new(v.doc, "word", json_stringn_nocheck("\xff", 1));
+    strata_buf b;
+    sbuf_init(&b, 0);
+    strata_error err;
+    ck_assert_int_eq(sbuf_append(&b, "kept", 4, &err), 0);
+    ck_assert_int_eq(record_write(&v, 0, 0, &b, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_INTERNAL); /* a 500, not the client's 400 */
+    ck_assert_uint_eq(b.len, 4);
+    size_t split = 0;
+    ck_assert_int_eq(record_render(&v, &b, &split, &err), -1);
+    ck_assert_int_eq(err.kind, SERR_INTERNAL);
+    ck_assert_uint_eq(b.len, 4);
+    sbuf_free(&b);
+    store_version_clear(&v);
+}
+END_TEST
+
 static Suite *json_write_suite(void)
 {
     Suite *s = suite_create("json_write");
@@ -271,6 +360,10 @@ static Suite *json_write_suite(void)
     t = tcase_create("errors");
     tcase_add_test(t, invalid_utf8_is_refused);
     tcase_add_test(t, depth_cycles_null_and_cap_are_errors);
+    suite_add_tcase(s, t);
+    t = tcase_create("records");
+    tcase_add_test(t, record_written_whole_equals_rendered_with_counts);
+    tcase_add_test(t, unwritable_stored_record_is_an_internal_error);
     suite_add_tcase(s, t);
     return s;
 }
