@@ -1086,12 +1086,16 @@ static int tomb_row(const bson_t *vd, void *ctx)
 {
     tomb_walk *w = ctx;
     uint64_t k = (uint64_t)bs_i64(vd, "k");
-    if (!mh_visible(w->h, k))
+    /* below the floor: left by an earlier delete cut short, which was
+     * counted then; its tombstone is owed all the same */
+    bool left = k > 0 && k <= w->h->floor;
+    if (!mh_visible(w->h, k) && !left)
         return 0;
     char type[STORE_TYPE_MAX], id[STORE_ID_MAX + 1];
     bs_str(vd, "t", type, sizeof type);
     bs_str(vd, "i", id, sizeof id);
-    w->count++;
+    if (!left)
+        w->count++;
     return put_tombstone(w->m, type, id, k, w->removed_by, w->err) != 0;
 }
 
@@ -1160,11 +1164,17 @@ static int count_row(const bson_t *vd, void *ctx)
     return 0;
 }
 
-static bson_t *deleted_head_fields(const mhead *h)
+/* The head of a deleted resource: nothing of its life visible (the floor
+ * raised to its max), and who raised the floor when (fb, fa), which later
+ * states carry along: a node that dies after this move and before the
+ * tombstones leaves the versions' documents below the floor, and those
+ * answer with a tombstone made from fb and fa (mg_get_tombstone). */
+static bson_t *deleted_head_fields(const mhead *h, const char *removed_by)
 {
     return BCON_NEW("l", BCON_INT64(0), "f", BCON_INT64((int64_t)h->max), "lh", BCON_UTF8(""),
                     "tags", "[", "]", "holes", "[", "]", "dh", "[", "]", "st", BCON_BOOL(false),
-                    "sr", BCON_NULL);
+                    "sr", BCON_NULL, "fb", BCON_UTF8(removed_by ? removed_by : "request"), "fa",
+                    BCON_INT64(clock_wall_ms()));
 }
 
 /* delete_resource in a transaction: the head moves to a pending state of
@@ -1192,7 +1202,7 @@ static int delete_resource_in_txn(mg *m, store_txn *t, const char *type, const c
         bson_destroy(opts);
     }
     if (rc == 0) {
-        bson_t *set = deleted_head_fields(&h);
+        bson_t *set = deleted_head_fields(&h, removed_by);
         rc = tx_head_put(t, m, type, id, &slot, &h, &hdoc, set, 0, 0, err);
         bson_destroy(set);
     }
@@ -1236,7 +1246,7 @@ int mg_delete_resource(store *base, store_txn *txn, const char *type, const char
         if (r == 0 && (!h.exists || deleted))
             r = serr_set(err, SERR_NOT_FOUND, "no resource %s/%s", type, id);
         if (r == 0) {
-            bson_t *set = deleted_head_fields(&h);
+            bson_t *set = deleted_head_fields(&h, removed_by);
             r = mh_move(&m, type, id, &h, &hdoc, set, NULL, err);
             bson_destroy(set);
         }
@@ -1414,6 +1424,37 @@ int mg_dependents(store *base, const char *type, const char *id, const store_lis
     return rc;
 }
 
+/* Removed by a resource delete whose node died after it raised the floor
+ * and before it put the tombstones (remove_resource_docs): the resource
+ * while no key was issued since (no new life), and a version whose
+ * document is still there below the floor (a key below it with no
+ * document never existed, or has its tombstone). Who and when are the
+ * head's fb and fa. */
+static int cut_delete_gone(mg *m, const mhead *h, const bson_t *hd, const char *type,
+                           const char *id, uint64_t vkey, store_tombstone *out, bool *gone,
+                           strata_error *err)
+{
+    *gone = false;
+    if (!h->exists || h->floor == 0)
+        return 0;
+    if (vkey == 0)
+        *gone = h->latest == 0 && h->max == h->floor;
+    else if (vkey <= h->floor) {
+        bson_t vd;
+        if (find_version_doc(m, type, id, vkey, &vd, gone, err) != 0)
+            return -1;
+        if (*gone)
+            bson_destroy(&vd);
+    }
+    if (*gone) {
+        bs_str(hd, "fb", out->removed_by, sizeof out->removed_by);
+        if (out->removed_by[0] == '\0') /* a head from before fb */
+            snprintf(out->removed_by, sizeof out->removed_by, "request");
+        out->removed_at_ms = bs_i64(hd, "fa");
+    }
+    return 0;
+}
+
 int mg_get_tombstone(store *base, const char *type, const char *id, uint64_t vkey,
                      store_tombstone *out, strata_error *err)
 {
@@ -1426,18 +1467,23 @@ int mg_get_tombstone(store *base, const char *type, const char *id, uint64_t vke
     bool found = false;
     int rc = mg_find_one(&m, MC_TOMBS, f, NULL, &d, &found, "store: tombstone", err);
     bson_destroy(f);
-    if (rc == 0 && !found && vkey > 0) {
+    if (rc == 0 && !found) {
         /* deleted by a sealed transaction whose node died before it put
-         * the tombstone: the head still owes the removal, and says so */
+         * the tombstone: the head still owes the removal, and says so; or
+         * by a resource delete cut short the same way */
         mhead h;
         bson_t hd;
         rc = mh_read(&m, type, id, &h, &hd, err);
         if (rc == 0) {
-            bool owed = mh_owed_find(&hd, vkey, out->removed_by, sizeof out->removed_by,
-                                     &out->removed_at_ms);
+            bool gone = vkey > 0 && mh_owed_find(&hd, vkey, out->removed_by, sizeof out->removed_by,
+                                                 &out->removed_at_ms);
+            if (!gone)
+                rc = cut_delete_gone(&m, &h, &hd, type, id, vkey, out, &gone, err);
             bson_destroy(&hd);
             mg_end(&m);
-            return owed ? 0 : serr_set(err, SERR_NOT_FOUND, "no tombstone");
+            if (rc != 0)
+                return -1;
+            return gone ? 0 : serr_set(err, SERR_NOT_FOUND, "no tombstone");
         }
     }
     mg_end(&m);
