@@ -102,6 +102,18 @@ void reply_json(reply *rep, int status, json_t *value)
     reply_bytes(rep, status, "application/json", (unsigned char *)s, len);
 }
 
+void reply_json_written(reply *rep, int status, strata_buf *b, int rc, const strata_error *err)
+{
+    if (rc != 0) {
+        sbuf_free(b);
+        reply_error(rep, err);
+        return;
+    }
+    size_t len = 0;
+    unsigned char *body = sbuf_take(b, &len);
+    reply_bytes(rep, status, "application/json", body, len);
+}
+
 /* What a 5xx tells the client: the kind (in type and title) and where to
  * look, never the detail, which can name server paths or backend text. */
 static void generic_detail(const reply *rep, int status, char *out, size_t cap)

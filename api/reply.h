@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../src/common/buf.h"
 #include "../src/common/error.h"
 
 #define REPLY_MAX_HEADERS      16
@@ -46,6 +47,9 @@ void reply_free(reply *rep);
 
 /* Takes ownership of `value` (decref'd); on serialisation failure a 500 problem is set. */
 void reply_json(reply *rep, int status, json_t *value);
+/* JSON written into b: when rc is 0, takes b's bytes as the body (b is
+ * left empty); otherwise frees them and answers err as reply_error does. */
+void reply_json_written(reply *rep, int status, strata_buf *b, int rc, const strata_error *err);
 /* A problem+json answer. For status >= 500 the formatted detail is logged
  * (with method, path and request id) and the client gets a generic detail
  * naming the request id, so paths and backend messages never leak. */

@@ -59,14 +59,7 @@ static void reply_page(request *req, reply *rep, store_page *page)
                          : sbuf_append(&b, "null", 4, &err)) ||
              sbuf_append(&b, "}", 1, &err);
     store_page_free(page);
-    if (rc != 0) {
-        sbuf_free(&b);
-        reply_error(rep, &err);
-        return;
-    }
-    size_t len = 0;
-    unsigned char *body = sbuf_take(&b, &len);
-    reply_bytes(rep, 200, "application/json", body, len);
+    reply_json_written(rep, 200, &b, rc, &err);
 }
 
 static void set_record_headers(reply *rep, const store_version *v)
@@ -81,15 +74,10 @@ static void reply_record(request *req, reply *rep, int status, const store_versi
     strata_buf b;
     sbuf_init(&b, 0);
     strata_error err;
-    if (put_record(req, v, &b, &err) != 0) {
-        sbuf_free(&b);
-        reply_error(rep, &err);
-        return;
-    }
-    size_t len = 0;
-    unsigned char *body = sbuf_take(&b, &len);
-    reply_bytes(rep, status, "application/json", body, len);
-    set_record_headers(rep, v);
+    int rc = put_record(req, v, &b, &err);
+    reply_json_written(rep, status, &b, rc, &err);
+    if (rc == 0)
+        set_record_headers(rep, v);
 }
 
 /* ---- saving ---------------------------------------------------------------- */
