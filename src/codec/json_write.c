@@ -57,35 +57,14 @@ static int put_string(writer *w, const char *s, size_t len)
         }
         if (put(w, run, (size_t)(p - run)) != 0)
             return -1;
-        char esc[6] = {'\\', 0, 0, 0, 0, 0};
-        size_t n = 2;
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex_upper[c >> 4];
-            esc[5] = hex_upper[c & 0xF];
-            n = 6;
+        /* the characters with a short escape, and its letter */
+        static const char named[] = "\"\\\b\f\n\r\t", letter[] = "\"\\bfnrt";
+        const char *hit = memchr(named, c, sizeof named - 1); /* never the NUL */
+        char esc[6] = {'\\', 'u', '0', '0', hex_upper[c >> 4], hex_upper[c & 0xF]};
+        size_t n = 6;
+        if (hit != NULL) {
+            esc[1] = letter[hit - named];
+            n = 2;
         }
         if (put(w, esc, n) != 0)
             return -1;
