@@ -16,9 +16,25 @@
 #include "../common/fsutil.h"
 #include "../common/hex.h"
 
+/* Layouts, named by the number of fan-out directory levels above a blob:
+ *   1  DIR/ab/<key>     the 256 directories made when the store is opened;
+ *   2  DIR/ab/cd/<key>  stores written before DIR/layout existed.
+ * One level keeps a directory per 256th of the keys (40,000 files in each
+ * at ten million blobs, which ext4's hashed directories take in stride);
+ * two levels made a new directory, a 4 KiB block and two more syncs for
+ * nearly every one of a store's first 100,000 blobs. DIR/layout
+ * ("fanout-levels N") is written once, when a store is first opened, and
+ * never changes; without it, a directory's layout is told from what its
+ * fan-out directories hold (layout_guess). */
+#define LAYOUT_FILE   "layout"
+#define LAYOUT_PREFIX "fanout-levels "
+#define LAYOUT_NEW    1
+#define LAYOUT_LEGACY 2
+
 typedef struct fs_blobs {
     blob_store base;
     char dir[PATH_MAX - 80];
+    int levels; /* the layout: 1 or 2 */
     /* fan-out directories (ab: 256, ab/cd: 65,536) this process has seen
      * synced into their parents, one bit each */
     _Atomic uint64_t synced1[256 / 64];
@@ -52,7 +68,8 @@ static int make_fanout_dir(const char *parent, const char *dir, _Atomic uint64_t
     return 0;
 }
 
-/* DIR/ab/cd/abcd...: two levels of 256 fan-out keep directories small. */
+/* DIR/ab/<key>, or DIR/ab/cd/<key> in layout 2; with make_dirs, the
+ * fan-out directories are made (and synced) first. */
 static int blob_path(fs_blobs *b, const char *key, char *out, size_t cap, bool make_dirs,
                      strata_error *err)
 {
@@ -60,11 +77,16 @@ static int blob_path(fs_blobs *b, const char *key, char *out, size_t cap, bool m
         return serr_set(err, SERR_INVALID, "bad blob key");
     char d1[PATH_MAX], d[PATH_MAX];
     snprintf(d1, sizeof d1, "%s/%.2s", b->dir, key);
-    snprintf(d, sizeof d, "%s/%.2s/%.2s", b->dir, key, key + 2);
+    if (b->levels == 1)
+        snprintf(d, sizeof d, "%s", d1);
+    else
+        snprintf(d, sizeof d, "%s/%.2s/%.2s", b->dir, key, key + 2);
     unsigned char fan[2];
     hex_decode(key, 2, fan); /* (a valid key is hex: checked above) */
-    if (make_dirs && (make_fanout_dir(b->dir, d1, b->synced1, fan[0], err) != 0 ||
-                      make_fanout_dir(d1, d, b->synced2, (unsigned)fan[0] << 8 | fan[1], err) != 0))
+    if (make_dirs &&
+        (make_fanout_dir(b->dir, d1, b->synced1, fan[0], err) != 0 ||
+         (b->levels == 2 &&
+          make_fanout_dir(d1, d, b->synced2, (unsigned)fan[0] << 8 | fan[1], err) != 0)))
         return -1;
     if (snprintf(out, cap, "%s/%s", d, key) >= (int)cap)
         return serr_set(err, SERR_INVALID, "blob path too long");
@@ -368,7 +390,32 @@ static void drop_stale_staging(const fs_blobs *b, const char *name)
         unlink(p);
 }
 
-/* Walks DIR/ab/cd/<key>; anything else (temp files) is not a blob. */
+/* Lists the blobs below fan-out directory `dir`, `levels` more levels
+ * deep; names that are not a fan-out directory or a key (temp files) are
+ * passed over. Returns fn's nonzero answer, which stops the walk. */
+static int list_below(const char *dir, int levels, blob_list_fn fn, void *ctx)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0; /* removed meanwhile, or not a directory: no blobs */
+    int stop = 0;
+    struct dirent *e;
+    while (!stop && (e = readdir(d)) != NULL) {
+        char p[PATH_MAX];
+        if (!is_hex_name(e->d_name, levels > 0 ? 2 : SHA256_HEX_LEN) ||
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p)
+            continue;
+        struct stat st;
+        if (levels > 0)
+            stop = list_below(p, levels - 1, fn, ctx);
+        else if (stat(p, &st) == 0)
+            stop = fn(ctx, e->d_name, (uint64_t)st.st_size, mtime_ms_of(&st));
+    }
+    closedir(d);
+    return stop;
+}
+
+/* Walks the fan-out directories; at the top, removes stale staging files. */
 static int fs_list(blob_store *base, blob_list_fn fn, void *ctx, strata_error *err)
 {
     fs_blobs *b = (fs_blobs *)base;
@@ -378,41 +425,13 @@ static int fs_list(blob_store *base, blob_list_fn fn, void *ctx, strata_error *e
                    ? 0
                    : serr_set(err, SERR_IO, "cannot list %s: %s", b->dir, strerror(errno));
     int stop = 0;
-    struct dirent *e1;
-    while (!stop && (e1 = readdir(top)) != NULL) {
-        if (!is_hex_name(e1->d_name, 2)) {
-            drop_stale_staging(b, e1->d_name);
-            continue;
-        }
+    struct dirent *e;
+    while (!stop && (e = readdir(top)) != NULL) {
         char d1[PATH_MAX];
-        if (snprintf(d1, sizeof d1, "%s/%s", b->dir, e1->d_name) >= (int)sizeof d1)
-            continue;
-        DIR *mid = opendir(d1);
-        if (mid == NULL)
-            continue;
-        struct dirent *e2;
-        while (!stop && (e2 = readdir(mid)) != NULL) {
-            if (!is_hex_name(e2->d_name, 2))
-                continue;
-            char d2[PATH_MAX];
-            if (snprintf(d2, sizeof d2, "%s/%s", d1, e2->d_name) >= (int)sizeof d2)
-                continue;
-            DIR *leaf = opendir(d2);
-            if (leaf == NULL)
-                continue;
-            struct dirent *e3;
-            while (!stop && (e3 = readdir(leaf)) != NULL) {
-                if (!is_hex_name(e3->d_name, SHA256_HEX_LEN))
-                    continue;
-                char p[PATH_MAX];
-                struct stat st;
-                if (snprintf(p, sizeof p, "%s/%s", d2, e3->d_name) < (int)sizeof p &&
-                    stat(p, &st) == 0)
-                    stop = fn(ctx, e3->d_name, (uint64_t)st.st_size, mtime_ms_of(&st));
-            }
-            closedir(leaf);
-        }
-        closedir(mid);
+        if (!is_hex_name(e->d_name, 2))
+            drop_stale_staging(b, e->d_name);
+        else if (snprintf(d1, sizeof d1, "%s/%s", b->dir, e->d_name) < (int)sizeof d1)
+            stop = list_below(d1, b->levels - 1, fn, ctx);
     }
     closedir(top);
     return 0;
@@ -439,6 +458,118 @@ static const blob_store_ops FS_OPS = {
     .close = fs_close,
 };
 
+/* The layout named by DIR/layout in *levels, or 0 when there is none. */
+static int layout_read(const char *dir, int *levels, strata_error *err)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/" LAYOUT_FILE, dir);
+    strata_buf text;
+    strata_error rerr;
+    sbuf_init(&text, 0);
+    *levels = 0;
+    if (fs_read_file(path, 64, &text, &rerr) != 0 && rerr.kind != SERR_TOO_LARGE) {
+        sbuf_free(&text);
+        if (rerr.kind == SERR_NOT_FOUND)
+            return 0;
+        if (err)
+            *err = rerr;
+        return -1;
+    }
+    size_t n = strlen(LAYOUT_PREFIX);
+    const char *t = (const char *)text.data;
+    if (text.len == n + 2 && memcmp(t, LAYOUT_PREFIX, n) == 0 && t[n + 1] == '\n' &&
+        (t[n] == '1' || t[n] == '2'))
+        *levels = t[n] - '0';
+    sbuf_free(&text);
+    if (*levels == 0)
+        return serr_set(err, SERR_INVALID,
+                        "%s names a blob layout this build does not know (it reads \"" LAYOUT_PREFIX
+                        "1\" and \"" LAYOUT_PREFIX "2\")",
+                        path);
+    return 0;
+}
+
+/* The layout of a directory without DIR/layout, from what its fan-out
+ * directories hold: a second level of them (layout 2, written before
+ * layouts) or blobs (layout 1, its layout file lost); layout 1 when
+ * neither shows, which is every new store. */
+static int layout_guess(const char *dir, int *levels, strata_error *err)
+{
+    DIR *top = opendir(dir);
+    if (top == NULL)
+        return serr_set(err, SERR_IO, "cannot list %s: %s", dir, strerror(errno));
+    *levels = 0;
+    struct dirent *e1;
+    while (*levels == 0 && (e1 = readdir(top)) != NULL) {
+        char d1[PATH_MAX];
+        DIR *mid;
+        if (!is_hex_name(e1->d_name, 2) ||
+            snprintf(d1, sizeof d1, "%s/%s", dir, e1->d_name) >= (int)sizeof d1 ||
+            (mid = opendir(d1)) == NULL)
+            continue;
+        struct dirent *e2;
+        while (*levels == 0 && (e2 = readdir(mid)) != NULL)
+            *levels = is_hex_name(e2->d_name, 2)                ? LAYOUT_LEGACY
+                      : is_hex_name(e2->d_name, SHA256_HEX_LEN) ? LAYOUT_NEW
+                                                                : 0;
+        closedir(mid);
+    }
+    closedir(top);
+    if (*levels == 0)
+        *levels = LAYOUT_NEW;
+    return 0;
+}
+
+/* Writes DIR/layout unless it exists: a staged file, synced, linked into
+ * place (link, unlike rename, leaves a layout another process wrote
+ * first), then the directory synced. */
+static int layout_write_once(const char *dir, int levels, strata_error *err)
+{
+    char tmp[PATH_MAX], path[PATH_MAX], text[32];
+    snprintf(tmp, sizeof tmp, "%s/.w-layout-XXXXXX", dir);
+    snprintf(path, sizeof path, "%s/" LAYOUT_FILE, dir);
+    int len = snprintf(text, sizeof text, LAYOUT_PREFIX "%d\n", levels);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return serr_set(err, fs_errno_kind(errno), "cannot write %s: %s", path, strerror(errno));
+    int rc = 0;
+    if (fs_write_all(fd, text, (size_t)len) != 0 || fsync(fd) != 0 ||
+        (link(tmp, path) != 0 && errno != EEXIST))
+        rc = serr_set(err, fs_errno_kind(errno), "cannot write %s: %s", path, strerror(errno));
+    close(fd);
+    unlink(tmp);
+    return rc == 0 ? fs_sync_dir(dir, err) : rc;
+}
+
+/* Settles the store's layout (writing it when the store is new) and, in
+ * layout 1, makes the 256 fan-out directories and syncs them into DIR once
+ * here, so that no write pays for a directory of its own. */
+static int layout_settle(fs_blobs *b, strata_error *err)
+{
+    if (layout_read(b->dir, &b->levels, err) != 0)
+        return -1;
+    if (b->levels == 0) {
+        int guess = 0;
+        if (layout_guess(b->dir, &guess, err) != 0 || layout_write_once(b->dir, guess, err) != 0 ||
+            layout_read(b->dir, &b->levels, err) != 0) /* whichever was linked first */
+            return -1;
+    }
+    if (b->levels != 1)
+        return 0;
+    for (unsigned i = 0; i < 256; i++) {
+        char d1[PATH_MAX];
+        snprintf(d1, sizeof d1, "%s/%02x", b->dir, i);
+        if (mkdir(d1, 0755) != 0 && errno != EEXIST)
+            return serr_set(err, fs_errno_kind(errno), "cannot create a blob directory: %s",
+                            strerror(errno));
+    }
+    if (fs_sync_dir(b->dir, err) != 0)
+        return -1;
+    for (unsigned i = 0; i < 256 / 64; i++)
+        atomic_store_explicit(&b->synced1[i], UINT64_MAX, memory_order_release);
+    return 0;
+}
+
 blob_store *blobs_fs_open(const char *dir, strata_error *err)
 {
     if (dir[0] == '\0' || strlen(dir) >= PATH_MAX - 80) {
@@ -454,5 +585,9 @@ blob_store *blobs_fs_open(const char *dir, strata_error *err)
     }
     b->base.ops = &FS_OPS;
     snprintf(b->dir, sizeof b->dir, "%s", dir);
+    if (layout_settle(b, err) != 0) {
+        free(b);
+        return NULL;
+    }
     return &b->base;
 }

@@ -44,6 +44,7 @@
 #include "../../src/blobs/blobs_s3.h"
 #include "../../src/blobs/s3_client.h"
 #include "../../src/common/clock.h"
+#include "../../src/common/fsutil.h"
 #include "../../src/common/mongo_conn.h"
 #include "../support/harness.h"
 
@@ -1753,7 +1754,9 @@ static const char *fs_dir(void)
     return CB->url + 5;
 }
 
-static int count_entries(const char *dir, const char *skip_name, int *stray)
+/* The entries in dir; *stray counts those named by key and more (the
+ * temp files of its writes), when key is given. */
+static int count_entries(const char *dir, const char *key, int *stray)
 {
     DIR *d = opendir(dir);
     if (d == NULL)
@@ -1764,7 +1767,7 @@ static int count_entries(const char *dir, const char *skip_name, int *stray)
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
         n++;
-        if (skip_name && strcmp(e->d_name, skip_name) != 0)
+        if (key && strncmp(e->d_name, key, strlen(key)) == 0 && strcmp(e->d_name, key) != 0)
             (*stray)++;
     }
     closedir(d);
@@ -1782,10 +1785,10 @@ START_TEST(file_list_ignores_what_is_not_a_blob)
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(B->ops->replace(B, t.key, t.enc.data, t.enc.len, &err), 0);
     char leaf[1024], path[1200];
-    snprintf(leaf, sizeof leaf, "%s/%.2s/%.2s", fs_dir(), t.key, t.key + 2);
+    snprintf(leaf, sizeof leaf, "%s/%.2s", fs_dir(), t.key);
     int stray = 0;
     ck_assert_int_ge(count_entries(leaf, t.key, &stray), 1);
-    ck_assert_msg(stray == 0, "%d files beside the blob in %s", stray, leaf);
+    ck_assert_msg(stray == 0, "%d temp files beside the blob in %s", stray, leaf);
     /* a crashed write's temp file, and junk, are never listed as blobs */
     const char *junk[] = {".tmp.123456", "-partial", "X"};
     for (int i = 0; i < 3; i++) {
@@ -1803,6 +1806,106 @@ START_TEST(file_list_ignores_what_is_not_a_blob)
     list_blobs(B, &l);
     ck_assert_int_eq(l.seen[0], 1);
     free_blob(&t);
+}
+END_TEST
+
+static void expect_file_text(const char *path, const char *text)
+{
+    char got[64] = "";
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no %s", path);
+    size_t n = fread(got, 1, sizeof got - 1, f);
+    fclose(f);
+    got[n] = '\0';
+    ck_assert_str_eq(got, text);
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* A new directory is layout 1: DIR/layout says so, its 256 fan-out
+ * directories are there, and a blob is DIR/ab/KEY. A directory written
+ * before layouts (a blob at DIR/ab/cd/KEY, no DIR/layout) keeps its two
+ * levels: its blobs read and list, new ones go to DIR/ab/cd/, and so on
+ * reopening. A lost layout file is told again from the blobs; a layout
+ * this build does not know is refused at open. */
+START_TEST(file_layouts_new_and_kept)
+{
+    strata_error err;
+    char path[1300], dir[1100], url[1200];
+    snprintf(path, sizeof path, "%s/layout", fs_dir());
+    expect_file_text(path, "fanout-levels 1\n");
+    snprintf(path, sizeof path, "%s/00", fs_dir());
+    ck_assert(is_dir(path));
+    snprintf(path, sizeof path, "%s/ff", fs_dir());
+    ck_assert(is_dir(path));
+    tblob t, u;
+    make_blob(&t, "layout-old", 3000, SCODEC_NONE);
+    make_blob(&u, "layout-new", 3000, SCODEC_NONE);
+    put_blob(B, &t);
+    snprintf(path, sizeof path, "%s/%.2s/%s", fs_dir(), t.key, t.key);
+    ck_assert(access(path, F_OK) == 0);
+
+    /* a store from before layouts: t at DIR/ab/cd/KEY */
+    snprintf(dir, sizeof dir, "%s-legacy-%s", fs_dir(), P);
+    snprintf(path, sizeof path, "%s/%.2s/%.2s", dir, t.key, t.key + 2);
+    ck_assert_int_eq(fs_mkdir_p(path, &err), 0);
+    snprintf(path, sizeof path, "%s/%.2s/%.2s/%s", dir, t.key, t.key + 2, t.key);
+    write_file(path, t.enc.data, t.enc.len);
+    snprintf(url, sizeof url, "file:%s", dir);
+    for (int round = 0; round < 2; round++) {
+        blob_store *s = blobs_open(url, &err);
+        ck_assert_msg(s != NULL, "%s", err.detail);
+        expect_bytes(s, t.key, t.enc.data, t.enc.len);
+        put_blob(s, &u);
+        expect_bytes(s, u.key, u.enc.data, u.enc.len);
+        snprintf(path, sizeof path, "%s/%.2s/%.2s/%s", dir, u.key, u.key + 2, u.key);
+        ck_assert_msg(access(path, F_OK) == 0, "no %s", path);
+        tblob both[2] = {t, u};
+        listing l = {.blobs = both, .n = 2};
+        list_blobs(s, &l);
+        ck_assert_int_eq(l.seen[0], 1);
+        ck_assert_int_eq(l.seen[1], 1);
+        blobs_close(s);
+        snprintf(path, sizeof path, "%s/layout", dir);
+        expect_file_text(path, "fanout-levels 2\n");
+    }
+
+    /* a layout file lost: told again from the blobs (in both layouts) */
+    for (int i = 0; i < 2; i++) {
+        const char *d = i == 0 ? fs_dir() : dir;
+        snprintf(path, sizeof path, "%s/layout", d);
+        ck_assert_int_eq(unlink(path), 0);
+        snprintf(url, sizeof url, "file:%s", d);
+        blob_store *s = blobs_open(url, &err);
+        ck_assert_msg(s != NULL, "%s", err.detail);
+        expect_bytes(s, t.key, t.enc.data, t.enc.len);
+        blobs_close(s);
+        expect_file_text(path, i == 0 ? "fanout-levels 1\n" : "fanout-levels 2\n");
+    }
+
+    /* a layout this build does not know */
+    const char *unknown[] = {"fanout-levels 3\n", "fanout-levels 1", "", "fanout-levels 11\n"};
+    for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++) {
+        write_file(path, unknown[i], strlen(unknown[i]));
+        ck_assert_ptr_null(blobs_open(url, &err));
+        ck_assert_int_eq(err.kind, SERR_INVALID);
+        ck_assert_msg(strstr(err.detail, "layout") != NULL, "%s", err.detail);
+    }
+    test_rmtree(dir);
+    free_blob(&t);
+    free_blob(&u);
 }
 END_TEST
 
@@ -1944,6 +2047,7 @@ static size_t add_contract(Suite *s, int b)
         {stream_readers_meet_a_removal, EVERY},
         {file_list_ignores_what_is_not_a_blob, FILE_ONLY},
         {file_keys_stay_inside_the_directory, FILE_ONLY},
+        {file_layouts_new_and_kept, FILE_ONLY},
         {s3_staging_debris_is_swept, S3_ONLY},
         {gridfs_layout_and_schema, GRIDFS_ONLY},
         {gridfs_damaged_chunks_are_refused, GRIDFS_ONLY},

@@ -945,7 +945,9 @@ static char blob_backend(const test_server *s, char *dir, size_t cap)
     return 0;
 }
 
-/* The blob's file or object name: DIR/ab/cd/KEY or blobs/ab/cd/KEY. */
+/* The blob's file or object name: DIR/ab/KEY (DIR/ab/cd/KEY in a file
+ * store of the layout before DIR/layout, when that file exists) or
+ * blobs/ab/cd/KEY. */
 static int blob_name(const test_server *s, const char *key, char *kind, char *out, size_t cap)
 {
     char dir[512];
@@ -956,7 +958,13 @@ static int blob_name(const test_server *s, const char *key, char *kind, char *ou
     *kind = blob_backend(s, dir, sizeof dir);
     if (*kind == 0)
         return -1;
-    int w = snprintf(out, cap, "%s/%.2s/%.2s/%s", *kind == 'f' ? dir : "blobs", key, key + 2, key);
+    int w;
+    struct stat st;
+    if (*kind != 'f')
+        w = snprintf(out, cap, "blobs/%.2s/%.2s/%s", key, key + 2, key);
+    else if ((w = snprintf(out, cap, "%s/%.2s/%.2s/%s", dir, key, key + 2, key)) < 0 ||
+             (size_t)w >= cap || stat(out, &st) != 0)
+        w = snprintf(out, cap, "%s/%.2s/%s", dir, key, key);
     return w < 0 || (size_t)w >= cap ? -1 : 0;
 }
 

@@ -161,7 +161,7 @@ void test_sqlite_exec(const char *path, const char *sql);
 /* ---- the server's blobs, seen the backend's way ----------------------- */
 
 /* These look at the server's blob store (s->blobs_url) directly, not
- * through Strata's blob code: for file:DIR the files DIR/ab/cd/KEY and
+ * through Strata's blob code: for file:DIR the files DIR/ab/KEY and
  * the streamed writes' DIR/.w-*; for s3://BUCKET/PREFIX the objects
  * PREFIX/blobs/ab/cd/KEY, their touch markers KEY.touched and the staged
  * writes under PREFIX/staging/ (see src/blobs/blobs_s3.h), with AWS_*
