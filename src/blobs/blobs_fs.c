@@ -492,37 +492,64 @@ static int layout_read(const char *dir, int *levels, strata_error *err)
 /* The layout of a directory without DIR/layout, from what its fan-out
  * directories hold: a second level of them (layout 2, written before
  * layouts) or blobs (layout 1, its layout file lost); layout 1 when
- * neither shows, which is every new store. */
+ * neither shows, which is every new store. A fan-out directory that
+ * cannot be read fails the guess (SERR_IO): a wrong guess would be
+ * written down for good and hide every blob of the other layout. */
 static int layout_guess(const char *dir, int *levels, strata_error *err)
 {
     DIR *top = opendir(dir);
     if (top == NULL)
         return serr_set(err, SERR_IO, "cannot list %s: %s", dir, strerror(errno));
     *levels = 0;
-    struct dirent *e1;
-    while (*levels == 0 && (e1 = readdir(top)) != NULL) {
+    int rc = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *e1 = readdir(top);
+        if (e1 == NULL) {
+            if (errno != 0)
+                rc = serr_set(err, SERR_IO, "cannot list %s: %s", dir, strerror(errno));
+            break;
+        }
         char d1[PATH_MAX];
-        DIR *mid;
         if (!is_hex_name(e1->d_name, 2) ||
-            snprintf(d1, sizeof d1, "%s/%s", dir, e1->d_name) >= (int)sizeof d1 ||
-            (mid = opendir(d1)) == NULL)
+            snprintf(d1, sizeof d1, "%s/%s", dir, e1->d_name) >= (int)sizeof d1)
             continue;
-        struct dirent *e2;
-        while (*levels == 0 && (e2 = readdir(mid)) != NULL)
+        DIR *mid = opendir(d1);
+        if (mid == NULL) {
+            if (errno == ENOENT || errno == ENOTDIR)
+                continue; /* gone meanwhile, or not a fan-out directory */
+            rc = serr_set(err, SERR_IO, "cannot list %s: %s", d1, strerror(errno));
+            break;
+        }
+        for (;;) {
+            errno = 0;
+            struct dirent *e2 = readdir(mid);
+            if (e2 == NULL) {
+                if (errno != 0)
+                    rc = serr_set(err, SERR_IO, "cannot list %s: %s", d1, strerror(errno));
+                break;
+            }
             *levels = is_hex_name(e2->d_name, 2)                ? LAYOUT_LEGACY
                       : is_hex_name(e2->d_name, SHA256_HEX_LEN) ? LAYOUT_NEW
                                                                 : 0;
+            if (*levels != 0)
+                break;
+        }
         closedir(mid);
+        if (rc != 0 || *levels != 0)
+            break;
     }
     closedir(top);
-    if (*levels == 0)
+    if (rc == 0 && *levels == 0)
         *levels = LAYOUT_NEW;
-    return 0;
+    return rc;
 }
 
 /* Writes DIR/layout unless it exists: a staged file, synced, linked into
  * place (link, unlike rename, leaves a layout another process wrote
- * first), then the directory synced. */
+ * first; on file systems without hard links, renamed), then the directory
+ * synced. Returns 1, writing nothing, when DIR cannot be written to (a
+ * read-only store: it is read in the layout guessed, as before layouts). */
 static int layout_write_once(const char *dir, int levels, strata_error *err)
 {
     char tmp[PATH_MAX], path[PATH_MAX], text[32];
@@ -530,28 +557,39 @@ static int layout_write_once(const char *dir, int levels, strata_error *err)
     snprintf(path, sizeof path, "%s/" LAYOUT_FILE, dir);
     int len = snprintf(text, sizeof text, LAYOUT_PREFIX "%d\n", levels);
     int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0 && (errno == EROFS || errno == EACCES))
+        return 1;
     if (fd < 0)
         return serr_set(err, fs_errno_kind(errno), "cannot write %s: %s", path, strerror(errno));
     int rc = 0;
-    if (fs_write_all(fd, text, (size_t)len) != 0 || fsync(fd) != 0 ||
-        (link(tmp, path) != 0 && errno != EEXIST))
-        rc = serr_set(err, fs_errno_kind(errno), "cannot write %s: %s", path, strerror(errno));
+    if (fs_write_all(fd, text, (size_t)len) != 0 || fsync(fd) != 0)
+        rc = -1;
+    else if (link(tmp, path) != 0 && errno != EEXIST &&
+             ((errno != EPERM && errno != ENOTSUP && errno != ENOSYS) || rename(tmp, path) != 0))
+        rc = -1;
+    if (rc != 0)
+        serr_set(err, fs_errno_kind(errno), "cannot write %s: %s", path, strerror(errno));
     close(fd);
-    unlink(tmp);
+    unlink(tmp); /* (gone after a rename) */
     return rc == 0 ? fs_sync_dir(dir, err) : rc;
 }
 
-/* Settles the store's layout (writing it when the store is new) and, in
- * layout 1, makes the 256 fan-out directories and syncs them into DIR once
- * here, so that no write pays for a directory of its own. */
+/* Settles the store's layout (writing it down when DIR has none) and, in
+ * layout 1, makes the 256 fan-out directories where missing and syncs
+ * them into DIR, here at open, so that no write pays for a directory of
+ * its own. */
 static int layout_settle(fs_blobs *b, strata_error *err)
 {
     if (layout_read(b->dir, &b->levels, err) != 0)
         return -1;
     if (b->levels == 0) {
-        int guess = 0;
-        if (layout_guess(b->dir, &guess, err) != 0 || layout_write_once(b->dir, guess, err) != 0 ||
-            layout_read(b->dir, &b->levels, err) != 0) /* whichever was linked first */
+        int guess = 0, wrote = 0;
+        if (layout_guess(b->dir, &guess, err) != 0 ||
+            (wrote = layout_write_once(b->dir, guess, err)) < 0)
+            return -1;
+        if (wrote == 1)
+            b->levels = guess;                              /* read-only */
+        else if (layout_read(b->dir, &b->levels, err) != 0) /* whichever was linked first */
             return -1;
     }
     if (b->levels != 1)

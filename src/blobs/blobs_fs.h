@@ -11,7 +11,9 @@
  * layouts keeps its two levels. NULL with err set (SERR_INVALID for a bad
  * DIR or a layout this build does not know, SERR_IO or SERR_UNAVAILABLE
  * when the directory cannot be read or written). Safe to call from several
- * processes at once on one DIR: they settle on one layout. */
+ * processes at once on one DIR: they settle on one layout. A build from
+ * before DIR/layout does not read it: processes sharing DIR are upgraded
+ * together. */
 blob_store *blobs_fs_open(const char *dir, strata_error *err);
 
 #endif

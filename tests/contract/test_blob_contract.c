@@ -1787,6 +1787,8 @@ START_TEST(file_list_ignores_what_is_not_a_blob)
     char leaf[1024], path[1200];
     snprintf(leaf, sizeof leaf, "%s/%.2s", fs_dir(), t.key);
     int stray = 0;
+    snprintf(path, sizeof path, "%s/%s", leaf, t.key);
+    ck_assert_msg(access(path, F_OK) == 0, "no %s", path);
     ck_assert_int_ge(count_entries(leaf, t.key, &stray), 1);
     ck_assert_msg(stray == 0, "%d temp files beside the blob in %s", stray, leaf);
     /* a crashed write's temp file, and junk, are never listed as blobs */
@@ -1839,7 +1841,8 @@ static bool is_dir(const char *path)
  * before layouts (a blob at DIR/ab/cd/KEY, no DIR/layout) keeps its two
  * levels: its blobs read and list, new ones go to DIR/ab/cd/, and so on
  * reopening. A lost layout file is told again from the blobs; a layout
- * this build does not know is refused at open. */
+ * this build does not know, or a fan-out directory that cannot be read
+ * while guessing, is refused at open. */
 START_TEST(file_layouts_new_and_kept)
 {
     strata_error err;
@@ -1903,6 +1906,25 @@ START_TEST(file_layouts_new_and_kept)
         ck_assert_int_eq(err.kind, SERR_INVALID);
         ck_assert_msg(strstr(err.detail, "layout") != NULL, "%s", err.detail);
     }
+    test_rmtree(dir);
+
+    /* a fan-out directory that cannot be read (a symlink loop) fails the
+     * open instead of a guess, and nothing is written down */
+    char loop[1300];
+    snprintf(dir, sizeof dir, "%s-unreadable-%s", fs_dir(), P);
+    ck_assert_int_eq(fs_mkdir_p(dir, &err), 0);
+    snprintf(loop, sizeof loop, "%s/ab", dir);
+    ck_assert_int_eq(symlink("ab", loop), 0);
+    snprintf(url, sizeof url, "file:%s", dir);
+    ck_assert_ptr_null(blobs_open(url, &err));
+    ck_assert_int_eq(err.kind, SERR_IO);
+    snprintf(path, sizeof path, "%s/layout", dir);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    ck_assert_int_eq(unlink(loop), 0);
+    blob_store *s = blobs_open(url, &err);
+    ck_assert_msg(s != NULL, "%s", err.detail);
+    blobs_close(s);
+    expect_file_text(path, "fanout-levels 1\n");
     test_rmtree(dir);
     free_blob(&t);
     free_blob(&u);
