@@ -489,6 +489,16 @@ static int layout_read(const char *dir, int *levels, strata_error *err)
     return 0;
 }
 
+/* The next entry of directory d (at path) in *e, NULL at its end. */
+static int next_entry(DIR *d, const char *path, struct dirent **e, strata_error *err)
+{
+    errno = 0;
+    *e = readdir(d);
+    if (*e == NULL && errno != 0)
+        return serr_set(err, SERR_IO, "cannot list %s: %s", path, strerror(errno));
+    return 0;
+}
+
 /* The layout of a directory without DIR/layout, from what its fan-out
  * directories hold: a second level of them (layout 2, written before
  * layouts) or blobs (layout 1, its layout file lost); layout 1 when
@@ -502,41 +512,25 @@ static int layout_guess(const char *dir, int *levels, strata_error *err)
         return serr_set(err, SERR_IO, "cannot list %s: %s", dir, strerror(errno));
     *levels = 0;
     int rc = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *e1 = readdir(top);
-        if (e1 == NULL) {
-            if (errno != 0)
-                rc = serr_set(err, SERR_IO, "cannot list %s: %s", dir, strerror(errno));
-            break;
-        }
+    struct dirent *e1, *e2;
+    while (*levels == 0 && (rc = next_entry(top, dir, &e1, err)) == 0 && e1 != NULL) {
         char d1[PATH_MAX];
         if (!is_hex_name(e1->d_name, 2) ||
             snprintf(d1, sizeof d1, "%s/%s", dir, e1->d_name) >= (int)sizeof d1)
             continue;
         DIR *mid = opendir(d1);
+        if (mid == NULL && (errno == ENOENT || errno == ENOTDIR))
+            continue; /* gone meanwhile, or not a fan-out directory */
         if (mid == NULL) {
-            if (errno == ENOENT || errno == ENOTDIR)
-                continue; /* gone meanwhile, or not a fan-out directory */
             rc = serr_set(err, SERR_IO, "cannot list %s: %s", d1, strerror(errno));
             break;
         }
-        for (;;) {
-            errno = 0;
-            struct dirent *e2 = readdir(mid);
-            if (e2 == NULL) {
-                if (errno != 0)
-                    rc = serr_set(err, SERR_IO, "cannot list %s: %s", d1, strerror(errno));
-                break;
-            }
+        while (*levels == 0 && (rc = next_entry(mid, d1, &e2, err)) == 0 && e2 != NULL)
             *levels = is_hex_name(e2->d_name, 2)                ? LAYOUT_LEGACY
                       : is_hex_name(e2->d_name, SHA256_HEX_LEN) ? LAYOUT_NEW
                                                                 : 0;
-            if (*levels != 0)
-                break;
-        }
         closedir(mid);
-        if (rc != 0 || *levels != 0)
+        if (rc != 0)
             break;
     }
     closedir(top);
