@@ -539,35 +539,6 @@ static int layout_guess(const char *dir, int *levels, strata_error *err)
     return rc;
 }
 
-/* Writes DIR/layout unless it exists: a staged file, synced, linked into
- * place (link, unlike rename, leaves a layout another process wrote
- * first; on file systems without hard links, renamed), then the directory
- * synced. Returns 1, writing nothing, when DIR cannot be written to (a
- * read-only store: it is read in the layout guessed, as before layouts). */
-static int layout_write_once(const char *dir, int levels, strata_error *err)
-{
-    char tmp[PATH_MAX], path[PATH_MAX], text[32];
-    snprintf(tmp, sizeof tmp, "%s/.w-layout-XXXXXX", dir);
-    snprintf(path, sizeof path, "%s/" LAYOUT_FILE, dir);
-    int len = snprintf(text, sizeof text, LAYOUT_PREFIX "%d\n", levels);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0 && (errno == EROFS || errno == EACCES))
-        return 1;
-    if (fd < 0)
-        return serr_set(err, fs_errno_kind(errno), "cannot write %s: %s", path, strerror(errno));
-    int rc = 0;
-    if (fs_write_all(fd, text, (size_t)len) != 0 || fsync(fd) != 0)
-        rc = -1;
-    else if (link(tmp, path) != 0 && errno != EEXIST &&
-             ((errno != EPERM && errno != ENOTSUP && errno != ENOSYS) || rename(tmp, path) != 0))
-        rc = -1;
-    if (rc != 0)
-        serr_set(err, fs_errno_kind(errno), "cannot write %s: %s", path, strerror(errno));
-    close(fd);
-    unlink(tmp); /* (gone after a rename) */
-    return rc == 0 ? fs_sync_dir(dir, err) : rc;
-}
-
 /* Settles the store's layout (writing it down when DIR has none) and, in
  * layout 1, makes the 256 fan-out directories where missing and syncs
  * them into DIR, here at open, so that no write pays for a directory of
@@ -577,14 +548,19 @@ static int layout_settle(fs_blobs *b, strata_error *err)
     if (layout_read(b->dir, &b->levels, err) != 0)
         return -1;
     if (b->levels == 0) {
-        int guess = 0, wrote = 0;
-        if (layout_guess(b->dir, &guess, err) != 0 ||
-            (wrote = layout_write_once(b->dir, guess, err)) < 0)
+        int guess = 0;
+        if (layout_guess(b->dir, &guess, err) != 0)
             return -1;
-        if (wrote == 1)
-            b->levels = guess;                              /* read-only */
-        else if (layout_read(b->dir, &b->levels, err) != 0) /* whichever was linked first */
-            return -1;
+        if (access(b->dir, W_OK) != 0 && (errno == EROFS || errno == EACCES)) {
+            b->levels = guess; /* read-only: read as before layouts */
+        } else {
+            char path[PATH_MAX], text[32];
+            snprintf(path, sizeof path, "%s/" LAYOUT_FILE, b->dir);
+            int len = snprintf(text, sizeof text, LAYOUT_PREFIX "%d\n", guess);
+            if (fs_write_once(path, text, (size_t)len, err) != 0 ||
+                layout_read(b->dir, &b->levels, err) != 0) /* whichever was placed first */
+                return -1;
+        }
     }
     if (b->levels != 1)
         return 0;

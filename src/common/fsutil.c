@@ -1,6 +1,7 @@
 #include "fsutil.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
@@ -100,7 +101,11 @@ static int write_contents(int fd, const unsigned char *data, size_t len)
     return fs_write_all(fd, data + done, len - done);
 }
 
-int fs_write_atomic(const char *path, const void *data, size_t len, strata_error *err)
+/* fs_write_atomic and fs_write_once: the new file is staged beside path
+ * and put in place by rename (replacing) or by link (not replacing: where
+ * the file system has no hard links, rename, replacing after all). */
+static int write_staged(const char *path, const void *data, size_t len, bool replace,
+                        strata_error *err)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp)
@@ -115,11 +120,19 @@ int fs_write_atomic(const char *path, const void *data, size_t len, strata_error
         unlink(tmp);
         return serr_set(err, fs_errno_kind(e), "cannot write %s: %s", path, strerror(e));
     }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
+    bool placed = close(fd) == 0;
+    if (placed && !replace && link(tmp, path) != 0)
+        placed = errno == EEXIST || ((errno == EPERM || errno == ENOTSUP || errno == ENOSYS) &&
+                                     rename(tmp, path) == 0);
+    else if (placed && replace)
+        placed = rename(tmp, path) == 0;
+    if (!placed) {
         int e = errno;
         unlink(tmp);
         return serr_set(err, fs_errno_kind(e), "cannot move %s into place: %s", path, strerror(e));
     }
+    if (!replace)
+        unlink(tmp); /* linked (or gone after a rename) */
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash == NULL)
@@ -129,6 +142,16 @@ int fs_write_atomic(const char *path, const void *data, size_t len, strata_error
     else
         *slash = '\0';
     return fs_sync_dir(dir, err);
+}
+
+int fs_write_atomic(const char *path, const void *data, size_t len, strata_error *err)
+{
+    return write_staged(path, data, len, true, err);
+}
+
+int fs_write_once(const char *path, const void *data, size_t len, strata_error *err)
+{
+    return write_staged(path, data, len, false, err);
 }
 
 int fs_read_file(const char *path, size_t max_len, strata_buf *out, strata_error *err)

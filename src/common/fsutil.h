@@ -20,6 +20,10 @@ int fs_mkdir_p(const char *path, strata_error *err);
  * whole new one, and after return the new one survives a crash. The temp
  * file is created beside the target (same filesystem). */
 int fs_write_atomic(const char *path, const void *data, size_t len, strata_error *err);
+/* As fs_write_atomic, but an existing path is left as it is (and is
+ * success): of several processes writing one path at once, the first
+ * wins. On a file system without hard links, the last wins instead. */
+int fs_write_once(const char *path, const void *data, size_t len, strata_error *err);
 /* Reads a whole file, refusing files larger than max_len. SERR_NOT_FOUND
  * when it does not exist. */
 int fs_read_file(const char *path, size_t max_len, strata_buf *out, strata_error *err);

@@ -177,6 +177,34 @@ START_TEST(a_first_reservation_is_exact)
 }
 END_TEST
 
+/* fs_write_once places a file that is not there and leaves one that is;
+ * fs_write_atomic replaces it. Neither leaves its staged file behind. */
+START_TEST(a_write_once_keeps_the_first)
+{
+    make_dir("/tmp");
+    char path[300];
+    snprintf(path, sizeof path, "%s/once", dir);
+    strata_error err;
+    strata_buf got;
+    const char *want[] = {"first", "first", "third"};
+    for (int i = 0; i < 3; i++) {
+        const char *text = i == 0 ? "first" : i == 1 ? "second" : "third";
+        int rc = i < 2 ? fs_write_once(path, text, strlen(text), &err)
+                       : fs_write_atomic(path, text, strlen(text), &err);
+        ck_assert_msg(rc == 0, "%s", err.detail);
+        sbuf_init(&got, 0);
+        ck_assert_int_eq(fs_read_file(path, 64, &got, &err), 0);
+        ck_assert_uint_eq(got.len, strlen(want[i]));
+        ck_assert(memcmp(got.data, want[i], got.len) == 0);
+        sbuf_free(&got);
+    }
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "test $(ls -A '%s' | wc -l) -eq 1", dir);
+    ck_assert_msg(system(cmd) == 0, "staged files left in %s", dir);
+    remove_dir();
+}
+END_TEST
+
 static Suite *fsutil_suite(void)
 {
     Suite *s = suite_create("fsutil");
@@ -186,6 +214,7 @@ static Suite *fsutil_suite(void)
     tcase_add_test(t, large_aligned_writes_read_back_on_tmpfs);
     tcase_add_test(t, aligned_buffers_keep_their_cap_and_grow);
     tcase_add_test(t, a_first_reservation_is_exact);
+    tcase_add_test(t, a_write_once_keeps_the_first);
     suite_add_tcase(s, t);
     return s;
 }
