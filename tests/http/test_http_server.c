@@ -420,7 +420,7 @@ START_TEST(server_error_detail_is_generic_and_logged)
     if (strncmp(own.blobs_url, "file:", 5) == 0) {
         /* a directory where the blob file was: reading it fails with an
          * error that names the full path */
-        snprintf(path, sizeof path, "%s/%.2s/%s", own.blobs_url + 5, key, key);
+        ck_assert_int_eq(server_blob_path(&own, key, path, sizeof path), 0);
         ck_assert_int_eq(unlink(path), 0);
         ck_assert_int_eq(mkdir(path, 0755), 0);
     } else {

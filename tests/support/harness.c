@@ -1351,6 +1351,19 @@ done:
     return rc;
 }
 
+int server_blob_path(const test_server *s, const char *key, char *out, size_t cap)
+{
+    char kind, name[1024];
+    if (blob_name(s, key, &kind, name, sizeof name) != 0)
+        return -1;
+    if (kind != 'f') {
+        fprintf(stderr, "harness: blob %.12s is no file: the store is not a directory\n", key);
+        return -1;
+    }
+    int w = snprintf(out, cap, "%s", name);
+    return w < 0 || (size_t)w >= cap ? -1 : 0;
+}
+
 int server_blob_read(const test_server *s, const char *key, strata_buf *out)
 {
     char kind, name[1024];

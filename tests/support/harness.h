@@ -172,6 +172,9 @@ void test_sqlite_exec(const char *path, const char *sql);
 
 /* The number of blobs stored (files or objects named by a key). */
 int server_blob_count(const test_server *s);
+/* The path of blob key's file in a file blob store, in the store's own
+ * layout, into out; -1 for S3 and GridFS stores, or when cap is too small. */
+int server_blob_path(const test_server *s, const char *key, char *out, size_t cap);
 /* The number of streamed writes staged: .w- files, or objects and
  * unfinished multipart uploads under staging/. */
 int server_blob_staged(const test_server *s);
