@@ -1754,6 +1754,25 @@ static const char *fs_dir(void)
     return CB->url + 5;
 }
 
+/* The directory that holds key's file in the suite's store: DIR/ab, or
+ * DIR/ab/cd in a store whose layout file says two levels (STRATA_BLOB_URL
+ * may name a store made before layouts). */
+static void fs_leaf(const char *key, char *out, size_t cap)
+{
+    char path[1100], text[32] = "";
+    snprintf(path, sizeof path, "%s/layout", fs_dir());
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        if (fgets(text, sizeof text, f) == NULL)
+            text[0] = '\0';
+        fclose(f);
+    }
+    if (strcmp(text, "fanout-levels 2\n") == 0)
+        snprintf(out, cap, "%s/%.2s/%.2s", fs_dir(), key, key + 2);
+    else
+        snprintf(out, cap, "%s/%.2s", fs_dir(), key);
+}
+
 /* The entries in dir; *stray counts those named by key and more (the
  * temp files of its writes), when key is given. */
 static int count_entries(const char *dir, const char *key, int *stray)
@@ -1785,7 +1804,7 @@ START_TEST(file_list_ignores_what_is_not_a_blob)
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(B->ops->replace(B, t.key, t.enc.data, t.enc.len, &err), 0);
     char leaf[1024], path[1200];
-    snprintf(leaf, sizeof leaf, "%s/%.2s", fs_dir(), t.key);
+    fs_leaf(t.key, leaf, sizeof leaf);
     int stray = 0;
     snprintf(path, sizeof path, "%s/%s", leaf, t.key);
     ck_assert_msg(access(path, F_OK) == 0, "no %s", path);
@@ -1846,18 +1865,26 @@ static bool is_dir(const char *path)
 START_TEST(file_layouts_new_and_kept)
 {
     strata_error err;
-    char path[1300], dir[1100], url[1200];
-    snprintf(path, sizeof path, "%s/layout", fs_dir());
+    char path[1300], dir[1100], url[1200], fresh[1100];
+    /* a new store, in a directory of its own (whatever the suite's
+     * directory held before): its layout file, its fan-out directories
+     * made at the open, and a blob at DIR/ab/KEY */
+    snprintf(fresh, sizeof fresh, "%s-new-%s", fs_dir(), P);
+    snprintf(url, sizeof url, "file:%s", fresh);
+    blob_store *fresh_store = blobs_open(url, &err);
+    ck_assert_msg(fresh_store != NULL, "%s", err.detail);
+    snprintf(path, sizeof path, "%s/layout", fresh);
     expect_file_text(path, "fanout-levels 1\n");
-    snprintf(path, sizeof path, "%s/00", fs_dir());
+    snprintf(path, sizeof path, "%s/00", fresh);
     ck_assert(is_dir(path));
-    snprintf(path, sizeof path, "%s/ff", fs_dir());
+    snprintf(path, sizeof path, "%s/ff", fresh);
     ck_assert(is_dir(path));
     tblob t, u;
     make_blob(&t, "layout-old", 3000, SCODEC_NONE);
     make_blob(&u, "layout-new", 3000, SCODEC_NONE);
-    put_blob(B, &t);
-    snprintf(path, sizeof path, "%s/%.2s/%s", fs_dir(), t.key, t.key);
+    put_blob(fresh_store, &t);
+    blobs_close(fresh_store);
+    snprintf(path, sizeof path, "%s/%.2s/%s", fresh, t.key, t.key);
     ck_assert(access(path, F_OK) == 0);
 
     /* a store from before layouts: t at DIR/ab/cd/KEY */
@@ -1887,7 +1914,7 @@ START_TEST(file_layouts_new_and_kept)
 
     /* a layout file lost: told again from the blobs (in both layouts) */
     for (int i = 0; i < 2; i++) {
-        const char *d = i == 0 ? fs_dir() : dir;
+        const char *d = i == 0 ? fresh : dir;
         snprintf(path, sizeof path, "%s/layout", d);
         ck_assert_int_eq(unlink(path), 0);
         snprintf(url, sizeof url, "file:%s", d);
@@ -1926,6 +1953,7 @@ START_TEST(file_layouts_new_and_kept)
     blobs_close(s);
     expect_file_text(path, "fanout-levels 1\n");
     test_rmtree(dir);
+    test_rmtree(fresh);
     free_blob(&t);
     free_blob(&u);
 }
