@@ -35,6 +35,7 @@
 #include <netinet/in.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1959,6 +1960,35 @@ START_TEST(file_layouts_new_and_kept)
 }
 END_TEST
 
+/* Staging files a crash left at the top of DIR (a streamed write's .w-
+ * file, the layout file's layout.tmp. one) are removed by a listing once
+ * an hour old; younger ones, and the layout file itself, stay. */
+START_TEST(file_stale_staging_is_swept)
+{
+    const char *names[] = {".w-oldone", "layout.tmp.oldone", ".w-young", "layout.tmp.young"};
+    char path[1200];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", fs_dir(), names[i]);
+        write_file(path, "debris", 6);
+        if (i < 2) { /* two hours old */
+            struct timespec old[2] = {{time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
+            ck_assert_int_eq(utimensat(AT_FDCWD, path, old, 0), 0);
+        }
+    }
+    listing l = {0};
+    list_blobs(B, &l);
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", fs_dir(), names[i]);
+        ck_assert_msg((access(path, F_OK) == 0) == (i >= 2), "%s %s", path,
+                      i < 2 ? "was not swept" : "was swept while young");
+        if (i >= 2)
+            ck_assert_int_eq(unlink(path), 0);
+    }
+    snprintf(path, sizeof path, "%s/layout", fs_dir());
+    ck_assert_int_eq(access(path, F_OK), 0);
+}
+END_TEST
+
 /* A key is a file under DIR and nowhere else: nothing escapes the
  * directory (no file appears beside it or above it). */
 START_TEST(file_keys_stay_inside_the_directory)
@@ -2098,6 +2128,7 @@ static size_t add_contract(Suite *s, int b)
         {file_list_ignores_what_is_not_a_blob, FILE_ONLY},
         {file_keys_stay_inside_the_directory, FILE_ONLY},
         {file_layouts_new_and_kept, FILE_ONLY},
+        {file_stale_staging_is_swept, FILE_ONLY},
         {s3_staging_debris_is_swept, S3_ONLY},
         {gridfs_layout_and_schema, GRIDFS_ONLY},
         {gridfs_damaged_chunks_are_refused, GRIDFS_ONLY},
