@@ -1,9 +1,9 @@
 #include "fsutil.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,9 +101,34 @@ static int write_contents(int fd, const unsigned char *data, size_t len)
     return fs_write_all(fd, data + done, len - done);
 }
 
-/* fs_write_atomic and fs_write_once: the new file is staged beside path
- * and put in place by rename (replacing) or by link (not replacing: where
- * the file system has no hard links, rename, replacing after all). */
+/* Puts the staged file tmp at path: by rename when replacing; else by
+ * link, where a path already there wins (and counts as placed), and where
+ * the file system has no hard links by rename, replacing after all. False
+ * with errno set. */
+static bool place_staged(const char *tmp, const char *path, bool replace)
+{
+    if (replace)
+        return rename(tmp, path) == 0;
+    if (link(tmp, path) == 0 || errno == EEXIST)
+        return true;
+    return (errno == EPERM || errno == ENOTSUP || errno == ENOSYS) && rename(tmp, path) == 0;
+}
+
+/* path's directory, into dir (cap bytes). */
+static void parent_dir(const char *path, char *dir, size_t cap)
+{
+    snprintf(dir, cap, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, cap, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+/* fs_write_atomic and fs_write_once: the new file is staged beside path,
+ * synced, put in place (place_staged), and its directory synced. */
 static int write_staged(const char *path, const void *data, size_t len, bool replace,
                         strata_error *err)
 {
@@ -120,27 +145,14 @@ static int write_staged(const char *path, const void *data, size_t len, bool rep
         unlink(tmp);
         return serr_set(err, fs_errno_kind(e), "cannot write %s: %s", path, strerror(e));
     }
-    bool placed = close(fd) == 0;
-    if (placed && !replace && link(tmp, path) != 0)
-        placed = errno == EEXIST || ((errno == EPERM || errno == ENOTSUP || errno == ENOSYS) &&
-                                     rename(tmp, path) == 0);
-    else if (placed && replace)
-        placed = rename(tmp, path) == 0;
-    if (!placed) {
+    if (close(fd) != 0 || !place_staged(tmp, path, replace)) {
         int e = errno;
         unlink(tmp);
         return serr_set(err, fs_errno_kind(e), "cannot move %s into place: %s", path, strerror(e));
     }
     if (!replace)
         unlink(tmp); /* linked (or gone after a rename) */
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
+    parent_dir(path, dir, sizeof dir);
     return fs_sync_dir(dir, err);
 }
 
