@@ -99,20 +99,20 @@ static void get_entry(request *req, reply *rep)
     char etag[48];
     value_etag(v, etag, sizeof etag);
     const char *inm = req_header(req, "If-None-Match");
+    cache_value *mine = v; /* our reference, unless the response takes it */
     if (inm != NULL && (strcmp(inm, "*") == 0 || strstr(inm, etag) != NULL)) {
         reply_empty(rep, 304);
     } else {
-        /* the cached bytes themselves, referenced until MHD has sent them:
-         * no copy */
-        cache_value_ref(v);
+        /* the cached bytes themselves, held by our reference until MHD has
+         * sent them (it frees the response after this returns): no copy */
         struct MHD_Response *r =
             MHD_create_response_from_buffer_with_free_callback_cls(v->len, v->data, unref_value, v);
         if (r == NULL) {
             cache_value_unref(v);
-            cache_value_unref(v);
             reply_problem(rep, 503, "out-of-memory", "out of memory");
             return;
         }
+        mine = NULL;
         rep->status = 200;
         rep->set = true;
         rep->response = r;
@@ -130,7 +130,7 @@ static void get_entry(request *req, reply *rep)
         memcpy(cc + 8, secs, strlen(secs) + 1);
         reply_header_add(rep, "Cache-Control", cc);
     }
-    cache_value_unref(v);
+    cache_value_unref(mine);
 }
 
 /* ?ttl=SECONDS, else Cache-Control: max-age=SECONDS, else 0 (the namespace's). */

@@ -163,10 +163,15 @@ struct cache_manager {
     cache_config cfg;
     l2_cache *l2;
     l1_budget budget;
+    /* Namespaces only ever get added (none is freed before cache_free):
+     * ns_add fills ns[nns] under ns_mu, then publishes it by storing nns
+     * with release, so lookups read nns with acquire and scan without the
+     * lock (a hit would otherwise make every HTTP thread write ns_mu's
+     * cache line twice a request). */
     pthread_mutex_t ns_mu;
     ns_state *ns[CACHE_NS_MAX];
-    int nns;
-    int nclient; /* client-created among them */
+    atomic_int nns;
+    int nclient; /* client-created among them, under ns_mu */
     pthread_mutex_t fly_mu;
     inflight *flying;
     /* bumped by every invalidation in this process: with no L2 it is what
@@ -228,7 +233,7 @@ void cache_free(cache_manager *cm)
 {
     if (cm == NULL)
         return;
-    for (int i = 0; i < cm->nns; i++) {
+    for (int i = 0; i < atomic_load(&cm->nns); i++) {
         l1_free(cm->ns[i]->l1);
         free(cm->ns[i]);
     }
@@ -289,7 +294,8 @@ void cache_internal_ns(const char *ns, char *out, size_t cap)
 static ns_state *ns_add(cache_manager *cm, const char *name, const cache_ns_config *c,
                         enum ns_kind kind, strata_error *err)
 {
-    if (cm->nns == CACHE_NS_MAX) {
+    int n = atomic_load_explicit(&cm->nns, memory_order_relaxed);
+    if (n == CACHE_NS_MAX) {
         serr_set(err, SERR_CONFLICT, "too many cache namespaces (at most %d)", CACHE_NS_MAX);
         return NULL;
     }
@@ -307,13 +313,17 @@ static ns_state *ns_add(cache_manager *cm, const char *name, const cache_ns_conf
         serr_set(err, SERR_NOMEM, "out of memory");
         return NULL;
     }
-    cm->ns[cm->nns++] = s;
+    cm->ns[n] = s;
+    atomic_store_explicit(&cm->nns, n + 1, memory_order_release);
     return s;
 }
 
-static ns_state *ns_find_locked(cache_manager *cm, const char *name)
+/* The namespace called name among those published; any thread, with or
+ * without ns_mu (under it, nothing can be added meanwhile). */
+static ns_state *ns_find(cache_manager *cm, const char *name)
 {
-    for (int i = 0; i < cm->nns; i++)
+    int n = atomic_load_explicit(&cm->nns, memory_order_acquire);
+    for (int i = 0; i < n; i++)
         if (strcmp(cm->ns[i]->cfg.name, name) == 0)
             return cm->ns[i];
     return NULL;
@@ -323,9 +333,7 @@ static ns_state *ns_find_locked(cache_manager *cm, const char *name)
  * (nothing is created here: see cache_ns_create). */
 static ns_state *ns_get(cache_manager *cm, const char *name, strata_error *err)
 {
-    pthread_mutex_lock(&cm->ns_mu);
-    ns_state *s = ns_find_locked(cm, name);
-    pthread_mutex_unlock(&cm->ns_mu);
+    ns_state *s = ns_find(cm, name);
     if (s == NULL)
         serr_set(err, SERR_NOT_FOUND, "no cache namespace '%s'", name);
     return s;
@@ -343,7 +351,7 @@ int cache_ns_create(cache_manager *cm, const char *name, strata_error *err)
     if (strncmp(name, CACHE_INTERNAL_PREFIX, strlen(CACHE_INTERNAL_PREFIX)) == 0)
         return serr_set(err, SERR_INVALID, "cache namespace '%s' is reserved", name);
     pthread_mutex_lock(&cm->ns_mu);
-    ns_state *s = ns_find_locked(cm, name);
+    ns_state *s = ns_find(cm, name);
     int rc = 0;
     if (s != NULL && s->kind == NS_INTERNAL)
         rc = serr_set(err, SERR_INVALID, "cache namespace '%s' is reserved", name);
@@ -900,16 +908,12 @@ json_t *cache_stats_json(cache_manager *cm, const char *ns)
         return s && s->kind != NS_INTERNAL ? ns_json(cm, s) : NULL;
     }
     json_t *visible = json_object(), *internal = json_object();
-    pthread_mutex_lock(&cm->ns_mu);
-    int n = cm->nns;
-    ns_state *list[CACHE_NS_MAX];
-    memcpy(list, cm->ns, sizeof list);
-    pthread_mutex_unlock(&cm->ns_mu);
+    int n = atomic_load_explicit(&cm->nns, memory_order_acquire);
     for (int i = 0; i < n; i++) {
-        bool in = list[i]->kind == NS_INTERNAL;
+        bool in = cm->ns[i]->kind == NS_INTERNAL;
         /* internal namespaces show under the name they shadow, read-only */
-        const char *name = list[i]->cfg.name + (in ? strlen(CACHE_INTERNAL_PREFIX) : 0);
-        json_object_set_new(in ? internal : visible, name, ns_json(cm, list[i]));
+        const char *name = cm->ns[i]->cfg.name + (in ? strlen(CACHE_INTERNAL_PREFIX) : 0);
+        json_object_set_new(in ? internal : visible, name, ns_json(cm, cm->ns[i]));
     }
     return json_pack("{s:o, s:o, s:{s:I, s:I}, s:s}", "namespaces", visible, "internal", internal,
                      "l1_budget", "limit_bytes", (json_int_t)cm->budget.limit, "used_bytes",
