@@ -1,6 +1,8 @@
 /* Prometheus metrics of the HTTP layer: requests by route and status, a
- * latency histogram, in-flight requests. Counters are relaxed atomics so
- * the thread pool never takes a lock to count. */
+ * latency histogram, in-flight requests. Counters are relaxed atomics,
+ * kept per thread (in slots a scrape adds up), so that counting takes no
+ * lock and threads do not share the cache lines they count in. All
+ * functions may be called from any thread. */
 #ifndef STRATA_METRICS_H
 #define STRATA_METRICS_H
 

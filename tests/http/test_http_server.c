@@ -2,7 +2,9 @@
 #include <check.h>
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +130,74 @@ static unsigned long long metric_value(const char *text, const char *name)
     ck_assert_msg(line != NULL, "no %s in /metrics", name);
     return strtoull(line + strlen(name), NULL, 10);
 }
+
+static unsigned long long scrape(const char *name)
+{
+    http_resp r;
+    ck_assert_int_eq(http_do(&S, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    unsigned long long v = metric_value(r.body, name);
+    http_resp_free(&r);
+    return v;
+}
+
+#define HEALTH_OK "strata_http_requests_total{route=\"/health\",status=\"200\"} "
+enum { COUNTING_CLIENTS = 4, COUNTED_EACH = 25 };
+
+typedef char request_id[80];
+
+/* COUNTED_EACH GETs of /health, each on a connection of its own; the
+ * request ids they were given into arg (request_id[COUNTED_EACH]). */
+static void *count_health(void *arg)
+{
+    request_id *ids = arg;
+    for (int i = 0; i < COUNTED_EACH; i++) {
+        http_resp r;
+        if (http_do(&S, "GET", "/health", NULL, NULL, 0, &r) != 0)
+            return (void *)1;
+        bool bad = r.status != 200 || http_header(&r, "X-Request-Id", ids[i], sizeof ids[i]) != 0;
+        http_resp_free(&r);
+        if (bad)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* The server counts in a slot per thread (metrics.c) and numbers requests
+ * from blocks per thread: requests from several clients at once, spread
+ * over its threads, add up exactly and get ids of their own. A
+ * request is counted just after its response went out, so the scrape is
+ * repeated (for up to 5 s) until the last one shows. */
+START_TEST(metrics_add_up_what_every_thread_counted)
+{
+    unsigned long long before = scrape(HEALTH_OK);
+    pthread_t th[COUNTING_CLIENTS];
+    static request_id ids[COUNTING_CLIENTS * COUNTED_EACH];
+    for (int i = 0; i < COUNTING_CLIENTS; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, count_health, &ids[i * COUNTED_EACH]), 0);
+    for (int i = 0; i < COUNTING_CLIENTS; i++) {
+        void *failed = NULL;
+        pthread_join(th[i], &failed);
+        ck_assert_ptr_null(failed);
+    }
+    /* the ids the server made up, from blocks each thread takes, differ */
+    qsort(ids, COUNTING_CLIENTS * COUNTED_EACH, sizeof ids[0], id_cmp);
+    for (int i = 1; i < COUNTING_CLIENTS * COUNTED_EACH; i++)
+        ck_assert_str_ne(ids[i - 1], ids[i]);
+    const unsigned long long want = before + COUNTING_CLIENTS * COUNTED_EACH;
+    unsigned long long now = scrape(HEALTH_OK);
+    for (int i = 0; i < 100 && now < want; i++) {
+        usleep(50 * 1000);
+        now = scrape(HEALTH_OK);
+    }
+    ck_assert_uint_eq(now, want);
+}
+END_TEST
 
 /* The SQLite store's group commit. Saves are durable when answered, so
  * each is in a counted commit by then: the writes counter grows by at
@@ -518,6 +588,7 @@ static Suite *http_suite(void)
     tcase_add_test(t, request_id_is_echoed);
     tcase_add_test(t, metrics_count_requests_by_route_and_status);
     tcase_add_test(t, metrics_count_the_stores_commits_and_their_writes);
+    tcase_add_test(t, metrics_add_up_what_every_thread_counted);
     tcase_add_test(t, openapi_is_served);
     tcase_add_test(t, unknown_path_is_404_problem);
     tcase_add_test(t, wrong_method_is_405_with_allow);
