@@ -376,14 +376,14 @@ static int fs_begin_write(blob_store *base, blob_writer **out, strata_error *err
 
 /* Removes staging files a crash left behind (older than an hour: no live
  * writer takes that long between two writes of one body): streamed
- * writes' .w- files, and the layout file's (fs_write_once stages it as
- * layout.tmp.XXXXXX). */
+ * writes' .w- files, and the layout file's (fs_write_once stages it
+ * beside it, as fsutil.h says). */
 static void drop_stale_staging(const fs_blobs *b, const char *name)
 {
     char p[PATH_MAX];
     struct stat st;
     if ((strncmp(name, ".w-", 3) != 0 &&
-         strncmp(name, LAYOUT_FILE ".tmp.", sizeof LAYOUT_FILE ".tmp." - 1) != 0) ||
+         strncmp(name, LAYOUT_FILE FS_STAGED_INFIX, sizeof LAYOUT_FILE FS_STAGED_INFIX - 1) != 0) ||
         snprintf(p, sizeof p, "%s/%s", b->dir, name) >= (int)sizeof p || stat(p, &st) != 0)
         return;
     struct timespec now;

@@ -133,7 +133,7 @@ static int write_staged(const char *path, const void *data, size_t len, bool rep
                         strata_error *err)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp)
+    if (snprintf(tmp, sizeof tmp, "%s" FS_STAGED_INFIX "XXXXXX", path) >= (int)sizeof tmp)
         return serr_set(err, SERR_INVALID, "path too long: %s", path);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)

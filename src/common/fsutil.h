@@ -18,7 +18,9 @@ int fs_mkdir_p(const char *path, strata_error *err);
 
 /* Writes `data` to `path` atomically: a reader sees the old file or the
  * whole new one, and after return the new one survives a crash. The temp
- * file is created beside the target (same filesystem). */
+ * file is created beside the target (same filesystem), named path
+ * FS_STAGED_INFIX and six random characters; a crash can leave it. */
+#define FS_STAGED_INFIX ".tmp."
 int fs_write_atomic(const char *path, const void *data, size_t len, strata_error *err);
 /* As fs_write_atomic, but an existing path is left as it is (and is
  * success): of several processes writing one path at once, the first
